@@ -1,0 +1,1 @@
+"""Ray actors: the Supervisor, one TenantActor per tenant, EquipmentActors hosting entities."""

@@ -1,0 +1,221 @@
+"""EquipmentActor: hosts the model state of one or more pieces of equipment.
+
+It learns from batches the TenantActor sends after the readings are committed, turns
+model decisions into alert rows (committed first) and ALERTS messages, and checkpoints
+its entities so a restart resumes where it left off.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
+from config import Settings
+from models import AlertChange, EquipmentState, Snapshot, build_rule, default_rules
+from schema.alerts import AlertEvent
+from schema.subjects import alerts_subject
+from store import db
+
+log = logging.getLogger(__name__)
+SnapshotTuple = tuple[datetime, dict[str, float]]
+CATCH_UP_LIMIT = 20_000
+TICK_SECONDS = 5.0
+
+
+def build_rules(equipment_type: str, custom: Sequence[dict[str, Any]]) -> list:
+    """Defaults for the type, overridden or extended by the tenant's own rules."""
+    rules = {r.rule_id: r for r in default_rules(equipment_type)}
+    for spec in custom:
+        try:
+            rule = build_rule(spec["id"], spec["kind"], dict(spec["params"] or {}))
+        except ValueError as exc:
+            log.warning("rule %s ignored: %s", spec["id"], exc)
+            continue
+        rules[rule.rule_id] = rule
+    return list(rules.values())
+
+
+def rules_for(equipment_id: str, equipment_type: str, rule_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        r for r in rule_rows
+        if (r["equipment_id"] in (None, equipment_id)) and (r["equipment_type"] in (None, equipment_type))
+    ]
+
+
+def to_change_rows(changes: Sequence[AlertChange]) -> list[db.AlertChangeRow]:
+    return [
+        db.AlertChangeRow(kind=c.kind, equipment_id=c.equipment_id, rule_id=c.rule_id, severity=c.severity,
+                          ts=c.ts, message=c.message, details=c.details)
+        for c in changes
+    ]
+
+
+async def publish_alert_events(js: Any, tenant_id: str, events: Sequence[Any]) -> None:
+    """Publish committed alert events; Nats-Msg-Id makes a republish after a crash harmless."""
+    for row in events:
+        event = AlertEvent(**dict(row))
+        await js.publish(
+            alerts_subject(tenant_id, event.equipment_id), event.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": f"alert-event-{event.seq}"},
+        )
+
+
+@ray.remote(**ACTOR_OPTIONS)
+class EquipmentActor:
+    def __init__(self, tenant_id: str, slot: str, settings: Settings) -> None:
+        setup_logging()
+        self.tenant_id = tenant_id
+        self.slot = slot
+        self.settings = settings
+        self.entities: dict[str, EquipmentState] = {}
+        self._lock = asyncio.Lock()
+        self._pool = None
+        self._nc = None
+        self._js = None
+        self._registry: dict[str, str] | None = None
+        self._rule_rows: list[dict[str, Any]] | None = None
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._tick_task: asyncio.Task | None = None
+        self.counters = {"values_learned": 0, "snapshots_learned": 0, "alert_events": 0, "restored": 0,
+                         "caught_up_snapshots": 0}
+        self.started_at = time.time()
+
+    async def _ensure_started(self) -> None:
+        if self._pool is None:
+            self._pool, self._nc = await open_connections(
+                self.settings, f"equipment-{self.tenant_id}-{self.slot}", pool_size=2)
+            self._js = self._nc.jetstream()
+        if self._tick_task is None or self._tick_task.done():
+            self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def _load_registry(self) -> None:
+        equipment = await db.list_equipment(self._pool, self.tenant_id)
+        self._registry = {e.equipment_id: e.type for e in equipment}
+        self._rule_rows = [dict(r) for r in await db.list_rules(self._pool, self.tenant_id)]
+
+    async def _entity(self, equipment_id: str) -> EquipmentState:
+        entity = self.entities.get(equipment_id)
+        if entity is not None:
+            return entity
+        if self._registry is None or equipment_id not in self._registry:
+            await self._load_registry()
+        etype = (self._registry or {}).get(equipment_id, "other")
+        rules = build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or []))
+        blobs = await db.load_checkpoints(self._pool, self.tenant_id, [equipment_id])
+        if equipment_id in blobs:
+            entity = EquipmentState.from_bytes(blobs[equipment_id])
+            entity.set_rules(rules)
+            self.counters["restored"] += 1
+        else:
+            entity = EquipmentState(equipment_id, etype, rules, seed=self.settings.model_seed)
+        open_alerts = await db.load_open_alerts(self._pool, self.tenant_id, [equipment_id])
+        entity.restore_open_alerts((r["rule_id"], r["severity"]) for r in open_alerts)
+        self.entities[equipment_id] = entity
+        # Readings committed after the checkpoint were learned by a process that is gone;
+        # learn them again so the model is what it would have been without the crash.
+        rows = await db.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
+                                       CATCH_UP_LIMIT)
+        if rows:
+            changes = entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows])
+            self.counters["caught_up_snapshots"] += len(rows)
+            await self._emit(changes)
+        return entity
+
+    async def _emit(self, changes: Sequence[AlertChange]) -> None:
+        if not changes:
+            return
+        events = await db.persist_alert_changes(self._pool, self.tenant_id, to_change_rows(changes))
+        self.counters["alert_events"] += len(events)
+        await publish_alert_events(self._js, self.tenant_id, events)
+
+    async def process(self, batch: dict[str, list[SnapshotTuple]]) -> int:
+        """Learn a committed batch (equipment id -> snapshots in arrival order); returns values learned."""
+        async with self._lock:
+            await self._ensure_started()
+            changes: list[AlertChange] = []
+            learned = 0
+            for equipment_id, snapshots in batch.items():
+                entity = await self._entity(equipment_id)
+                before = entity.values_seen
+                changes.extend(entity.learn_many([Snapshot(ts, values) for ts, values in snapshots]))
+                learned += entity.values_seen - before
+                self.counters["snapshots_learned"] += len(snapshots)
+            self.counters["values_learned"] += learned
+            await self._emit(changes)
+            self._since_checkpoint += learned
+            if (self._since_checkpoint >= self.settings.checkpoint_every_readings
+                    or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_every_seconds):
+                await self._checkpoint()
+            return learned
+
+    async def host(self, equipment_ids: list[str]) -> None:
+        """Make sure these entities are loaded (so silent equipment is still watched for stale data)."""
+        async with self._lock:
+            await self._ensure_started()
+            for equipment_id in equipment_ids:
+                await self._entity(equipment_id)
+
+    async def reload(self) -> None:
+        """Registry or rules changed (``ctl.<tenant>``): rebuild every hosted entity's rules."""
+        async with self._lock:
+            await self._ensure_started()
+            await self._load_registry()
+            for equipment_id, entity in self.entities.items():
+                etype = (self._registry or {}).get(equipment_id, "other")
+                entity.set_rules(build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or [])))
+
+    async def _checkpoint(self) -> None:
+        items = [
+            (eid, e.summary()["model_version"], e.to_bytes(), e.last_learned_ts, e.samples_seen)
+            for eid, e in self.entities.items()
+        ]
+        if items:
+            await db.save_checkpoints(self._pool, self.tenant_id, items)
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+
+    async def checkpoint(self) -> int:
+        async with self._lock:
+            await self._ensure_started()
+            await self._checkpoint()
+            return len(self.entities)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                async with self._lock:
+                    now = datetime.now(UTC)
+                    changes = [c for e in self.entities.values() for c in e.tick(now)]
+                    await self._emit(changes)
+            except Exception:  # a bad tick must not end the loop
+                log.exception("tick failed for %s/%s", self.tenant_id, self.slot)
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "entities": {eid: e.summary() for eid, e in self.entities.items()},
+            "counters": dict(self.counters),
+            "started_at": self.started_at,
+        }
+
+    async def stop(self) -> None:
+        """Checkpoint and close; called on orderly shutdown."""
+        async with self._lock:
+            if self._pool is None:
+                return
+            if self._tick_task:
+                self._tick_task.cancel()
+            await self._checkpoint()
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            await self._pool.close()
+            self._pool = None
+

@@ -1,0 +1,260 @@
+"""TenantActor: owns one tenant's durable JetStream consumer.
+
+Per batch: validate each message (bad ones go to ``dlq.<tenant>`` and are acked), write
+the readings idempotently, hand them to the EquipmentActors, and only then ack. A crash
+anywhere before the ack means redelivery, which the idempotent write and the models'
+"already learned" check make harmless.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ray
+from pydantic import ValidationError
+
+from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging
+from actors.equipment import EquipmentActor, publish_alert_events
+from actors.placement import place
+from config import Settings
+from schema.ids import InvalidIdentifier
+from schema.subjects import ctl_subject, split_tele_subject
+from schema.telemetry import parse_telemetry, validation_reason
+from store import bus, db
+
+log = logging.getLogger(__name__)
+WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
+FETCH_TIMEOUT = 0.25
+
+
+class Rejected(Exception):
+    """A message that can never be stored: it goes to the DLQ."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: timedelta,
+                   ) -> tuple[str, list[tuple[datetime, dict[str, float]]]]:
+    """Equipment id and snapshots of one message, or ``Rejected`` with the reason."""
+    try:
+        subject_tenant, equipment_id = split_tele_subject(subject)
+    except (ValueError, InvalidIdentifier) as exc:
+        raise Rejected(str(exc), "bad_subject") from exc
+    if subject_tenant != tenant_id:
+        raise Rejected(f"subject {subject!r} is not this tenant's", "bad_subject")
+    try:
+        batch = parse_telemetry(data, max_future_skew=max_future_skew)
+    except ValidationError as exc:
+        code = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid"
+        raise Rejected(validation_reason(exc), code) from exc
+    snapshots = []
+    for reading in batch.readings:
+        if reading.equipment_id != equipment_id:
+            raise Rejected(
+                f"equipment_id {reading.equipment_id!r} does not match subject equipment {equipment_id!r}",
+                "equipment_mismatch")
+        snapshots.append((reading.ts, dict(reading.values)))
+    return equipment_id, snapshots
+
+
+@ray.remote(**ACTOR_OPTIONS)
+class TenantActor:
+    def __init__(self, tenant_id: str, settings: Settings) -> None:
+        setup_logging()
+        self.tenant_id = tenant_id
+        self.settings = settings
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._pool = None
+        self._nc = None
+        self._js = None
+        self.equipment: dict[str, db.EquipmentInfo] = {}
+        self.placement: dict[str, str] = {}
+        self.actors: dict[str, Any] = {}
+        self.counters: dict[str, Any] = {
+            "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
+            "dlq": defaultdict(int), "errors": 0,
+        }
+        self.write_hist = [0] * len(WRITE_BUCKETS)
+        self.write_sum = 0.0
+        self.lag = (0, 0)
+        self.last_batch_at: float | None = None
+
+    # ----------------------------------------------------------- lifecycle
+
+    async def ensure_running(self) -> bool:
+        """Idempotent start; the Supervisor calls it after creation and after restarts."""
+        if self._task is None or self._task.done():
+            if self._task is not None and self._task.exception():
+                log.error("consume loop of %s ended: %r; restarting", self.tenant_id, self._task.exception())
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return True
+
+    async def _run(self) -> None:
+        if self._pool is None:
+            self._pool, self._nc = await open_connections(self.settings, f"tenant-{self.tenant_id}", pool_size=3)
+            self._js = self._nc.jetstream()
+            await self._nc.subscribe(ctl_subject(self.tenant_id), cb=self._on_ctl)
+        await self._load_registry()
+        sub = await bus.telemetry_subscription(self._js, self.tenant_id,
+                                               max_ack_pending=self.settings.max_ack_pending)
+        housekeeping = asyncio.get_running_loop().create_task(self._housekeeping())
+        try:
+            while not self._stopping:
+                msgs = await bus.fetch_batch(sub, self.settings.fetch_batch, FETCH_TIMEOUT)
+                if not msgs:
+                    continue
+                try:
+                    await self._handle_batch(msgs)
+                except Exception:
+                    # DB or an EquipmentActor is down: hand the batch back for a prompt
+                    # redelivery instead of waiting out ack_wait. Nothing half-done is lost.
+                    log.exception("batch of %d failed for %s; redelivering", len(msgs), self.tenant_id)
+                    self.counters["errors"] += 1
+                    for msg in msgs:
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=1)
+                    await asyncio.sleep(1)
+        finally:
+            housekeeping.cancel()
+
+    async def _load_registry(self) -> None:
+        equipment = await db.list_equipment(self._pool, self.tenant_id)
+        self.equipment = {e.equipment_id: e for e in equipment}
+        self._place()
+
+    def _place(self) -> None:
+        dedicated = {e.equipment_id for e in self.equipment.values() if e.dedicated}
+        self.placement = place(self.equipment, budget=self.settings.equipment_actor_budget, dedicated=dedicated)
+        for slot in set(self.placement.values()) - set(self.actors):
+            self.actors[slot] = EquipmentActor.options(
+                name=f"equipment:{self.tenant_id}:{slot}", namespace=NAMESPACE, get_if_exists=True,
+                lifetime=None,
+            ).remote(self.tenant_id, slot, self.settings)
+
+    async def _on_ctl(self, msg: Any) -> None:
+        try:
+            command = json.loads(msg.data or b"{}")
+            if not isinstance(command, dict):
+                raise ValueError("control message must be a JSON object")
+            log.info("tenant %s control: %s", self.tenant_id, command.get("reload", "registry"))
+            await self._load_registry()
+            await asyncio.gather(*(a.reload.remote() for a in self.actors.values()))
+        except Exception as exc:
+            log.warning("bad control message for %s: %s", self.tenant_id, exc)
+
+    # ----------------------------------------------------------- the hot path
+
+    async def _handle_batch(self, msgs: list[Any]) -> None:
+        rows: list[db.ReadingRow] = []
+        by_equipment: dict[str, list[tuple[datetime, dict[str, float]]]] = defaultdict(list)
+        good, bad = [], []
+        skew = self.settings.max_future_skew
+        for msg in msgs:
+            try:
+                equipment_id, snapshots = decode_message(msg.subject, msg.data, self.tenant_id, skew)
+            except Rejected as exc:
+                bad.append((msg, exc))
+                continue
+            except Exception as exc:  # whatever it is, it must not block the stream
+                bad.append((msg, Rejected(f"unreadable message: {exc}", "error")))
+                continue
+            good.append(msg)
+            by_equipment[equipment_id].extend(snapshots)
+            for ts, values in snapshots:
+                rows.extend((self.tenant_id, equipment_id, sensor, ts, value) for sensor, value in values.items())
+        for msg, exc in bad:
+            await bus.publish_dlq(self._js, self.tenant_id, subject=msg.subject, payload=msg.data,
+                                  reason=exc.reason, headers=msg.headers)
+            self.counters["dlq"][exc.code] += 1
+            await msg.ack()
+        if not good:
+            return
+        unknown = [e for e in by_equipment if e not in self.equipment]
+        if unknown:
+            # A feed may report equipment before anyone registered it: keep its data, register it.
+            await db.upsert_equipment(self._pool, self.tenant_id, [(e, "other", e) for e in unknown])
+            await self._load_registry()
+        started = time.perf_counter()
+        inserted = await db.copy_readings(self._pool, rows)
+        self._observe_write(time.perf_counter() - started)
+        await self._learn(by_equipment)
+        for msg in good:
+            await msg.ack()
+        self.counters["messages"] += len(good)
+        self.counters["snapshots"] += sum(len(v) for v in by_equipment.values())
+        self.counters["readings_ingested"] += inserted
+        self.counters["readings_duplicate"] += len(rows) - inserted
+        self.counters["batches"] += 1
+        self.last_batch_at = time.time()
+
+    async def _learn(self, by_equipment: dict[str, list[tuple[datetime, dict[str, float]]]]) -> None:
+        per_slot: dict[str, dict[str, list]] = defaultdict(dict)
+        for equipment_id, snapshots in by_equipment.items():
+            per_slot[self.placement[equipment_id]][equipment_id] = snapshots
+        await asyncio.gather(*(self.actors[slot].process.remote(batch) for slot, batch in per_slot.items()))
+
+    def _observe_write(self, seconds: float) -> None:
+        self.write_sum += seconds
+        for i, bound in enumerate(WRITE_BUCKETS):
+            if seconds <= bound:
+                self.write_hist[i] += 1
+                break
+
+    # ----------------------------------------------------------- background duties
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                self.lag = await bus.consumer_lag(self._js, self.tenant_id)
+                now = datetime.now(UTC)
+                events = await db.escalate_overdue(
+                    self._pool, self.tenant_id,
+                    older_than=now - timedelta(seconds=self.settings.escalate_after_seconds), now=now)
+                await publish_alert_events(self._js, self.tenant_id, events)
+                by_slot: dict[str, list[str]] = defaultdict(list)
+                for equipment_id, slot in self.placement.items():
+                    by_slot[slot].append(equipment_id)
+                await asyncio.gather(*(self.actors[s].host.remote(ids) for s, ids in by_slot.items()))
+            except Exception:
+                log.exception("housekeeping failed for %s", self.tenant_id)
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "counters": {k: (dict(v) if isinstance(v, defaultdict) else v) for k, v in self.counters.items()},
+            "write_hist": list(self.write_hist), "write_sum": self.write_sum,
+            "write_buckets": list(WRITE_BUCKETS),
+            "lag_pending": self.lag[0], "lag_ack_pending": self.lag[1],
+            "equipment": len(self.equipment), "equipment_actors": len(self.actors),
+            "running": self._task is not None and not self._task.done(),
+            "last_batch_at": self.last_batch_at,
+        }
+
+    async def equipment_status(self) -> list[dict[str, Any]]:
+        return await asyncio.gather(*(a.status.remote() for a in self.actors.values()))
+
+    async def equipment_actor(self, equipment_id: str) -> Any:
+        return self.actors.get(self.placement.get(equipment_id, ""))
+
+    async def stop(self) -> None:
+        """Stop consuming, checkpoint the models, close connections."""
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, timeout=5)
+        await asyncio.gather(*(a.stop.remote() for a in self.actors.values()), return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        if self._pool is not None:
+            await self._pool.close()

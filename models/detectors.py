@@ -1,0 +1,342 @@
+"""Streaming anomaly scoring: one cheap univariate detector per sensor, one multivariate per equipment.
+
+Both detectors follow River's contract: `score_one` reads the model and returns a number in [0, 1]
+(call it before `learn_one`), `learn_one` changes the model. Settings are stored under the names of the
+constructor arguments; working state is built on first use, so the objects copy and pickle cleanly.
+NaN and infinite values are skipped silently.
+
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from river import anomaly
+
+__all__ = ["EWStats", "SensorAnomalyDetector", "SnapshotAnomalyDetector"]
+
+_SQRT2 = math.sqrt(2.0)
+_ABS_MIN_STD = 1e-9
+
+
+class EWStats:
+    """Exponentially weighted mean and variance, with a warm-up and a clipped (winsorised) update.
+
+    The weight of a new value is ``max(fading_factor, 1 / n)``: the first ``1 / fading_factor``
+    values give the plain running mean and (population) variance, so the estimates are not biased
+    towards the first value; after that the statistics forget at the rate ``fading_factor``.
+    Once ``clip_after`` values have been seen, a value is clipped to ``mean ± clip * std`` before it
+    is learned: a spike moves the baseline by at most ``clip`` standard deviations' worth, while a lasting
+    level change still widens the variance step by step and is adapted to (a Huber-like update).
+
+    Parameters
+    ----------
+    fading_factor
+        Weight of a new value once warmed up, in (0, 1]. 0.01 remembers about the last 100 values.
+    clip
+        Values further than ``clip`` standard deviations from the mean are clipped before learning.
+    clip_after
+        Number of values learned before clipping starts.
+    rel_min_std
+        Floor of the standard deviation relative to ``|mean|``, so a constant signal does not give
+        infinite z-scores.
+
+    Examples
+    --------
+    >>> s = EWStats(fading_factor=0.1, clip=3.0, clip_after=3)
+    >>> for x in [1.0, 3.0, 5.0]:
+    ...     s.update(x)
+    >>> s.mean, round(s.std, 4)
+    (3.0, 1.633)
+    >>> s.update(1000.0)  # clipped to 3.0 + 3 * 1.633 before it is learned
+    >>> round(s.mean, 4)
+    4.2247
+    >>> round(s.z(3.0), 4)
+    -0.4804
+
+    References
+    ----------
+    [^1]: Finch, T., 2009. Incremental calculation of weighted mean and variance.
+    [^2]: Huber, P. J., 1964. Robust estimation of a location parameter.
+
+    """
+
+    def __init__(
+        self,
+        fading_factor: float = 0.01,
+        clip: float = 3.0,
+        clip_after: int = 30,
+        rel_min_std: float = 1e-3,
+    ) -> None:
+        if not 0.0 < fading_factor <= 1.0:
+            raise ValueError(f"fading_factor must be in (0, 1], got {fading_factor}")
+        if clip <= 0:
+            raise ValueError(f"clip must be > 0, got {clip}")
+        self.fading_factor = fading_factor
+        self.clip = clip
+        self.clip_after = clip_after
+        self.rel_min_std = rel_min_std
+        self.n = 0
+        self.mean = 0.0
+        self.var = 0.0
+
+    @property
+    def std(self) -> float:
+        """Standard deviation, never below ``rel_min_std * |mean|`` (nor 1e-9)."""
+        floor = self.rel_min_std * abs(self.mean) + _ABS_MIN_STD
+        sd = math.sqrt(self.var)
+        return sd if sd > floor else floor
+
+    def z(self, x: float) -> float:
+        """Signed distance of `x` from the mean in standard deviations (0.0 before any value)."""
+        if self.n == 0:
+            return 0.0
+        return (x - self.mean) / self.std
+
+    def update(self, x: float) -> None:
+        """Learn one finite value (NaN and inf are ignored)."""
+        if not math.isfinite(x):
+            return
+        n = self.n + 1
+        self.n = n
+        if n == 1:
+            self.mean = float(x)
+            return
+        mean = self.mean
+        if n > self.clip_after:
+            limit = self.clip * self.std
+            if x > mean + limit:
+                x = mean + limit
+            elif x < mean - limit:
+                x = mean - limit
+        a = 1.0 / n
+        if a < self.fading_factor:
+            a = self.fading_factor
+        d = x - mean
+        self.mean = mean + a * d
+        self.var = (1.0 - a) * (self.var + a * d * d)
+
+
+class SensorAnomalyDetector:
+    """Univariate streaming anomaly detector for one sensor: a robust EW z-score mapped to [0, 1].
+
+    The score is ``erf(|z| / (z_scale * sqrt(2)))``, the probability that a normal variable of standard
+    deviation ``z_scale`` is closer to 0 than ``z``. With the default ``z_scale=2`` a score of 0.99 means
+    ``|z| ≈ 5.15`` and 0.999 means ``|z| ≈ 6.58``: conservative on purpose, because an equipment has
+    several sensors and the anomaly rule takes the maximum. The score is 0.0 until ``warmup`` values
+    have been learned.
+
+    Parameters
+    ----------
+    warmup
+        Number of values to learn before scoring (and before the update is clipped).
+    fading_factor
+        See `EWStats`; 0.01 follows slow level changes over a few hundred samples.
+    clip
+        See `EWStats`: spikes are learned as at most ``clip`` standard deviations.
+    z_scale
+        Spread of the z to score mapping (larger is more conservative).
+    rel_min_std
+        See `EWStats`.
+
+    Examples
+    --------
+    >>> import math
+    >>> det = SensorAnomalyDetector(warmup=10)
+    >>> for i in range(200):
+    ...     det.learn_one(100.0 + math.sin(i))
+    >>> round(det.score_one(100.5), 3)
+    0.275
+    >>> round(det.score_one(110.0), 3)
+    1.0
+    >>> det.score_one(float("nan"))
+    0.0
+    >>> det.learn_one(1e9)  # clipped: the baseline barely moves
+    >>> round(det.mean, 2)
+    100.02
+
+    """
+
+    def __init__(
+        self,
+        warmup: int = 30,
+        fading_factor: float = 0.01,
+        clip: float = 3.0,
+        z_scale: float = 2.0,
+        rel_min_std: float = 1e-3,
+    ) -> None:
+        if z_scale <= 0:
+            raise ValueError(f"z_scale must be > 0, got {z_scale}")
+        self.warmup = warmup
+        self.fading_factor = fading_factor
+        self.clip = clip
+        self.z_scale = z_scale
+        self.rel_min_std = rel_min_std
+        self._stats: EWStats | None = None
+        self._k = 1.0 / (z_scale * _SQRT2)
+
+    def _get_stats(self) -> EWStats:
+        if self._stats is None:
+            self._stats = EWStats(self.fading_factor, self.clip, self.warmup, self.rel_min_std)
+        return self._stats
+
+    @property
+    def n(self) -> int:
+        """Number of values learned."""
+        return 0 if self._stats is None else self._stats.n
+
+    @property
+    def mean(self) -> float:
+        """Expected value (the robust EW mean)."""
+        return 0.0 if self._stats is None else self._stats.mean
+
+    @property
+    def std(self) -> float:
+        """Expected spread (the robust EW standard deviation)."""
+        return 0.0 if self._stats is None else self._stats.std
+
+    def z(self, x: float) -> float:
+        """Signed z-score of `x` against the current baseline (0.0 when not scorable)."""
+        s = self._stats
+        if s is None or s.n == 0 or not math.isfinite(x):
+            return 0.0
+        return s.z(x)
+
+    def learn_one(self, x: float) -> None:
+        """Update the baseline with `x` (NaN/inf are skipped)."""
+        if math.isfinite(x):
+            self._get_stats().update(x)
+
+    def score_one(self, x: float) -> float:
+        """Anomaly score of `x` in [0, 1], before learning it; 0.0 during warm-up or for NaN/inf."""
+        s = self._stats
+        if s is None or s.n < self.warmup or not math.isfinite(x):
+            return 0.0
+        return math.erf(abs(x - s.mean) / s.std * self._k)
+
+
+class SnapshotAnomalyDetector:
+    """Multivariate anomaly detector for an equipment's snapshots: River's Half-Space Trees.
+
+    Each sensor is standardised by its own robust running baseline (`EWStats`) and squashed into
+    [0, 1] as ``0.5 + z / (2 * z_range)`` (clipped), which is the domain the trees expect. The trees
+    are built on the sensors known when they start learning; a sensor that first appears while the
+    trees are still in their first window rebuilds them, one appearing later is left to the
+    univariate detectors. Missing sensors are handled by the trees (the walk follows the heavier
+    child). The score is 0.0 until the trees have a full reference window.
+
+    Parameters
+    ----------
+    n_trees
+        Number of half-space trees.
+    height
+        Height of each tree.
+    window_size
+        Reference window of the trees (in learned snapshots).
+    learn_every
+        Learn the trees from one snapshot in `learn_every` (the scalers learn every snapshot).
+    warmup
+        Snapshots learned by the scalers before the trees start learning.
+    z_range
+        z-scores beyond ± `z_range` hit the edge of [0, 1].
+    fading_factor
+        Fading factor of the per-sensor scalers.
+    seed
+        Random seed of the trees: same seed and same inputs give the same scores.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> det = SnapshotAnomalyDetector(window_size=50, seed=42)
+    >>> for _ in range(300):
+    ...     a = rng.gauss(0.0, 1.0)
+    ...     x = {"load": 10.0 + a, "current": 40.0 + 2.0 * a + rng.gauss(0.0, 0.1)}
+    ...     s = det.score_one(x)
+    ...     det.learn_one(x)
+    >>> round(det.score_one({"load": 10.0, "current": 40.0}), 3)
+    0.507
+    >>> round(det.score_one({"load": 20.0, "current": 60.0}), 3)
+    0.986
+    >>> det.score_one({"load": float("nan")})
+    0.0
+
+    References
+    ----------
+    [^1]: Tan, S.C., Ting, K.M. and Liu, T.F., 2011. Fast anomaly detection for streaming data. IJCAI.
+
+    """
+
+    def __init__(
+        self,
+        n_trees: int = 5,
+        height: int = 6,
+        window_size: int = 250,
+        learn_every: int = 1,
+        warmup: int = 30,
+        z_range: float = 4.0,
+        fading_factor: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        if learn_every < 1:
+            raise ValueError(f"learn_every must be >= 1, got {learn_every}")
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.learn_every = learn_every
+        self.warmup = warmup
+        self.z_range = z_range
+        self.fading_factor = fading_factor
+        self.seed = seed
+        self._scalers: dict[str, EWStats] = {}
+        self._hst: anomaly.HalfSpaceTrees | None = None
+        self._features: frozenset[str] = frozenset()
+        self._n = 0
+
+    def _scale(self, x: Mapping[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        half = 0.5 / self.z_range
+        for k, v in x.items():
+            s = self._scalers.get(k)
+            if s is None or s.n < 2 or not math.isfinite(v):
+                continue
+            u = 0.5 + (v - s.mean) / s.std * half
+            out[k] = 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
+        return out
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """Anomaly score of snapshot `x` in [0, 1], before learning it (0.0 while warming up)."""
+        hst = self._hst
+        if hst is None or hst._first_window:
+            return 0.0
+        u = self._scale(x)
+        if not u:
+            return 0.0
+        score = float(hst.score_one(u))
+        return 0.0 if score < 0.0 else 1.0 if score > 1.0 else score
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Learn snapshot `x`: update the scalers, and the trees every `learn_every`-th snapshot."""
+        self._n += 1
+        if self._n >= self.warmup and self._n % self.learn_every == 0:
+            u = self._scale(x)
+            if u:
+                self._learn_trees(u)
+        scalers = self._scalers
+        for k, v in x.items():
+            s = scalers.get(k)
+            if s is None:
+                s = scalers[k] = EWStats(self.fading_factor, 3.0, self.warmup)
+            s.update(v)
+
+    def _learn_trees(self, u: dict[str, float]) -> None:
+        hst = self._hst
+        if hst is None or (hst._first_window and not self._features.issuperset(u)):
+            # (Re)build the trees on every sensor known so far; they are built on their first learn_one.
+            self._features = self._features.union(u)
+            hst = self._hst = anomaly.HalfSpaceTrees(
+                n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
+            )
+            u = {k: u.get(k, 0.5) for k in sorted(self._features)}
+        hst.learn_one(u)

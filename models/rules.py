@@ -1,0 +1,622 @@
+"""Alert rules: small stateful objects that turn observations into (active, severity) verdicts.
+
+A rule sees every learned snapshot through `observe` and the caller's wall clock through `tick`. It
+returns ``(active, severity)`` or None ("no opinion": e.g. its sensor is missing). The verdicts go through
+the `AlertStateMachine`; only when that would change an alert does the caller ask the rule to
+`describe` itself, so the hot path formats no strings. Rules keep per-equipment state: give each
+equipment its own instances (`Rule.clone`).
+
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from models.events import SEVERITIES, Severity, max_severity
+from schema.equipment import SENSORS_BY_TYPE, EquipmentType
+
+__all__ = [
+    "AnomalyRule",
+    "Observation",
+    "Rule",
+    "StaleDataRule",
+    "StuckSensorRule",
+    "ThresholdRule",
+    "Verdict",
+    "build_rule",
+    "default_rules",
+]
+
+Verdict = tuple[bool, Severity]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the rules see of one learned snapshot.
+
+    Parameters
+    ----------
+    ts
+        Reading time (UTC).
+    values
+        The snapshot's finite values.
+    scores
+        Per-sensor anomaly scores in [0, 1], computed before learning.
+    baselines
+        Per-sensor ``(expected_mean, expected_std)`` before learning.
+    multivariate_score
+        The equipment's multivariate anomaly score in [0, 1].
+
+    """
+
+    ts: datetime
+    values: Mapping[str, float]
+    scores: Mapping[str, float] = field(default_factory=dict)
+    baselines: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    multivariate_score: float = 0.0
+
+
+def _check_severity(severity: str) -> None:
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+
+
+def _check_number(name: str, value: Any, *, optional: bool = False, minimum: float | None = None) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_id(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _r(x: float) -> float:
+    """Round for humans and JSON (finite in, finite out)."""
+    return float(f"{x:.6g}")
+
+
+class Rule(abc.ABC):
+    """Base class of the alert rules.
+
+    Subclasses store their settings under their constructor argument names (so `params` and `clone`
+    work) and their working state in attributes starting with an underscore.
+
+    """
+
+    rule_id: str
+    severity: Severity
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        """Verdict after one learned snapshot, or None for no opinion."""
+        return None
+
+    def tick(self, now: datetime) -> Verdict | None:
+        """Verdict at wall-clock time `now`, or None for no opinion."""
+        return None
+
+    @abc.abstractmethod
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        """Message and JSON-safe details for a change caused by `obs` (or by a tick at `ts`)."""
+
+    @abc.abstractmethod
+    def restore_active(self, severity: Severity) -> None:
+        """Start as active (an alert was open before a restart), so it does not resolve then reopen."""
+
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments of this rule."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def clone(self) -> Rule:
+        """A fresh rule with the same settings and no state."""
+        return type(self)(**self.params())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ThresholdRule(Rule):
+    """Active when a sensor stays above `high` (or below `low`) for `for_seconds` of reading time.
+
+    Once active it clears only when the value is back inside by `hysteresis`
+    (``value < high - hysteresis`` and ``value > low + hysteresis``), so a value hovering at the limit
+    does not flap. A snapshot without the sensor changes nothing.
+
+    Parameters
+    ----------
+    rule_id
+        Dedup key of the alert.
+    sensor
+        The sensor to watch.
+    high
+        Upper limit (None: no upper limit).
+    low
+        Lower limit (None: no lower limit).
+    hysteresis
+        How far back inside the value must come to clear.
+    for_seconds
+        How long (reading timestamps) the value must stay outside before the rule is active.
+    severity
+        Severity of the alert.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> rule = ThresholdRule("tubing_psi_high", "tubing_psi", high=1000.0, hysteresis=50.0, for_seconds=30)
+    >>> t0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    >>> for s, v in [(0, 1450.0), (10, 1450.0), (30, 1450.0), (40, 980.0), (50, 940.0)]:
+    ...     print(s, rule.observe(Observation(t0 + timedelta(seconds=s), {"tubing_psi": v})))
+    0 (False, 'warning')
+    10 (False, 'warning')
+    30 (True, 'warning')
+    40 (True, 'warning')
+    50 (False, 'warning')
+
+    """
+
+    def __init__(
+        self,
+        rule_id: str,
+        sensor: str,
+        high: float | None = None,
+        low: float | None = None,
+        hysteresis: float = 0.0,
+        for_seconds: float = 0.0,
+        severity: Severity = "warning",
+    ) -> None:
+        _check_id("rule_id", rule_id)
+        _check_id("sensor", sensor)
+        _check_number("high", high, optional=True)
+        _check_number("low", low, optional=True)
+        _check_number("hysteresis", hysteresis, minimum=0.0)
+        _check_number("for_seconds", for_seconds, minimum=0.0)
+        _check_severity(severity)
+        if high is None and low is None:
+            raise ValueError("a threshold rule needs high, low or both")
+        if high is not None and low is not None and not low < high:
+            raise ValueError(f"low ({low}) must be below high ({high})")
+        self.rule_id = rule_id
+        self.sensor = sensor
+        self.high = high
+        self.low = low
+        self.hysteresis = hysteresis
+        self.for_seconds = for_seconds
+        self.severity = severity
+        self._active = False
+        self._since: datetime | None = None
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        v = obs.values.get(self.sensor)
+        if v is None:
+            return None
+        high, low = self.high, self.low
+        if self._active:
+            h = self.hysteresis
+            if (high is None or v < high - h) and (low is None or v > low + h):
+                self._active = False
+                self._since = None
+            return self._active, self.severity
+        if (high is not None and v > high) or (low is not None and v < low):
+            if self._since is None:
+                self._since = obs.ts
+            if (obs.ts - self._since).total_seconds() >= self.for_seconds:
+                self._active = True
+        else:
+            self._since = None
+        return self._active, self.severity
+
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        v = None if obs is None else obs.values.get(self.sensor)
+        mid = None if self.low is None or self.high is None else (self.high + self.low) / 2
+        above = v is not None and self.high is not None and (mid is None or v > mid)
+        threshold = self.high if above else self.low
+        details: dict[str, Any] = {
+            "sensor": self.sensor,
+            "value": v,
+            "direction": "above" if above else "below",
+            "threshold": threshold,
+            "high": self.high,
+            "low": self.low,
+            "hysteresis": self.hysteresis,
+            "for_seconds": self.for_seconds,
+        }
+        if active:
+            held = 0.0 if self._since is None else (ts - self._since).total_seconds()
+            details["held_seconds"] = held
+            return f"{self.sensor} {v} {details['direction']} {threshold} for {held:g}s", details
+        if above:
+            clear = None if self.high is None else self.high - self.hysteresis
+            return f"{self.sensor} {v} back below {clear}", details
+        clear = None if self.low is None else self.low + self.hysteresis
+        return f"{self.sensor} {v} back above {clear}", details
+
+    def restore_active(self, severity: Severity) -> None:
+        self._active = True
+
+
+class AnomalyRule(Rule):
+    """Active when the equipment's anomaly score stays ≥ `level` for `for_count` snapshots in a row.
+
+    The score of a snapshot is the maximum of the per-sensor scores and the multivariate score. The
+    rule clears after `for_count` snapshots in a row below `level`. Its severity is `severity`, raised
+    to critical once a score ≥ `critical_level` is seen; it only escalates while the alert is open, so
+    a score hovering around `critical_level` does not flap between warning and critical.
+
+    Parameters
+    ----------
+    rule_id
+        Dedup key of the alert.
+    level
+        Score at or above which a snapshot counts as anomalous.
+    for_count
+        Consecutive anomalous (normal) snapshots needed to activate (clear).
+    severity
+        Severity below `critical_level`.
+    critical_level
+        Score at or above which the alert is critical.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> rule = AnomalyRule(for_count=2)
+    >>> t = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    >>> for s in [0.2, 0.995, 0.9995, 0.5, 0.3]:
+    ...     print(rule.observe(Observation(t, {"x": 1.0}, scores={"x": s})))
+    (False, 'warning')
+    (False, 'warning')
+    (True, 'critical')
+    (True, 'critical')
+    (False, 'warning')
+
+    """
+
+    def __init__(
+        self,
+        rule_id: str = "anomaly",
+        level: float = 0.99,
+        for_count: int = 3,
+        severity: Severity = "warning",
+        critical_level: float = 0.999,
+    ) -> None:
+        _check_id("rule_id", rule_id)
+        _check_number("level", level, minimum=0.0)
+        _check_number("critical_level", critical_level, minimum=0.0)
+        _check_int("for_count", for_count, 1)
+        _check_severity(severity)
+        if level > 1.0 or critical_level > 1.0:
+            raise ValueError("level and critical_level must be in [0, 1]")
+        self.rule_id = rule_id
+        self.level = level
+        self.for_count = for_count
+        self.severity = severity
+        self.critical_level = critical_level
+        self._active = False
+        self._high = 0
+        self._low = 0
+        self._peak: Severity = severity
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        score = obs.multivariate_score
+        for s in obs.scores.values():
+            if s > score:
+                score = s
+        if score >= self.level:
+            self._high += 1
+            self._low = 0
+            if score >= self.critical_level:
+                self._peak = "critical"
+            if not self._active and self._high >= self.for_count:
+                self._active = True
+        else:
+            self._low += 1
+            self._high = 0
+            if self._active and self._low >= self.for_count:
+                self._active = False
+            if not self._active:
+                self._peak = self.severity
+        return self._active, max_severity(self._peak, self.severity)
+
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        if obs is None:
+            return "anomaly score unknown", {"level": self.level}
+        explained = []
+        for name, value in obs.values.items():
+            mean, std = obs.baselines.get(name, (value, 0.0))
+            z = (value - mean) / std if std > 0 else 0.0
+            explained.append(
+                {
+                    "sensor": name,
+                    "value": value,
+                    "score": _r(obs.scores.get(name, 0.0)),
+                    "z": _r(z),
+                    "expected_mean": _r(mean),
+                    "expected_std": _r(std),
+                }
+            )
+        explained.sort(key=lambda e: (-e["score"], -abs(e["z"])))
+        top = [e for e in explained if e["score"] >= self.level] or explained[:3]
+        score = max([obs.multivariate_score, *obs.scores.values()])
+        details: dict[str, Any] = {
+            "score": _r(score),
+            "multivariate_score": _r(obs.multivariate_score),
+            "level": self.level,
+            "critical_level": self.critical_level,
+            "for_count": self.for_count,
+            "sensors": top,
+        }
+        if not active:
+            return f"anomaly score {_r(score)} below {self.level} for {self.for_count} snapshots", details
+        parts = [
+            f"{e['sensor']} {e['value']} (z={e['z']:+.1f}, "
+            f"expected {e['expected_mean']} ± {e['expected_std']})"
+            for e in top
+        ]
+        who = "; ".join(parts) if parts else "multivariate"
+        return f"anomaly score {_r(score)} ≥ {self.level} for {self.for_count} snapshots: {who}", details
+
+    def restore_active(self, severity: Severity) -> None:
+        self._active = True
+        self._peak = max_severity(severity, self.severity)
+
+
+class StaleDataRule(Rule):
+    """Active when no snapshot has arrived for more than `max_silence_seconds` (checked on `tick`).
+
+    Silence is measured from the newest reading timestamp seen to the `now` given by the caller. Fresh
+    data clears the alert; a backfilled snapshot already older than the silence limit (relative to
+    the last tick) gives no opinion, so store-and-forward data does not make the alert flap.
+
+    Parameters
+    ----------
+    rule_id
+        Dedup key of the alert.
+    max_silence_seconds
+        Longest silence that is still fine.
+    severity
+        Severity of the alert.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> rule = StaleDataRule(max_silence_seconds=60)
+    >>> t0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    >>> rule.tick(t0) is None  # nothing seen yet
+    True
+    >>> rule.observe(Observation(t0, {"x": 1.0}))
+    (False, 'warning')
+    >>> rule.tick(t0 + timedelta(seconds=60)), rule.tick(t0 + timedelta(seconds=61))
+    ((False, 'warning'), (True, 'warning'))
+
+    """
+
+    def __init__(
+        self, rule_id: str = "stale_data", max_silence_seconds: float = 60.0, severity: Severity = "warning"
+    ) -> None:
+        _check_id("rule_id", rule_id)
+        _check_number("max_silence_seconds", max_silence_seconds, minimum=0.0)
+        _check_severity(severity)
+        self.rule_id = rule_id
+        self.max_silence_seconds = max_silence_seconds
+        self.severity = severity
+        self._last_seen: datetime | None = None
+        self._last_now: datetime | None = None
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        if self._last_seen is None or obs.ts > self._last_seen:
+            self._last_seen = obs.ts
+        now = self._last_now
+        if now is not None and (now - obs.ts).total_seconds() > self.max_silence_seconds:
+            return None
+        return False, self.severity
+
+    def tick(self, now: datetime) -> Verdict | None:
+        self._last_now = now
+        if self._last_seen is None:
+            return None
+        return (now - self._last_seen).total_seconds() > self.max_silence_seconds, self.severity
+
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        last = None if self._last_seen is None else self._last_seen.isoformat()
+        silence = None if self._last_seen is None else (ts - self._last_seen).total_seconds()
+        details = {
+            "last_reading_ts": last,
+            "silence_seconds": silence,
+            "max_silence_seconds": self.max_silence_seconds,
+        }
+        if active:
+            return f"no data for {silence:g}s (limit {self.max_silence_seconds:g}s)", details
+        return "data arriving again", details
+
+    def restore_active(self, severity: Severity) -> None:
+        """Nothing to do: the next tick or fresh snapshot decides."""
+
+
+class StuckSensorRule(Rule):
+    """Active when a sensor that has varied reports the exact same value `min_repeats` times in a row.
+
+    A sensor that never changed since it was first seen is taken as constant by nature and ignored.
+    The alert clears when every stuck sensor changes. A snapshot without a sensor does not break its
+    run. After a restart with an open alert, the rule holds it for `min_repeats` snapshots, the time
+    it needs to see again whether a sensor is stuck.
+
+    Parameters
+    ----------
+    rule_id
+        Dedup key of the alert.
+    min_repeats
+        Number of identical consecutive values that make a sensor stuck.
+    severity
+        Severity of the alert.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> rule = StuckSensorRule(min_repeats=3)
+    >>> t = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    >>> [rule.observe(Observation(t, {"x": v}))[0] for v in [1.0, 2.0, 2.0, 2.0, 2.0, 3.0]]
+    [False, False, False, True, True, False]
+
+    """
+
+    def __init__(
+        self, rule_id: str = "stuck_sensor", min_repeats: int = 30, severity: Severity = "warning"
+    ) -> None:
+        _check_id("rule_id", rule_id)
+        _check_int("min_repeats", min_repeats, 2)
+        _check_severity(severity)
+        self.rule_id = rule_id
+        self.min_repeats = min_repeats
+        self.severity = severity
+        self._last: dict[str, float] = {}
+        self._repeats: dict[str, int] = {}
+        self._varied: set[str] = set()
+        self._stuck: set[str] = set()
+        self._hold = 0
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        last, repeats = self._last, self._repeats
+        for name, v in obs.values.items():
+            prev = last.get(name)
+            if prev is None:
+                last[name] = v
+                repeats[name] = 1
+            elif prev == v:
+                n = repeats[name] = repeats[name] + 1
+                if n == self.min_repeats and name in self._varied:
+                    self._stuck.add(name)
+            else:
+                last[name] = v
+                repeats[name] = 1
+                self._varied.add(name)
+                self._stuck.discard(name)
+        if self._hold:
+            self._hold -= 1
+        return bool(self._stuck) or self._hold > 0, self.severity
+
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        stuck = [
+            {"sensor": s, "value": self._last[s], "repeats": self._repeats[s]} for s in sorted(self._stuck)
+        ]
+        details = {"sensors": stuck, "min_repeats": self.min_repeats}
+        if active and stuck:
+            text = ", ".join(f"{e['sensor']} at {e['value']} x{e['repeats']}" for e in stuck)
+            return f"stuck sensor: {text}", details
+        if active:
+            return "stuck sensor (restored, re-checking)", details
+        return "no stuck sensor", details
+
+    def restore_active(self, severity: Severity) -> None:
+        self._hold = self.min_repeats
+
+
+_KINDS: dict[str, type[Rule]] = {
+    "threshold": ThresholdRule,
+    "anomaly": AnomalyRule,
+    "stale_data": StaleDataRule,
+    "stuck_sensor": StuckSensorRule,
+}
+
+
+def build_rule(rule_id: str, kind: str, params: dict[str, Any]) -> Rule:
+    """Build a rule from its registry form (kind and parameters).
+
+    Raises `ValueError` for an unknown kind, unknown or missing parameters, or bad values.
+
+    Examples
+    --------
+    >>> build_rule("hot", "threshold", {"sensor": "discharge_temp_f", "high": 300})
+    ThresholdRule(rule_id='hot', sensor='discharge_temp_f', high=300, low=None, hysteresis=0.0, \
+for_seconds=0.0, severity='warning')
+    >>> build_rule("x", "magic", {})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown rule kind 'magic' for rule 'x'; expected one of: threshold, anomaly, ...
+
+    """
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(
+            f"unknown rule kind {kind!r} for rule {rule_id!r}; expected one of: {', '.join(_KINDS)}"
+        )
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params of rule {rule_id!r} must be a mapping, got {type(params).__name__}")
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "rule_id")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for {kind} rule {rule_id!r}; "
+            f"accepted: {', '.join(accepted)}"
+        )
+    try:
+        return cls(rule_id=rule_id, **params)
+    except TypeError as e:  # a missing required parameter
+        raise ValueError(f"bad parameters for {kind} rule {rule_id!r}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"bad parameters for {kind} rule {rule_id!r}: {e}") from None
+
+
+def default_rules(equipment_type: str) -> list[Rule]:
+    """Default rules of an equipment type.
+
+    An `AnomalyRule`, a `StaleDataRule` (60 s), a `StuckSensorRule`, and per sensor of the type a critical
+    `ThresholdRule` half a span outside the normal range (held 5 s, hysteresis 5 % of the span), named
+    ``<sensor>_high`` and ``<sensor>_low``. A low limit that would fall at or below zero for a sensor whose
+    normal range is non-negative is left out (it could never fire). An unknown type gets the generic rules.
+
+    Examples
+    --------
+    >>> [r.rule_id for r in default_rules("separator")][3:]
+    ['level_in_high', 'pressure_psi_high', 'pressure_psi_low']
+    >>> default_rules("meter")[3]
+    ThresholdRule(rule_id='flow_mcfd_high', sensor='flow_mcfd', high=1250.0, low=None, hysteresis=35.0, \
+for_seconds=5.0, severity='critical')
+
+    """
+    rules: list[Rule] = [AnomalyRule(), StaleDataRule(max_silence_seconds=60.0), StuckSensorRule()]
+    try:
+        specs = SENSORS_BY_TYPE[EquipmentType(equipment_type)]
+    except ValueError:
+        specs = ()
+    for spec in specs:
+        span = spec.high - spec.low
+        hyst = 0.05 * span
+        rules.append(
+            ThresholdRule(
+                f"{spec.name}_high",
+                spec.name,
+                high=spec.high + 0.5 * span,
+                hysteresis=hyst,
+                for_seconds=5.0,
+                severity="critical",
+            )
+        )
+        low = spec.low - 0.5 * span
+        if low > 0 or spec.low < 0:
+            rules.append(
+                ThresholdRule(
+                    f"{spec.name}_low",
+                    spec.name,
+                    low=low,
+                    hysteresis=hyst,
+                    for_seconds=5.0,
+                    severity="critical",
+                )
+            )
+    return rules

@@ -1,0 +1,57 @@
+"""NATS stream and subject names; the only place subjects are spelled out.
+
+>>> tele_subject("acme", "PJ-0042")
+'tele.acme.PJ-0042'
+>>> tele_subject("acme", "a.b")
+Traceback (most recent call last):
+...
+schema.ids.InvalidIdentifier: invalid equipment id 'a.b': expected ^[A-Za-z0-9_-]{1,128}$
+"""
+
+from schema.ids import check_equipment_id, check_tenant_id
+
+TELEMETRY_STREAM = "TELEMETRY"
+ALERTS_STREAM = "ALERTS"
+FIELD_STREAM = "FIELD"
+DLQ_STREAM = "DLQ"
+
+TELEMETRY_SUBJECTS = "tele.>"
+ALERTS_SUBJECTS = "alerts.>"
+FIELD_SUBJECTS = "field.>"
+DLQ_SUBJECTS = "dlq.>"
+
+
+def tele_subject(tenant_id: str, equipment_id: str) -> str:
+    return f"tele.{check_tenant_id(tenant_id)}.{check_equipment_id(equipment_id)}"
+
+
+def tele_tenant_filter(tenant_id: str) -> str:
+    return f"tele.{check_tenant_id(tenant_id)}.>"
+
+
+def alerts_subject(tenant_id: str, equipment_id: str) -> str:
+    return f"alerts.{check_tenant_id(tenant_id)}.{check_equipment_id(equipment_id)}"
+
+
+def alerts_tenant_filter(tenant_id: str) -> str:
+    return f"alerts.{check_tenant_id(tenant_id)}.>"
+
+
+def field_subject(tenant_id: str, equipment_id: str) -> str:
+    return f"field.{check_tenant_id(tenant_id)}.{check_equipment_id(equipment_id)}"
+
+
+def dlq_subject(tenant_id: str) -> str:
+    return f"dlq.{check_tenant_id(tenant_id)}"
+
+
+def ctl_subject(tenant_id: str) -> str:
+    return f"ctl.{check_tenant_id(tenant_id)}"
+
+
+def split_tele_subject(subject: str) -> tuple[str, str]:
+    """Tenant and equipment of a ``tele.<tenant>.<equipment>`` subject, validated."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != "tele":
+        raise ValueError(f"not a telemetry subject: {subject!r}")
+    return check_tenant_id(parts[1]), check_equipment_id(parts[2])

@@ -1,0 +1,88 @@
+"""Telemetry messages as SCADA feeds send them (NATS body or HTTP ingest body).
+
+A message carries one snapshot of one equipment, or a list of them under ``readings``.
+
+>>> msg = parse_telemetry(b'{"equipment_id": "PJ-1", "ts": "2026-11-22T06:00:00Z", "values": {"tubing_psi": 812}}')
+>>> msg.readings[0].values
+{'tubing_psi': 812.0}
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    model_validator,
+)
+
+from schema.ids import EquipmentId, SensorName
+
+DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_READINGS_PER_MESSAGE = 10_000
+MAX_SENSORS_PER_READING = 256
+
+
+def _aware_and_not_future(ts: datetime, info: ValidationInfo) -> datetime:
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError("timestamp must carry a time zone (RFC 3339)")
+    skew = (info.context or {}).get("max_future_skew", DEFAULT_MAX_FUTURE_SKEW)
+    now = (info.context or {}).get("now") or datetime.now(UTC)
+    if ts - now > skew:
+        raise ValueError(f"timestamp is more than {skew.total_seconds():.0f}s in the future")
+    return ts.astimezone(UTC)
+
+
+AwareTimestamp = Annotated[datetime, AfterValidator(_aware_and_not_future)]
+SensorValue = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Reading(BaseModel):
+    """One snapshot of one equipment: several sensor values at one instant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    equipment_id: EquipmentId
+    ts: AwareTimestamp
+    values: Annotated[dict[SensorName, SensorValue], Field(min_length=1, max_length=MAX_SENSORS_PER_READING)]
+
+
+class TelemetryBatch(BaseModel):
+    """The ``{"readings": [...]}`` form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_MESSAGE)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_snapshot(cls, data: object) -> object:
+        if isinstance(data, dict) and "readings" not in data:
+            return {"readings": [data]}
+        return data
+
+
+_BATCH = TypeAdapter(TelemetryBatch)
+
+
+def parse_telemetry(
+    body: bytes | str, *, max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW, now: datetime | None = None
+) -> TelemetryBatch:
+    """Validate a raw message body; raises ``pydantic.ValidationError`` on bad input."""
+    return _BATCH.validate_json(body, context={"max_future_skew": max_future_skew, "now": now})
+
+
+def validation_reason(exc: Exception) -> str:
+    """A short human reason for a rejected message, for the DLQ and the error envelope."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = []
+        for err in errors()[:5]:
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        return "; ".join(parts)
+    return str(exc)

@@ -1,0 +1,1 @@
+"""Ray Serve app (REST, WebSocket alerts), auth, and the ``wellpulse`` CLI."""

@@ -1,0 +1,136 @@
+"""WebSocket fan-out of alert events.
+
+The ALERTS stream wakes the hub; the events themselves are read from ``alert_events``
+by seq. Within a tenant, seq order equals commit order (see ``store.db``), so reading
+"seq > cursor" after each wake-up delivers every event once, in order, even when NATS
+messages from different actors arrive out of order.
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from nats.aio.client import Client as NATS
+
+from schema.alerts import SEVERITY_RANK, AlertEvent
+from schema.subjects import alerts_tenant_filter
+from store import db
+
+log = logging.getLogger(__name__)
+PAGE = 500
+
+
+@dataclass(eq=False)
+class Client:
+    tenant_id: str
+    equipment: frozenset[str] | None
+    min_severity: int
+    queue: asyncio.Queue
+    overflowed: bool = False
+    sent: int = field(default=0)
+
+    def wants(self, event: AlertEvent) -> bool:
+        return (SEVERITY_RANK[event.severity] >= self.min_severity
+                and (self.equipment is None or event.equipment_id in self.equipment))
+
+    def offer(self, event: AlertEvent) -> None:
+        if self.overflowed or not self.wants(event):
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True  # the sender closes with 1013; the client resumes with since
+
+
+class TenantFeed:
+    """One tenant's cursor over alert_events and the clients watching it."""
+
+    def __init__(self, hub: "AlertHub", tenant_id: str, cursor: int) -> None:
+        self.hub = hub
+        self.tenant_id = tenant_id
+        self.cursor = cursor
+        self.clients: set[Client] = set()
+        self.wake = asyncio.Event()
+        self.sub: Any = None
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.pump()
+            except Exception:
+                log.exception("alert feed for %s failed; retrying", self.tenant_id)
+                await asyncio.sleep(1)
+                self.wake.set()
+
+    async def pump(self) -> None:
+        while True:
+            rows = await db.events_since(self.hub.pool, self.tenant_id, self.cursor, PAGE)
+            for row in rows:
+                event = AlertEvent(**dict(row))
+                self.cursor = event.seq
+                for client in list(self.clients):
+                    client.offer(event)
+            if len(rows) < PAGE:
+                return
+
+
+class AlertHub:
+    def __init__(self, pool: asyncpg.Pool, nc: NATS, *, queue_size: int) -> None:
+        self.pool = pool
+        self.nc = nc
+        self.queue_size = queue_size
+        self.feeds: dict[str, TenantFeed] = {}
+        self._lock = asyncio.Lock()
+
+    async def register(self, tenant_id: str, *, equipment: frozenset[str] | None, min_severity: int,
+                       ) -> tuple[Client, int]:
+        """A new client and the seq up to which it must replay from the DB itself."""
+        async with self._lock:
+            feed = self.feeds.get(tenant_id)
+            if feed is None:
+                cursor = await self.pool.fetchval(
+                    "SELECT coalesce(max(seq), 0) FROM alert_events WHERE tenant_id = $1", tenant_id)
+                feed = TenantFeed(self, tenant_id, cursor)
+
+                async def on_alert(msg: Any, feed: TenantFeed = feed) -> None:
+                    feed.wake.set()
+
+                feed.sub = await self.nc.subscribe(alerts_tenant_filter(tenant_id), cb=on_alert)
+                feed.task = asyncio.get_running_loop().create_task(feed.run())
+                self.feeds[tenant_id] = feed
+                # Events committed between reading the cursor and subscribing would wait for the next wake-up.
+                feed.wake.set()
+            client = Client(tenant_id, equipment, min_severity, asyncio.Queue(self.queue_size))
+            feed.clients.add(client)
+            return client, feed.cursor
+
+    async def unregister(self, client: Client) -> None:
+        async with self._lock:
+            feed = self.feeds.get(client.tenant_id)
+            if feed is None:
+                return
+            feed.clients.discard(client)
+            if not feed.clients:
+                del self.feeds[client.tenant_id]
+                await self._close_feed(feed)
+
+    async def _close_feed(self, feed: TenantFeed) -> None:
+        if feed.task:
+            feed.task.cancel()
+        if feed.sub is not None:
+            with contextlib.suppress(Exception):
+                await feed.sub.unsubscribe()
+
+    def client_count(self) -> int:
+        return sum(len(f.clients) for f in self.feeds.values())
+
+    async def close(self) -> None:
+        for feed in list(self.feeds.values()):
+            await self._close_feed(feed)
+        self.feeds.clear()

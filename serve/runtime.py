@@ -1,0 +1,169 @@
+"""Bring the whole system up and down in order: servers, schema, streams, Ray, actors, Serve.
+
+``wellpulse up``, the tests and the benchmarks all use this one piece, so what is
+tested is what runs.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+
+from actors.common import NAMESPACE
+from actors.supervisor import SUPERVISOR_NAME, Supervisor
+from config import Settings
+from store import bus, db
+from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
+from store.migrate import MigrationResult, migrate
+
+log = logging.getLogger(__name__)
+APP_NAME = "wellpulse"
+
+
+class Stack:
+    def __init__(self, settings: Settings, *, serve_http: bool = True) -> None:
+        self.settings = settings
+        self.serve_http = serve_http
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.pg: EmbeddedPostgres | None = None
+        self.nats: EmbeddedNats | None = None
+        self.migration: MigrationResult | None = None
+        self.supervisor: Any = None
+        self.ray_started_here = False
+        self.ray_head: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def start_servers(self) -> None:
+        if not self.settings.database_url:
+            self.pg = EmbeddedPostgres(self.data_dir / "postgres").start()
+            self.settings = self.settings.model_copy(update={"database_url": self.pg.url})
+        if not self.settings.nats_url:
+            self.nats = EmbeddedNats(self.data_dir / "nats").start()
+            self.settings = self.settings.model_copy(update={"nats_url": self.nats.url})
+        self.migration = migrate(self.settings.database_url, retention_days=self.settings.retention_days)
+        asyncio.run(self._ensure_streams())
+
+    async def _ensure_streams(self) -> None:
+        nc = await bus.connect(self.settings.nats_url, "wellpulse-setup")
+        try:
+            await bus.ensure_streams(nc.jetstream())
+        finally:
+            await nc.close()
+
+    def start_ray(self) -> None:
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS") or self._start_ray_head()
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
+            self.ray_started_here = True
+        self.supervisor = Supervisor.options(
+            name=SUPERVISOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime=None,
+        ).remote(self.settings)
+        ray.get(self.supervisor.start.remote())
+
+    def _start_ray_head(self) -> str:
+        """A local Ray head in its own session.
+
+        Started by ``ray.init()`` instead, Ray's processes share the driver's process group
+        and a Ctrl-C or a group SIGTERM kills them under the driver's feet, before the
+        actors can checkpoint. In a session of its own, the driver stops it, last.
+        """
+        ray_dir = self.data_dir / "ray"
+        ray_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+        os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]
+        ray_cli = Path(sys.executable).parent / "ray"
+        log_file = open(ray_dir / "head.log", "ab")
+        self.ray_head = subprocess.Popen(
+            [str(ray_cli), "start", "--head", "--block", f"--port={port}", f"--temp-dir={ray_dir}",
+             "--include-dashboard=false", "--disable-usage-stats", f"--num-cpus={max(os.cpu_count() or 2, 2)}"],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log_file.close()
+        wait_for_port("127.0.0.1", port, 60, self.ray_head)
+        return f"127.0.0.1:{port}"
+
+    def _stop_ray_head(self) -> None:
+        if self.ray_head is None or self.ray_head.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.ray_head.pid, signal.SIGTERM)
+        try:
+            self.ray_head.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.ray_head.pid, signal.SIGKILL)
+            self.ray_head.wait(5)
+
+    def start_serve(self) -> None:
+        from serve.app import build_deployment
+
+        serve.start(http_options={"host": self.settings.host, "port": self.settings.port},
+                    logging_config={"enable_access_log": False})
+        serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix="/", blocking=False)
+        self.wait_http(timeout=120)
+
+    def wait_http(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health/db", timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except Exception:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.base_url} did not answer within {timeout}s")
+
+    def start(self) -> "Stack":
+        self.start_servers()
+        self.start_ray()
+        if self.serve_http:
+            self.start_serve()
+        return self
+
+    def add_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:
+        async def _create() -> None:
+            pool = await db.create_pool(self.settings.database_url, max_size=1)
+            try:
+                await db.upsert_tenant(pool, tenant_id, name)
+                await db.upsert_equipment(pool, tenant_id, equipment)
+            finally:
+                await pool.close()
+
+        asyncio.run(_create())
+        ray.get(self.supervisor.add_tenant.remote(tenant_id))
+
+    def stop(self) -> None:
+        """Serve first (no new requests), then the actors (they checkpoint), then Ray, then the servers."""
+        if ray.is_initialized():
+            if self.serve_http:
+                try:
+                    serve.shutdown()
+                except Exception:
+                    log.exception("serve shutdown")
+            if self.supervisor is not None:
+                try:
+                    ray.get(self.supervisor.stop.remote(), timeout=20)
+                except Exception:
+                    log.exception("supervisor stop")
+            if self.ray_started_here:
+                ray.shutdown()
+        self._stop_ray_head()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.pg is not None:
+            self.pg.stop()

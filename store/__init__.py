@@ -1,0 +1,1 @@
+"""IO adapters: PostgreSQL/TimescaleDB, NATS JetStream, embedded servers."""

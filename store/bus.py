@@ -1,0 +1,113 @@
+"""NATS JetStream adapter: connections, streams, the per-tenant consumer, DLQ and publish helpers."""
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from schema.subjects import (
+    ALERTS_STREAM,
+    ALERTS_SUBJECTS,
+    DLQ_STREAM,
+    DLQ_SUBJECTS,
+    FIELD_STREAM,
+    FIELD_SUBJECTS,
+    TELEMETRY_STREAM,
+    TELEMETRY_SUBJECTS,
+    dlq_subject,
+    tele_tenant_filter,
+)
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 3600
+STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(name=TELEMETRY_STREAM, subjects=[TELEMETRY_SUBJECTS], storage=StorageType.FILE,
+                 retention=RetentionPolicy.LIMITS, max_age=7 * DAY, duplicate_window=120.0,
+                 discard=DiscardPolicy.OLD),
+    StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE,
+                 max_age=7 * DAY, duplicate_window=120.0),
+    StreamConfig(name=DLQ_STREAM, subjects=[DLQ_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY),
+    StreamConfig(name=FIELD_STREAM, subjects=[FIELD_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY,
+                 duplicate_window=120.0),
+)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """A connection that reconnects for ever: a NATS restart must not kill an actor."""
+
+    async def _error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    return await nats.connect(
+        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=_error,
+        allow_reconnect=True, connect_timeout=5,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    for config in STREAMS:
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+def consumer_name(tenant_id: str) -> str:
+    return f"tenant-{tenant_id}"
+
+
+async def telemetry_subscription(
+    js: JetStreamContext, tenant_id: str, *, max_ack_pending: int, ack_wait: timedelta = timedelta(seconds=60)
+) -> JetStreamContext.PullSubscription:
+    """The tenant's durable pull consumer on ``tele.<tenant>.>``."""
+    config = ConsumerConfig(
+        durable_name=consumer_name(tenant_id),
+        filter_subject=tele_tenant_filter(tenant_id),
+        ack_wait=ack_wait.total_seconds(),
+        max_ack_pending=max_ack_pending,
+        max_waiting=16,
+    )
+    return await js.pull_subscribe(
+        tele_tenant_filter(tenant_id), durable=consumer_name(tenant_id), stream=TELEMETRY_STREAM, config=config,
+        pending_msgs_limit=max(max_ack_pending * 2, 1024),
+    )
+
+
+async def fetch_batch(sub: JetStreamContext.PullSubscription, batch: int, timeout: float) -> list[Any]:
+    """Up to ``batch`` messages; an empty list when none arrive in time.
+
+    A short timeout, never ``None``: nats.py#791 (slow) and #933 (orphaned pull hangs).
+    """
+    try:
+        return await sub.fetch(batch=batch, timeout=timeout)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
+
+
+async def publish_dlq(
+    js: JetStreamContext, tenant_id: str, *, subject: str, payload: bytes, reason: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Park a rejected message with its reason; the original bytes are kept for replay."""
+    body = {
+        "subject": subject,
+        "reason": reason,
+        "payload": payload.decode("utf-8", errors="replace"),
+        "headers": dict(headers or {}),
+    }
+    await js.publish(dlq_subject(tenant_id), json.dumps(body).encode(), headers={"WellPulse-Reason": reason[:200]})
+
+
+async def consumer_lag(js: JetStreamContext, tenant_id: str) -> tuple[int, int]:
+    """(messages not yet delivered, delivered but not acked) for the tenant's consumer."""
+    info = await js.consumer_info(TELEMETRY_STREAM, consumer_name(tenant_id))
+    return int(info.num_pending or 0), int(info.num_ack_pending or 0)

@@ -1,0 +1,404 @@
+"""asyncpg adapter: pools, the idempotent readings writer, and the queries the app runs.
+
+Every function takes the tenant id and every statement filters on it; identifiers
+arrive already validated and travel as parameters, never as SQL text.
+"""
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
+ReadingRow = tuple[str, str, str, datetime, float]  # tenant_id, equipment_id, sensor, ts, value
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+
+
+# ---------------------------------------------------------------- readings
+
+
+async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
+    """Store readings exactly once; returns how many rows were new.
+
+    Fast path: a plain COPY into ``readings``, whose primary key is the reading's
+    identity. Redelivered or resent batches are rare, so only when COPY hits the key do
+    we pay for the idempotent path (COPY into a temp table, then ``INSERT ... ON
+    CONFLICT DO NOTHING``), which is about half as fast (DESIGN.md section 9).
+    """
+    if not rows:
+        return 0
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table("readings", records=rows, columns=READING_COLUMNS)
+            return len(rows)
+        except asyncpg.UniqueViolationError:
+            pass
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
+                " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_records_to_table("readings_staging", records=rows, columns=READING_COLUMNS)
+            status = await conn.execute(
+                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value)"
+                " SELECT tenant_id, equipment_id, sensor, ts, value FROM readings_staging"
+                " ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING"
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+
+async def fetch_readings(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    equipment_id: str,
+    *,
+    sensors: Sequence[str] | None,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Raw readings in (ts, sensor) order, keyset-paginated after ``after``."""
+    return await pool.fetch(
+        "SELECT sensor, ts, value FROM readings"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
+        " AND ($5::text[] IS NULL OR sensor = ANY($5::text[]))"
+        " AND ($6::timestamptz IS NULL OR (ts, sensor) > ($6::timestamptz, $7::text))"
+        " ORDER BY ts, sensor LIMIT $8",
+        tenant_id, equipment_id, start, end, list(sensors) if sensors else None,
+        after[0] if after else None, after[1] if after else None, limit,
+    )
+
+
+async def fetch_readings_bucketed(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    equipment_id: str,
+    *,
+    sensors: Sequence[str] | None,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    flavour: str,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """avg/min/max/last/count per bucket and sensor.
+
+    On TimescaleDB, whole minutes come from the ``readings_1m`` continuous aggregate
+    (re-bucketed for coarser sizes); plain PostgreSQL computes them with ``date_bin``.
+    """
+    sensor_filter = list(sensors) if sensors else None
+    if flavour == "timescaledb" and bucket >= timedelta(minutes=1) and bucket % timedelta(minutes=1) == timedelta(0):
+        return await pool.fetch(
+            "SELECT sensor, time_bucket($5::interval, bucket) AS bucket,"
+            " sum(avg * count) / sum(count) AS avg, min(min) AS min, max(max) AS max,"
+            " last(last, bucket) AS last, sum(count)::bigint AS count"
+            " FROM readings_1m WHERE tenant_id = $1 AND equipment_id = $2"
+            " AND bucket >= $3 AND bucket < $4 AND ($6::text[] IS NULL OR sensor = ANY($6::text[]))"
+            " GROUP BY sensor, 2 ORDER BY 2, sensor LIMIT $7",
+            tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
+        )
+    return await pool.fetch(
+        "SELECT sensor, date_bin($5::interval, ts, TIMESTAMPTZ '2000-01-01') AS bucket,"
+        " avg(value) AS avg, min(value) AS min, max(value) AS max,"
+        " (array_agg(value ORDER BY ts DESC))[1] AS last, count(*) AS count"
+        " FROM readings WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
+        " AND ($6::text[] IS NULL OR sensor = ANY($6::text[]))"
+        " GROUP BY sensor, 2 ORDER BY 2, sensor LIMIT $7",
+        tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
+    )
+
+
+async def count_readings(pool: asyncpg.Pool, tenant_id: str) -> int:
+    return await pool.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant_id)
+
+
+async def readings_after(
+    pool: asyncpg.Pool, tenant_id: str, equipment_id: str, after: datetime | None, limit: int
+) -> list[asyncpg.Record]:
+    """Readings stored after a checkpoint, for a restored model to catch up on."""
+    return await pool.fetch(
+        "SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ($3::timestamptz IS NULL OR ts > $3)"
+        " GROUP BY ts ORDER BY ts LIMIT $4",
+        tenant_id, equipment_id, after, limit,
+    )
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class EquipmentInfo:
+    equipment_id: str
+    type: str
+    status: str
+    dedicated: bool
+
+
+async def list_active_tenants(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch("SELECT id FROM tenants WHERE active AND deleted_at IS NULL ORDER BY id")
+    return [r["id"] for r in rows]
+
+
+async def upsert_tenant(pool: asyncpg.Pool, tenant_id: str, name: str) -> None:
+    await pool.execute(
+        "INSERT INTO tenants (id, name) VALUES ($1, $2)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, active = true, deleted_at = NULL",
+        tenant_id, name,
+    )
+
+
+async def upsert_equipment(
+    pool: asyncpg.Pool, tenant_id: str, items: Iterable[tuple[str, str, str]], *, dedicated: bool = False
+) -> None:
+    """``items``: (equipment_id, type, name)."""
+    await pool.executemany(
+        "INSERT INTO equipment (tenant_id, id, type, name, dedicated) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (tenant_id, id) DO UPDATE SET type = EXCLUDED.type, name = EXCLUDED.name,"
+        " updated_at = now(), deleted_at = NULL",
+        [(tenant_id, eid, etype, name, dedicated) for eid, etype, name in items],
+    )
+
+
+async def list_equipment(pool: asyncpg.Pool, tenant_id: str) -> list[EquipmentInfo]:
+    rows = await pool.fetch(
+        "SELECT id, type, status, dedicated FROM equipment"
+        " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id",
+        tenant_id,
+    )
+    return [EquipmentInfo(r["id"], r["type"], r["status"], r["dedicated"]) for r in rows]
+
+
+async def equipment_exists(pool: asyncpg.Pool, tenant_id: str, equipment_id: str) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT 1 FROM equipment WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        tenant_id, equipment_id,
+    ))
+
+
+async def list_rules(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT id, equipment_id, equipment_type, kind, params FROM alert_rules"
+        " WHERE tenant_id = $1 AND enabled AND deleted_at IS NULL ORDER BY id",
+        tenant_id,
+    )
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+async def save_checkpoints(
+    pool: asyncpg.Pool, tenant_id: str, items: Sequence[tuple[str, str, bytes, datetime | None, int]]
+) -> None:
+    """``items``: (equipment_id, model_version, state, last_learned_ts, samples_seen)."""
+    await pool.executemany(
+        "INSERT INTO model_checkpoints"
+        " (tenant_id, equipment_id, model_version, state, last_learned_ts, samples_seen, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, now())"
+        " ON CONFLICT (tenant_id, equipment_id) DO UPDATE SET model_version = EXCLUDED.model_version,"
+        " state = EXCLUDED.state, last_learned_ts = EXCLUDED.last_learned_ts,"
+        " samples_seen = EXCLUDED.samples_seen, updated_at = now()",
+        [(tenant_id, *item) for item in items],
+    )
+
+
+async def load_checkpoints(
+    pool: asyncpg.Pool, tenant_id: str, equipment_ids: Sequence[str]
+) -> dict[str, bytes]:
+    rows = await pool.fetch(
+        "SELECT equipment_id, state FROM model_checkpoints WHERE tenant_id = $1 AND equipment_id = ANY($2)",
+        tenant_id, list(equipment_ids),
+    )
+    return {r["equipment_id"]: bytes(r["state"]) for r in rows}
+
+
+# ---------------------------------------------------------------- alerts
+
+_EVENT_COLUMNS = (
+    "seq, tenant_id, alert_id, equipment_id, rule_id, kind, state, severity, message, details,"
+    " actor, occurred_at, created_at"
+)
+_ALERT_COLUMNS = (
+    "id, equipment_id, rule_id, state, severity, message, details, opened_at, updated_at,"
+    " acknowledged_at, acknowledged_by, ack_comment, escalated_at, resolved_at"
+)
+
+
+@dataclass(frozen=True)
+class AlertChangeRow:
+    """What the models decided, in the shape the alert writer needs."""
+
+    kind: str  # opened | updated | resolved
+    equipment_id: str
+    rule_id: str
+    severity: str
+    ts: datetime
+    message: str
+    details: dict[str, Any]
+
+
+async def _serialize_tenant_events(conn: asyncpg.Connection, tenant_id: str) -> None:
+    # seq comes from a sequence, and concurrent transactions may commit out of seq order;
+    # a client that resumes "since seq" would then skip the slower one. Taking a
+    # per-tenant lock makes seq order and commit order the same within a tenant.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alert_events:' || $1))", tenant_id)
+
+
+async def _insert_event(
+    conn: asyncpg.Connection, tenant_id: str, alert: asyncpg.Record, kind: str, actor: str,
+    occurred_at: datetime,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"INSERT INTO alert_events (tenant_id, alert_id, equipment_id, rule_id, kind, state, severity,"
+        f" message, details, actor, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        f" RETURNING {_EVENT_COLUMNS}",
+        tenant_id, alert["id"], alert["equipment_id"], alert["rule_id"], kind, alert["state"],
+        alert["severity"], alert["message"], alert["details"], actor, occurred_at,
+    )
+
+
+async def persist_alert_changes(
+    pool: asyncpg.Pool, tenant_id: str, changes: Sequence[AlertChangeRow], *, actor: str = "system"
+) -> list[asyncpg.Record]:
+    """Apply model decisions to ``alerts`` and append ``alert_events``, in one transaction.
+
+    Idempotent against replays after a crash: an "opened" for a key that already has an
+    open alert becomes an update of it (or nothing, if nothing changed); a "resolved" for
+    a key with no open alert is dropped.
+    """
+    events: list[asyncpg.Record] = []
+    if not changes:
+        return events
+    async with pool.acquire() as conn, conn.transaction():
+        await _serialize_tenant_events(conn, tenant_id)
+        for ch in changes:
+            current = await conn.fetchrow(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND equipment_id = $2"
+                " AND rule_id = $3 AND state <> 'resolved' FOR UPDATE",
+                tenant_id, ch.equipment_id, ch.rule_id,
+            )
+            if ch.kind == "resolved":
+                if current is None:
+                    continue
+                alert = await conn.fetchrow(
+                    f"UPDATE alerts SET state = 'resolved', resolved_at = $2, updated_at = now()"
+                    f" WHERE id = $1 RETURNING {_ALERT_COLUMNS}",
+                    current["id"], ch.ts,
+                )
+                kind = "resolved"
+            elif current is None:
+                alert = await conn.fetchrow(
+                    f"INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, details,"
+                    f" opened_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7) RETURNING {_ALERT_COLUMNS}",
+                    tenant_id, ch.equipment_id, ch.rule_id, ch.severity, ch.message, ch.details, ch.ts,
+                )
+                kind = "opened"
+            else:
+                if current["severity"] == ch.severity and ch.kind == "opened":
+                    continue  # a replayed "opened" for an alert that is already open
+                alert = await conn.fetchrow(
+                    f"UPDATE alerts SET severity = $2, message = $3, details = $4, updated_at = now()"
+                    f" WHERE id = $1 RETURNING {_ALERT_COLUMNS}",
+                    current["id"], ch.severity, ch.message, ch.details,
+                )
+                kind = "updated"
+            events.append(await _insert_event(conn, tenant_id, alert, kind, actor, ch.ts))
+    return events
+
+
+async def acknowledge_alert(
+    pool: asyncpg.Pool, tenant_id: str, alert_id: int, *, actor: str, comment: str | None, now: datetime
+) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
+    """Returns (alert, event); event is None when it was already acknowledged or resolved."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _serialize_tenant_events(conn, tenant_id)
+        alert = await conn.fetchrow(
+            f"UPDATE alerts SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $4,"
+            f" ack_comment = $5, updated_at = now() WHERE tenant_id = $1 AND id = $2 AND state = 'open'"
+            f" RETURNING {_ALERT_COLUMNS}",
+            tenant_id, alert_id, now, actor, comment,
+        )
+        if alert is None:
+            existing = await conn.fetchrow(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2", tenant_id, alert_id
+            )
+            return existing, None
+        event = await _insert_event(conn, tenant_id, alert, "acknowledged", actor, now)
+        return alert, event
+
+
+async def escalate_overdue(
+    pool: asyncpg.Pool, tenant_id: str, *, older_than: datetime, now: datetime
+) -> list[asyncpg.Record]:
+    """Raise the severity of alerts left open and unacknowledged too long (once each)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _serialize_tenant_events(conn, tenant_id)
+        alerts = await conn.fetch(
+            f"UPDATE alerts SET severity = CASE severity WHEN 'info' THEN 'warning' ELSE 'critical' END,"
+            f" escalated_at = $3, updated_at = now()"
+            f" WHERE tenant_id = $1 AND state = 'open' AND escalated_at IS NULL AND opened_at < $2"
+            f" RETURNING {_ALERT_COLUMNS}",
+            tenant_id, older_than, now,
+        )
+        return [await _insert_event(conn, tenant_id, a, "escalated", "system", now) for a in alerts]
+
+
+async def load_open_alerts(pool: asyncpg.Pool, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT equipment_id, rule_id, severity FROM alerts"
+        " WHERE tenant_id = $1 AND equipment_id = ANY($2) AND state <> 'resolved'",
+        tenant_id, list(equipment_ids),
+    )
+
+
+async def list_alerts(
+    pool: asyncpg.Pool, tenant_id: str, *, states: Sequence[str] | None, equipment_id: str | None,
+    min_severity_rank: int, limit: int, offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    where = (
+        " WHERE tenant_id = $1 AND ($2::text[] IS NULL OR state = ANY($2::text[]))"
+        " AND ($3::text IS NULL OR equipment_id = $3)"
+        " AND (CASE severity WHEN 'info' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END) >= $4"
+    )
+    args = (tenant_id, list(states) if states else None, equipment_id, min_severity_rank)
+    async with pool.acquire() as conn:
+        total = await conn.fetchval("SELECT count(*) FROM alerts" + where, *args)
+        rows = await conn.fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts{where} ORDER BY opened_at DESC, id DESC LIMIT $5 OFFSET $6",
+            *args, limit, offset,
+        )
+    return rows, total
+
+
+async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: int) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2", tenant_id, alert_id
+    )
+
+
+async def events_since(pool: asyncpg.Pool, tenant_id: str, since: int, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        tenant_id, since, limit,
+    )
+
+
+async def count_open_alerts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT tenant_id, severity, count(*) AS n FROM alerts WHERE state <> 'resolved'"
+        " GROUP BY tenant_id, severity"
+    )

@@ -1,0 +1,95 @@
+"""Migration runner (psycopg): applies ``schema/sql/NNN_*.sql`` once each, in order.
+
+Files ending in ``.timescale.sql`` apply only where the TimescaleDB extension can be
+created; the flavour in use is recorded in ``wellpulse_meta`` and reported by /health.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "schema" / "sql"
+TIMESCALE = "timescaledb"
+POSTGRES = "postgresql"
+_MIGRATION_LOCK = 0x57E11_0001  # pg_advisory_lock key: one migrator at a time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    flavour: str
+    applied: list[str]
+    timescale_version: str | None
+
+
+def _try_enable_timescale(conn: psycopg.Connection) -> str | None:
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    if row is None:
+        return None
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        # Installed but not preloaded (shared_preload_libraries): fall back, loudly.
+        log.warning("timescaledb is installed but cannot be enabled (%s); using plain PostgreSQL", exc)
+        return None
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return row[0] if row else None
+
+
+def migrate(database_url: str, *, retention_days: int = 365, compress_after_days: int = 7) -> MigrationResult:
+    """Apply pending migrations; safe to run concurrently and repeatedly."""
+    if retention_days < 3:
+        # The 1-minute aggregate refreshes the last 2 days; retention must not cut into that window.
+        raise ValueError("retention_days must be at least 3")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            ts_version = _try_enable_timescale(conn)
+            flavour = TIMESCALE if ts_version else POSTGRES
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            applied: list[str] = []
+            for path in sorted(SQL_DIR.glob("*.sql")):
+                if path.name in done or (path.name.endswith(".timescale.sql") and flavour != TIMESCALE):
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text())  # type: ignore[arg-type]  # our own files, no parameters
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
+                applied.append(path.name)
+            if flavour == TIMESCALE:
+                _apply_timescale_policies(conn, retention_days, compress_after_days)
+            conn.execute(
+                "INSERT INTO wellpulse_meta (key, value) VALUES ('storage_flavour', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (flavour,),
+            )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    log.info("storage: %s%s; migrations applied: %s", flavour,
+             f" {ts_version}" if ts_version else "", applied or "none pending")
+    return MigrationResult(flavour=flavour, applied=applied, timescale_version=ts_version)
+
+
+def _apply_timescale_policies(conn: psycopg.Connection, retention_days: int, compress_after_days: int) -> None:
+    with conn.transaction():
+        conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
+        conn.execute(
+            "SELECT add_retention_policy('readings', make_interval(days => %s))", (retention_days,)
+        )
+        conn.execute("SELECT remove_compression_policy('readings', if_exists => true)")
+        conn.execute(
+            "SELECT add_compression_policy('readings', make_interval(days => %s))", (compress_after_days,)
+        )
+
+
+def storage_flavour(database_url: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT value FROM wellpulse_meta WHERE key = 'storage_flavour'").fetchone()
+        return row[0] if row else POSTGRES
