@@ -215,7 +215,7 @@ class EquipmentActor:
                 self._tick_task.cancel()
             await self._checkpoint()
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.close()
             await self._pool.close()
             self._pool = None
 

@@ -255,6 +255,6 @@ class TenantActor:
         await asyncio.gather(*(a.stop.remote() for a in self.actors.values()), return_exceptions=True)
         if self._nc is not None:
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.close()
         if self._pool is not None:
             await self._pool.close()

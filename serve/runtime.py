@@ -135,17 +135,18 @@ class Stack:
             self.start_serve()
         return self
 
-    def add_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:
-        async def _create() -> None:
-            pool = await db.create_pool(self.settings.database_url, max_size=1)
-            try:
-                await db.upsert_tenant(pool, tenant_id, name)
-                await db.upsert_equipment(pool, tenant_id, equipment)
-            finally:
-                await pool.close()
+    async def register_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:
+        """Create or reactivate a tenant with its equipment and start its TenantActor."""
+        pool = await db.create_pool(self.settings.database_url, max_size=1)
+        try:
+            await db.upsert_tenant(pool, tenant_id, name)
+            await db.upsert_equipment(pool, tenant_id, equipment)
+        finally:
+            await pool.close()
+        await self.supervisor.add_tenant.remote(tenant_id)
 
-        asyncio.run(_create())
-        ray.get(self.supervisor.add_tenant.remote(tenant_id))
+    def add_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:
+        asyncio.run(self.register_tenant(tenant_id, name, equipment))
 
     def stop(self) -> None:
         """Serve first (no new requests), then the actors (they checkpoint), then Ray, then the servers."""

@@ -10,7 +10,7 @@ import ray
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from actors.common import NAMESPACE
+from actors.common import NAMESPACE, setup_logging
 from actors.supervisor import SUPERVISOR_NAME
 from config import Settings
 from store import bus, db
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 class Services:
     def __init__(self, settings: Settings) -> None:
+        setup_logging()
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
         self.nc: NATS | None = None
@@ -52,6 +53,6 @@ class Services:
             await self.hub.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await self.nc.close()
         if self.pool is not None:
             await self.pool.close()

@@ -82,13 +82,13 @@ async def telemetry_subscription(
     )
 
 
-async def fetch_batch(sub: JetStreamContext.PullSubscription, batch: int, timeout: float) -> list[Any]:
+async def fetch_batch(sub: JetStreamContext.PullSubscription, batch: int, wait: float) -> list[Any]:
     """Up to ``batch`` messages; an empty list when none arrive in time.
 
     A short timeout, never ``None``: nats.py#791 (slow) and #933 (orphaned pull hangs).
     """
     try:
-        return await sub.fetch(batch=batch, timeout=timeout)
+        return await sub.fetch(batch=batch, timeout=wait)
     except (TimeoutError, nats.errors.TimeoutError):
         return []
 

@@ -13,14 +13,7 @@ import asyncio
 import itertools
 import json
 import math
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -369,50 +362,6 @@ def test_cli_rejects_bad_tenant_and_faults_with_exit_code_2(capsys: pytest.Captu
 # ---------------------------------------------------------------------------------------------------
 # Real NATS JetStream
 # ---------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real nats-server with JetStream on a free port, data in a temp dir, killed afterwards."""
-    binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
-    if not Path(binary).exists():
-        pytest.skip("nats-server binary not found")
-    port = _free_port()
-    store = tmp_path_factory.mktemp("nats")
-    log_path = store / "nats-server.log"
-    # Logs to a file, not a pipe: an unread pipe fills up and blocks the server mid-test.
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store / "js")],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited: {log_path.read_text(errors='replace')}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("nats-server did not start listening") from None
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _stream_messages(url: str, tenant: str) -> tuple[list[Any], Any]:

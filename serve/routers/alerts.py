@@ -109,7 +109,9 @@ async def alerts_ws(
         principal = authenticate(services, bearer_token(websocket.headers.get("authorization")) or token)
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
     except (ApiError, InvalidIdentifier, ValueError) as exc:
-        await websocket.close(code=WS_POLICY_VIOLATION, reason=getattr(exc, "message", str(exc))[:120])
+        reason = getattr(exc, "message", str(exc))[:120]
+        log.info("alert WebSocket refused: %s", reason)  # never the token itself
+        await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
         return
     await websocket.accept()
     hub = services.hub

@@ -63,7 +63,7 @@ async def ingest(
                 raise ApiError(409, "Idempotency-Key was already used with a different body",
                                code="IDEMPOTENCY_KEY_REUSED")
             response.headers["Idempotent-Replayed"] = "true"
-            return Envelope(data=IngestAccepted(**stored["result"], idempotent_replay=True))
+            return Envelope(data=IngestAccepted(**{**stored["result"], "idempotent_replay": True}))
         except KeyNotFoundError:
             pass
     by_equipment: dict[str, list[dict]] = defaultdict(list)

@@ -1,0 +1,108 @@
+"""Real servers for the tests: PostgreSQL, NATS with JetStream, Ray and the Serve app.
+
+Each starts once per session on free ports under a temp dir. Set
+``WELLPULSE_TEST_DATABASE_URL`` to use an existing PostgreSQL server instead (a fresh
+database is created on it and dropped afterwards).
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import psycopg
+import pytest
+
+from config import Settings
+from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from tests.helpers import JWT_SECRET
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _fresh_database(server_url: str) -> tuple[str, str]:
+    name = f"wellpulse_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = server_url.rsplit("/", 1)[0]
+    return f"{base}/{name}", name
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database."""
+    external = os.environ.get("WELLPULSE_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="postgres").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> Iterator[str]:
+    url, name = _fresh_database(pg_server)
+    try:
+        yield url
+    finally:
+        _drop_database(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        database_url=database_url, nats_url=nats_url, data_dir=tmp_path_factory.mktemp("wp"),
+        host="127.0.0.1", port=free_port(), jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
+        checkpoint_every_readings=200, checkpoint_every_seconds=2.0, equipment_actor_budget=2,
+        fetch_batch=500, ws_queue_size=50,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Any]:
+    """The whole system as ``wellpulse up`` runs it (migrations, streams, Ray, actors, Serve)."""
+    from serve.runtime import Stack
+
+    stack = Stack(settings)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def http(stack: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def db_conn(stack: Any) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+

@@ -1,0 +1,80 @@
+"""Helpers shared by the integration tests (imported as ``tests.helpers``)."""
+
+import asyncio
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import nats
+
+from schema.subjects import tele_subject
+from serve.auth import mint_token
+
+# One value per session, whichever module reads it first.
+JWT_SECRET = os.environ.setdefault("WELLPULSE_TEST_JWT_SECRET", "test-secret-" + uuid.uuid4().hex)
+
+
+def token(tenant_id: str, role: str = "operator", subject: str = "tester", **kw: Any) -> str:
+    return mint_token(JWT_SECRET, tenant_id=tenant_id, role=role, subject=subject, minutes=30, **kw)
+
+
+def auth(tenant_id: str, role: str = "operator") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(tenant_id, role)}"}
+
+
+def new_tenant_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def create_tenant(stack: Any, tenant_id: str, equipment: list[tuple[str, str]],
+                        rules: list[dict[str, Any]] | None = None) -> None:
+    """A tenant with equipment [(id, type)] and extra alert rules, with its actor running."""
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", tenant_id)
+        for rule in rules or []:
+            await conn.execute(
+                "INSERT INTO alert_rules (tenant_id, id, equipment_id, kind, params) VALUES ($1, $2, $3, $4, $5)",
+                tenant_id, rule["id"], rule.get("equipment_id"), rule["kind"], json.dumps(rule["params"]))
+    finally:
+        await conn.close()
+    await stack.register_tenant(tenant_id, tenant_id, [(e, t, e) for e, t in equipment])
+
+
+def snapshot(equipment_id: str, ts: datetime, values: dict[str, float]) -> bytes:
+    return json.dumps({"equipment_id": equipment_id, "ts": ts.isoformat(), "values": values}).encode()
+
+
+async def publish(nats_url: str, tenant_id: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish (equipment_id, body) pairs to JetStream and wait for every PubAck."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        futures = [await js.publish_async(tele_subject(tenant_id, e), body) for e, body in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await nc.close()
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+def normal_series(start: datetime, n: int, step: timedelta = timedelta(seconds=1)) -> list[tuple[datetime, float]]:
+    """A gently noisy series around 800 (deterministic)."""
+    return [(start + i * step, 800.0 + ((i * 37) % 11 - 5) * 0.8) for i in range(n)]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

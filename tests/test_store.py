@@ -1,0 +1,134 @@
+"""Storage adapters against a real PostgreSQL (and TimescaleDB when WELLPULSE_TEST_TIMESCALE_URL is set)."""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import psycopg
+import pytest
+
+from store import db
+from store.migrate import POSTGRES, TIMESCALE, migrate
+from tests.conftest import _drop_database, _fresh_database
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def rows(tenant: str, n: int, offset: int = 0) -> list[db.ReadingRow]:
+    return [(tenant, "PJ-1", sensor, T0 + timedelta(seconds=i + offset), float(i))
+            for i in range(n) for sensor in ("a", "b")]
+
+
+async def test_copy_readings_is_idempotent(database_url: str) -> None:
+    migrate(database_url)
+    pool = await db.create_pool(database_url)
+    try:
+        await pool.execute("INSERT INTO tenants (id, name) VALUES ('store-t', 'x') ON CONFLICT DO NOTHING")
+        assert await db.copy_readings(pool, rows("store-t", 100)) == 200  # fast path
+        assert await db.copy_readings(pool, rows("store-t", 100)) == 0  # whole batch again
+        assert await db.copy_readings(pool, rows("store-t", 150, offset=50)) == 200  # overlapping batch
+        batch = rows("store-t", 10, offset=1000)
+        assert await db.copy_readings(pool, batch + batch) == 20  # duplicates inside one batch
+        assert await db.count_readings(pool, "store-t") == 420
+        assert await db.count_readings(pool, "other-tenant") == 0
+    finally:
+        await pool.close()
+
+
+def test_migrations_run_once_and_report_plain_postgres(database_url: str) -> None:
+    first = migrate(database_url)
+    again = migrate(database_url)
+    assert again.applied == []
+    assert first.flavour == again.flavour
+    with psycopg.connect(database_url) as conn:
+        flavour = conn.execute("SELECT value FROM wellpulse_meta WHERE key = 'storage_flavour'").fetchone()[0]
+    assert flavour == again.flavour
+    if flavour == POSTGRES:
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("SELECT to_regclass('readings_1m')").fetchone()[0] is None
+
+
+@pytest.fixture(scope="module")
+def timescale_url() -> Iterator[str]:
+    server = os.environ.get("WELLPULSE_TEST_TIMESCALE_URL")
+    if not server:
+        pytest.skip("WELLPULSE_TEST_TIMESCALE_URL is not set: TimescaleDB path not tested on this machine")
+    url, name = _fresh_database(server)
+    try:
+        yield url
+    finally:
+        _drop_database(server, name)
+
+
+async def test_timescale_hypertable_compression_aggregate_and_retention(timescale_url: str) -> None:
+    result = migrate(timescale_url, retention_days=30)
+    assert result.flavour == TIMESCALE
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
+        ).fetchone()[0] == 1
+        segmentby = conn.execute(
+            "SELECT array_agg(attname ORDER BY segmentby_column_index) FROM timescaledb_information.compression_settings"
+            " WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL").fetchone()[0]
+        assert segmentby == ["tenant_id", "equipment_id", "sensor"]
+        jobs = dict(conn.execute(
+            "SELECT proc_name, config->>'drop_after' FROM timescaledb_information.jobs"
+            " WHERE hypertable_name IN ('readings', 'readings_1m') OR proc_name = 'policy_refresh_continuous_aggregate'"
+        ).fetchall())
+        assert {"policy_retention", "policy_compression", "policy_refresh_continuous_aggregate"} <= set(jobs)
+        assert jobs["policy_retention"] == "30 days"
+    pool = await db.create_pool(timescale_url)
+    try:
+        await pool.execute("INSERT INTO tenants (id, name) VALUES ('ts-t', 'x')")
+        now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+        batch = [("ts-t", "PJ-1", "a", now + timedelta(seconds=i), float(i)) for i in range(180)]
+        assert await db.copy_readings(pool, batch) == 180
+        assert await db.copy_readings(pool, batch) == 0
+        # Background jobs do not run on PostgreSQL 15.20 here: run the refresh job by hand.
+        async with pool.acquire() as conn:
+            job = await conn.fetchval("SELECT job_id FROM timescaledb_information.jobs"
+                                      " WHERE proc_name = 'policy_refresh_continuous_aggregate'")
+            await conn.execute(f"CALL run_job({int(job)})")
+        materialized = await pool.fetchval(
+            "SELECT count(*) FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log")
+        assert materialized is not None
+        buckets = await db.fetch_readings_bucketed(
+            pool, "ts-t", "PJ-1", sensors=["a"], start=now, end=now + timedelta(minutes=3),
+            bucket=timedelta(minutes=1), flavour=TIMESCALE, limit=10)
+        assert [b["count"] for b in buckets] == [60, 60, 60]
+        assert [b["max"] for b in buckets] == [59.0, 119.0, 179.0]
+        assert [b["last"] for b in buckets] == [59.0, 119.0, 179.0]
+        plain = await db.fetch_readings_bucketed(
+            pool, "ts-t", "PJ-1", sensors=["a"], start=now, end=now + timedelta(minutes=3),
+            bucket=timedelta(minutes=1), flavour=POSTGRES, limit=10)
+        assert [dict(b) for b in plain] == [dict(b) for b in buckets]
+    finally:
+        await pool.close()
+
+
+async def test_alert_writer_keeps_one_open_alert_per_key(database_url: str) -> None:
+    migrate(database_url)
+    pool = await db.create_pool(database_url)
+    try:
+        await pool.execute("INSERT INTO tenants (id, name) VALUES ('alerts-t', 'x') ON CONFLICT DO NOTHING")
+        opened = db.AlertChangeRow("opened", "PJ-1", "r1", "warning", T0, "high", {"v": 1})
+        events = await db.persist_alert_changes(pool, "alerts-t", [opened])
+        assert [e["kind"] for e in events] == ["opened"]
+        # A replay after a crash repeats the decision: no second alert, no second event.
+        assert await db.persist_alert_changes(pool, "alerts-t", [opened]) == []
+        worse = db.AlertChangeRow("updated", "PJ-1", "r1", "critical", T0, "higher", {"v": 2})
+        assert [e["kind"] for e in await db.persist_alert_changes(pool, "alerts-t", [worse])] == ["updated"]
+        resolved = db.AlertChangeRow("resolved", "PJ-1", "r1", "critical", T0, "ok", {})
+        assert [e["kind"] for e in await db.persist_alert_changes(pool, "alerts-t", [resolved])] == ["resolved"]
+        assert await db.persist_alert_changes(pool, "alerts-t", [resolved]) == []
+        reopened = await db.persist_alert_changes(pool, "alerts-t", [opened])
+        assert reopened[0]["alert_id"] != events[0]["alert_id"]
+        seqs = [e["seq"] for e in await db.events_since(pool, "alerts-t", 0, 100)]
+        assert seqs == sorted(seqs) and len(seqs) == 4
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await pool.execute(
+                "INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, opened_at)"
+                " VALUES ('alerts-t', 'PJ-1', 'r1', 'open', 'info', 'dup', now())")
+    finally:
+        await pool.close()
