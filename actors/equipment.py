@@ -8,7 +8,9 @@ its entities so a restart resumes where it left off.
 import asyncio
 import contextlib
 import logging
+import pickle
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +19,7 @@ import ray
 
 from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
 from config import Settings
-from models import AlertChange, EquipmentState, Snapshot, build_rule, default_rules
+from models import MODEL_VERSION, AlertChange, EquipmentState, Snapshot, build_rule, default_rules
 from schema.alerts import AlertEvent
 from schema.subjects import alerts_subject
 from store import db
@@ -80,11 +82,14 @@ class EquipmentActor:
         self._js = None
         self._registry: dict[str, str] | None = None
         self._rule_rows: list[dict[str, Any]] | None = None
-        self._since_checkpoint = 0
+        # Values learned per entity since its last checkpoint: only entities that learned
+        # enough are pickled, so the cost stays per reading, not per hosted entity.
+        self._unsaved: dict[str, int] = defaultdict(int)
         self._last_checkpoint = time.monotonic()
         self._tick_task: asyncio.Task | None = None
         self.counters = {"values_learned": 0, "snapshots_learned": 0, "alert_events": 0, "restored": 0,
                          "caught_up_snapshots": 0}
+        self.stage_seconds: dict[str, float] = defaultdict(float)
         self.started_at = time.time()
 
     async def _ensure_started(self) -> None:
@@ -118,6 +123,8 @@ class EquipmentActor:
         open_alerts = await db.load_open_alerts(self._pool, self.tenant_id, [equipment_id])
         entity.restore_open_alerts((r["rule_id"], r["severity"]) for r in open_alerts)
         self.entities[equipment_id] = entity
+        if equipment_id not in blobs:
+            return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
         # learn them again so the model is what it would have been without the crash.
         rows = await db.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
@@ -135,25 +142,58 @@ class EquipmentActor:
         self.counters["alert_events"] += len(events)
         await publish_alert_events(self._js, self.tenant_id, events)
 
-    async def process(self, batch: dict[str, list[SnapshotTuple]]) -> int:
-        """Learn a committed batch (equipment id -> snapshots in arrival order); returns values learned."""
+    async def process(self, payload: bytes) -> int:
+        """Learn a committed batch: pickled {equipment id: [(ts, values)]}, in arrival order.
+
+        Returns the number of sensor values learned (those already learned are skipped).
+        """
+        batch: dict[str, list[SnapshotTuple]] = pickle.loads(payload)  # from our own TenantActor only
         async with self._lock:
+            t0 = time.perf_counter()
             await self._ensure_started()
             changes: list[AlertChange] = []
             learned = 0
             for equipment_id, snapshots in batch.items():
                 entity = await self._entity(equipment_id)
                 before = entity.values_seen
+                t1 = time.perf_counter()
                 changes.extend(entity.learn_many([Snapshot(ts, values) for ts, values in snapshots]))
+                self.stage_seconds["models"] += time.perf_counter() - t1
                 learned += entity.values_seen - before
+                self._unsaved[equipment_id] += entity.values_seen - before
                 self.counters["snapshots_learned"] += len(snapshots)
             self.counters["values_learned"] += learned
+            t2 = time.perf_counter()
             await self._emit(changes)
-            self._since_checkpoint += learned
-            if (self._since_checkpoint >= self.settings.checkpoint_every_readings
-                    or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_every_seconds):
-                await self._checkpoint()
+            t3 = time.perf_counter()
+            self.stage_seconds["alerts"] += t3 - t2
+            if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_every_seconds:
+                await self._checkpoint()  # every entity that learned anything
+            else:
+                await self._checkpoint(min_unsaved=self.settings.checkpoint_every_readings)
+            self.stage_seconds["checkpoint"] += time.perf_counter() - t3
+            self.stage_seconds["process"] += time.perf_counter() - t0
             return learned
+
+    async def resync(self) -> int:
+        """Learn whatever the store holds beyond each hosted entity's last learned reading.
+
+        The TenantActor calls this when it (re)starts or a batch failed: batches it had
+        committed but not yet handed over are in the database, and their redelivery will
+        come after newer data, too late for the models. Returns snapshots caught up.
+        """
+        async with self._lock:
+            await self._ensure_started()
+            caught_up = 0
+            for equipment_id, entity in self.entities.items():
+                rows = await db.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
+                                               CATCH_UP_LIMIT)
+                if rows:
+                    await self._emit(entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows]))
+                    self._unsaved[equipment_id] += len(rows)
+                    caught_up += len(rows)
+            self.counters["caught_up_snapshots"] += caught_up
+            return caught_up
 
     async def host(self, equipment_ids: list[str]) -> None:
         """Make sure these entities are loaded (so silent equipment is still watched for stale data)."""
@@ -171,15 +211,18 @@ class EquipmentActor:
                 etype = (self._registry or {}).get(equipment_id, "other")
                 entity.set_rules(build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or [])))
 
-    async def _checkpoint(self) -> None:
-        items = [
-            (eid, e.summary()["model_version"], e.to_bytes(), e.last_learned_ts, e.samples_seen)
-            for eid, e in self.entities.items()
-        ]
+    async def _checkpoint(self, *, min_unsaved: int = 1) -> None:
+        due = [eid for eid, n in self._unsaved.items() if n >= min_unsaved]
+        items = []
+        for eid in due:
+            entity = self.entities[eid]
+            items.append((eid, MODEL_VERSION, entity.to_bytes(), entity.last_learned_ts, entity.samples_seen))
         if items:
             await db.save_checkpoints(self._pool, self.tenant_id, items)
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+        for eid in due:
+            del self._unsaved[eid]
+        if min_unsaved <= 1:
+            self._last_checkpoint = time.monotonic()
 
     async def checkpoint(self) -> int:
         async with self._lock:
@@ -195,6 +238,9 @@ class EquipmentActor:
                     now = datetime.now(UTC)
                     changes = [c for e in self.entities.values() for c in e.tick(now)]
                     await self._emit(changes)
+                    if self._unsaved and (time.monotonic() - self._last_checkpoint
+                                          >= self.settings.checkpoint_every_seconds):
+                        await self._checkpoint()  # a quiet feed still gets its models saved
             except Exception:  # a bad tick must not end the loop
                 log.exception("tick failed for %s/%s", self.tenant_id, self.slot)
 
@@ -203,6 +249,7 @@ class EquipmentActor:
             "slot": self.slot,
             "entities": {eid: e.summary() for eid, e in self.entities.items()},
             "counters": dict(self.counters),
+            "stage_seconds": dict(self.stage_seconds),
             "started_at": self.started_at,
         }
 

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "wellpulse"
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
 
-    equipment_actor_budget: int = Field(4, ge=1, description="EquipmentActors per tenant at most")
+    equipment_actor_budget: int = Field(
+        2, ge=1, description="EquipmentActors per tenant at most (each is a process; ~2 per 2 cores measured best)"
+    )
     fetch_batch: int = Field(1000, ge=1, le=10_000, description="JetStream messages per pull")
     max_ack_pending: int = Field(4000, ge=1)
     max_future_skew_seconds: float = 300.0

@@ -9,7 +9,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from schema.subjects import (
@@ -76,6 +76,20 @@ async def telemetry_subscription(
         max_ack_pending=max_ack_pending,
         max_waiting=16,
     )
+    try:
+        info = await js.consumer_info(TELEMETRY_STREAM, consumer_name(tenant_id))
+    except NotFoundError:
+        info = None
+    if info is not None and (info.num_ack_pending or 0) > 0:
+        # A previous incarnation died holding unacked messages. JetStream would hand them
+        # back only after ack_wait, behind newer data; rewinding the consumer to its ack
+        # floor delivers them first and in order (acked ones again, which is harmless).
+        start = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+        log.info("tenant %s: rewinding consumer to stream seq %d (%d unacked)", tenant_id, start,
+                 info.num_ack_pending)
+        await js.delete_consumer(TELEMETRY_STREAM, consumer_name(tenant_id))
+        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = start
     return await js.pull_subscribe(
         tele_tenant_filter(tenant_id), durable=consumer_name(tenant_id), stream=TELEMETRY_STREAM, config=config,
         pending_msgs_limit=max(max_ack_pending * 2, 1024),

@@ -55,13 +55,19 @@ async def test_actor_crashes_lose_nothing_and_double_nothing(stack: Any, db_conn
 
     # The restarted EquipmentActor restored MTR-1 from its checkpoint, caught up on the
     # readings committed since, and has learned every snapshot exactly once.
+    seen: list[Any] = []
+
     async def learned_everything() -> dict[str, Any] | None:
         actor = ray.get_actor(f"equipment:{tenant}:own-MTR-1", namespace=NAMESPACE)
         status = await actor.status.remote()
         entity = status["entities"].get("MTR-1")
+        seen[:] = [entity, status["counters"]]
         return status if entity and entity["samples_seen"] == SNAPSHOTS else None
 
-    status = await wait_for(learned_everything, timeout=60)
+    try:
+        status = await wait_for(learned_everything, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"MTR-1 did not learn every snapshot once: {seen}") from exc
     assert status["counters"]["restored"] == 1
     other = await ray.get_actor(f"equipment:{tenant}:own-MTR-2", namespace=NAMESPACE).status.remote()
     assert other["entities"]["MTR-2"]["samples_seen"] == SNAPSHOTS

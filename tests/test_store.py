@@ -69,7 +69,8 @@ async def test_timescale_hypertable_compression_aggregate_and_retention(timescal
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
         ).fetchone()[0] == 1
         segmentby = conn.execute(
-            "SELECT array_agg(attname ORDER BY segmentby_column_index) FROM timescaledb_information.compression_settings"
+            "SELECT array_agg(attname ORDER BY segmentby_column_index)"
+            " FROM timescaledb_information.compression_settings"
             " WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL").fetchone()[0]
         assert segmentby == ["tenant_id", "equipment_id", "sensor"]
         jobs = dict(conn.execute(
