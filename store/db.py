@@ -112,7 +112,7 @@ async def fetch_readings_bucketed(
             tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
         )
     return await pool.fetch(
-        "SELECT sensor, date_bin($5::interval, ts, TIMESTAMPTZ '2000-01-01') AS bucket,"
+        "SELECT sensor, date_bin($5::interval, ts, TIMESTAMPTZ '2000-01-03 00:00:00+00') AS bucket,"
         " avg(value) AS avg, min(value) AS min, max(value) AS max,"
         " (array_agg(value ORDER BY ts DESC))[1] AS last, count(*) AS count"
         " FROM readings WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"

@@ -20,6 +20,18 @@ BUCKETS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timede
 MAX_RANGE = timedelta(days=366)
 
 
+BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # a midnight, as time_bucket and date_bin align
+
+
+def align_down(ts: datetime, size: timedelta) -> datetime:
+    return ts - (ts - BUCKET_ORIGIN) % size
+
+
+def align_up(ts: datetime, size: timedelta) -> datetime:
+    down = align_down(ts, size)
+    return down if down == ts else down + size
+
+
 def encode_cursor(ts: datetime, sensor: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([ts.isoformat(), sensor]).encode()).decode()
 
@@ -75,6 +87,8 @@ async def readings(
     if not await db.equipment_exists(services.pool, principal.tenant_id, equipment_id):
         raise ApiError(404, f"equipment {equipment_id} not found")
     if bucket:
+        # Whole buckets only, the same on both storage paths: the range widens to bucket edges.
+        start, end = align_down(start, BUCKETS[bucket]), align_up(end, BUCKETS[bucket])
         rows = await db.fetch_readings_bucketed(
             services.pool, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
             bucket=BUCKETS[bucket], flavour=services.flavour, limit=limit)
