@@ -102,7 +102,8 @@ class Stack:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.ray_head.pid, signal.SIGTERM)
         try:
-            self.ray_head.wait(20)
+            # Actors have checkpointed by now; `ray start --block` lingers on SIGTERM.
+            self.ray_head.wait(5)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.ray_head.pid, signal.SIGKILL)
@@ -150,15 +151,18 @@ class Stack:
 
     def stop(self) -> None:
         """Serve first (no new requests), then the actors (they checkpoint), then Ray, then the servers."""
+        started = time.monotonic()
         if ray.is_initialized():
             if self.serve_http:
                 try:
                     serve.shutdown()
                 except Exception:
                     log.exception("serve shutdown")
+                log.info("serve stopped (%.1fs)", time.monotonic() - started)
             if self.supervisor is not None:
                 try:
                     ray.get(self.supervisor.stop.remote(), timeout=20)
+                    log.info("actors stopped, models checkpointed (%.1fs)", time.monotonic() - started)
                 except Exception:
                     log.exception("supervisor stop")
             if self.ray_started_here:
@@ -168,3 +172,4 @@ class Stack:
             self.nats.stop()
         if self.pg is not None:
             self.pg.stop()
+        log.info("stopped (%.1fs)", time.monotonic() - started)

@@ -198,8 +198,9 @@ DEFAULT_FAULT_DURATION: dict[FaultKind, timedelta | None] = {
     FaultKind.SPIKE: None,
     FaultKind.DRIFT: timedelta(minutes=10),
     FaultKind.STUCK: timedelta(minutes=2),
-    FaultKind.COMMS_LOSS: timedelta(seconds=30),
-    FaultKind.LATE_BATCH: timedelta(seconds=30),
+    # Longer than the default stale-data rule (60 s), so an outage is something to see.
+    FaultKind.COMMS_LOSS: timedelta(seconds=90),
+    FaultKind.LATE_BATCH: timedelta(seconds=90),
 }
 
 
@@ -510,6 +511,10 @@ class FeedSimulator:
         if end is None:
             active.spikes_left = SPIKE_DEFAULT_READINGS
         self._faults[fault.equipment_id].append(active)
+        # Said out loud so whoever watches the alerts can tell what they should be seeing.
+        log.info("fault %s on %s%s from %s%s", fault.kind.value, fault.equipment_id,
+                 f" ({active.sensor})" if active.sensor else "", start.isoformat(timespec="seconds"),
+                 f" for {duration.total_seconds():.0f}s" if duration is not None else "")
 
     @property
     def active_faults(self) -> list[Fault]:
