@@ -260,14 +260,16 @@ async def _serialize_tenant_events(conn: asyncpg.Connection, tenant_id: str) -> 
 
 async def _insert_event(
     conn: asyncpg.Connection, tenant_id: str, alert: asyncpg.Record, kind: str, actor: str,
-    occurred_at: datetime,
+    occurred_at: datetime, *, message: str | None = None, details: dict[str, Any] | None = None,
 ) -> asyncpg.Record:
+    """An event row; its message says what changed (the alert row keeps why it opened)."""
     return await conn.fetchrow(
         f"INSERT INTO alert_events (tenant_id, alert_id, equipment_id, rule_id, kind, state, severity,"
         f" message, details, actor, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         f" RETURNING {_EVENT_COLUMNS}",
         tenant_id, alert["id"], alert["equipment_id"], alert["rule_id"], kind, alert["state"],
-        alert["severity"], alert["message"], alert["details"], actor, occurred_at,
+        alert["severity"], message if message is not None else alert["message"],
+        details if details is not None else alert["details"], actor, occurred_at,
     )
 
 
@@ -316,7 +318,8 @@ async def persist_alert_changes(
                     current["id"], ch.severity, ch.message, ch.details,
                 )
                 kind = "updated"
-            events.append(await _insert_event(conn, tenant_id, alert, kind, actor, ch.ts))
+            events.append(await _insert_event(conn, tenant_id, alert, kind, actor, ch.ts,
+                                              message=ch.message, details=ch.details))
     return events
 
 
@@ -337,7 +340,8 @@ async def acknowledge_alert(
                 f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2", tenant_id, alert_id
             )
             return existing, None
-        event = await _insert_event(conn, tenant_id, alert, "acknowledged", actor, now)
+        event = await _insert_event(conn, tenant_id, alert, "acknowledged", actor, now,
+                                    message=f"acknowledged by {actor}", details={"comment": comment})
         return alert, event
 
 
@@ -354,7 +358,10 @@ async def escalate_overdue(
             f" RETURNING {_ALERT_COLUMNS}",
             tenant_id, older_than, now,
         )
-        return [await _insert_event(conn, tenant_id, a, "escalated", "system", now) for a in alerts]
+        return [await _insert_event(conn, tenant_id, a, "escalated", "system", now,
+                                    message=f"escalated to {a['severity']}: not acknowledged since {a['opened_at']}",
+                                    details={"opened_at": a["opened_at"].isoformat()})
+                for a in alerts]
 
 
 async def load_open_alerts(pool: asyncpg.Pool, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
