@@ -133,3 +133,23 @@ async def test_alert_writer_keeps_one_open_alert_per_key(database_url: str) -> N
                 " VALUES ('alerts-t', 'PJ-1', 'r1', 'open', 'info', 'dup', now())")
     finally:
         await pool.close()
+
+
+async def test_unacknowledged_alerts_escalate_once_and_acknowledged_ones_never(database_url: str) -> None:
+    migrate(database_url)
+    pool = await db.create_pool(database_url)
+    try:
+        await pool.execute("INSERT INTO tenants (id, name) VALUES ('esc-t', 'x') ON CONFLICT DO NOTHING")
+        for rule in ("r-open", "r-acked"):
+            await db.persist_alert_changes(
+                pool, "esc-t", [db.AlertChangeRow("opened", "PJ-1", rule, "warning", T0, "high", {})])
+        acked_id = await pool.fetchval("SELECT id FROM alerts WHERE tenant_id = 'esc-t' AND rule_id = 'r-acked'")
+        _, ack_event = await db.acknowledge_alert(pool, "esc-t", acked_id, actor="ops", comment="on it", now=T0)
+        assert ack_event["message"] == "acknowledged by ops" and ack_event["details"] == {"comment": "on it"}
+        now = T0 + timedelta(hours=1)
+        escalated = await db.escalate_overdue(pool, "esc-t", older_than=now - timedelta(minutes=15), now=now)
+        assert [(e["rule_id"], e["kind"], e["severity"]) for e in escalated] == [("r-open", "escalated", "critical")]
+        assert await db.escalate_overdue(pool, "esc-t", older_than=now, now=now) == []
+        assert await db.escalate_overdue(pool, "other", older_than=now, now=now) == []
+    finally:
+        await pool.close()
