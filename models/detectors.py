@@ -10,11 +10,12 @@ NaN and infinite values are skipped silently.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 
 from river import anomaly
 
-__all__ = ["EWStats", "SensorAnomalyDetector", "SnapshotAnomalyDetector"]
+__all__ = ["EWStats", "EquipmentAnomalyScorer", "SensorAnomalyDetector", "SnapshotAnomalyDetector"]
 
 _SQRT2 = math.sqrt(2.0)
 _ABS_MIN_STD = 1e-9
@@ -340,3 +341,162 @@ class SnapshotAnomalyDetector:
             )
             u = {k: u.get(k, 0.5) for k in sorted(self._features)}
         hst.learn_one(u)
+
+
+
+class EquipmentAnomalyScorer:
+    """Streaming anomaly score of an equipment's snapshots, calibrated across sensors and series.
+
+    Three steps, each a few float operations per sensor value:
+
+    1. Each sensor's value becomes a z-score against its own slow robust baseline (`EWStats`).
+    2. Each z is smoothed by an exponentially weighted mean (weight ``smoothing``): noise averages
+       out while a level change accumulates. The smoothed z's are combined into
+       ``T = mean_k(zbar_k**2) / v`` with ``v = smoothing / (2 - smoothing)`` the variance of a smoothed
+       unit noise: about 1 for normal data whatever the sensors' units or count (a chi-square over its
+       degrees of freedom). `statistic_one` returns it.
+    3. `score_one` standardises ``T`` by a slow `EWStats` of its own past values (``zz``), so a series
+       whose normal is heavy-tailed is not always anomalous (the idea of Numenta's anomaly
+       likelihood), and maps it to ``1 - exp(-zz / scale)`` in [0, 1]. With ``refractory > 0`` a score is
+       only reported when ``zz`` exceeds every ``zz`` of the previous ``refractory`` snapshots (else 0.0):
+       an incident is reported when it starts or gets worse, not on every snapshot while it lasts.
+
+    Like River's detectors, `score_one` and `statistic_one` only read the model; `learn_one` changes it.
+    NaN and infinite values are skipped.
+
+    Parameters
+    ----------
+    fading_factor
+        Fading factor of the per-sensor baselines (0.002 remembers about 500 snapshots).
+    smoothing
+        Weight of a new z in its smoothed value (1.0: no smoothing).
+    warmup
+        Values a sensor's baseline learns before the sensor counts.
+    calibration_fading
+        Fading factor of the statistics of ``T`` used by `score_one`.
+    calibration_warmup
+        Values of ``T`` learned before `score_one` scores.
+    scale
+        ``zz`` of ``scale`` maps to 0.63, of ``4.6 * scale`` to 0.99.
+    refractory
+        Snapshots a score must beat to be reported (0: every score is reported).
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> det = EquipmentAnomalyScorer(refractory=10)
+    >>> for _ in range(500):
+    ...     x = {"a": rng.gauss(10.0, 1.0), "b": rng.gauss(100.0, 5.0)}
+    ...     _ = det.score_one(x)
+    ...     det.learn_one(x)
+    >>> round(det.statistic_one({"a": 10.0, "b": 100.0}), 2)
+    0.76
+    >>> round(det.statistic_one({"a": 20.0, "b": 100.0}), 2)
+    16.41
+    >>> round(det.score_one({"a": 20.0, "b": 100.0}), 3)
+    0.7
+    >>> det.learn_one({"a": 20.0, "b": 100.0})
+    >>> det.score_one({"a": 12.0, "b": 100.0})  # not worse than the snapshot before: the same incident
+    0.0
+    >>> det.score_one({"a": float("nan")})
+    0.0
+
+    """
+
+    def __init__(
+        self,
+        fading_factor: float = 0.002,
+        smoothing: float = 0.1,
+        warmup: int = 30,
+        calibration_fading: float = 0.002,
+        calibration_warmup: int = 100,
+        scale: float = 10.0,
+        refractory: int = 100,
+    ) -> None:
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        if refractory < 0:
+            raise ValueError(f"refractory must be >= 0, got {refractory}")
+        self.fading_factor = fading_factor
+        self.smoothing = smoothing
+        self.warmup = warmup
+        self.calibration_fading = calibration_fading
+        self.calibration_warmup = calibration_warmup
+        self.scale = scale
+        self.refractory = refractory
+        self._baselines: dict[str, EWStats] = {}
+        self._smoothed: dict[str, float] = {}
+        self._calibration: EWStats | None = None
+        self._recent: deque[float] | None = None
+        self._last_t = 0.0
+
+    @property
+    def last_statistic(self) -> float:
+        """``T`` of the last learned snapshot (what `statistic_one` returned for it before learning)."""
+        return self._last_t
+
+    def _next_smoothed(self, x: Mapping[str, float]) -> dict[str, float]:
+        """The smoothed z's after `x`, without changing anything."""
+        a = self.smoothing
+        out = dict(self._smoothed)
+        for k, v in x.items():
+            s = self._baselines.get(k)
+            if s is None or s.n < self.warmup or not math.isfinite(v):
+                continue
+            z = s.z(v)
+            prev = out.get(k)
+            out[k] = z if prev is None else prev + a * (z - prev)
+        return out
+
+    def _statistic(self, smoothed: Mapping[str, float]) -> float:
+        if not smoothed:
+            return 0.0
+        v = self.smoothing / (2.0 - self.smoothing)
+        return sum(z * z for z in smoothed.values()) / (v * len(smoothed))
+
+    def _zz(self, t: float) -> float:
+        c = self._calibration
+        if c is None or c.n < self.calibration_warmup:
+            return 0.0
+        return (t - c.mean) / c.std
+
+    def statistic_one(self, x: Mapping[str, float]) -> float:
+        """The chi-square-like statistic ``T`` (about 1 when normal) after `x`, before learning it."""
+        if not any(k in self._baselines and math.isfinite(v) for k, v in x.items()):
+            return 0.0
+        return self._statistic(self._next_smoothed(x))
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """Calibrated (and, with ``refractory``, novelty-gated) score of `x` in [0, 1], before learning it."""
+        if not any(k in self._baselines and math.isfinite(v) for k, v in x.items()):
+            return 0.0
+        zz = self._zz(self._statistic(self._next_smoothed(x)))
+        if zz <= 0.0:
+            return 0.0
+        if self.refractory and self._recent and zz <= max(self._recent):
+            return 0.0
+        return 1.0 - math.exp(-zz / self.scale)
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Learn snapshot `x`: smoothed z's, the calibration of ``T``, then the per-sensor baselines."""
+        if any(k in self._baselines and math.isfinite(v) for k, v in x.items()):
+            self._smoothed = self._next_smoothed(x)
+            t = self._last_t = self._statistic(self._smoothed)
+            if self.refractory:
+                if self._recent is None:
+                    self._recent = deque(maxlen=self.refractory)
+                self._recent.append(self._zz(t))
+            if self._calibration is None:
+                self._calibration = EWStats(self.calibration_fading, 1e9, 2**62, 1e-6)
+            self._calibration.update(t)
+        baselines = self._baselines
+        for k, v in x.items():
+            if not math.isfinite(v):
+                continue
+            s = baselines.get(k)
+            if s is None:
+                s = baselines[k] = EWStats(self.fading_factor, 3.0, self.warmup)
+            s.update(v)

@@ -11,7 +11,7 @@ from typing import Any
 import river
 
 from models.alerts import AlertStateMachine
-from models.detectors import SensorAnomalyDetector, SnapshotAnomalyDetector
+from models.detectors import EquipmentAnomalyScorer, SensorAnomalyDetector, SnapshotAnomalyDetector
 from models.events import AlertChange, Severity, Snapshot
 from models.rules import Observation, Rule, default_rules
 
@@ -30,7 +30,9 @@ class EquipmentState:
 
     For each snapshot newer than `last_learned_ts`: every sensor is scored by its own
     `SensorAnomalyDetector` (created when the sensor first appears), the snapshot by a seeded
-    `SnapshotAnomalyDetector`, both before learning; then the detectors learn and every rule is
+    `SnapshotAnomalyDetector` and by an `EquipmentAnomalyScorer` (its calibrated, novelty-gated score in
+    `equipment_score`, its chi-square-like statistic in `equipment_statistic`; not read by the rules yet),
+    all before learning; then the detectors learn and every rule is
     evaluated through the `AlertStateMachine`. A snapshot at or before `last_learned_ts` is counted in
     `skipped` and not learned again (the checkpoint rule of the design: a restored entity does not
     relearn readings at or before its checkpoint). Missing sensors, new sensors and NaN/inf values
@@ -85,6 +87,9 @@ class EquipmentState:
         self.model_version = MODEL_VERSION
         self.detectors: dict[str, SensorAnomalyDetector] = {}
         self.multivariate = SnapshotAnomalyDetector(warmup=warmup, seed=seed)
+        self.scorer = EquipmentAnomalyScorer(warmup=warmup)
+        self.equipment_score = 0.0
+        self.equipment_statistic = 0.0
         self.alerts = AlertStateMachine(equipment_id)
         self.rules: list[Rule] = []
         self.set_rules(default_rules(self.equipment_type) if rules is None else rules)
@@ -165,6 +170,10 @@ class EquipmentState:
         changes: list[AlertChange] = []
         detectors = self.detectors
         multivariate = self.multivariate
+        scorer = self.__dict__.get("scorer")
+        if scorer is None:  # a checkpoint written before the scorer existed
+            scorer = self.scorer = EquipmentAnomalyScorer(warmup=self.warmup)
+            self.equipment_score = self.equipment_statistic = 0.0
         rules = self.rules
         last = self.last_learned_ts
         orphans_checked = False
@@ -196,6 +205,9 @@ class EquipmentState:
                 det.learn_one(v)
             mv = multivariate.score_one(values)
             multivariate.learn_one(values)
+            self.equipment_score = scorer.score_one(values)
+            scorer.learn_one(values)
+            self.equipment_statistic = scorer.last_statistic
             obs = Observation(ts, values, scores, baselines, mv)
             for rule in rules:
                 change = self._apply(rule, rule.observe(obs), obs, ts)

@@ -12,6 +12,7 @@ from pathlib import Path
 from config import load_settings
 from schema.ids import InvalidIdentifier, check_tenant_id
 from serve.auth import Role, mint_token
+from serve.backtest import add_backtest_arguments, backtest_command
 from serve.simulator import add_simulate_arguments, demo_fleet, run_simulation, simulate_command
 
 log = logging.getLogger("wellpulse")
@@ -139,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="publish realistic SCADA readings with injected faults")
     add_simulate_arguments(sim)
     sim.set_defaults(func=simulate_command)
+
+    backtest = sub.add_parser("backtest", help="replay a CSV through the models, no look-ahead")
+    add_backtest_arguments(backtest)
+    backtest.set_defaults(func=backtest_command)
 
     token = sub.add_parser("token", help="mint an access token (development and operations)")
     token.add_argument("--tenant", required=True)

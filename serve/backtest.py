@@ -1,0 +1,355 @@
+"""Backtesting: replay a CSV through the same `models.EquipmentState` the equipment actors run.
+
+Each row is one snapshot (its timestamp and the chosen numeric columns), learned in file order, one at a
+time, so a row's score never depends on later rows. The optional output CSV has one row per input row:
+``timestamp`` (as written in the input), ``anomaly_score`` in [0, 1] (the score the anomaly rule reads: the
+maximum of the per-sensor and multivariate scores, computed before the row is learned) and ``alert`` (1
+while an alert of any rule is open after that row, else 0). With labels, the alert column is scored per
+row: precision, recall, F1.
+
+Bad input never ends in a traceback: a missing column or an unreadable file is a `BacktestError` with a
+message (exit code 2 on the CLI); a row with an unparseable timestamp, an older or repeated timestamp, or a
+non-numeric / NaN value is skipped (the value, or the whole row for a timestamp) and counted.
+
+    wellpulse backtest FILE.csv [--timestamp-column ts] [--columns a,b] [--labels FILE|COLUMN]
+                                [--delimiter ';'] [--out FILE] [--equipment-type pump_jack]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models import EquipmentState, Rule, Snapshot
+
+__all__ = ["BacktestError", "add_backtest_arguments", "backtest_command", "backtest_csv", "parse_timestamp"]
+
+TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "date_time")
+LABEL_NAMES = ("label", "labels", "anomaly", "is_anomaly", "changepoint")
+SNIFF_BYTES = 64 * 1024
+
+
+class BacktestError(ValueError):
+    """Bad input for a backtest (the message says what and where)."""
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """RFC 3339 / ISO 8601 (naive means UTC) or epoch seconds (milliseconds above 1e11); None if neither.
+
+    >>> parse_timestamp("2026-11-22T06:00:00Z").isoformat()
+    '2026-11-22T06:00:00+00:00'
+    >>> parse_timestamp("2026-11-22 06:00:00").isoformat()
+    '2026-11-22T06:00:00+00:00'
+    >>> parse_timestamp("1700000000000").isoformat()
+    '2023-11-14T22:13:20+00:00'
+    >>> parse_timestamp("yesterday") is None
+    True
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            epoch = float(text)
+        except ValueError:
+            return None
+        if not math.isfinite(epoch):
+            return None
+        if abs(epoch) > 1e11:
+            epoch /= 1000.0
+        try:
+            return datetime.fromtimestamp(epoch, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _read_rows(path: Path, delimiter: str | None) -> tuple[list[str], list[dict[str, str]], str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            sample = f.read(SNIFF_BYTES)
+            if not sample.strip():
+                raise BacktestError(f"{path}: the file is empty")
+            if delimiter is None:
+                try:
+                    delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+                except csv.Error:
+                    delimiter = ","
+            f.seek(0)
+            reader = csv.DictReader(f, delimiter=delimiter)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError) as e:
+        raise BacktestError(f"{path}: cannot read: {e}") from None
+    except csv.Error as e:
+        raise BacktestError(f"{path}: not a readable CSV: {e}") from None
+    if not header or not any(header):
+        raise BacktestError(f"{path}: no header row")
+    return header, rows, delimiter
+
+
+def _pick_timestamp_column(header: Sequence[str], rows: Sequence[dict[str, str]], given: str | None) -> str:
+    if given is not None:
+        if given not in header:
+            raise BacktestError(f"timestamp column {given!r} not in the file; columns: {', '.join(header)}")
+        return given
+    by_lower = {h.lower(): h for h in header}
+    for name in TIMESTAMP_NAMES:
+        if name in by_lower:
+            return by_lower[name]
+    first = header[0]
+    if any(parse_timestamp(r.get(first) or "") is not None for r in rows[:20]):
+        return first
+    raise BacktestError(
+        f"no timestamp column found (looked for {', '.join(TIMESTAMP_NAMES)}); pass --timestamp-column; "
+        f"columns: {', '.join(header)}"
+    )
+
+
+def _pick_columns(
+    header: Sequence[str], rows: Sequence[dict[str, str]], given: Sequence[str] | None, exclude: set[str]
+) -> list[str]:
+    if given:
+        missing = [c for c in given if c not in header]
+        if missing:
+            raise BacktestError(f"column(s) not in the file: {', '.join(missing)}; columns: {', '.join(header)}")
+        return list(given)
+    skip = exclude | {h for h in header if h.lower() in LABEL_NAMES}
+    cols = [h for h in header if h not in skip and any(_number(r.get(h)) is not None for r in rows[:200])]
+    if not cols:
+        raise BacktestError(f"no numeric column to replay; columns: {', '.join(header)}")
+    return cols
+
+
+def _labels_from_file(path: Path) -> dict[datetime, int]:
+    header, rows, _ = _read_rows(path, None)
+    ts_col = _pick_timestamp_column(header, rows, None)
+    label_cols = [h for h in header if h != ts_col]
+    if not label_cols:
+        raise BacktestError(f"{path}: a labels file needs a timestamp and a label column")
+    lab = next((h for h in label_cols if h.lower() in LABEL_NAMES), label_cols[0])
+    out: dict[datetime, int] = {}
+    for r in rows:
+        ts = parse_timestamp(r.get(ts_col) or "")
+        v = _number(r.get(lab))
+        if ts is not None and v is not None:
+            out[ts] = 1 if v != 0 else 0
+    if not out:
+        raise BacktestError(f"{path}: no usable (timestamp, label) row")
+    return out
+
+
+def _metrics(pred: Iterable[int], truth: Iterable[int]) -> dict[str, float | int]:
+    tp = fp = fn = tn = 0
+    for p, t in zip(pred, truth, strict=True):
+        if p and t:
+            tp += 1
+        elif p:
+            fp += 1
+        elif t:
+            fn += 1
+        else:
+            tn += 1
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+    }
+
+
+def backtest_csv(
+    path: str | Path,
+    *,
+    timestamp_column: str | None = None,
+    columns: Sequence[str] | None = None,
+    delimiter: str | None = None,
+    labels: str | Path | None = None,
+    rules: Sequence[Rule] | None = None,
+    out: str | Path | None = None,
+    equipment_type: str = "other",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Replay `path` row by row through a fresh `EquipmentState`; return a JSON-safe summary.
+
+    Parameters
+    ----------
+    path
+        The CSV (a header row, then one snapshot per row, in time order).
+    timestamp_column
+        Defaults to the first of ``timestamp, ts, time, datetime, date`` present, else the first column.
+    columns
+        Sensor columns to replay; default every other column with numbers (label-like columns excluded).
+    delimiter
+        Sniffed (``, ; tab |``) unless given.
+    labels
+        A CSV of ``timestamp,label`` or the name of a 0/1 column of `path`; adds precision, recall, F1 of the
+        alert column.
+    rules
+        The rules (default: `models.default_rules` of `equipment_type`).
+    out
+        Where to write ``timestamp,anomaly_score,alert`` (one row per input row).
+
+    Raises `BacktestError` (a `ValueError`) on unusable input.
+    """
+    path = Path(path)
+    header, rows, delim = _read_rows(path, delimiter)
+    ts_col = _pick_timestamp_column(header, rows, timestamp_column)
+    label_col: str | None = None
+    label_map: dict[datetime, int] | None = None
+    if labels is not None:
+        if str(labels) in header:
+            label_col = str(labels)
+        elif Path(labels).is_file():
+            label_map = _labels_from_file(Path(labels))
+        else:
+            raise BacktestError(f"labels {str(labels)!r} is neither a column of {path.name} nor a readable file")
+    cols = _pick_columns(header, rows, columns, {ts_col} | ({label_col} if label_col else set()))
+    eq = EquipmentState("backtest", equipment_type, rules, seed=seed)
+    skipped = {"bad_timestamp": 0, "not_after_previous": 0, "bad_values": 0}
+    out_rows: list[tuple[str, float, int]] = []
+    preds: list[int] = []
+    truth: list[int] = []
+    opened = 0
+    best = (-1.0, "")
+    for row in rows:
+        raw_ts = (row.get(ts_col) or "").strip()
+        ts = parse_timestamp(raw_ts)
+        score = 0.0
+        if ts is None:
+            skipped["bad_timestamp"] += 1
+        else:
+            values: dict[str, float] = {}
+            for c in cols:
+                v = _number(row.get(c))
+                if v is None:
+                    skipped["bad_values"] += 1
+                else:
+                    values[c] = v
+            before = eq.samples_seen
+            changes = eq.learn_many([Snapshot(ts, values)])
+            opened += sum(1 for ch in changes if ch.kind == "opened")
+            if eq.samples_seen == before:
+                skipped["not_after_previous"] += 1
+            elif values:
+                score = max(0.0, min(1.0, max(eq.last_scores.get(c, 0.0) for c in [*values, "_multivariate"])))
+        alert = 1 if eq.alerts.open_alerts() else 0
+        if score > best[0]:
+            best = (score, raw_ts)
+        out_rows.append((raw_ts, score, alert))
+        if label_col is not None or label_map is not None:
+            if label_col is not None:
+                lv = _number(row.get(label_col))
+                t = 1 if lv else 0
+            else:
+                t = label_map.get(ts, 0) if ts is not None and label_map is not None else 0
+            preds.append(alert)
+            truth.append(t)
+    if len(rows) and skipped["bad_timestamp"] == len(rows):
+        raise BacktestError(f"no row of {path.name} has a parseable timestamp in column {ts_col!r}")
+    result: dict[str, Any] = {
+        "file": str(path),
+        "rows": len(rows),
+        "learned": eq.samples_seen,
+        "skipped": skipped,
+        "delimiter": delim,
+        "timestamp_column": ts_col,
+        "columns": cols,
+        "alerts_opened": opened,
+        "alert_rows": sum(a for _, _, a in out_rows),
+        "max_score": round(best[0], 6) if out_rows else None,
+        "max_score_timestamp": best[1] if out_rows else None,
+    }
+    if preds:
+        result["labels"] = label_col or str(labels)
+        result.update(_metrics(preds, truth))
+    if out is not None:
+        try:
+            with Path(out).open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["timestamp", "anomaly_score", "alert"])
+                for raw_ts, score, alert in out_rows:
+                    w.writerow([raw_ts, f"{score:.6f}", alert])
+        except OSError as e:
+            raise BacktestError(f"cannot write {out}: {e}") from None
+        result["out"] = str(out)
+    return result
+
+
+def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``wellpulse backtest`` (the CLI module only wires the sub-command)."""
+    parser.add_argument("file", type=Path, help="CSV to replay, one snapshot per row, in time order")
+    parser.add_argument("--timestamp-column", default=None, metavar="NAME", help="default: timestamp/ts/time/...")
+    parser.add_argument(
+        "--columns", default=None, metavar="A,B", help="comma-separated sensor columns (default: all numeric)"
+    )
+    parser.add_argument(
+        "--labels", default=None, metavar="FILE|COLUMN", help="CSV of timestamp,label, or a 0/1 column name"
+    )
+    parser.add_argument("--delimiter", default=None, metavar="CHAR", help="default: sniffed (, ; tab |)")
+    parser.add_argument("--out", default=None, type=Path, metavar="FILE", help="write timestamp,anomaly_score,alert")
+    parser.add_argument("--equipment-type", default="other", help="picks the default rules (default: other)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the multivariate detector")
+
+
+def backtest_command(args: argparse.Namespace) -> int:
+    """Run a backtest and print its JSON summary. Exit codes: 0 done, 2 bad input."""
+    delimiter = args.delimiter
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+        if len(delimiter) != 1:
+            print(f"error: --delimiter must be one character, got {args.delimiter!r}", file=sys.stderr)
+            return 2
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    try:
+        result = backtest_csv(
+            args.file,
+            timestamp_column=args.timestamp_column,
+            columns=columns,
+            delimiter=delimiter,
+            labels=args.labels,
+            out=args.out,
+            equipment_type=getattr(args, "equipment_type", "other"),
+            seed=getattr(args, "seed", 0),
+        )
+    except BacktestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wellpulse backtest", description=__doc__.split("\n")[0])
+    add_backtest_arguments(parser)
+    return backtest_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
