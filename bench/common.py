@@ -22,7 +22,8 @@ def start_stack(*, serve_http: bool, **overrides: Any) -> Stack:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     data_dir = Path(tempfile.mkdtemp(prefix="wellpulse-bench-"))
     settings = load_settings(data_dir=data_dir, port=free_port(), **overrides)
-    return Stack(settings, serve_http=serve_http).start()
+    # Actor logs stay in Ray's log files: stdout carries the JSON result only.
+    return Stack(settings, serve_http=serve_http, log_to_driver=False).start()
 
 
 def new_tenant(prefix: str) -> str:

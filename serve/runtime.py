@@ -31,9 +31,10 @@ APP_NAME = "wellpulse"
 
 
 class Stack:
-    def __init__(self, settings: Settings, *, serve_http: bool = True) -> None:
+    def __init__(self, settings: Settings, *, serve_http: bool = True, log_to_driver: bool = True) -> None:
         self.settings = settings
         self.serve_http = serve_http
+        self.log_to_driver = log_to_driver
         self.data_dir = Path(settings.data_dir).resolve()
         self.pg: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
@@ -66,7 +67,7 @@ class Stack:
     def start_ray(self) -> None:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or self._start_ray_head()
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=self.log_to_driver)
             self.ray_started_here = True
         self.supervisor = Supervisor.options(
             name=SUPERVISOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime=None,
