@@ -48,6 +48,9 @@ def _up(args: argparse.Namespace) -> int:
         asyncio.run(_serve_until_signal(stack, stop, demo=args.demo, rate=args.rate))
     except KeyboardInterrupt:
         pass
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         log.info("shutting down")
         stack.stop()

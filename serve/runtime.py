@@ -6,9 +6,11 @@ tested is what runs.
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,7 +49,29 @@ class Stack:
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
+    def _claim_data_dir(self) -> None:
+        """One WellPulse per data dir: a second one would stop the first one's embedded servers."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another WellPulse is running with data dir {self.data_dir}; "
+                               "stop it or pass --data-dir") from None
+
+    def _check_port_free(self) -> None:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.settings.host, self.settings.port))
+            except OSError as exc:
+                raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
+                                   "pass --port") from None
+
     def start_servers(self) -> None:
+        self._claim_data_dir()
+        if self.serve_http:
+            self._check_port_free()
         if not self.settings.database_url:
             self.pg = EmbeddedPostgres(self.data_dir / "postgres").start()
             self.settings = self.settings.model_copy(update={"database_url": self.pg.url})
