@@ -4,6 +4,7 @@ import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
@@ -80,3 +81,21 @@ def test_placement_is_stable_when_the_budget_changes() -> None:
     assert 0 < moved < len(equipment) * 0.2  # about 1/9 move, not all of them
     assert len(set(before.values())) == 8
     assert place(equipment, budget=8) == before  # deterministic across calls and processes
+
+
+def test_a_second_instance_cannot_take_a_data_dir_or_port_in_use(tmp_path: Any) -> None:
+    import socket
+
+    from config import Settings
+    from serve.runtime import Stack
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = Settings(data_dir=tmp_path, port=busy.getsockname()[1])
+        first, second = Stack(settings), Stack(settings)
+        first._claim_data_dir()
+        with pytest.raises(RuntimeError, match="another WellPulse"):
+            second._claim_data_dir()
+        with pytest.raises(RuntimeError, match="cannot listen"):
+            first._check_port_free()
