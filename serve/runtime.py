@@ -9,10 +9,12 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +32,7 @@ from store.migrate import MigrationResult, migrate
 
 log = logging.getLogger(__name__)
 APP_NAME = "wellpulse"
+RAY_DIR_MAX_CHARS = 32
 
 
 class Stack:
@@ -44,6 +47,7 @@ class Stack:
         self.supervisor: Any = None
         self.ray_started_here = False
         self.ray_head: subprocess.Popen | None = None
+        self._ray_tmp: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -106,6 +110,11 @@ class Stack:
         actors can checkpoint. In a session of its own, the driver stops it, last.
         """
         ray_dir = self.data_dir / "ray"
+        if len(str(ray_dir)) > RAY_DIR_MAX_CHARS:
+            # Ray's Unix sockets live some 70 characters below its temp dir, and a socket path
+            # longer than 107 bytes cannot be bound: a deep data dir gets a short one in /tmp.
+            ray_dir = Path(tempfile.mkdtemp(prefix="wellpulse-ray-"))
+            self._ray_tmp = ray_dir
         ray_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
@@ -193,6 +202,8 @@ class Stack:
             if self.ray_started_here:
                 ray.shutdown()
         self._stop_ray_head()
+        if self._ray_tmp is not None:
+            shutil.rmtree(self._ray_tmp, ignore_errors=True)
         if self.nats is not None:
             self.nats.stop()
         if self.pg is not None:

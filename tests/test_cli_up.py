@@ -1,0 +1,89 @@
+"""`wellpulse up --demo` as a newcomer runs it: comes up, ingests its demo feed, and Ctrl-C leaves nothing behind."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from store.embedded import free_port
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return resp.status, resp.read()
+
+
+def _our_processes(cli: psutil.Process, data_dir: Path) -> list[psutil.Process]:
+    """Everything the CLI started: its children, the Ray head's tree, the embedded servers."""
+    ours = {p.pid: p for p in cli.children(recursive=True)}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(data_dir) in cmdline or ("ray start --head" in cmdline and proc.pid in ours):
+            ours[proc.pid] = proc
+            ours.update({c.pid: c for c in proc.children(recursive=True)})
+    return list(ours.values())
+
+
+def _alive(procs: list[psutil.Process]) -> list[str]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {' '.join(proc.cmdline())[:100]}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "wp", free_port()
+    log_path = tmp_path / "up.log"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    for key in ("WELLPULSE_DATABASE_URL", "WELLPULSE_NATS_URL", "RAY_ADDRESS"):
+        env.pop(key, None)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serve.cli", "up", "--demo", "--data-dir", str(data_dir), "--port", str(port),
+             "--rate", "300"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl-C stops everything." not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "wellpulse up did not come up in 180 s"
+            time.sleep(0.5)
+        output = log_path.read_text(errors="replace")
+        token = re.search(r"operator token \(12 h\):\n(\S+)", output).group(1)  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{port}"
+        status, body = _get(f"{base}/health")
+        assert status == 200 and json.loads(body)["checks"]["ray"]["tenants"] == {"demo": True}
+        ingested = 0.0
+        while ingested == 0.0 and time.monotonic() < deadline:
+            metrics = _get(f"{base}/metrics")[1].decode()
+            match = re.search(r'wellpulse_readings_ingested_total\{tenant="demo"\} (\S+)', metrics)
+            ingested = float(match.group(1)) if match else 0.0
+            time.sleep(1)
+        assert ingested > 0, "the demo feed never reached the database"
+        assert _get(f"{base}/v1/alerts", token)[0] == 200
+        assert token not in log_path.read_text(errors="replace").split(token, 1)[1], "token logged after the banner"
+        started_by_cli = _our_processes(psutil.Process(proc.pid), data_dir)
+        assert len(started_by_cli) > 5  # servers, the Ray head, raylet, actors...
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert code == 0, log_path.read_text(errors="replace")[-3000:]
+    time.sleep(1)
+    assert _alive(started_by_cli) == []
