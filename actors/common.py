@@ -19,9 +19,12 @@ def setup_logging() -> None:
     )
 
 
-async def open_connections(settings: Settings, name: str, *, pool_size: int) -> tuple["db.asyncpg.Pool", NATS]:
+async def open_connections(settings: Settings, name: str, *, pool_size: int,
+                           tenant_id: str) -> tuple["db.asyncpg.Pool", NATS]:
+    """The actor's pool connects as the app role, bound to its tenant: RLS sees nothing else."""
     if not settings.database_url or not settings.nats_url:
         raise RuntimeError("actors need resolved database_url and nats_url")
-    pool = await db.create_pool(settings.database_url, min_size=1, max_size=pool_size)
+    pool = await db.create_pool(settings.resolved_app_database_url(), min_size=1, max_size=pool_size,
+                                tenant_id=tenant_id)
     nc = await bus.connect(settings.nats_url, name)
     return pool, nc

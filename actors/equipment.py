@@ -95,7 +95,7 @@ class EquipmentActor:
     async def _ensure_started(self) -> None:
         if self._pool is None:
             self._pool, self._nc = await open_connections(
-                self.settings, f"equipment-{self.tenant_id}-{self.slot}", pool_size=2)
+                self.settings, f"equipment-{self.tenant_id}-{self.slot}", pool_size=2, tenant_id=self.tenant_id)
             self._js = self._nc.jetstream()
         if self._tick_task is None or self._tick_task.done():
             self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())

@@ -33,7 +33,7 @@ class Supervisor:
     async def start(self) -> list[str]:
         """Idempotent: create missing TenantActors and begin watching them."""
         if self._pool is None:
-            self._pool = await db.create_pool(self.settings.database_url, min_size=1, max_size=2)
+            self._pool = await db.create_pool(self.settings.resolved_app_database_url(), min_size=1, max_size=2)
         await self._sync_tenants()
         if self._watch is None or self._watch.done():
             self._watch = asyncio.get_running_loop().create_task(self._watch_loop())

@@ -102,7 +102,8 @@ class TenantActor:
 
     async def _run(self) -> None:
         if self._pool is None:
-            self._pool, self._nc = await open_connections(self.settings, f"tenant-{self.tenant_id}", pool_size=3)
+            self._pool, self._nc = await open_connections(self.settings, f"tenant-{self.tenant_id}", pool_size=3,
+                                                          tenant_id=self.tenant_id)
             self._js = self._nc.jetstream()
             await self._nc.subscribe(ctl_subject(self.tenant_id), cb=self._on_ctl)
         await self._load_registry()

@@ -21,9 +21,10 @@ import websockets
 
 from bench.common import MemorySampler, emit, new_tenant, start_stack
 from schema.subjects import tele_subject
-from serve.auth import mint_token
+from serve.cli_tenant import mint_user_token
 from serve.runtime import Stack
 from serve.simulator import demo_fleet, run_simulation
+from store.admin import ensure_user
 
 PROBE = "PROBE-1"
 
@@ -76,8 +77,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     background = asyncio.create_task(run_simulation(
         stack.settings.nats_url, tenant, equipment=args.background_equipment, rate=args.background_rate,
         fault_every=None, stop=stop, ensure_stream=False))
-    token = mint_token(stack.settings.jwt_secret.get_secret_value(), tenant_id=tenant, role="operator",
-                       subject="bench", minutes=30, issuer=stack.settings.jwt_issuer)
+    ensure_user(stack.settings.database_url, tenant, "bench@example.com", role="operator", password_hash=None)
+    token = mint_user_token(stack.settings, stack.settings.database_url, tenant, "bench@example.com", 30)
     url = f"ws://{stack.settings.host}:{stack.settings.port}/v1/alerts/ws?equipment={PROBE}"
     latencies: list[float] = []
     sent_at: dict[str, float] = {}

@@ -6,6 +6,7 @@ Defaults run on a laptop: no URLs means ``wellpulse up`` starts embedded servers
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -21,6 +22,9 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(None, description="PostgreSQL/TimescaleDB URL; unset: embedded server")
     nats_url: str | None = Field(None, description="NATS URL (JetStream on); unset: embedded server")
+    nats_feed_secret: SecretStr | None = Field(
+        None, description="HMAC key from which each tenant's NATS feed password is derived; unset: one made"
+        " once in <data_dir>/nats/feed.secret")
     data_dir: Path = Field(Path(".wellpulse"), description="where embedded servers keep their data")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -29,6 +33,26 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str = "wellpulse"
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(30, ge=1, le=365)
+    app_database_url: str | None = Field(
+        None, description="URL the app connects with (a role without BYPASSRLS); unset: database_url with the"
+        " user replaced by app_db_user and app_db_password")
+    app_db_user: str = Field("wellpulse_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    app_db_password: SecretStr = Field(SecretStr("wellpulse-app-dev-password"),
+                                       description="password of the app's database role (set in production)")
+    # argon2id cost: RFC 9106's second recommended option scaled to a 2-core server (~40 ms a hash).
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(64 * 1024, ge=8)
+    argon2_parallelism: int = Field(1, ge=1)
+    login_slowdown_after: int = Field(3, ge=1, description="failures before each further try must wait")
+    login_lock_after: int = Field(10, ge=2, description="failures before the account (or address) locks")
+    login_lock_seconds: int = Field(900, ge=1)
+    password_reset_minutes: int = Field(60, ge=5, le=24 * 60)
+    invitation_days: int = Field(7, ge=1, le=60)
+    message_sender: str = Field("log", description="'log', or 'file:/path/outbox.jsonl' (one JSON line per message)")
+    public_url: str = Field("http://localhost:8000", description="base of links in invitation and reset messages")
+    auth_cache_seconds: float = Field(30.0, ge=0, description="replica cache of user/session/key state;"
+                                      " changes are pushed over NATS at once, this bounds a missed push")
 
     equipment_actor_budget: int = Field(
         2, ge=1, description="EquipmentActors per tenant at most (each is a process; ~2 per 2 cores measured best)"
@@ -44,10 +68,34 @@ class Settings(BaseSettings):
     serve_replicas: int = 1
     model_seed: int = 0
     db_pool_size: int = 4
+    # Rate limits (serve/ratelimit.py): sliding windows shared by all replicas, in PostgreSQL.
+    rate_limit_enabled: bool = True
+    rate_limit_user_per_minute: int = Field(100, ge=1, description="requests per user per minute")
+    rate_limit_tenant_per_hour: int = Field(1000, ge=1, description="requests per tenant per hour, all users")
+    rate_limit_batch_burst: int = Field(
+        400, ge=0, description="extra requests per user per minute that batch endpoints (ingest, sync) may make"
+        " on top of rate_limit_user_per_minute; the tenant's hourly limit still applies")
+    rate_limit_storage_url: str | None = Field(
+        None, description="a `limits` async storage (e.g. async+redis://host:6379); unset: PostgreSQL")
 
     @property
     def max_future_skew(self) -> timedelta:
         return timedelta(seconds=self.max_future_skew_seconds)
+
+    def resolved_app_database_url(self) -> str:
+        """The URL of the app's own role: it cannot bypass row-level security."""
+        if self.app_database_url:
+            return self.app_database_url
+        if not self.database_url:
+            raise RuntimeError("database_url is not resolved yet")
+        parts = urlsplit(self.database_url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{quote(self.app_db_user)}:{quote(self.app_db_password.get_secret_value(), safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     @classmethod
     def settings_customise_sources(

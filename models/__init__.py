@@ -1,35 +1,51 @@
-"""Pure streaming logic: detectors, rules, the alert state machine and the equipment entity.
+"""Pure streaming logic: detectors, drift, failure model, rules, the alert state machine and the equipment entity.
 
 No IO, no Ray, no asyncio; deterministic given a seed. Imports only the standard library, River and
 `schema`.
 """
 
 from models.alerts import AlertStateMachine
-from models.detectors import EWStats, SensorAnomalyDetector, SnapshotAnomalyDetector
-from models.equipment import MODEL_VERSION, EquipmentState
+from models.detectors import EquipmentAnomalyScorer, EWStats, SensorAnomalyDetector, SnapshotAnomalyDetector
+from models.drift import SensorDriftDetector
+from models.equipment import DRIFT_PREFIX, MODEL_VERSION, EquipmentState
 from models.events import SEVERITIES, AlertChange, Severity, Snapshot, max_severity, severity_rank
+from models.failure import DEFAULT_HORIZON_SECONDS, FailurePredictor
+from models.replay import ReplayRow, replay
 from models.rules import (
+    SENSITIVITIES,
     AnomalyRule,
+    FailureRiskRule,
     Observation,
     Rule,
+    Sensitivity,
     StaleDataRule,
     StuckSensorRule,
     ThresholdRule,
     build_rule,
     default_rules,
+    sensitivity_level,
 )
 
 __all__ = [
+    "DEFAULT_HORIZON_SECONDS",
+    "DRIFT_PREFIX",
     "MODEL_VERSION",
+    "SENSITIVITIES",
     "SEVERITIES",
     "AlertChange",
     "AlertStateMachine",
     "AnomalyRule",
     "EWStats",
+    "EquipmentAnomalyScorer",
     "EquipmentState",
+    "FailurePredictor",
+    "FailureRiskRule",
     "Observation",
+    "ReplayRow",
     "Rule",
     "SensorAnomalyDetector",
+    "SensorDriftDetector",
+    "Sensitivity",
     "Severity",
     "Snapshot",
     "SnapshotAnomalyDetector",
@@ -39,5 +55,6 @@ __all__ = [
     "build_rule",
     "default_rules",
     "max_severity",
-    "severity_rank",
+    "replay",
+    "sensitivity_level",
 ]

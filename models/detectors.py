@@ -216,6 +216,18 @@ class SensorAnomalyDetector:
             return 0.0
         return math.erf(abs(x - s.mean) / s.std * self._k)
 
+    def score_and_z(self, x: float) -> tuple[float, float]:
+        """`score_one` and `z` of a finite `x` in one pass (both 0.0 during warm-up)."""
+        s = self._stats
+        if s is None or s.n < self.warmup:
+            return 0.0, 0.0
+        z = (x - s.mean) / s.std
+        return math.erf(abs(z) * self._k), z
+
+    def rebaseline(self) -> None:
+        """Forget the baseline (after a drift): the next `warmup` values build a new one, scored 0.0."""
+        self._stats = None
+
 
 class SnapshotAnomalyDetector:
     """Multivariate anomaly detector for an equipment's snapshots: River's Half-Space Trees.
@@ -331,6 +343,10 @@ class SnapshotAnomalyDetector:
                 s = scalers[k] = EWStats(self.fading_factor, 3.0, self.warmup)
             s.update(v)
 
+    def rebaseline(self, sensor: str) -> None:
+        """Forget one sensor's scaler (after a drift of that sensor); it re-learns from the next values."""
+        self._scalers.pop(sensor, None)
+
     def _learn_trees(self, u: dict[str, float]) -> None:
         hst = self._hst
         if hst is None or (hst._first_window and not self._features.issuperset(u)):
@@ -341,7 +357,6 @@ class SnapshotAnomalyDetector:
             )
             u = {k: u.get(k, 0.5) for k in sorted(self._features)}
         hst.learn_one(u)
-
 
 
 class EquipmentAnomalyScorer:
@@ -355,14 +370,19 @@ class EquipmentAnomalyScorer:
        ``T = mean_k(zbar_k**2) / v`` with ``v = smoothing / (2 - smoothing)`` the variance of a smoothed
        unit noise: about 1 for normal data whatever the sensors' units or count (a chi-square over its
        degrees of freedom). `statistic_one` returns it.
-    3. `score_one` standardises ``T`` by a slow `EWStats` of its own past values (``zz``), so a series
-       whose normal is heavy-tailed is not always anomalous (the idea of Numenta's anomaly
-       likelihood), and maps it to ``1 - exp(-zz / scale)`` in [0, 1]. With ``refractory > 0`` a score is
-       only reported when ``zz`` exceeds every ``zz`` of the previous ``refractory`` snapshots (else 0.0):
-       an incident is reported when it starts or gets worse, not on every snapshot while it lasts.
+    3. ``T`` is standardised by a slow `EWStats` of its own past values (``zz``), so a series whose
+       normal is heavy-tailed is not always anomalous (the idea of Numenta's anomaly likelihood), and
+       mapped to ``erf(zz / (scale * sqrt(2)))`` in [0, 1] (0 for ``zz <= 0``): the same mapping as
+       `SensorAnomalyDetector`, so one level means the same for both (0.99 at ``zz ≈ 5.15``).
 
-    Like River's detectors, `score_one` and `statistic_one` only read the model; `learn_one` changes it.
-    NaN and infinite values are skipped.
+    `score_one` returns that calibrated score. `novelty_one` returns it only when ``zz`` exceeds every
+    ``zz`` of the previous ``refractory`` snapshots (else 0.0): an incident is reported when it starts
+    or gets worse, not on every snapshot while it lasts (what NAB rewards). `learn_one` leaves both
+    scores of the snapshot it learned, computed before learning it, in `last_score` and `last_novelty`,
+    so a caller that learns every snapshot does not have to score it separately.
+
+    Like River's detectors, `score_one`, `novelty_one` and `statistic_one` only read the model;
+    `learn_one` changes it. NaN and infinite values are skipped.
 
     Parameters
     ----------
@@ -373,13 +393,13 @@ class EquipmentAnomalyScorer:
     warmup
         Values a sensor's baseline learns before the sensor counts.
     calibration_fading
-        Fading factor of the statistics of ``T`` used by `score_one`.
+        Fading factor of the statistics of ``T``.
     calibration_warmup
-        Values of ``T`` learned before `score_one` scores.
+        Values of ``T`` learned before any score is given.
     scale
-        ``zz`` of ``scale`` maps to 0.63, of ``4.6 * scale`` to 0.99.
+        Spread of the ``zz`` to score mapping (as ``z_scale`` of `SensorAnomalyDetector`).
     refractory
-        Snapshots a score must beat to be reported (0: every score is reported).
+        Snapshots a novelty score must beat (0: `novelty_one` equals `score_one`).
 
     Examples
     --------
@@ -394,10 +414,12 @@ class EquipmentAnomalyScorer:
     0.76
     >>> round(det.statistic_one({"a": 20.0, "b": 100.0}), 2)
     16.41
-    >>> round(det.score_one({"a": 20.0, "b": 100.0}), 3)
-    0.7
-    >>> det.learn_one({"a": 20.0, "b": 100.0})
-    >>> det.score_one({"a": 12.0, "b": 100.0})  # not worse than the snapshot before: the same incident
+    >>> round(det.score_one({"a": 16.0, "b": 100.0}), 3)
+    0.991
+    >>> det.learn_one({"a": 16.0, "b": 100.0})
+    >>> round(det.last_score, 3), round(det.last_novelty, 3)
+    (0.991, 0.991)
+    >>> det.novelty_one({"a": 10.0, "b": 100.0})  # not worse than the snapshot before: the same incident
     0.0
     >>> det.score_one({"a": float("nan")})
     0.0
@@ -411,8 +433,10 @@ class EquipmentAnomalyScorer:
         warmup: int = 30,
         calibration_fading: float = 0.002,
         calibration_warmup: int = 100,
-        scale: float = 10.0,
+        scale: float = 2.0,
         refractory: int = 100,
+        calibration_clip: float = 1e9,
+        calibration_gate: float = math.inf,
     ) -> None:
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
@@ -427,11 +451,15 @@ class EquipmentAnomalyScorer:
         self.calibration_warmup = calibration_warmup
         self.scale = scale
         self.refractory = refractory
+        self.calibration_clip = calibration_clip
+        self.calibration_gate = calibration_gate
         self._baselines: dict[str, EWStats] = {}
         self._smoothed: dict[str, float] = {}
         self._calibration: EWStats | None = None
         self._recent: deque[float] | None = None
         self._last_t = 0.0
+        self.last_score = 0.0
+        self.last_novelty = 0.0
 
     @property
     def last_statistic(self) -> float:
@@ -442,9 +470,11 @@ class EquipmentAnomalyScorer:
         """The smoothed z's after `x`, without changing anything."""
         a = self.smoothing
         out = dict(self._smoothed)
+        warmup = self.warmup
+        baselines = self._baselines
         for k, v in x.items():
-            s = self._baselines.get(k)
-            if s is None or s.n < self.warmup or not math.isfinite(v):
+            s = baselines.get(k)
+            if s is None or s.n < warmup or not math.isfinite(v):
                 continue
             z = s.z(v)
             prev = out.get(k)
@@ -463,35 +493,55 @@ class EquipmentAnomalyScorer:
             return 0.0
         return (t - c.mean) / c.std
 
+    def _score(self, zz: float) -> float:
+        return math.erf(zz / (self.scale * _SQRT2)) if zz > 0.0 else 0.0
+
+    def _novel(self, zz: float) -> bool:
+        return not (self.refractory and self._recent and zz <= max(self._recent))
+
+    def _known(self, x: Mapping[str, float]) -> bool:
+        return any(k in self._baselines and math.isfinite(v) for k, v in x.items())
+
     def statistic_one(self, x: Mapping[str, float]) -> float:
         """The chi-square-like statistic ``T`` (about 1 when normal) after `x`, before learning it."""
-        if not any(k in self._baselines and math.isfinite(v) for k, v in x.items()):
+        if not self._known(x):
             return 0.0
         return self._statistic(self._next_smoothed(x))
 
     def score_one(self, x: Mapping[str, float]) -> float:
-        """Calibrated (and, with ``refractory``, novelty-gated) score of `x` in [0, 1], before learning it."""
-        if not any(k in self._baselines and math.isfinite(v) for k, v in x.items()):
+        """Calibrated anomaly score of `x` in [0, 1], before learning it (0.0 while warming up)."""
+        if not self._known(x):
+            return 0.0
+        return self._score(self._zz(self._statistic(self._next_smoothed(x))))
+
+    def novelty_one(self, x: Mapping[str, float]) -> float:
+        """`score_one` when it beats the previous ``refractory`` snapshots, else 0.0."""
+        if not self._known(x):
             return 0.0
         zz = self._zz(self._statistic(self._next_smoothed(x)))
-        if zz <= 0.0:
-            return 0.0
-        if self.refractory and self._recent and zz <= max(self._recent):
-            return 0.0
-        return 1.0 - math.exp(-zz / self.scale)
+        return self._score(zz) if self._novel(zz) else 0.0
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Learn snapshot `x`: smoothed z's, the calibration of ``T``, then the per-sensor baselines."""
-        if any(k in self._baselines and math.isfinite(v) for k, v in x.items()):
+        score = novelty = 0.0
+        if self._known(x):
             self._smoothed = self._next_smoothed(x)
             t = self._last_t = self._statistic(self._smoothed)
+            zz = self._zz(t)
+            score = self._score(zz)
+            novelty = score if self._novel(zz) else 0.0
             if self.refractory:
                 if self._recent is None:
                     self._recent = deque(maxlen=self.refractory)
-                self._recent.append(self._zz(t))
+                self._recent.append(zz)
             if self._calibration is None:
-                self._calibration = EWStats(self.calibration_fading, 1e9, 2**62, 1e-6)
-            self._calibration.update(t)
+                self._calibration = EWStats(
+                    self.calibration_fading, self.calibration_clip, self.calibration_warmup, 1e-6
+                )
+            if zz < self.calibration_gate:
+                self._calibration.update(t)
+        self.last_score = score
+        self.last_novelty = novelty
         baselines = self._baselines
         for k, v in x.items():
             if not math.isfinite(v):
@@ -500,3 +550,8 @@ class EquipmentAnomalyScorer:
             if s is None:
                 s = baselines[k] = EWStats(self.fading_factor, 3.0, self.warmup)
             s.update(v)
+
+    def rebaseline(self, sensor: str) -> None:
+        """Forget one sensor's baseline and smoothed z (after a drift); it re-learns from the next values."""
+        self._baselines.pop(sensor, None)
+        self._smoothed.pop(sensor, None)

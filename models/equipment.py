@@ -12,13 +12,25 @@ import river
 
 from models.alerts import AlertStateMachine
 from models.detectors import EquipmentAnomalyScorer, SensorAnomalyDetector, SnapshotAnomalyDetector
+from models.drift import SensorDriftDetector
 from models.events import AlertChange, Severity, Snapshot
-from models.rules import Observation, Rule, default_rules
+from models.failure import DEFAULT_HORIZON_SECONDS, Example, FailurePredictor
+from models.rules import Observation, Rule, Sensitivity, default_rules
 
-__all__ = ["MODEL_VERSION", "EquipmentState"]
+__all__ = ["DRIFT_PREFIX", "EQUIPMENT_KEY", "MODEL_SCHEMA", "MODEL_VERSION", "MULTIVARIATE_KEY", "EquipmentState"]
 
-MODEL_VERSION = f"wellpulse-models-1/river-{river.__version__}"
+MODEL_SCHEMA = 2  # bump when the pickled layout or the meaning of a score changes
+MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
+EQUIPMENT_KEY = "_equipment"
+DRIFT_PREFIX = "drift_"
+RUNTIME_GAP_SECONDS = 300.0  # a longer gap between readings counts as this much runtime
+ANOMALY_LEVEL_WEIGHT = 0.01  # EW weight of the anomaly level (a failure feature)
+
+
+def _r(x: float) -> float:
+    """Round for humans and JSON."""
+    return float(f"{x:.6g}") if math.isfinite(x) else 0.0
 
 
 def _utc(ts: datetime) -> datetime:
@@ -30,10 +42,21 @@ class EquipmentState:
 
     For each snapshot newer than `last_learned_ts`: every sensor is scored by its own
     `SensorAnomalyDetector` (created when the sensor first appears), the snapshot by a seeded
-    `SnapshotAnomalyDetector` and by an `EquipmentAnomalyScorer` (its calibrated, novelty-gated score in
-    `equipment_score`, its chi-square-like statistic in `equipment_statistic`; not read by the rules yet),
-    all before learning; then the detectors learn and every rule is
-    evaluated through the `AlertStateMachine`. A snapshot at or before `last_learned_ts` is counted in
+    `SnapshotAnomalyDetector` and by an `EquipmentAnomalyScorer` (its calibrated score in
+    `equipment_score`, read by the `AnomalyRule`; its novelty-gated score in `equipment_novelty`; its
+    chi-square-like statistic in `equipment_statistic`), all before learning; then the detectors learn and
+    every rule is evaluated through the `AlertStateMachine`.
+
+    Drift: each sensor's z-score feeds a `SensorDriftDetector` (Page-Hinkley). A drift opens an "info" alert
+    ``drift_<sensor>`` and re-baselines the sensor in every detector; the alert resolves once the new
+    baseline is learned (`warmup` values), so the anomaly model adapts instead of alerting for ever.
+
+    Failure: every hour of reading time the features (`failure_features`) are sampled into a
+    `FailurePredictor`; field events label them (`record_failure`, `record_maintenance`), and
+    `failure_probability` is the probability of a failure within the horizon (default 7 days). A new
+    equipment can start from its type's shared model (`failure_model=` or `adopt_failure_model`).
+
+    Model metadata and every prediction are in `predictions()` (JSON-safe). A snapshot at or before `last_learned_ts` is counted in
     `skipped` and not learned again (the checkpoint rule of the design: a restored entity does not
     relearn readings at or before its checkpoint). Missing sensors, new sensors and NaN/inf values
     are skipped, never raised on.
@@ -52,7 +75,15 @@ class EquipmentState:
     seed
         Seed of the multivariate detector.
     warmup
-        Values each detector learns before it scores.
+        Values each detector learns before it scores (and a drifted sensor before it scores again).
+    sensitivity
+        Sensitivity of the default anomaly rule when `rules` is None ("low", "medium", "high" or [0, 1]).
+    drift
+        Detect drifts (info alerts ``drift_<sensor>`` and re-baselining).
+    failure_model
+        A failure model to start from (copied), e.g. the one shared by the equipment type.
+    horizon_seconds
+        Horizon of the failure probability.
 
     Examples
     --------
@@ -79,20 +110,40 @@ class EquipmentState:
         *,
         seed: int = 0,
         warmup: int = 30,
+        sensitivity: Sensitivity = "medium",
+        drift: bool = True,
+        failure_model: FailurePredictor | None = None,
+        horizon_seconds: float = DEFAULT_HORIZON_SECONDS,
     ) -> None:
         self.equipment_id = equipment_id
         self.equipment_type = str(equipment_type)
         self.seed = seed
         self.warmup = warmup
+        self.sensitivity = sensitivity
+        self.drift = drift
         self.model_version = MODEL_VERSION
+        self.restored_from_version: str | None = None
         self.detectors: dict[str, SensorAnomalyDetector] = {}
         self.multivariate = SnapshotAnomalyDetector(warmup=warmup, seed=seed)
         self.scorer = EquipmentAnomalyScorer(warmup=warmup)
         self.equipment_score = 0.0
+        self.equipment_novelty = 0.0
         self.equipment_statistic = 0.0
+        self.drift_detectors: dict[str, SensorDriftDetector] = {}
+        self.rebaselining: dict[str, int] = {}
+        self.drift_events: dict[str, str] = {}
+        self.drifts_since_maintenance = 0
+        self.failure = FailurePredictor(horizon_seconds=horizon_seconds)
+        if failure_model is not None:
+            self.failure.adopt(failure_model)
+        self.failure_probability = self.failure.prior
+        self.runtime_seconds = 0.0
+        self.anomaly_level = 0.0
+        self.first_ts: datetime | None = None
+        self.last_maintenance_ts: datetime | None = None
         self.alerts = AlertStateMachine(equipment_id)
         self.rules: list[Rule] = []
-        self.set_rules(default_rules(self.equipment_type) if rules is None else rules)
+        self.set_rules(default_rules(self.equipment_type, sensitivity) if rules is None else rules)
         self.last_learned_ts: datetime | None = None
         self.samples_seen = 0
         self.values_seen = 0
@@ -137,6 +188,8 @@ class EquipmentState:
         ids = {r.rule_id for r in self.rules}
         changes = []
         for rule_id, severity in self.alerts.open_alerts().items():
+            if rule_id.startswith(DRIFT_PREFIX) and rule_id[len(DRIFT_PREFIX) :] in self.rebaselining:
+                continue  # a drift alert resolves itself once its sensor is re-baselined
             if rule_id not in ids:
                 change = self.alerts.evaluate(
                     rule_id,
@@ -169,12 +222,12 @@ class EquipmentState:
         """Score, learn and evaluate the rules on each new snapshot, in order; return the alert changes."""
         changes: list[AlertChange] = []
         detectors = self.detectors
+        drifts = self.drift_detectors if self.drift else None
         multivariate = self.multivariate
-        scorer = self.__dict__.get("scorer")
-        if scorer is None:  # a checkpoint written before the scorer existed
-            scorer = self.scorer = EquipmentAnomalyScorer(warmup=self.warmup)
-            self.equipment_score = self.equipment_statistic = 0.0
+        scorer = self.scorer
+        failure = self.failure
         rules = self.rules
+        warmup = self.warmup
         last = self.last_learned_ts
         orphans_checked = False
         isfinite = math.isfinite
@@ -196,19 +249,42 @@ class EquipmentState:
                     values[name] = v
             scores: dict[str, float] = {}
             baselines: dict[str, tuple[float, float]] = {}
+            drifted: list[tuple[str, float]] = []
             for name, v in values.items():
                 det = detectors.get(name)
                 if det is None:
-                    det = detectors[name] = SensorAnomalyDetector(warmup=self.warmup)
-                scores[name] = det.score_one(v)
+                    det = detectors[name] = SensorAnomalyDetector(warmup=warmup)
+                score, z = det.score_and_z(v)
+                scores[name] = score
                 baselines[name] = (det.mean, det.std)
+                if drifts is not None and det.n >= warmup:
+                    dd = drifts.get(name)
+                    if dd is None:
+                        dd = drifts[name] = SensorDriftDetector()
+                    if dd.update(z):
+                        drifted.append((name, z))
                 det.learn_one(v)
             mv = multivariate.score_one(values)
             multivariate.learn_one(values)
-            self.equipment_score = scorer.score_one(values)
             scorer.learn_one(values)
+            eq_score = self.equipment_score = scorer.last_score
+            self.equipment_novelty = scorer.last_novelty
             self.equipment_statistic = scorer.last_statistic
-            obs = Observation(ts, values, scores, baselines, mv)
+            if last is not None:
+                gap = (ts - last).total_seconds()
+                self.runtime_seconds += gap if gap < RUNTIME_GAP_SECONDS else RUNTIME_GAP_SECONDS
+            else:
+                self.first_ts = ts
+            top = eq_score if eq_score > mv else mv
+            for sc in scores.values():
+                if sc > top:
+                    top = sc
+            self.anomaly_level += ANOMALY_LEVEL_WEIGHT * (top - self.anomaly_level)
+            if failure.due(ts):
+                self._sample_failure(ts)
+            if drifted or self.rebaselining:
+                changes.extend(self._drift_changes(ts, values, drifted, baselines))
+            obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
             for rule in rules:
                 change = self._apply(rule, rule.observe(obs), obs, ts)
                 if change is not None:
@@ -218,8 +294,129 @@ class EquipmentState:
             self.values_seen += len(values)
             self.last_scores.update(scores)
             self.last_scores[MULTIVARIATE_KEY] = mv
+            self.last_scores[EQUIPMENT_KEY] = eq_score
         self.last_learned_ts = last
         return changes
+
+    # -- drift ----------------------------------------------------------------------------------------
+
+    def _drift_changes(
+        self,
+        ts: datetime,
+        values: dict[str, float],
+        drifted: list[tuple[str, float]],
+        baselines: dict[str, tuple[float, float]],
+    ) -> list[AlertChange]:
+        """Open an info alert per drifted sensor and re-baseline it; resolve the ones re-baselined."""
+        changes: list[AlertChange] = []
+        for name, left in list(self.rebaselining.items()):
+            if name not in values:
+                continue
+            if left > 1:
+                self.rebaselining[name] = left - 1
+                continue
+            del self.rebaselining[name]
+            det = self.detectors[name]
+            rule_id = DRIFT_PREFIX + name
+            change = self.alerts.evaluate(
+                rule_id,
+                active=False,
+                severity="info",
+                ts=ts,
+                message=f"{name} re-baselined at {_r(det.mean)} ± {_r(det.std)}",
+                details={"sensor": name, "reason": "rebaselined", "mean": _r(det.mean), "std": _r(det.std)},
+            )
+            if change is not None:
+                changes.append(change)
+        for name, z in drifted:
+            dd = self.drift_detectors[name]
+            mean, std = baselines[name]
+            self.detectors[name].rebaseline()
+            self.multivariate.rebaseline(name)
+            dd.reset()
+            self.rebaselining[name] = self.warmup
+            self.drift_events[name] = ts.isoformat()
+            self.drifts_since_maintenance += 1
+            direction = dd.direction or ("up" if z > 0 else "down")
+            details = {
+                "sensor": name,
+                "direction": direction,
+                "value": values[name],
+                "z": _r(z),
+                "previous_mean": _r(mean),
+                "previous_std": _r(std),
+                "drifts": dd.drifts,
+            }
+            message = (
+                f"{name} drifted {direction}: {values[name]} (z={z:+.1f}) against {_r(mean)} ± {_r(std)}; "
+                f"re-baselining over {self.warmup} values"
+            )
+            rule_id = DRIFT_PREFIX + name
+            if self.alerts.is_open(rule_id):  # drifted again: a new event, not a silent no-op
+                self.alerts.forget(rule_id)
+            change = self.alerts.evaluate(
+                rule_id, active=True, severity="info", ts=ts, message=message, details=details
+            )
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    # -- failure prediction ---------------------------------------------------------------------------
+
+    def failure_features(self, ts: datetime | None = None) -> dict[str, float]:
+        """Features of the failure model at `ts` (default: the last learned snapshot's time).
+
+        Per sensor its current level and spread (the robust EW mean and std), the equipment's recent
+        anomaly level, runtime (days of data, gaps over 5 minutes counted as 5 minutes), days since the last
+        maintenance (or since the first reading) and drifts since the last maintenance.
+        """
+        ts = self.last_learned_ts if ts is None else _utc(ts)
+        since = self.last_maintenance_ts or self.first_ts
+        x: dict[str, float] = {
+            "runtime_days": self.runtime_seconds / 86_400.0,
+            "days_since_maintenance": 0.0 if ts is None or since is None else (ts - since).total_seconds() / 86_400.0,
+            "anomaly_level": self.anomaly_level,
+            "drifts_since_maintenance": float(self.drifts_since_maintenance),
+        }
+        for name, det in self.detectors.items():
+            if det.n >= self.warmup:
+                x[f"level_{name}"] = det.mean
+                x[f"spread_{name}"] = det.std
+        return x
+
+    def _sample_failure(self, ts: datetime) -> None:
+        x = self.failure_features(ts)
+        self.failure.observe(ts, x)
+        self.failure_probability = self.failure.predict_proba_one(x)
+
+    def record_failure(self, ts: datetime) -> list[Example]:
+        """A failure reported at `ts` (a field event): label the preceding horizon as "failed" and learn it.
+
+        Returns the labelled examples, so the caller can teach the model shared by the equipment type
+        (``shared.learn_examples(examples)``). Pure: no alert change. The probability is re-computed.
+        """
+        ts = _utc(ts)
+        examples = self.failure.record_failure(ts)
+        self.failure_probability = self.failure.predict_proba_one(self.failure_features())
+        return examples
+
+    def record_maintenance(self, start: datetime, end: datetime) -> int:
+        """A maintenance window (a field event): resets time since maintenance, drops its pending examples.
+
+        Returns the number of pending failure examples dropped.
+        """
+        start, end = _utc(start), _utc(end)
+        if end < start:
+            start, end = end, start
+        if self.last_maintenance_ts is None or end > self.last_maintenance_ts:
+            self.last_maintenance_ts = end
+            self.drifts_since_maintenance = 0
+        return self.failure.record_maintenance(start, end)
+
+    def adopt_failure_model(self, shared: FailurePredictor) -> None:
+        """Start the failure model from the one shared by this equipment's type in the tenant."""
+        self.failure.adopt(shared)
+        self.failure_probability = self.failure.predict_proba_one(self.failure_features())
 
     def tick(self, now: datetime) -> list[AlertChange]:
         """Evaluate the wall-clock rules (stale data) at `now`; return the alert changes."""
@@ -234,16 +431,90 @@ class EquipmentState:
     # -- checkpoints and status ---------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Pickle the whole state (detectors, rule state, open alerts, counters)."""
+        """Pickle the whole state (detectors, drift and failure models, rule state, open alerts, counters)."""
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EquipmentState:
-        """Restore a state written by `to_bytes` (trusted input only: this is pickle)."""
+        """Restore a state written by `to_bytes` (trusted input only: this is pickle).
+
+        A checkpoint of an older `MODEL_VERSION` loads too: attributes it lacks get their defaults, and a
+        model whose meaning changed is started afresh (`restored_from_version` says from which version).
+        """
         obj = pickle.loads(data)
         if not isinstance(obj, cls):
             raise ValueError(f"checkpoint holds a {type(obj).__name__}, not an {cls.__name__}")
         return obj
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        version = state.get("model_version")
+        if version != MODEL_VERSION:
+            fresh = EquipmentState(
+                state.get("equipment_id", "?"), state.get("equipment_type", "other"), [],
+                seed=state.get("seed", 0), warmup=state.get("warmup", 30),
+            ).__dict__
+            if not str(version).startswith(f"wellpulse-models-{MODEL_SCHEMA}/"):
+                state.pop("scorer", None)  # its score had another scale: re-learn it
+            for key, value in fresh.items():
+                state.setdefault(key, value)
+            state["restored_from_version"] = version
+            state["model_version"] = MODEL_VERSION
+        self.__dict__.update(state)
+
+    def predictions(self) -> dict[str, Any]:
+        """JSON-safe predictions and model metadata, as of the last learned snapshot.
+
+        ``anomaly``: the equipment's calibrated score and each sensor's score in [0, 1] with its baseline;
+        ``failure``: probability of failure within the horizon, the horizon, labels seen; ``drift``: per
+        sensor the number of drifts, the last one's time and whether it is re-baselining; and the model's
+        version, samples seen and last learned time.
+        """
+        sensors: dict[str, Any] = {}
+        for name, det in self.detectors.items():
+            dd = self.drift_detectors.get(name)
+            sensors[name] = {
+                "anomaly_score": _r(self.last_scores.get(name, 0.0)),
+                "expected_mean": _r(det.mean),
+                "expected_std": _r(det.std),
+                "warming_up": det.n < self.warmup,
+                "drifts": 0 if dd is None else dd.drifts,
+                "last_drift_ts": self.drift_events.get(name),
+                "rebaselining": name in self.rebaselining,
+            }
+        f = self.failure
+        return {
+            "equipment_id": self.equipment_id,
+            "equipment_type": self.equipment_type,
+            "model_version": self.model_version,
+            "samples_seen": self.samples_seen,
+            "values_seen": self.values_seen,
+            "last_learned_ts": None if self.last_learned_ts is None else self.last_learned_ts.isoformat(),
+            "warming_up": self.samples_seen < self.warmup,
+            "anomaly": {
+                "score": _r(self.equipment_score),
+                "multivariate_score": _r(self.last_scores.get(MULTIVARIATE_KEY, 0.0)),
+                "statistic": _r(self.equipment_statistic),
+                "sensors": sensors,
+            },
+            "failure": {
+                "probability": _r(self.failure_probability),
+                "horizon_seconds": f.horizon_seconds,
+                "horizon_days": _r(f.horizon_seconds / 86_400.0),
+                "labels_seen": f.labels_seen,
+                "failures_seen": f.failures_seen,
+                "pending_examples": f.pending,
+                "last_failure_ts": None if f.last_failure_ts is None else f.last_failure_ts.isoformat(),
+                "last_maintenance_ts": (
+                    None if self.last_maintenance_ts is None else self.last_maintenance_ts.isoformat()
+                ),
+                "runtime_days": _r(self.runtime_seconds / 86_400.0),
+            },
+            "drift": {
+                "enabled": bool(self.drift),
+                "rebaselining": sorted(self.rebaselining),
+                "events": dict(self.drift_events),
+            },
+        }
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe status of this entity."""
@@ -258,4 +529,6 @@ class EquipmentState:
             "last_scores": {k: float(v) for k, v in self.last_scores.items()},
             "rules": [r.rule_id for r in self.rules],
             "model_version": self.model_version,
+            "failure_probability": _r(self.failure_probability),
+            "drifting": sorted(self.rebaselining),
         }

@@ -22,8 +22,11 @@ from models.events import SEVERITIES, Severity, max_severity
 from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 
 __all__ = [
+    "SENSITIVITIES",
     "AnomalyRule",
+    "FailureRiskRule",
     "Observation",
+    "Sensitivity",
     "Rule",
     "StaleDataRule",
     "StuckSensorRule",
@@ -31,9 +34,37 @@ __all__ = [
     "Verdict",
     "build_rule",
     "default_rules",
+    "sensitivity_level",
 ]
 
 Verdict = tuple[bool, Severity]
+Sensitivity = str | float
+SENSITIVITIES: dict[str, float] = {"low": 0.0, "medium": 0.5, "high": 1.0}
+
+
+def sensitivity_level(sensitivity: Sensitivity) -> float:
+    """Anomaly score level of a sensitivity: "low", "medium", "high" or a number in [0, 1] (higher: more alerts).
+
+    ``level = 1 - 10 ** (2 * s - 3)``: low (0) alerts at 0.999, medium (0.5) at 0.99, high (1) at 0.9. The
+    scores are calibrated so that a level is a tail probability: for the per-sensor score, 0.99 is a
+    deviation of about 5.2 standard deviations, 0.999 of 6.6, 0.9 of 3.3. Raises `ValueError` otherwise.
+
+    >>> [sensitivity_level(s) for s in ("low", "medium", "high")]
+    [0.999, 0.99, 0.9]
+    >>> round(sensitivity_level(0.75), 4)
+    0.9684
+
+    """
+    if isinstance(sensitivity, str):
+        if sensitivity not in SENSITIVITIES:
+            raise ValueError(f"sensitivity must be one of {', '.join(SENSITIVITIES)} or a number in [0, 1], "
+                             f"got {sensitivity!r}")
+        s = SENSITIVITIES[sensitivity]
+    elif isinstance(sensitivity, bool) or not isinstance(sensitivity, int | float) or not 0.0 <= sensitivity <= 1.0:
+        raise ValueError(f"sensitivity must be low, medium, high or a number in [0, 1], got {sensitivity!r}")
+    else:
+        s = float(sensitivity)
+    return round(1.0 - 10.0 ** (2.0 * s - 3.0), 12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +82,11 @@ class Observation:
     baselines
         Per-sensor ``(expected_mean, expected_std)`` before learning.
     multivariate_score
-        The equipment's multivariate anomaly score in [0, 1].
+        The equipment's multivariate anomaly score in [0, 1] (Half-Space Trees).
+    equipment_score
+        The equipment's calibrated anomaly score in [0, 1] (`EquipmentAnomalyScorer`).
+    failure_probability
+        Latest probability of failure within the horizon (None: not predicted).
 
     """
 
@@ -60,6 +95,8 @@ class Observation:
     scores: Mapping[str, float] = field(default_factory=dict)
     baselines: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     multivariate_score: float = 0.0
+    equipment_score: float = 0.0
+    failure_probability: float | None = None
 
 
 def _check_severity(severity: str) -> None:
@@ -254,23 +291,27 @@ class ThresholdRule(Rule):
 class AnomalyRule(Rule):
     """Active when the equipment's anomaly score stays ≥ `level` for `for_count` snapshots in a row.
 
-    The score of a snapshot is the maximum of the per-sensor scores and the multivariate score. The
-    rule clears after `for_count` snapshots in a row below `level`. Its severity is `severity`, raised
-    to critical once a score ≥ `critical_level` is seen; it only escalates while the alert is open, so
-    a score hovering around `critical_level` does not flap between warning and critical.
+    The score of a snapshot is the maximum of the per-sensor scores, the multivariate score and the
+    equipment's calibrated score. The rule clears after `for_count` snapshots in a row below `level`.
+    Its severity is `severity`, raised to critical once a score ≥ `critical_level` is seen; it only
+    escalates while the alert is open, so a score hovering around `critical_level` does not flap between
+    warning and critical. The alert explains itself: the sensors furthest from normal, each with its
+    value, z-score and expected mean ± std.
 
     Parameters
     ----------
     rule_id
         Dedup key of the alert.
     level
-        Score at or above which a snapshot counts as anomalous.
+        Score at or above which a snapshot counts as anomalous (None: from `sensitivity`).
     for_count
         Consecutive anomalous (normal) snapshots needed to activate (clear).
     severity
         Severity below `critical_level`.
     critical_level
-        Score at or above which the alert is critical.
+        Score at or above which the alert is critical (None: ``1 - (1 - level) / 10``).
+    sensitivity
+        "low", "medium", "high" or a number in [0, 1]; sets `level` when it is None (`sensitivity_level`).
 
     Examples
     --------
@@ -287,40 +328,63 @@ class AnomalyRule(Rule):
 
     """
 
+    sensitivity: Sensitivity = "medium"  # checkpoints written before it existed
+
     def __init__(
         self,
         rule_id: str = "anomaly",
-        level: float = 0.99,
+        level: float | None = None,
         for_count: int = 3,
         severity: Severity = "warning",
-        critical_level: float = 0.999,
+        critical_level: float | None = None,
+        sensitivity: Sensitivity = "medium",
     ) -> None:
         _check_id("rule_id", rule_id)
-        _check_number("level", level, minimum=0.0)
-        _check_number("critical_level", critical_level, minimum=0.0)
+        _check_number("level", level, minimum=0.0, optional=True)
+        _check_number("critical_level", critical_level, minimum=0.0, optional=True)
         _check_int("for_count", for_count, 1)
         _check_severity(severity)
-        if level > 1.0 or critical_level > 1.0:
+        base = sensitivity_level(sensitivity)
+        lvl = base if level is None else level
+        crit = 1.0 - (1.0 - lvl) / 10.0 if critical_level is None else critical_level
+        if lvl > 1.0 or crit > 1.0:
             raise ValueError("level and critical_level must be in [0, 1]")
         self.rule_id = rule_id
         self.level = level
         self.for_count = for_count
         self.severity = severity
         self.critical_level = critical_level
+        self.sensitivity = sensitivity
+        self._level = lvl
+        self._critical = round(crit, 12)
         self._active = False
         self._high = 0
         self._low = 0
         self._peak: Severity = severity
 
+    @property
+    def effective_level(self) -> float:
+        """The level in use (`level`, or the one of `sensitivity`)."""
+        lvl = self.__dict__.get("_level")
+        return self.level if lvl is None else lvl
+
+    @property
+    def effective_critical_level(self) -> float:
+        """The critical level in use."""
+        crit = self.__dict__.get("_critical")
+        return self.critical_level if crit is None else crit
+
     def observe(self, obs: Observation) -> Verdict | None:
         score = obs.multivariate_score
+        if obs.equipment_score > score:
+            score = obs.equipment_score
         for s in obs.scores.values():
             if s > score:
                 score = s
-        if score >= self.level:
+        if score >= self.effective_level:
             self._high += 1
             self._low = 0
-            if score >= self.critical_level:
+            if score >= self.effective_critical_level:
                 self._peak = "critical"
             if not self._active and self._high >= self.for_count:
                 self._active = True
@@ -334,8 +398,9 @@ class AnomalyRule(Rule):
         return self._active, max_severity(self._peak, self.severity)
 
     def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        level = self.effective_level
         if obs is None:
-            return "anomaly score unknown", {"level": self.level}
+            return "anomaly score unknown", {"level": level}
         explained = []
         for name, value in obs.values.items():
             mean, std = obs.baselines.get(name, (value, 0.0))
@@ -351,25 +416,27 @@ class AnomalyRule(Rule):
                 }
             )
         explained.sort(key=lambda e: (-e["score"], -abs(e["z"])))
-        top = [e for e in explained if e["score"] >= self.level] or explained[:3]
-        score = max([obs.multivariate_score, *obs.scores.values()])
+        top = [e for e in explained if e["score"] >= level] or explained[:3]
+        score = max([obs.multivariate_score, obs.equipment_score, *obs.scores.values()])
         details: dict[str, Any] = {
             "score": _r(score),
             "multivariate_score": _r(obs.multivariate_score),
-            "level": self.level,
-            "critical_level": self.critical_level,
+            "equipment_score": _r(obs.equipment_score),
+            "level": level,
+            "critical_level": self.effective_critical_level,
+            "sensitivity": self.sensitivity,
             "for_count": self.for_count,
             "sensors": top,
         }
         if not active:
-            return f"anomaly score {_r(score)} below {self.level} for {self.for_count} snapshots", details
+            return f"anomaly score {_r(score)} below {level} for {self.for_count} snapshots", details
         parts = [
             f"{e['sensor']} {e['value']} (z={e['z']:+.1f}, "
             f"expected {e['expected_mean']} ± {e['expected_std']})"
             for e in top
         ]
         who = "; ".join(parts) if parts else "multivariate"
-        return f"anomaly score {_r(score)} ≥ {self.level} for {self.for_count} snapshots: {who}", details
+        return f"anomaly score {_r(score)} ≥ {level} for {self.for_count} snapshots: {who}", details
 
     def restore_active(self, severity: Severity) -> None:
         self._active = True
@@ -526,18 +593,87 @@ class StuckSensorRule(Rule):
         self._hold = self.min_repeats
 
 
+class FailureRiskRule(Rule):
+    """Active while the predicted probability of failure within the horizon is ≥ `level`.
+
+    The probability comes from the equipment's `FailurePredictor` (re-computed every sampling period of
+    its features, carried on every observation); it clears below ``level - hysteresis``. No opinion while
+    no probability is known.
+
+    Parameters
+    ----------
+    rule_id
+        Dedup key of the alert.
+    level
+        Probability at or above which the rule is active.
+    hysteresis
+        How far below `level` the probability must fall to clear.
+    severity
+        Severity of the alert.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> rule = FailureRiskRule(level=0.5)
+    >>> t = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    >>> [rule.observe(Observation(t, {}, failure_probability=p)) for p in (None, 0.2, 0.6, 0.45, 0.3)]
+    [None, (False, 'warning'), (True, 'warning'), (True, 'warning'), (False, 'warning')]
+
+    """
+
+    def __init__(
+        self, rule_id: str = "failure_risk", level: float = 0.5, hysteresis: float = 0.1, severity: Severity = "warning"
+    ) -> None:
+        _check_id("rule_id", rule_id)
+        _check_number("level", level, minimum=0.0)
+        _check_number("hysteresis", hysteresis, minimum=0.0)
+        _check_severity(severity)
+        if level > 1.0:
+            raise ValueError("level must be in [0, 1]")
+        self.rule_id = rule_id
+        self.level = level
+        self.hysteresis = hysteresis
+        self.severity = severity
+        self._active = False
+        self._p: float | None = None
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        p = obs.failure_probability
+        if p is None:
+            return None
+        self._p = p
+        if self._active:
+            self._active = p >= self.level - self.hysteresis
+        else:
+            self._active = p >= self.level
+        return self._active, self.severity
+
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        p = self._p
+        details = {"probability": None if p is None else _r(p), "level": self.level}
+        if active:
+            return f"failure probability {p:.2f} ≥ {self.level}", details
+        return f"failure probability {p if p is None else round(p, 2)} back below {self.level}", details
+
+    def restore_active(self, severity: Severity) -> None:
+        self._active = True
+
+
 _KINDS: dict[str, type[Rule]] = {
     "threshold": ThresholdRule,
     "anomaly": AnomalyRule,
     "stale_data": StaleDataRule,
     "stuck_sensor": StuckSensorRule,
+    "failure_risk": FailureRiskRule,
 }
 
 
-def build_rule(rule_id: str, kind: str, params: dict[str, Any]) -> Rule:
+def build_rule(rule_id: str, kind: str, params: dict[str, Any], sensitivity: Sensitivity | None = None) -> Rule:
     """Build a rule from its registry form (kind and parameters).
 
-    Raises `ValueError` for an unknown kind, unknown or missing parameters, or bad values.
+    `sensitivity` (the tenant's, equipment type's or equipment's, from config) is passed to the rules that
+    take one (`AnomalyRule`) unless `params` sets it. Raises `ValueError` for an unknown kind, unknown or
+    missing parameters, or bad values.
 
     Examples
     --------
@@ -564,18 +700,21 @@ for_seconds=0.0, severity='warning')
             f"unknown parameter(s) {', '.join(unknown)} for {kind} rule {rule_id!r}; "
             f"accepted: {', '.join(accepted)}"
         )
+    kwargs = dict(params)
+    if sensitivity is not None and "sensitivity" in accepted and "sensitivity" not in kwargs:
+        kwargs["sensitivity"] = sensitivity
     try:
-        return cls(rule_id=rule_id, **params)
+        return cls(rule_id=rule_id, **kwargs)
     except TypeError as e:  # a missing required parameter
         raise ValueError(f"bad parameters for {kind} rule {rule_id!r}: {e}") from None
     except ValueError as e:
         raise ValueError(f"bad parameters for {kind} rule {rule_id!r}: {e}") from None
 
 
-def default_rules(equipment_type: str) -> list[Rule]:
+def default_rules(equipment_type: str, sensitivity: Sensitivity = "medium") -> list[Rule]:
     """Default rules of an equipment type.
 
-    An `AnomalyRule`, a `StaleDataRule` (60 s), a `StuckSensorRule`, and per sensor of the type a critical
+    An `AnomalyRule` of the given `sensitivity` ("low", "medium", "high" or a number in [0, 1]), a `StaleDataRule` (60 s), a `StuckSensorRule`, and per sensor of the type a critical
     `ThresholdRule` half a span outside the normal range (held 5 s, hysteresis 5 % of the span), named
     ``<sensor>_high`` and ``<sensor>_low``. A low limit that would fall at or below zero for a sensor whose
     normal range is non-negative is left out (it could never fire). An unknown type gets the generic rules.
@@ -589,7 +728,7 @@ def default_rules(equipment_type: str) -> list[Rule]:
 for_seconds=5.0, severity='critical')
 
     """
-    rules: list[Rule] = [AnomalyRule(), StaleDataRule(max_silence_seconds=60.0), StuckSensorRule()]
+    rules: list[Rule] = [AnomalyRule(sensitivity=sensitivity), StaleDataRule(max_silence_seconds=60.0), StuckSensorRule()]
     try:
         specs = SENSORS_BY_TYPE[EquipmentType(equipment_type)]
     except ValueError:

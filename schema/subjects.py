@@ -49,6 +49,14 @@ def ctl_subject(tenant_id: str) -> str:
     return f"ctl.{check_tenant_id(tenant_id)}"
 
 
+def authz_subject(tenant_id: str) -> str:
+    """Core NATS (not a stream): a user, session or API key changed; replicas drop what they cached."""
+    return f"authz.{check_tenant_id(tenant_id)}"
+
+
+AUTHZ_SUBJECTS = "authz.>"
+
+
 def split_tele_subject(subject: str) -> tuple[str, str]:
     """Tenant and equipment of a ``tele.<tenant>.<equipment>`` subject, validated."""
     parts = subject.split(".")

@@ -5,11 +5,13 @@ from ray import serve
 
 from config import Settings
 from serve import errors
-from serve.routers import alerts, health, metrics, readings, telemetry
+from serve.routers import alerts, api_keys, audit_logs, auth, health, metrics, readings, telemetry, tenant, users
 
 API_DESCRIPTION = """Real-time telemetry and alerting for oilfield equipment.
 
-Authenticate with `Authorization: Bearer <JWT>`; every query is scoped to the token's tenant.
+Authenticate with `Authorization: Bearer <token>`: an access JWT from `POST /v1/auth/login`, or an API
+key (`wpk_...`) for machines. Every query is scoped to the caller's tenant (and row-level security in
+the database backs it). Each endpoint names the permission it needs.
 Errors use the envelope `{"error": {"code", "message", "details": [{"field", "message"}]}}`."""
 
 
@@ -17,7 +19,7 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="WellPulse", version="0.1.0", description=API_DESCRIPTION)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, metrics, telemetry, readings, alerts):
+    for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts):
         app.include_router(module.router)
     return app
 

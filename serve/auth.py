@@ -1,7 +1,13 @@
-"""Access tokens: HS256 JWTs carrying the tenant and the role.
+"""Who may do what: roles, the permission matrix, principals and access tokens.
 
-Identity management (users, API keys, refresh) builds on this; here the contract is
-only: a token names a tenant and a role, expires, and is signed with our secret.
+The permission matrix below is the one place it is written down; every endpoint names
+one permission (`serve.deps.require`), and the README's table is generated from it
+(`permission_table_markdown`).
+
+Access tokens are HS256 JWTs naming a user and a session (``sid``). They carry the role
+for clients to read, but the server trusts the user's current role and status and the
+session's revocation from the database (through `serve.sessions.AuthCache`): a demoted,
+deactivated or deleted user, or a revoked session, stops working on the next request.
 """
 
 import time
@@ -14,6 +20,7 @@ import jwt
 from schema.ids import InvalidIdentifier, check_tenant_id
 
 ALGORITHM = "HS256"
+ACCESS_TOKEN_TYPE = "access"
 
 
 class Role(StrEnum):
@@ -23,60 +30,126 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-# What each role may do; every endpoint names one of these permissions.
+_ALL = frozenset(Role)
+_WRITERS = frozenset({Role.ADMIN, Role.MANAGER})
+_FIELD = frozenset({Role.ADMIN, Role.MANAGER, Role.OPERATOR})
+_ADMIN = frozenset({Role.ADMIN})
+
+# permission -> roles that have it. API keys get permissions as scopes instead of a role.
 PERMISSIONS: dict[str, frozenset[Role]] = {
-    "telemetry:read": frozenset(Role),
-    "telemetry:write": frozenset({Role.ADMIN, Role.MANAGER, Role.OPERATOR}),
-    "alerts:read": frozenset(Role),
-    "alerts:acknowledge": frozenset({Role.ADMIN, Role.MANAGER, Role.OPERATOR}),
-    "system:read": frozenset(Role),
+    "telemetry:read": _ALL,
+    "telemetry:write": _FIELD,
+    "alerts:read": _ALL,
+    "alerts:acknowledge": _FIELD,
+    "assets:read": _ALL,
+    "assets:write": _WRITERS,
+    "rules:read": _ALL,
+    "rules:write": _WRITERS,
+    "sync:write": _FIELD,
+    "models:read": _ALL,
+    "models:write": _WRITERS,
+    "tenant:read": _ALL,
+    "tenant:write": _ADMIN,
+    "users:read": _WRITERS,
+    "users:write": _ADMIN,
+    "api_keys:manage": _ADMIN,
+    "audit:read": _ADMIN,
 }
+# What an API key may be granted: machine work, never identity administration.
+API_KEY_SCOPES: frozenset[str] = frozenset({
+    "telemetry:read", "telemetry:write", "alerts:read", "alerts:acknowledge", "assets:read", "rules:read",
+    "sync:write", "models:read", "tenant:read",
+})
+# A session signed in only to enrol MFA (the tenant requires it for admins) may do this and no more.
+MFA_SETUP_PERMISSIONS: frozenset[str] = frozenset()
 
 
 class AuthError(Exception):
-    """A token that must be refused; the message is safe to show (it never echoes the token)."""
+    """A credential that must be refused; the message is safe to show (it never echoes the credential)."""
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    API_KEY = "api_key"
 
 
 @dataclass(frozen=True)
 class Principal:
+    """The authenticated caller, as every route sees it."""
+
     tenant_id: str
-    subject: str
-    role: Role
+    subject: str  # user id or API key id
+    kind: PrincipalKind = PrincipalKind.USER
+    role: Role | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    session_id: str | None = None
+    email: str | None = None
+    mfa_setup_only: bool = False
 
     def can(self, permission: str) -> bool:
-        return self.role in PERMISSIONS.get(permission, frozenset()) or permission in self.scopes
+        if self.mfa_setup_only:
+            return permission in MFA_SETUP_PERMISSIONS
+        if self.kind is PrincipalKind.API_KEY:
+            return permission in self.scopes
+        return self.role is not None and self.role in PERMISSIONS.get(permission, frozenset())
+
+    @property
+    def actor(self) -> str:
+        """How this caller appears in alert events and logs."""
+        return self.email or f"{self.kind.value}:{self.subject}"
 
 
-def mint_token(secret: str, *, tenant_id: str, role: str, subject: str, minutes: int, issuer: str = "wellpulse",
-               scopes: list[str] | None = None) -> str:
+@dataclass(frozen=True)
+class AccessClaims:
+    tenant_id: str
+    user_id: str
+    session_id: str
+    role: Role
+    expires_at: int
+
+
+def mint_access_token(secret: str, *, tenant_id: str, user_id: str, session_id: str, role: str, minutes: int,
+                      issuer: str = "wellpulse") -> str:
     check_tenant_id(tenant_id)
     now = int(time.time())
     claims = {
-        "iss": issuer, "sub": subject, "tenant": tenant_id, "role": Role(role).value,
-        "iat": now, "nbf": now, "exp": now + minutes * 60, "jti": uuid.uuid4().hex,
+        "iss": issuer, "sub": user_id, "tenant": tenant_id, "sid": session_id, "role": Role(role).value,
+        "typ": ACCESS_TOKEN_TYPE, "iat": now, "nbf": now, "exp": now + minutes * 60, "jti": uuid.uuid4().hex,
     }
-    if scopes:
-        claims["scopes"] = scopes
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str, *, issuer: str = "wellpulse") -> Principal:
+def verify_access_token(secret: str, token: str, *, issuer: str = "wellpulse") -> AccessClaims:
+    """Signature, expiry, issuer and shape; raises `AuthError`. Revocation is checked by the caller."""
+    if len(token) > 4096:
+        raise AuthError("invalid token")
     try:
         # An explicit algorithm list refuses "alg: none" and key-confusion tricks.
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
-                            options={"require": ["exp", "iat", "sub", "iss"]})
+                            options={"require": ["exp", "iat", "sub", "iss", "sid"]})
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("invalid token") from exc
+    if claims.get("typ") != ACCESS_TOKEN_TYPE:
+        raise AuthError("invalid token")
     try:
         tenant_id = check_tenant_id(claims.get("tenant"))
         role = Role(claims.get("role"))
+        user_id = str(uuid.UUID(str(claims["sub"])))
+        session_id = str(uuid.UUID(str(claims["sid"])))
     except (InvalidIdentifier, ValueError) as exc:
-        raise AuthError("token lacks a valid tenant or role") from exc
-    scopes = claims.get("scopes") or []
-    if not isinstance(scopes, list):
-        raise AuthError("invalid scopes claim")
-    return Principal(tenant_id=tenant_id, subject=str(claims["sub"]), role=role,
-                     scopes=frozenset(str(s) for s in scopes))
+        raise AuthError("token lacks a valid tenant, user, session or role") from exc
+    return AccessClaims(tenant_id=tenant_id, user_id=user_id, session_id=session_id, role=role,
+                        expires_at=int(claims["exp"]))
+
+
+def permission_table_markdown() -> str:
+    """The matrix as the README shows it (a test keeps the README in step)."""
+    roles = list(Role)
+    lines = ["| permission | " + " | ".join(r.value for r in roles) + " | API key scope |",
+             "|---|" + "---|" * len(roles) + "---|"]
+    for permission, allowed in PERMISSIONS.items():
+        cells = ["✓" if r in allowed else "" for r in roles]
+        lines.append(f"| `{permission}` | " + " | ".join(cells) + f" | {'✓' if permission in API_KEY_SCOPES else ''} |")
+    return "\n".join(lines)

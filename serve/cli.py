@@ -5,19 +5,24 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
 from pathlib import Path
 
 from config import load_settings
-from schema.ids import InvalidIdentifier, check_tenant_id
-from serve.auth import Role, mint_token
 from serve.backtest import add_backtest_arguments, backtest_command
+from serve.cli_nats import add_nats_commands
+from serve.cli_tenant import PASSWORD_ENV, add_tenant_commands, mint_user_token, password_hashing
 from serve.simulator import add_simulate_arguments, demo_fleet, run_simulation, simulate_command
+from store.nats_auth import redact_url
 
 log = logging.getLogger("wellpulse")
 DEMO_TENANT = "demo"
 DEMO_EQUIPMENT = 20
+DEMO_ADMIN = "admin@demo.example"
+DEMO_OPERATOR = "operator@demo.example"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -40,11 +45,13 @@ def _up(args: argparse.Namespace) -> int:
         stack.start()
         signal.signal(signal.SIGTERM, _interrupt)  # ray.init may have installed its own
         settings = stack.settings
+        demo_login = None
         if args.demo:
             fleet = demo_fleet(DEMO_EQUIPMENT)
             stack.add_tenant(DEMO_TENANT, "Demo Oil & Gas",
                              [(e.equipment_id, e.equipment_type.value, e.equipment_id) for e in fleet])
-        _print_banner(stack, demo=args.demo)
+            demo_login = _demo_users(settings)
+        _print_banner(stack, demo_login=demo_login)
         asyncio.run(_serve_until_signal(stack, stop, demo=args.demo, rate=args.rate))
     except KeyboardInterrupt:
         pass
@@ -61,7 +68,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _print_banner(stack: "object", *, demo: bool) -> None:
+def _demo_users(settings: object) -> tuple[str, str]:
+    """An admin and an operator for the demo tenant; the password is printed once (demo only)."""
+    from store.admin import ensure_user
+
+    password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(12)
+    hashed = password_hashing(settings).hash(password)  # type: ignore[arg-type]
+    for email, role in ((DEMO_ADMIN, "admin"), (DEMO_OPERATOR, "operator")):
+        ensure_user(settings.database_url, DEMO_TENANT, email, role=role, password_hash=hashed)  # type: ignore[attr-defined]
+    return DEMO_OPERATOR, password
+
+
+def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None) -> None:
     settings = stack.settings  # type: ignore[attr-defined]
     migration = stack.migration  # type: ignore[attr-defined]
     lines = [
@@ -70,13 +88,13 @@ def _print_banner(stack: "object", *, demo: bool) -> None:
         f"  health     {stack.base_url}/health   metrics {stack.base_url}/metrics",  # type: ignore[attr-defined]
         f"  alerts WS  ws://{settings.host}:{settings.port}/v1/alerts/ws",
         f"  storage    {migration.flavour if migration else '?'}",
-        f"  NATS       {settings.nats_url}",
+        f"  NATS       {redact_url(settings.nats_url)}  (feed credentials: wellpulse nats feed-credentials TENANT)",
     ]
-    if demo:
-        token = mint_token(settings.jwt_secret.get_secret_value(), tenant_id=DEMO_TENANT, role="operator",
-                           subject="demo-operator", minutes=12 * 60, issuer=settings.jwt_issuer)
+    if demo_login:
+        token = mint_user_token(settings, settings.database_url, DEMO_TENANT, demo_login[0], 12 * 60)
         lines += [
             f"  demo       tenant '{DEMO_TENANT}', {DEMO_EQUIPMENT} pieces of equipment, simulated feed with faults",
+            f"  sign-in    {DEMO_ADMIN} (admin) or {DEMO_OPERATOR} (operator), password {demo_login[1]}",
             f"  operator token (12 h):\n{token}",
             f"  try: curl -H 'Authorization: Bearer $TOKEN' {stack.base_url}/v1/alerts",  # type: ignore[attr-defined]
         ]
@@ -101,19 +119,6 @@ async def _serve_until_signal(stack: "object", stop: asyncio.Event, *, demo: boo
             await asyncio.wait_for(feed, 10)
 
 
-def _token(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    try:
-        check_tenant_id(args.tenant)
-    except InvalidIdentifier as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(mint_token(settings.jwt_secret.get_secret_value(), tenant_id=args.tenant, role=args.role,
-                     subject=args.subject, minutes=args.minutes or settings.access_token_minutes,
-                     issuer=settings.jwt_issuer, scopes=args.scope or None))
-    return 0
-
-
 def _migrate(args: argparse.Namespace) -> int:
     from store.migrate import migrate
 
@@ -122,7 +127,8 @@ def _migrate(args: argparse.Namespace) -> int:
     if not url:
         print("error: set WELLPULSE_DATABASE_URL or pass --database-url", file=sys.stderr)
         return 2
-    result = migrate(url, retention_days=settings.retention_days)
+    result = migrate(url, retention_days=settings.retention_days, app_user=settings.app_db_user,
+                     app_password=settings.app_db_password.get_secret_value())
     print(json.dumps({"flavour": result.flavour, "applied": result.applied,
                       "timescaledb": result.timescale_version}))
     return 0
@@ -148,17 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_backtest_arguments(backtest)
     backtest.set_defaults(func=backtest_command)
 
-    token = sub.add_parser("token", help="mint an access token (development and operations)")
-    token.add_argument("--tenant", required=True)
-    token.add_argument("--role", choices=[r.value for r in Role], default="operator")
-    token.add_argument("--subject", default="cli")
-    token.add_argument("--minutes", type=int)
-    token.add_argument("--scope", action="append", help="extra scope, e.g. telemetry:write (repeatable)")
-    token.set_defaults(func=_token)
+    add_tenant_commands(sub)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--database-url")
     mig.set_defaults(func=_migrate)
+    add_nats_commands(sub)
     return parser
 
 

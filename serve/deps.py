@@ -1,12 +1,25 @@
-"""FastAPI dependencies: services, the caller, and permission checks as route parameters."""
+"""FastAPI dependencies: services, the caller, permission checks and the audit context.
 
+Auth and tenant scope are parameters of a route, never code inside it:
+
+    async def list_users(principal: Annotated[Principal, require("users:read")], ...)
+"""
+
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from serve.auth import AuthError, Principal, verify_token
+from serve.auth import AuthError, Principal, PrincipalKind, Role, verify_access_token
 from serve.errors import ApiError
+from serve.ratelimit import enforce_rate_limit
+from serve.security import token_hash, token_tenant
 from serve.services import Services
+from store.audit import AuditContext
+
+ACCESS_COOKIE = "wp_access"
+REFRESH_COOKIE = "wp_refresh"
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
 async def get_services(request: Request) -> Services:
@@ -30,29 +43,96 @@ def bearer_token(authorization: str | None) -> str | None:
     return None
 
 
-def authenticate(services: Services, token: str | None) -> Principal:
+async def authenticate(services: Services, token: str | None) -> Principal:
+    """A principal for an access JWT or an API key, or `ApiError` 401 (the reason never echoes the token)."""
     if not token:
-        raise ApiError(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "missing credentials", headers=_UNAUTHORIZED)
+    if token.startswith("wpk_"):
+        return await _api_key_principal(services, token)
+    settings = services.settings
     try:
-        return verify_token(services.settings.jwt_secret.get_secret_value(), token,
-                            issuer=services.settings.jwt_issuer)
+        claims = verify_access_token(settings.jwt_secret.get_secret_value(), token, issuer=settings.jwt_issuer)
     except AuthError as exc:
-        raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+        raise ApiError(401, str(exc), headers=_UNAUTHORIZED) from exc
+    state = await services.auth.user_state(claims.tenant_id, claims.user_id, claims.session_id)
+    if state is None or not state.session_live:
+        raise ApiError(401, "session ended", headers=_UNAUTHORIZED)
+    if not state.active:
+        raise ApiError(401, "account is not active", headers=_UNAUTHORIZED)
+    return Principal(tenant_id=claims.tenant_id, subject=claims.user_id, kind=PrincipalKind.USER,
+                     role=Role(state.role), session_id=claims.session_id, email=state.email,
+                     mfa_setup_only=state.mfa_setup_only)
+
+
+async def _api_key_principal(services: Services, key: str) -> Principal:
+    try:
+        tenant_id = token_tenant("api_key", key)
+    except ValueError as exc:
+        raise ApiError(401, "invalid API key", headers=_UNAUTHORIZED) from exc
+    state = await services.auth.api_key(tenant_id, token_hash(key))
+    if state is None or not state.live:
+        raise ApiError(401, "invalid API key", headers=_UNAUTHORIZED)
+    return Principal(tenant_id=tenant_id, subject=state.key_id, kind=PrincipalKind.API_KEY, scopes=state.scopes)
+
+
+def request_credential(request: Request) -> str | None:
+    return bearer_token(request.headers.get("authorization")) or request.cookies.get(ACCESS_COOKIE)
 
 
 async def current_principal(request: Request, services: ServicesDep) -> Principal:
-    return authenticate(services, bearer_token(request.headers.get("authorization")))
+    principal = await authenticate(services, request_credential(request))
+    request.state.principal = principal
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require(permission: str):
-    """``Depends(require("alerts:acknowledge"))``: the caller, if allowed."""
+async def current_user(principal: CurrentPrincipal) -> Principal:
+    """A signed-in person (not an API key), even one whose session may only enrol MFA."""
+    if principal.kind is not PrincipalKind.USER:
+        raise ApiError(403, "this endpoint is for users, not API keys")
+    return principal
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require(permission: str, *, batch: bool = False):
+    """``Annotated[Principal, require("alerts:acknowledge")]``: the caller, if allowed and within its rate."""
+
+    async def check(request: Request, principal: CurrentPrincipal, services: ServicesDep) -> Principal:
+        if principal.mfa_setup_only:
+            raise ApiError(403, "multi-factor sign-in must be set up first (POST /v1/auth/mfa/setup)",
+                           code="MFA_SETUP_REQUIRED")
         if not principal.can(permission):
-            raise ApiError(403, f"role {principal.role.value} lacks permission {permission}")
+            who = f"role {principal.role.value}" if principal.role else "this API key"
+            raise ApiError(403, f"{who} lacks permission {permission}")
+        await enforce_rate_limit(request, services, principal, batch=batch)
         return principal
 
+    check.permission = permission  # type: ignore[attr-defined]  # read by the permission-matrix test
     return Depends(check)
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def audit_context(request: Request, principal: Principal) -> AuditContext:
+    return AuditContext(tenant_id=principal.tenant_id, actor_type=principal.kind.value, actor_id=principal.subject,
+                        ip=client_ip(request), request_id=request_id(request))
+
+
+def request_id(request: Request) -> str:
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = request.state.request_id = uuid.uuid4().hex
+    return rid
+
+
+async def get_audit(request: Request, principal: CurrentPrincipal) -> AuditContext:
+    return audit_context(request, principal)
+
+
+Audit = Annotated[AuditContext, Depends(get_audit)]

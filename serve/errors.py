@@ -59,7 +59,11 @@ def install(app: FastAPI) -> None:
         # Ray Serve's proxy takes X-Request-ID from the request (or generates one) and echoes
         # it on the response itself; we only pick it up so our logs carry it.
         request.state.request_id = current_request_id() or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        return await call_next(request)
+        response = await call_next(request)
+        # X-RateLimit-* of an admitted request (serve/ratelimit.py); a 429 carries its own.
+        for name, value in (getattr(request.state, "rate_limit_headers", None) or {}).items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

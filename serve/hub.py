@@ -70,7 +70,8 @@ class TenantFeed:
 
     async def pump(self) -> None:
         while True:
-            rows = await db.events_since(self.hub.pool, self.tenant_id, self.cursor, PAGE)
+            async with db.tenant_tx(self.hub.pool, self.tenant_id) as conn:
+                rows = await db.events_since(conn, self.tenant_id, self.cursor, PAGE)
             for row in rows:
                 event = AlertEvent(**dict(row))
                 self.cursor = event.seq
@@ -94,8 +95,9 @@ class AlertHub:
         async with self._lock:
             feed = self.feeds.get(tenant_id)
             if feed is None:
-                cursor = await self.pool.fetchval(
-                    "SELECT coalesce(max(seq), 0) FROM alert_events WHERE tenant_id = $1", tenant_id)
+                async with db.tenant_tx(self.pool, tenant_id) as conn:
+                    cursor = await conn.fetchval(
+                        "SELECT coalesce(max(seq), 0) FROM alert_events WHERE tenant_id = $1", tenant_id)
                 feed = TenantFeed(self, tenant_id, cursor)
 
                 async def on_alert(msg: Any, feed: TenantFeed = feed) -> None:

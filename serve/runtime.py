@@ -7,6 +7,7 @@ tested is what runs.
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -33,6 +35,25 @@ from store.migrate import MigrationResult, migrate
 log = logging.getLogger(__name__)
 APP_NAME = "wellpulse"
 RAY_DIR_MAX_CHARS = 32
+RUNTIME_FILE = "runtime.json"
+NATS_SYNC_INTERVAL_S = 2.0
+
+
+def load_runtime_urls(data_dir: Path | str) -> dict[str, Any]:
+    """What a running ``wellpulse up`` with this data dir wrote about itself: ``nats_url`` (with the app's
+    credentials), ``database_url``, ``base_url``, ``pid``; ``{}`` when none is running there.
+
+    CLI commands use it as the fallback for URLs the environment does not set.
+    """
+    path = Path(data_dir) / RUNTIME_FILE
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except PermissionError:  # alive, someone else's
+        return info
+    except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable, or its process is gone
+        return {}
+    return info
 
 
 class Stack:
@@ -48,6 +69,9 @@ class Stack:
         self.ray_started_here = False
         self.ray_head: subprocess.Popen | None = None
         self._ray_tmp: Path | None = None
+        self._nats_sync_lock = threading.Lock()
+        self._nats_sync_stop = threading.Event()
+        self._nats_sync_thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -80,10 +104,67 @@ class Stack:
             self.pg = EmbeddedPostgres(self.data_dir / "postgres").start()
             self.settings = self.settings.model_copy(update={"database_url": self.pg.url})
         if not self.settings.nats_url:
-            self.nats = EmbeddedNats(self.data_dir / "nats").start()
+            feed_secret = self.settings.nats_feed_secret
+            self.nats = EmbeddedNats(self.data_dir / "nats",
+                                     feed_secret=feed_secret.get_secret_value() if feed_secret else None).start()
             self.settings = self.settings.model_copy(update={"nats_url": self.nats.url})
-        self.migration = migrate(self.settings.database_url, retention_days=self.settings.retention_days)
+        self.migration = migrate(self.settings.database_url, retention_days=self.settings.retention_days,
+                                 app_user=self.settings.app_db_user,
+                                 app_password=self.settings.app_db_password.get_secret_value())
         asyncio.run(self._ensure_streams())
+        self._start_nats_sync()
+        self._write_runtime_file()
+
+    def _write_runtime_file(self) -> None:
+        info = {"pid": os.getpid(), "nats_url": self.settings.nats_url, "database_url": self.settings.database_url,
+                "base_url": self.base_url}
+        path = self.data_dir / RUNTIME_FILE
+        tmp = path.with_name(RUNTIME_FILE + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the NATS URL carries a password
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def _remove_runtime_file(self) -> None:
+        path = self.data_dir / RUNTIME_FILE
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(path.read_text())["pid"] == os.getpid():
+                path.unlink()
+
+    def sync_nats_users(self) -> bool:
+        """Give the embedded NATS one feed user per active tenant; ``True`` if that reloaded it."""
+        if self.nats is None:
+            return False
+        import psycopg
+
+        with self._nats_sync_lock:
+            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5) as conn:
+                rows = conn.execute("SELECT id FROM tenants WHERE active AND deleted_at IS NULL").fetchall()
+            return self.nats.set_tenants(row[0] for row in rows)
+
+    def _start_nats_sync(self) -> None:
+        """Keep the embedded NATS's feed users in step with the tenants table (checked every 2 s)."""
+        if self.nats is None:
+            return
+        self.sync_nats_users()
+        self._nats_sync_stop.clear()
+
+        def loop() -> None:
+            while not self._nats_sync_stop.wait(NATS_SYNC_INTERVAL_S):
+                try:
+                    self.sync_nats_users()
+                except Exception as exc:  # the DB restarting, say: try again next time
+                    log.warning("NATS feed users not synced: %s", exc)
+
+        self._nats_sync_thread = threading.Thread(target=loop, name="nats-user-sync", daemon=True)
+        self._nats_sync_thread.start()
+
+    def _stop_nats_sync(self) -> None:
+        self._nats_sync_stop.set()
+        if self._nats_sync_thread is not None:
+            self._nats_sync_thread.join(15)
+            self._nats_sync_thread = None
 
     async def _ensure_streams(self) -> None:
         nc = await bus.connect(self.settings.nats_url, "wellpulse-setup")
@@ -179,6 +260,8 @@ class Stack:
         finally:
             await pool.close()
         await self.supervisor.add_tenant.remote(tenant_id)
+        if self.nats is not None:
+            await asyncio.to_thread(self.sync_nats_users)  # its feed credentials work from now on
 
     def add_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:
         asyncio.run(self.register_tenant(tenant_id, name, equipment))
@@ -204,6 +287,8 @@ class Stack:
         self._stop_ray_head()
         if self._ray_tmp is not None:
             shutil.rmtree(self._ray_tmp, ignore_errors=True)
+        self._stop_nats_sync()
+        self._remove_runtime_file()
         if self.nats is not None:
             self.nats.stop()
         if self.pg is not None:

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,9 @@ class Services:
         self.js: JetStreamContext | None = None
         self.flavour = "unknown"
         self.hub: Any = None
+        self.auth: Any = None
+        self.passwords: Any = None
+        self.sender: Any = None
         self._lock = asyncio.Lock()
 
     async def ready(self) -> "Services":
@@ -37,13 +41,26 @@ class Services:
                 from serve.hub import AlertHub
 
                 nc = await bus.connect(self.settings.nats_url or "", "serve")
-                pool = await db.create_pool(self.settings.database_url or "", min_size=1,
+                pool = await db.create_pool(self.settings.resolved_app_database_url(), min_size=1,
                                             max_size=self.settings.db_pool_size)
                 flavour = await pool.fetchval("SELECT value FROM wellpulse_meta WHERE key = 'storage_flavour'")
                 self.nc, self.js, self.flavour = nc, nc.jetstream(), flavour or "postgresql"
+                from serve.messages import build_sender
+                from serve.security import PasswordHashing
+                from serve.sessions import AuthCache
+
                 self.hub = AlertHub(pool, nc, queue_size=self.settings.ws_queue_size)
+                self.auth = await AuthCache(pool, nc, ttl=self.settings.auth_cache_seconds).start()
+                self.passwords = PasswordHashing(time_cost=self.settings.argon2_time_cost,
+                                                 memory_kib=self.settings.argon2_memory_kib,
+                                                 parallelism=self.settings.argon2_parallelism)
+                self.sender = build_sender(self.settings.message_sender)
                 self.pool = pool
         return self
+
+    def tenant_tx(self, tenant_id: str) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A transaction in which row-level security shows only this tenant's rows."""
+        return db.tenant_tx(self.pool, tenant_id)  # type: ignore[arg-type]
 
     def supervisor(self) -> Any:
         return ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
@@ -51,6 +68,8 @@ class Services:
     async def close(self) -> None:
         if self.hub is not None:
             await self.hub.close()
+        if self.auth is not None:
+            await self.auth.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -55,6 +55,7 @@ from schema.ids import (
 )
 from schema.subjects import TELEMETRY_STREAM, TELEMETRY_SUBJECTS, tele_subject
 from schema.telemetry import MAX_READINGS_PER_MESSAGE
+from store.nats_auth import FEED_USER_PREFIX, feed_inbox_prefix, redact_url, url_user
 
 __all__ = [
     "DEFAULT_NATS_URL",
@@ -896,6 +897,8 @@ async def run_simulation(
             nats.connect(
                 nats_url,
                 name=f"wellpulse-simulator:{tenant}",
+                # A tenant's feed user may only receive PubAcks under its own inbox prefix.
+                inbox_prefix=feed_inbox_prefix(tenant),
                 max_reconnect_attempts=-1,  # a demo feed should ride out a NATS restart
                 reconnect_time_wait=1,
                 error_cb=on_error,
@@ -903,7 +906,7 @@ async def run_simulation(
             timeout=CONNECT_TIMEOUT_S,
         )
     except TimeoutError as exc:
-        raise ConnectionError(f"no NATS at {nats_url} within {CONNECT_TIMEOUT_S:.0f}s") from exc
+        raise ConnectionError(f"no NATS at {redact_url(nats_url)} within {CONNECT_TIMEOUT_S:.0f}s") from exc
 
     async def on_control(msg: Any) -> None:
         try:
@@ -925,7 +928,8 @@ async def run_simulation(
     t0 = loop.time()
     try:
         js = nc.jetstream(publish_async_max_pending=MAX_OUTSTANDING_PUBLISHES)
-        if ensure_stream:
+        # A feed user (``wellpulse nats feed-credentials``) may not call the JetStream API: the app made the stream.
+        if ensure_stream and not (url_user(nats_url) or "").startswith(FEED_USER_PREFIX):
             await ensure_telemetry_stream(js)
         await nc.subscribe(simctl_subject(tenant), cb=on_control)
         publisher = _Publisher(nc, js, tenant, stats, stop)
@@ -1137,13 +1141,13 @@ def simulate_command(args: argparse.Namespace) -> int:
     try:
         stats = asyncio.run(main())
     except (OSError, ConnectionError, TimeoutError) as exc:
-        print(f"error: NATS at {nats_url}: {exc}", file=sys.stderr)
+        print(f"error: NATS at {redact_url(nats_url)}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         import nats.errors
 
         if isinstance(exc, nats.errors.Error):
-            print(f"error: NATS at {nats_url}: {exc!r}", file=sys.stderr)
+            print(f"error: NATS at {redact_url(nats_url)}: {exc!r}", file=sys.stderr)
             return 1
         raise
     print(json.dumps({"tenant": args.tenant, **asdict(stats)}), flush=True)

@@ -5,7 +5,8 @@ arrive already validated and travel as parameters, never as SQL text.
 """
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 
 READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
+_STAGED_ONLY: set[int] = set()  # pools whose readings table refuses COPY (row-level security)
 ReadingRow = tuple[str, str, str, datetime, float]  # tenant_id, equipment_id, sensor, ts, value
 
 
@@ -20,10 +22,42 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+TENANT_SETTING = "wellpulse.tenant_id"  # what the row-level security policies compare with
+Executor = asyncpg.Pool | asyncpg.Connection
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 4,
+                      tenant_id: str | None = None) -> asyncpg.Pool:
+    """A pool; with ``tenant_id``, every connection is bound to that tenant for its whole life.
+
+    Actors serve one tenant each, so their pools are bound once at connect time; the API
+    serves many and names the tenant per transaction (`tenant_tx`).
+    """
+    server_settings = {TENANT_SETTING: tenant_id} if tenant_id else None
     return await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60,
+        server_settings=server_settings,
     )
+
+
+@asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
+    """A unit of work for one tenant: commits when the block ends, rolls back if it raises.
+
+    Row-level security sees only this tenant's rows for the transaction's length.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config($1, $2, true)", TENANT_SETTING, tenant_id)
+        yield conn
+
+
+@asynccontextmanager
+async def _connection(executor: Executor) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(executor, asyncpg.Pool):
+        async with executor.acquire() as conn:
+            yield conn
+    else:
+        yield executor
 
 
 # ---------------------------------------------------------------- readings
@@ -32,20 +66,25 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 4
 async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
     """Store readings exactly once; returns how many rows were new.
 
-    Fast path: a plain COPY into ``readings``, whose primary key is the reading's
-    identity. Redelivered or resent batches are rare, so only when COPY hits the key do
-    we pay for the idempotent path (COPY into a temp table, then ``INSERT ... ON
-    CONFLICT DO NOTHING``), which is about half as fast (DESIGN.md section 9).
+    PostgreSQL refuses COPY into a table under row-level security, so readings are
+    copied into a per-connection temp table and moved with ``INSERT ... SELECT ... ON
+    CONFLICT DO NOTHING`` (the reading's identity is the primary key): one round trip
+    more than a plain COPY, and idempotent every time. Where ``readings`` has no RLS
+    (TimescaleDB, whose compressed hypertables refuse it), a plain COPY is the fast path
+    and the staged insert runs only when it hits the key.
     """
     if not rows:
         return 0
     async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await conn.copy_records_to_table("readings", records=rows, columns=READING_COLUMNS)
-            return len(rows)
-        except asyncpg.UniqueViolationError:
-            pass
+        if id(pool) not in _STAGED_ONLY:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table("readings", records=rows, columns=READING_COLUMNS)
+                return len(rows)
+            except asyncpg.UniqueViolationError:
+                pass
+            except asyncpg.FeatureNotSupportedError:  # row-level security is on
+                _STAGED_ONLY.add(id(pool))
         async with conn.transaction():
             await conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
@@ -61,7 +100,7 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
 
 
 async def fetch_readings(
-    pool: asyncpg.Pool,
+    pool: Executor,
     tenant_id: str,
     equipment_id: str,
     *,
@@ -84,7 +123,7 @@ async def fetch_readings(
 
 
 async def fetch_readings_bucketed(
-    pool: asyncpg.Pool,
+    pool: Executor,
     tenant_id: str,
     equipment_id: str,
     *,
@@ -122,12 +161,12 @@ async def fetch_readings_bucketed(
     )
 
 
-async def count_readings(pool: asyncpg.Pool, tenant_id: str) -> int:
+async def count_readings(pool: Executor, tenant_id: str) -> int:
     return await pool.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant_id)
 
 
 async def readings_after(
-    pool: asyncpg.Pool, tenant_id: str, equipment_id: str, after: datetime | None, limit: int
+    pool: Executor, tenant_id: str, equipment_id: str, after: datetime | None, limit: int
 ) -> list[asyncpg.Record]:
     """Readings stored after a checkpoint, for a restored model to catch up on."""
     return await pool.fetch(
@@ -150,11 +189,11 @@ class EquipmentInfo:
 
 
 async def list_active_tenants(pool: asyncpg.Pool) -> list[str]:
-    rows = await pool.fetch("SELECT id FROM tenants WHERE active AND deleted_at IS NULL ORDER BY id")
+    rows = await pool.fetch("SELECT t AS id FROM wellpulse_active_tenants() AS t")
     return [r["id"] for r in rows]
 
 
-async def upsert_tenant(pool: asyncpg.Pool, tenant_id: str, name: str) -> None:
+async def upsert_tenant(pool: Executor, tenant_id: str, name: str) -> None:
     await pool.execute(
         "INSERT INTO tenants (id, name) VALUES ($1, $2)"
         " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, active = true, deleted_at = NULL",
@@ -163,7 +202,7 @@ async def upsert_tenant(pool: asyncpg.Pool, tenant_id: str, name: str) -> None:
 
 
 async def upsert_equipment(
-    pool: asyncpg.Pool, tenant_id: str, items: Iterable[tuple[str, str, str]], *, dedicated: bool = False
+    pool: Executor, tenant_id: str, items: Iterable[tuple[str, str, str]], *, dedicated: bool = False
 ) -> None:
     """``items``: (equipment_id, type, name)."""
     await pool.executemany(
@@ -174,7 +213,7 @@ async def upsert_equipment(
     )
 
 
-async def list_equipment(pool: asyncpg.Pool, tenant_id: str) -> list[EquipmentInfo]:
+async def list_equipment(pool: Executor, tenant_id: str) -> list[EquipmentInfo]:
     rows = await pool.fetch(
         "SELECT id, type, status, dedicated FROM equipment"
         " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id",
@@ -183,14 +222,14 @@ async def list_equipment(pool: asyncpg.Pool, tenant_id: str) -> list[EquipmentIn
     return [EquipmentInfo(r["id"], r["type"], r["status"], r["dedicated"]) for r in rows]
 
 
-async def equipment_exists(pool: asyncpg.Pool, tenant_id: str, equipment_id: str) -> bool:
+async def equipment_exists(pool: Executor, tenant_id: str, equipment_id: str) -> bool:
     return bool(await pool.fetchval(
         "SELECT 1 FROM equipment WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
         tenant_id, equipment_id,
     ))
 
 
-async def list_rules(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
+async def list_rules(pool: Executor, tenant_id: str) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT id, equipment_id, equipment_type, kind, params FROM alert_rules"
         " WHERE tenant_id = $1 AND enabled AND deleted_at IS NULL ORDER BY id",
@@ -202,7 +241,7 @@ async def list_rules(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]
 
 
 async def save_checkpoints(
-    pool: asyncpg.Pool, tenant_id: str, items: Sequence[tuple[str, str, bytes, datetime | None, int]]
+    pool: Executor, tenant_id: str, items: Sequence[tuple[str, str, bytes, datetime | None, int]]
 ) -> None:
     """``items``: (equipment_id, model_version, state, last_learned_ts, samples_seen)."""
     await pool.executemany(
@@ -217,7 +256,7 @@ async def save_checkpoints(
 
 
 async def load_checkpoints(
-    pool: asyncpg.Pool, tenant_id: str, equipment_ids: Sequence[str]
+    pool: Executor, tenant_id: str, equipment_ids: Sequence[str]
 ) -> dict[str, bytes]:
     rows = await pool.fetch(
         "SELECT equipment_id, state FROM model_checkpoints WHERE tenant_id = $1 AND equipment_id = ANY($2)",
@@ -274,7 +313,7 @@ async def _insert_event(
 
 
 async def persist_alert_changes(
-    pool: asyncpg.Pool, tenant_id: str, changes: Sequence[AlertChangeRow], *, actor: str = "system"
+    pool: Executor, tenant_id: str, changes: Sequence[AlertChangeRow], *, actor: str = "system"
 ) -> list[asyncpg.Record]:
     """Apply model decisions to ``alerts`` and append ``alert_events``, in one transaction.
 
@@ -285,7 +324,7 @@ async def persist_alert_changes(
     events: list[asyncpg.Record] = []
     if not changes:
         return events
-    async with pool.acquire() as conn, conn.transaction():
+    async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         for ch in changes:
             current = await conn.fetchrow(
@@ -324,10 +363,10 @@ async def persist_alert_changes(
 
 
 async def acknowledge_alert(
-    pool: asyncpg.Pool, tenant_id: str, alert_id: int, *, actor: str, comment: str | None, now: datetime
+    pool: Executor, tenant_id: str, alert_id: int, *, actor: str, comment: str | None, now: datetime
 ) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
     """Returns (alert, event); event is None when it was already acknowledged or resolved."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alert = await conn.fetchrow(
             f"UPDATE alerts SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $4,"
@@ -346,10 +385,10 @@ async def acknowledge_alert(
 
 
 async def escalate_overdue(
-    pool: asyncpg.Pool, tenant_id: str, *, older_than: datetime, now: datetime
+    pool: Executor, tenant_id: str, *, older_than: datetime, now: datetime
 ) -> list[asyncpg.Record]:
     """Raise the severity of alerts left open and unacknowledged too long (once each)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alerts = await conn.fetch(
             f"UPDATE alerts SET severity = CASE severity WHEN 'info' THEN 'warning' ELSE 'critical' END,"
@@ -364,7 +403,7 @@ async def escalate_overdue(
                 for a in alerts]
 
 
-async def load_open_alerts(pool: asyncpg.Pool, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
+async def load_open_alerts(pool: Executor, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT equipment_id, rule_id, severity FROM alerts"
         " WHERE tenant_id = $1 AND equipment_id = ANY($2) AND state <> 'resolved'",
@@ -373,7 +412,7 @@ async def load_open_alerts(pool: asyncpg.Pool, tenant_id: str, equipment_ids: Se
 
 
 async def list_alerts(
-    pool: asyncpg.Pool, tenant_id: str, *, states: Sequence[str] | None, equipment_id: str | None,
+    pool: Executor, tenant_id: str, *, states: Sequence[str] | None, equipment_id: str | None,
     min_severity_rank: int, limit: int, offset: int,
 ) -> tuple[list[asyncpg.Record], int]:
     where = (
@@ -382,7 +421,7 @@ async def list_alerts(
         " AND (CASE severity WHEN 'info' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END) >= $4"
     )
     args = (tenant_id, list(states) if states else None, equipment_id, min_severity_rank)
-    async with pool.acquire() as conn:
+    async with _connection(pool) as conn:
         total = await conn.fetchval("SELECT count(*) FROM alerts" + where, *args)
         rows = await conn.fetch(
             f"SELECT {_ALERT_COLUMNS} FROM alerts{where} ORDER BY opened_at DESC, id DESC LIMIT $5 OFFSET $6",
@@ -391,13 +430,13 @@ async def list_alerts(
     return rows, total
 
 
-async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: int) -> asyncpg.Record | None:
+async def get_alert(pool: Executor, tenant_id: str, alert_id: int) -> asyncpg.Record | None:
     return await pool.fetchrow(
         f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2", tenant_id, alert_id
     )
 
 
-async def events_since(pool: asyncpg.Pool, tenant_id: str, since: int, limit: int) -> list[asyncpg.Record]:
+async def events_since(pool: Executor, tenant_id: str, since: int, limit: int) -> list[asyncpg.Record]:
     return await pool.fetch(
         f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         tenant_id, since, limit,
@@ -405,7 +444,4 @@ async def events_since(pool: asyncpg.Pool, tenant_id: str, since: int, limit: in
 
 
 async def count_open_alerts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT tenant_id, severity, count(*) AS n FROM alerts WHERE state <> 'resolved'"
-        " GROUP BY tenant_id, severity"
-    )
+    return await pool.fetch("SELECT tenant_id, severity, n FROM wellpulse_open_alert_counts()")

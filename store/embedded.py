@@ -15,7 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+from schema.ids import check_tenant_id
+from store import nats_auth
 
 log = logging.getLogger(__name__)
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
@@ -114,6 +118,26 @@ class EmbeddedPostgres:
         self.stop()
 
 
+RELOADED_MARK = b"Reloaded server configuration"
+RELOAD_FAILED_MARK = b"Failed to reload server configuration"
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _appears_after(path: Path, offset: int, needle: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return needle in f.read()
+    except FileNotFoundError:
+        return False
+
+
 def nats_server_binary() -> str:
     found = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
     if not found:
@@ -122,34 +146,109 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats:
-    """A NATS server with JetStream storing under ``data_dir``."""
+    """A NATS server with JetStream storing under ``data_dir``, with authorization on.
 
-    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+    The app's user may do everything (``url`` carries its credentials); each tenant in ``tenants`` gets a
+    feed user that may publish only to ``tele.<tenant>.>`` (see :mod:`store.nats_auth`). :meth:`set_tenants`
+    rewrites the config and reloads the running server: no restart, connections stay up.
+    """
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, tenants: Iterable[str] = (),
+                 feed_secret: str | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.tenants: frozenset[str] = frozenset(check_tenant_id(t) for t in tenants)
+        self._configured_feed_secret = feed_secret
+        self._app_password: str | None = None
+        self._feed_secret: str | None = None
+        self._config = self.data_dir / "nats-server.conf"
 
     @property
     def url(self) -> str:
+        """The app's URL, with its credentials: never log it, log :func:`store.nats_auth.redact_url` of it."""
+        return f"nats://{nats_auth.APP_USER}:{self.app_password}@127.0.0.1:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """The server's URL without credentials (what a feed adds its own to)."""
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def app_password(self) -> str:
+        if self._app_password is None:
+            self._app_password = nats_auth.app_password(self.data_dir)
+        return self._app_password
+
+    @property
+    def feed_secret(self) -> str:
+        if self._feed_secret is None:
+            self._feed_secret = nats_auth.feed_secret(self.data_dir, self._configured_feed_secret)
+        return self._feed_secret
+
+    def feed_url(self, tenant_id: str) -> str:
+        return nats_auth.with_credentials(self.public_url, nats_auth.feed_user(tenant_id),
+                                          nats_auth.feed_password(self.feed_secret, tenant_id))
+
+    def _write_config(self) -> None:
+        # json.dumps quotes the path as the NATS config syntax wants it.
+        text = (
+            f"listen: 127.0.0.1:{self.port}\nmax_payload: 8MB\n"
+            f"jetstream {{ store_dir: {json.dumps(str(self.data_dir / 'jetstream'))} }}\n"
+            + nats_auth.authorization_block(nats_auth.APP_USER, self.app_password, self.feed_secret, self.tenants)
+        )
+        tmp = self._config.with_name(self._config.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds passwords
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self._config)
 
     def start(self) -> "EmbeddedNats":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
         log_file = open(self.data_dir / "nats-server.log", "ab")
-        config = self.data_dir / "nats-server.conf"
-        # json.dumps quotes the path as the NATS config syntax wants it.
-        config.write_text(
-            f"listen: 127.0.0.1:{self.port}\nmax_payload: 8MB\n"
-            f"jetstream {{ store_dir: {json.dumps(str(self.data_dir / 'jetstream'))} }}\n"
-        )
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)],
+            [nats_server_binary(), "-c", str(self._config)],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log_file.close()
         wait_for_port("127.0.0.1", self.port, 15, self.proc)
-        log.info("embedded NATS on 127.0.0.1:%s (JetStream in %s)", self.port, self.data_dir)
+        log.info("embedded NATS on 127.0.0.1:%s with authorization, %d feed user(s) (JetStream in %s)",
+                 self.port, len(self.tenants), self.data_dir)
         return self
+
+    def set_tenants(self, tenants: Iterable[str], *, timeout: float = 10.0) -> bool:
+        """Give exactly these tenants feed users; reload the running server if that changes anything.
+
+        Returns whether it reloaded. Waits until the server reports the reload done. Removed users'
+        connections are closed by the server.
+        """
+        new = frozenset(check_tenant_id(t) for t in tenants)
+        if new == self.tenants:
+            return False
+        self.tenants = new
+        self._write_config()
+        if self.proc is not None and self.proc.poll() is None:
+            self.reload(timeout=timeout)
+            log.info("embedded NATS reloaded: %d feed user(s)", len(new))
+        return True
+
+    def reload(self, *, timeout: float = 10.0) -> None:
+        """SIGHUP (``nats-server --signal reload``) and wait for the server to log that it reloaded."""
+        assert self.proc is not None
+        log_path = self.data_dir / "nats-server.log"
+        offset = _file_size(log_path)
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while not _appears_after(log_path, offset, RELOADED_MARK):
+            if _appears_after(log_path, offset, RELOAD_FAILED_MARK):
+                raise RuntimeError(f"nats-server refused the new configuration (see {log_path})")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with code {self.proc.returncode} on reload")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server did not confirm the reload within {timeout}s (see {log_path})")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "schema" / "sql"
 TIMESCALE = "timescaledb"
@@ -40,7 +41,39 @@ def _try_enable_timescale(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
-def migrate(database_url: str, *, retention_days: int = 365, compress_after_days: int = 7) -> MigrationResult:
+def ensure_app_role(conn: psycopg.Connection, user: str, password: str | None) -> None:
+    """The role the application connects as: it can log in and nothing more.
+
+    No SUPERUSER, no BYPASSRLS, not the owner of any table: row-level security applies
+    to it. Its privileges are granted in `grant_app_role` after every migration run.
+    """
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    query = sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(
+        sql.Identifier(user))
+    if password is not None:
+        query = query + sql.SQL(" PASSWORD {}").format(sql.Literal(password))
+    conn.execute(query)
+
+
+def grant_app_role(conn: psycopg.Connection, user: str) -> None:
+    """What the app may touch: rows of its tables (RLS filters them), never the audit trail's past."""
+    role = sql.Identifier(user)
+    dbname = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    for statement in (
+        "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+        "GRANT USAGE ON SCHEMA public TO {role}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {role}",
+        "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations, wellpulse_meta FROM {role}",
+    ):
+        conn.execute(sql.SQL(statement).format(role=role, db=sql.Identifier(dbname)))
+
+
+def migrate(database_url: str, *, retention_days: int = 365, compress_after_days: int = 7,
+            app_user: str = "wellpulse_app", app_password: str | None = None) -> MigrationResult:
     """Apply pending migrations; safe to run concurrently and repeatedly."""
     if retention_days < 3:
         # The 1-minute aggregate refreshes the last 2 days; retention must not cut into that window.
@@ -48,6 +81,7 @@ def migrate(database_url: str, *, retention_days: int = 365, compress_after_days
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
+            ensure_app_role(conn, app_user, app_password)
             ts_version = _try_enable_timescale(conn)
             flavour = TIMESCALE if ts_version else POSTGRES
             conn.execute(
@@ -65,6 +99,7 @@ def migrate(database_url: str, *, retention_days: int = 365, compress_after_days
                 applied.append(path.name)
             if flavour == TIMESCALE:
                 _apply_timescale_policies(conn, retention_days, compress_after_days)
+            grant_app_role(conn, app_user)
             conn.execute(
                 "INSERT INTO wellpulse_meta (key, value) VALUES ('storage_flavour', %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

@@ -61,6 +61,7 @@ def database_url(pg_server: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An authorizing NATS server; the URL carries the app user's credentials (store.nats_auth)."""
     server = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()
     try:
         yield server.url
@@ -70,11 +71,16 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    outbox = tmp_path_factory.mktemp("outbox") / "messages.jsonl"
     return Settings(
         database_url=database_url, nats_url=nats_url, data_dir=tmp_path_factory.mktemp("wp"),
         host="127.0.0.1", port=free_port(), jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
         checkpoint_every_readings=200, checkpoint_every_seconds=2.0, equipment_actor_budget=2,
         fetch_batch=500, ws_queue_size=50,
+        # Cheap argon2 (the bench states the production cost); limits far above what the suite sends
+        # (tests/test_rate_limits.py checks the limits themselves); messages to an outbox file.
+        argon2_time_cost=1, argon2_memory_kib=8 * 1024, rate_limit_user_per_minute=100_000,
+        rate_limit_tenant_per_hour=1_000_000, message_sender=f"file:{outbox}",
     )
 
 

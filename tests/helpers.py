@@ -11,18 +11,37 @@ import asyncpg
 import nats
 
 from schema.subjects import tele_subject
-from serve.auth import mint_token
+from serve.auth import Role, mint_access_token
+from store import admin
 
 # One value per session, whichever module reads it first.
 JWT_SECRET = os.environ.setdefault("WELLPULSE_TEST_JWT_SECRET", "test-secret-" + uuid.uuid4().hex)
+ROLES = [r.value for r in Role]
+# (tenant, role) -> an access token of a real user with a real session (see `create_tenant`).
+_TOKENS: dict[tuple[str, str], str] = {}
 
 
-def token(tenant_id: str, role: str = "operator", subject: str = "tester", **kw: Any) -> str:
-    return mint_token(JWT_SECRET, tenant_id=tenant_id, role=role, subject=subject, minutes=30, **kw)
+def user_email(tenant_id: str, role: str) -> str:
+    return f"{role}@{tenant_id}.example"
+
+
+def token(tenant_id: str, role: str = "operator") -> str:
+    """The access token of the tenant's user with this role (every role has one, see `create_tenant`)."""
+    return _TOKENS[(tenant_id, role)]
 
 
 def auth(tenant_id: str, role: str = "operator") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(tenant_id, role)}"}
+
+
+def add_users(database_url: str, tenant_id: str, *, password_hash: str | None = None) -> None:
+    """One user per role, each with an open session whose token `token`/`auth` return."""
+    for role in ROLES:
+        admin.ensure_user(database_url, tenant_id, user_email(tenant_id, role), role=role, password_hash=password_hash)
+        user_id, session_id, _ = admin.open_session(database_url, tenant_id, user_email(tenant_id, role),
+                                                    lifetime=timedelta(hours=2))
+        _TOKENS[(tenant_id, role)] = mint_access_token(JWT_SECRET, tenant_id=tenant_id, user_id=user_id,
+                                                       session_id=session_id, role=role, minutes=120)
 
 
 def new_tenant_id(prefix: str = "t") -> str:
@@ -42,6 +61,7 @@ async def create_tenant(stack: Any, tenant_id: str, equipment: list[tuple[str, s
     finally:
         await conn.close()
     await stack.register_tenant(tenant_id, tenant_id, [(e, t, e) for e, t in equipment])
+    await asyncio.to_thread(add_users, stack.settings.database_url, tenant_id)
 
 
 def snapshot(equipment_id: str, ts: datetime, values: dict[str, float]) -> bytes:

@@ -71,7 +71,7 @@ async def test_readings_stored_once_and_alert_reaches_operator(stack: Any, http:
                                headers=auth(tenant))
         assert resp.status_code == 200, resp.text
         assert resp.json()["data"]["state"] == "acknowledged"
-        assert resp.json()["data"]["acknowledged_by"] == "tester"
+        assert resp.json()["data"]["acknowledged_by"] == f"operator@{tenant}.example"
         acked = await next_event(ws, lambda e: e["kind"] == "acknowledged")
         assert acked["alert_id"] == opened["alert_id"]
         assert acked["seq"] > opened["seq"]
@@ -102,6 +102,8 @@ async def test_readings_stored_once_and_alert_reaches_operator(stack: Any, http:
 
 
 async def test_websocket_refuses_bad_tokens(stack: Any) -> None:
+    tenant = new_tenant_id("wsauth")
+    await create_tenant(stack, tenant, [])
     for headers, params in (({}, {}), ({"Authorization": "Bearer nonsense"}, {}), ({}, {"token": "x.y.z"})):
         try:
             async with websockets.connect(ws_url(stack, **params), additional_headers=headers) as ws:
@@ -110,7 +112,7 @@ async def test_websocket_refuses_bad_tokens(stack: Any) -> None:
             continue
         raise AssertionError("a WebSocket without a valid token was accepted")
     # The browser form works.
-    async with websockets.connect(ws_url(stack, token=token("whoever"))) as ws:
+    async with websockets.connect(ws_url(stack, token=token(tenant))) as ws:
         assert ws.protocol.state.name == "OPEN"
 
 

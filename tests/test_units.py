@@ -14,15 +14,26 @@ from actors.placement import place
 from schema.ids import InvalidIdentifier
 from schema.subjects import alerts_subject, split_tele_subject, tele_subject
 from schema.telemetry import parse_telemetry
-from serve.auth import AuthError, Role, mint_token, verify_token
+from serve.auth import AuthError, Principal, PrincipalKind, Role, mint_access_token, verify_access_token
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
+UID = "2f1e0c3a-9a55-4b1e-8a61-3a3cf1f0b7a1"
+SID = "7c9a7a52-3c0e-4d8e-9f5e-1b2b3c4d5e6f"
+IDS = {"sub": UID, "sid": SID, "typ": "access"}
 
 
-def test_token_roundtrip_carries_tenant_and_role() -> None:
-    principal = verify_token(SECRET, mint_token(SECRET, tenant_id="acme", role="viewer", subject="u1", minutes=5))
-    assert (principal.tenant_id, principal.role, principal.subject) == ("acme", Role.VIEWER, "u1")
-    assert principal.can("alerts:read") and not principal.can("alerts:acknowledge")
+def mint_token(secret: str, *, tenant_id: str, role: str, subject: str = UID, minutes: int = 5) -> str:
+    return mint_access_token(secret, tenant_id=tenant_id, user_id=subject, session_id=SID, role=role,
+                             minutes=minutes)
+
+
+def test_token_roundtrip_carries_tenant_user_and_session() -> None:
+    claims = verify_access_token(SECRET, mint_token(SECRET, tenant_id="acme", role="viewer"))
+    assert (claims.tenant_id, claims.role, claims.user_id, claims.session_id) == ("acme", Role.VIEWER, UID, SID)
+    viewer = Principal(tenant_id="acme", subject=UID, role=Role.VIEWER)
+    assert viewer.can("alerts:read") and not viewer.can("alerts:acknowledge")
+    key = Principal(tenant_id="acme", subject="k", kind=PrincipalKind.API_KEY, scopes=frozenset({"telemetry:write"}))
+    assert key.can("telemetry:write") and not key.can("telemetry:read") and not key.can("users:write")
 
 
 def _unsigned(claims: dict) -> str:
@@ -33,21 +44,21 @@ def _unsigned(claims: dict) -> str:
 
 
 @pytest.mark.parametrize("token", [
-    _unsigned({"iss": "wellpulse", "sub": "x", "tenant": "acme", "role": "admin", "iat": int(time.time()),
+    _unsigned({"iss": "wellpulse", **IDS, "tenant": "acme", "role": "admin", "iat": int(time.time()),
                "exp": int(time.time()) + 60}),
-    mint_token("another-secret-0123456789abcdef0123", tenant_id="acme", role="admin", subject="x", minutes=5),
-    jwt.encode({"iss": "wellpulse", "sub": "x", "tenant": "acme", "role": "admin", "iat": 1, "exp": 2}, SECRET),
-    jwt.encode({"iss": "someone-else", "sub": "x", "tenant": "acme", "role": "admin", "iat": int(time.time()),
+    mint_token("another-secret-0123456789abcdef0123", tenant_id="acme", role="admin"),
+    jwt.encode({"iss": "wellpulse", **IDS, "tenant": "acme", "role": "admin", "iat": 1, "exp": 2}, SECRET),
+    jwt.encode({"iss": "someone-else", **IDS, "tenant": "acme", "role": "admin", "iat": int(time.time()),
                 "exp": int(time.time()) + 60}, SECRET),
-    jwt.encode({"iss": "wellpulse", "sub": "x", "tenant": "acme.>", "role": "admin", "iat": int(time.time()),
+    jwt.encode({"iss": "wellpulse", **IDS, "tenant": "acme.>", "role": "admin", "iat": int(time.time()),
                 "exp": int(time.time()) + 60}, SECRET),
-    jwt.encode({"iss": "wellpulse", "sub": "x", "tenant": "acme", "role": "root", "iat": int(time.time()),
+    jwt.encode({"iss": "wellpulse", **IDS, "tenant": "acme", "role": "root", "iat": int(time.time()),
                 "exp": int(time.time()) + 60}, SECRET),
     "not-a-token",
 ])
 def test_bad_tokens_are_refused(token: str) -> None:
     with pytest.raises(AuthError):
-        verify_token(SECRET, token)
+        verify_access_token(SECRET, token)
 
 
 @pytest.mark.parametrize("bad", ["a.b", "a*", "a>", "a b", "", "x" * 129, "tab\tbed"])

@@ -14,8 +14,9 @@ from schema.api import AcknowledgeRequest, AlertPublic, Envelope, ErrorEnvelope,
 from schema.ids import EquipmentId, InvalidIdentifier, check_equipment_id
 from schema.subjects import alerts_subject
 from serve.auth import Principal
-from serve.deps import ServicesDep, authenticate, bearer_token, get_services, require
+from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
 from serve.errors import ApiError
+from store import audit as audit_log
 from store import db
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
@@ -42,9 +43,10 @@ async def list_alerts(
         if not set(states) <= {"open", "acknowledged", "resolved"}:
             raise ApiError(422, "invalid state filter",
                            details=[{"field": "state", "message": "use open, acknowledged, resolved"}])
-    rows, total = await db.list_alerts(services.pool, principal.tenant_id, states=states,
-                                       equipment_id=equipment_id, min_severity_rank=SEVERITY_RANK[min_severity],
-                                       limit=limit, offset=(page - 1) * limit)
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        rows, total = await db.list_alerts(conn, principal.tenant_id, states=states, equipment_id=equipment_id,
+                                           min_severity_rank=SEVERITY_RANK[min_severity], limit=limit,
+                                           offset=(page - 1) * limit)
     return Envelope(data=[AlertPublic(**dict(r)) for r in rows],
                     meta=Meta(pagination=Pagination(page=page, limit=limit, total=total)))
 
@@ -55,7 +57,8 @@ async def get_alert(
     principal: Annotated[Principal, require("alerts:read")],
     alert_id: Annotated[int, Path(ge=1, le=2**62)],
 ) -> Envelope[AlertPublic]:
-    row = await db.get_alert(services.pool, principal.tenant_id, alert_id)
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        row = await db.get_alert(conn, principal.tenant_id, alert_id)
     if row is None:
         raise ApiError(404, f"alert {alert_id} not found")
     return Envelope(data=AlertPublic(**dict(row)))
@@ -67,11 +70,16 @@ async def acknowledge(
     services: ServicesDep,
     principal: Annotated[Principal, require("alerts:acknowledge")],
     alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    audit: Audit,
     body: AcknowledgeRequest | None = None,
 ) -> Envelope[AlertPublic]:
-    alert, event = await db.acknowledge_alert(
-        services.pool, principal.tenant_id, alert_id, actor=principal.subject,
-        comment=body.comment if body else None, now=datetime.now(UTC))
+    comment = body.comment if body else None
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        alert, event = await db.acknowledge_alert(conn, principal.tenant_id, alert_id, actor=principal.actor,
+                                                  comment=comment, now=datetime.now(UTC))
+        if event is not None:
+            await audit_log.record(conn, audit, action="acknowledge", entity_type="alert", entity_id=str(alert_id),
+                                   old={"state": "open"}, new={"state": alert["state"], "comment": comment})
     if alert is None:
         raise ApiError(404, f"alert {alert_id} not found")
     if event is None:
@@ -106,7 +114,11 @@ async def alerts_ws(
     """
     try:
         services = await get_services(websocket)  # type: ignore[arg-type]
-        principal = authenticate(services, bearer_token(websocket.headers.get("authorization")) or token)
+        credential = (bearer_token(websocket.headers.get("authorization")) or token
+                      or websocket.cookies.get(ACCESS_COOKIE))
+        principal = await authenticate(services, credential)
+        if not principal.can("alerts:read"):
+            raise ApiError(403, "lacks permission alerts:read")
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
     except (ApiError, InvalidIdentifier, ValueError) as exc:
         reason = getattr(exc, "message", str(exc))[:120]
@@ -122,7 +134,8 @@ async def alerts_ws(
     try:
         if since is not None:
             while last_seq < replay_until:
-                rows = await db.events_since(services.pool, principal.tenant_id, last_seq, 500)
+                async with services.tenant_tx(principal.tenant_id) as conn:
+                    rows = await db.events_since(conn, principal.tenant_id, last_seq, 500)
                 rows = [r for r in rows if r["seq"] <= replay_until]
                 if not rows:
                     break

@@ -84,19 +84,20 @@ async def readings(
         raise ApiError(422, "bad time range", details=[{"field": "from", "message": "from must be before to, "
                                                          "and the range at most 366 days"}])
     sensors = parse_sensors(sensor)
-    if not await db.equipment_exists(services.pool, principal.tenant_id, equipment_id):
-        raise ApiError(404, f"equipment {equipment_id} not found")
-    if bucket:
-        # Whole buckets only, the same on both storage paths: the range widens to bucket edges.
-        start, end = align_down(start, BUCKETS[bucket]), align_up(end, BUCKETS[bucket])
-        rows = await db.fetch_readings_bucketed(
-            services.pool, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
-            bucket=BUCKETS[bucket], flavour=services.flavour, limit=limit)
-        data = [BucketedReading(**dict(r)) for r in rows]
-        return Envelope(data=data, meta=Meta(pagination=Pagination(limit=limit)))
-    rows = await db.fetch_readings(
-        services.pool, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
-        after=decode_cursor(cursor) if cursor else None, limit=limit)
+    after = decode_cursor(cursor) if cursor else None
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        if not await db.equipment_exists(conn, principal.tenant_id, equipment_id):
+            raise ApiError(404, f"equipment {equipment_id} not found")
+        if bucket:
+            # Whole buckets only, the same on both storage paths: the range widens to bucket edges.
+            start, end = align_down(start, BUCKETS[bucket]), align_up(end, BUCKETS[bucket])
+            rows = await db.fetch_readings_bucketed(
+                conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
+                bucket=BUCKETS[bucket], flavour=services.flavour, limit=limit)
+            data = [BucketedReading(**dict(r)) for r in rows]
+            return Envelope(data=data, meta=Meta(pagination=Pagination(limit=limit)))
+        rows = await db.fetch_readings(
+            conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end, after=after, limit=limit)
     next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["sensor"]) if len(rows) == limit else None
     return Envelope(data=[RawReading(**dict(r)) for r in rows],
                     meta=Meta(pagination=Pagination(limit=limit, next_cursor=next_cursor)))

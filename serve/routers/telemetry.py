@@ -40,7 +40,7 @@ async def ingest(
     request: Request,
     response: Response,
     services: ServicesDep,
-    principal: Annotated[Principal, require("telemetry:write")],
+    principal: Annotated[Principal, require("telemetry:write", batch=True)],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Envelope[IngestAccepted]:
     """Accepts one snapshot or ``{"readings": [...]}``; publishes to ``tele.<tenant>.<equipment>``."""

@@ -1,0 +1,103 @@
+"""Installation administration with the owning database role (psycopg): tenants and their
+first users, from the command line. The app's own role cannot do these (it sees one tenant).
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from schema.ids import check_tenant_id
+
+
+class AdminError(Exception):
+    """Something an operator must fix (the message says what)."""
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    id: str
+    name: str
+    active: bool
+    users: int
+    created_at: Any
+
+
+def _audit(conn: psycopg.Connection, tenant_id: str, action: str, entity_type: str, entity_id: str | None,
+           new: dict[str, Any] | None, actor: str = "wellpulse-cli") -> None:
+    conn.execute(
+        "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, new_values)"
+        " VALUES (%s, 'cli', %s, %s, %s, %s, %s)",
+        (tenant_id, actor, action, entity_type, entity_id, json.dumps(new) if new is not None else None))
+
+
+def create_tenant(database_url: str, tenant_id: str, *, name: str, admin_email: str, password_hash: str) -> str:
+    """A new tenant and its first admin (active); returns the admin's user id."""
+    check_tenant_id(tenant_id)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        if conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,)).fetchone():
+            raise AdminError(f"tenant {tenant_id!r} exists")
+        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s)", (tenant_id, name))
+        user_id = str(conn.execute(
+            "INSERT INTO users (tenant_id, email, name, role, status, password_hash, password_changed_at)"
+            " VALUES (%s, %s, '', 'admin', 'active', %s, now()) RETURNING id",
+            (tenant_id, admin_email.lower(), password_hash)).fetchone()[0])  # type: ignore[index]
+        _audit(conn, tenant_id, "create", "tenant", tenant_id, {"name": name})
+        _audit(conn, tenant_id, "create", "user", user_id, {"email": admin_email.lower(), "role": "admin"})
+    return user_id
+
+
+def list_tenants(database_url: str) -> list[TenantRow]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT t.id, t.name, t.active, count(u.id) FILTER (WHERE u.deleted_at IS NULL), t.created_at"
+            " FROM tenants t LEFT JOIN users u ON u.tenant_id = t.id WHERE t.deleted_at IS NULL"
+            " GROUP BY t.id ORDER BY t.id").fetchall()
+    return [TenantRow(*r) for r in rows]
+
+
+def set_tenant_active(database_url: str, tenant_id: str, active: bool) -> None:
+    """Deactivating stops the tenant's actors (the supervisor notices) and refuses its sign-ins and keys."""
+    check_tenant_id(tenant_id)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        cur = conn.execute("UPDATE tenants SET active = %s WHERE id = %s AND deleted_at IS NULL",
+                           (active, tenant_id))
+        if cur.rowcount == 0:
+            raise AdminError(f"no tenant {tenant_id!r}")
+        if not active:
+            conn.execute("UPDATE auth_sessions SET revoked_at = now(), revoked_reason = 'tenant deactivated'"
+                         " WHERE tenant_id = %s AND revoked_at IS NULL", (tenant_id,))
+        _audit(conn, tenant_id, "activate" if active else "deactivate", "tenant", tenant_id, {"active": active})
+
+
+def ensure_user(database_url: str, tenant_id: str, email: str, *, role: str, password_hash: str | None,
+                name: str = "") -> str:
+    """Create the user if the address is free (demo and test set-up); returns its id either way."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        row = conn.execute("SELECT id FROM users WHERE tenant_id = %s AND email = %s AND deleted_at IS NULL",
+                           (tenant_id, email.lower())).fetchone()
+        if row:
+            return str(row[0])
+        user_id = str(conn.execute(
+            "INSERT INTO users (tenant_id, email, name, role, status, password_hash) VALUES"
+            " (%s, %s, %s, %s, 'active', %s) RETURNING id",
+            (tenant_id, email.lower(), name, role, password_hash)).fetchone()[0])  # type: ignore[index]
+        _audit(conn, tenant_id, "create", "user", user_id, {"email": email.lower(), "role": role})
+        return user_id
+
+
+def open_session(database_url: str, tenant_id: str, email: str, *, lifetime: timedelta) -> tuple[str, str, str]:
+    """A session for an existing active user, for `wellpulse token`: (user id, session id, role)."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        row = conn.execute(
+            "SELECT id, role FROM users WHERE tenant_id = %s AND email = %s AND status = 'active'"
+            " AND deleted_at IS NULL", (tenant_id, email.lower())).fetchone()
+        if row is None:
+            raise AdminError(f"no active user {email!r} in tenant {tenant_id!r}")
+        session_id = conn.execute(
+            "INSERT INTO auth_sessions (tenant_id, user_id, expires_at, user_agent) VALUES"
+            " (%s, %s, now() + %s, 'wellpulse-cli') RETURNING id", (tenant_id, row[0], lifetime)).fetchone()[0]  # type: ignore[index]
+        _audit(conn, tenant_id, "login", "session", str(session_id), {"via": "cli token"})
+    return str(row[0]), str(session_id), row[1]

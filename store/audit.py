@@ -1,0 +1,63 @@
+"""The audit trail: one row per mutation, written in the mutation's own transaction.
+
+The database keeps ``audit_log`` append-only (a trigger refuses UPDATE, DELETE and
+TRUNCATE, and the app role holds no such privilege), so a row, once committed, stays.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+AUDIT_COLUMNS = "id, at, actor_type, actor_id, action, entity_type, entity_id, old_values, new_values, ip, request_id"
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who acts, and from where: built once per request from the principal and the request."""
+
+    tenant_id: str
+    actor_type: str  # user | api_key | system | cli
+    actor_id: str
+    ip: str | None = None
+    request_id: str | None = None
+
+
+def _json_safe(values: Any) -> Any:
+    """Records and dicts with datetimes, UUIDs and the like, as plain JSON values."""
+    if values is None:
+        return None
+    return json.loads(json.dumps(dict(values), default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID | bytes):
+        return str(value) if isinstance(value, UUID) else value.hex()
+    return str(value)
+
+
+async def record(conn: asyncpg.Connection, ctx: AuditContext, *, action: str, entity_type: str,
+                 entity_id: str | None, old: Any = None, new: Any = None) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, old_values,"
+        " new_values, ip, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        ctx.tenant_id, ctx.actor_type, ctx.actor_id, action, entity_type, entity_id, _json_safe(old),
+        _json_safe(new), ctx.ip, ctx.request_id)
+
+
+async def list_entries(conn: asyncpg.Connection, tenant_id: str, *, start: datetime | None, end: datetime | None,
+                       actor_id: str | None, entity_type: str | None, action: str | None, limit: int, offset: int,
+                       ) -> tuple[list[asyncpg.Record], int]:
+    where = (" WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR at >= $2) AND ($3::timestamptz IS NULL OR at < $3)"
+             " AND ($4::text IS NULL OR actor_id = $4) AND ($5::text IS NULL OR entity_type = $5)"
+             " AND ($6::text IS NULL OR action = $6)")
+    args = (tenant_id, start, end, actor_id, entity_type, action)
+    total = await conn.fetchval("SELECT count(*) FROM audit_log" + where, *args)
+    rows = await conn.fetch(f"SELECT {AUDIT_COLUMNS} FROM audit_log{where} ORDER BY at DESC, id DESC"
+                            f" LIMIT $7 OFFSET $8", *args, limit, offset)
+    return rows, total
