@@ -15,7 +15,13 @@ from collections.abc import Mapping
 
 from river import anomaly
 
-__all__ = ["EWStats", "EquipmentAnomalyScorer", "SensorAnomalyDetector", "SnapshotAnomalyDetector"]
+__all__ = [
+    "EWStats",
+    "EquipmentAnomalyScorer",
+    "SeasonalProfile",
+    "SensorAnomalyDetector",
+    "SnapshotAnomalyDetector",
+]
 
 _SQRT2 = math.sqrt(2.0)
 _ABS_MIN_STD = 1e-9
@@ -106,7 +112,9 @@ class EWStats:
             return
         mean = self.mean
         if n > self.clip_after:
-            limit = self.clip * self.std
+            floor = self.rel_min_std * abs(mean) + _ABS_MIN_STD
+            sd = math.sqrt(self.var)
+            limit = self.clip * (sd if sd > floor else floor)
             if x > mean + limit:
                 x = mean + limit
             elif x < mean - limit:
@@ -310,15 +318,16 @@ class SnapshotAnomalyDetector:
     def _scale(self, x: Mapping[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}
         half = 0.5 / self.z_range
+        scalers = self._scalers
         for k, v in x.items():
-            s = self._scalers.get(k)
+            s = scalers.get(k)
             if s is None or s.n < 2 or not math.isfinite(v):
                 continue
             u = 0.5 + (v - s.mean) / s.std * half
             out[k] = 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
         return out
 
-    def score_one(self, x: Mapping[str, float]) -> float:
+    def score_one(self, x: Mapping[str, float], ts: float | None = None) -> float:
         """Anomaly score of snapshot `x` in [0, 1], before learning it (0.0 while warming up)."""
         hst = self._hst
         if hst is None or hst._first_window:
@@ -343,6 +352,31 @@ class SnapshotAnomalyDetector:
                 s = scalers[k] = EWStats(self.fading_factor, 3.0, self.warmup)
             s.update(v)
 
+    def score_learn_one(self, x: Mapping[str, float], baselines: Mapping[str, tuple[float, float]]) -> float:
+        """`score_one` then `learn_one` in one pass, scaled by the caller's per-sensor ``(mean, std)``.
+
+        For a caller that already keeps a robust baseline per sensor (`EquipmentState` passes its
+        `SensorAnomalyDetector` baselines, taken before learning): the snapshot is scaled once and no
+        baseline is kept twice. Sensors missing from `baselines` are left out.
+        """
+        self._n += 1
+        hst = self._hst
+        half = 0.5 / self.z_range
+        u: dict[str, float] = {}
+        for k, v in x.items():
+            b = baselines.get(k)
+            if b is None or not b[1] > 0.0:
+                continue
+            w = 0.5 + (v - b[0]) / b[1] * half
+            u[k] = 0.0 if w < 0.0 else 1.0 if w > 1.0 else w
+        score = 0.0
+        if u and hst is not None and not hst._first_window:
+            score = float(hst.score_one(u))
+            score = 0.0 if score < 0.0 else 1.0 if score > 1.0 else score
+        if u and self._n >= self.warmup and self._n % self.learn_every == 0:
+            self._learn_trees(u)
+        return score
+
     def rebaseline(self, sensor: str) -> None:
         """Forget one sensor's scaler (after a drift of that sensor); it re-learns from the next values."""
         self._scalers.pop(sensor, None)
@@ -357,6 +391,112 @@ class SnapshotAnomalyDetector:
             )
             u = {k: u.get(k, 0.5) for k in sorted(self._features)}
         hst.learn_one(u)
+
+
+class SeasonalProfile:
+    """Expected value of one sensor by time of day, learned online: the sensor's normal daily cycle.
+
+    The period is cut into ``buckets`` slots; each slot keeps an exponentially weighted mean of the values
+    seen in it, with a memory of about ``memory_periods`` periods whatever the sampling rate (the weight of
+    a value is its share of a slot-period, estimated from the typical gap between readings). The
+    residual ``x - expected`` is standardised by robust running statistics (`EWStats`). `z` is None until
+    the profile has seen ``min_periods`` periods of data and the slot has been visited.
+
+    Parameters
+    ----------
+    period_seconds
+        Length of the cycle (a day by default).
+    buckets
+        Slots per period.
+    memory_periods
+        Periods a slot remembers.
+    min_periods
+        Periods of data before `z` answers.
+    fading_factor
+        Fading factor of the residual statistics.
+
+    Examples
+    --------
+    >>> import math
+    >>> prof = SeasonalProfile(period_seconds=100.0, buckets=10, min_periods=2)
+    >>> for t in range(1_000):
+    ...     prof.learn_one(50.0 + 10.0 * math.sin(2 * math.pi * t / 100), float(t))
+    >>> round(prof.expected(1_025.0), 1), round(prof.z(60.0, 1_025.0), 1)  # the peak is normal at t = 25
+    (59.8, 0.1)
+    >>> round(prof.z(60.0, 1_075.0), 1)  # but not at t = 75, the trough
+    15.3
+
+    """
+
+    def __init__(
+        self,
+        period_seconds: float = 86_400.0,
+        buckets: int = 48,
+        memory_periods: float = 3.0,
+        min_periods: float = 2.0,
+        fading_factor: float = 0.002,
+    ) -> None:
+        self.period_seconds = period_seconds
+        self.buckets = buckets
+        self.memory_periods = memory_periods
+        self.min_periods = min_periods
+        self.fading_factor = fading_factor
+        self._means: list[float] = []
+        self._counts: list[int] = []
+        self._residuals: EWStats | None = None
+        self._first: float | None = None
+        self._last: float | None = None
+        self._gap = 0.0
+
+    def _slot(self, ts: float) -> int:
+        return int((ts % self.period_seconds) / self.period_seconds * self.buckets) % self.buckets
+
+    def expected(self, ts: float) -> float | None:
+        """Expected value at epoch seconds `ts` (None while the slot is unknown)."""
+        if not self._counts:
+            return None
+        i = self._slot(ts)
+        return self._means[i] if self._counts[i] else None
+
+    def ready(self, ts: float) -> bool:
+        """Whether `z` answers at `ts`."""
+        return self._first is not None and ts - self._first >= self.min_periods * self.period_seconds
+
+    def z(self, x: float, ts: float) -> float | None:
+        """z-score of the residual of `x` at `ts` (None until ready)."""
+        r = self._residuals
+        if r is None or r.n < 2 or not self.ready(ts):
+            return None
+        e = self.expected(ts)
+        return None if e is None else r.z(x - e)
+
+    def learn_one(self, x: float, ts: float) -> None:
+        """Learn value `x` read at epoch seconds `ts` (NaN/inf are ignored)."""
+        if not math.isfinite(x) or not math.isfinite(ts):
+            return
+        if not self._counts:
+            self._means = [0.0] * self.buckets
+            self._counts = [0] * self.buckets
+            self._residuals = EWStats(self.fading_factor, 3.0, 30)
+            self._first = ts
+        if self._last is not None and ts > self._last:
+            gap = ts - self._last
+            self._gap = gap if self._gap == 0.0 else self._gap + 0.01 * (gap - self._gap)
+        self._last = ts if self._last is None or ts > self._last else self._last
+        i = self._slot(ts)
+        n = self._counts[i] + 1
+        self._counts[i] = n
+        m = self._means[i]
+        if n == 1:
+            self._means[i] = x
+            return
+        slot_seconds = self.period_seconds / self.buckets
+        a = (self._gap or slot_seconds) / (slot_seconds * self.memory_periods)
+        if a < 1.0 / n:
+            a = 1.0 / n
+        d = x - m
+        self._residuals.update(d)  # type: ignore[union-attr]
+        self._means[i] = m + (d if a >= 1.0 else a * d)
 
 
 class EquipmentAnomalyScorer:
@@ -400,6 +540,10 @@ class EquipmentAnomalyScorer:
         Spread of the ``zz`` to score mapping (as ``z_scale`` of `SensorAnomalyDetector`).
     refractory
         Snapshots a novelty score must beat (0: `novelty_one` equals `score_one`).
+    seasonal
+        Also score each sensor against its time-of-day profile (`SeasonalProfile`, needs the ``ts`` of
+        `learn_one`): once it has two days of data, the smoothed z of the residual joins ``T`` as one more
+        component, so a broken daily cycle counts while a normal one does not.
 
     Examples
     --------
@@ -432,11 +576,10 @@ class EquipmentAnomalyScorer:
         smoothing: float = 0.1,
         warmup: int = 30,
         calibration_fading: float = 0.002,
-        calibration_warmup: int = 100,
+        calibration_warmup: int = 300,
         scale: float = 2.0,
         refractory: int = 100,
-        calibration_clip: float = 1e9,
-        calibration_gate: float = math.inf,
+        seasonal: bool = True,
     ) -> None:
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
@@ -451,8 +594,8 @@ class EquipmentAnomalyScorer:
         self.calibration_warmup = calibration_warmup
         self.scale = scale
         self.refractory = refractory
-        self.calibration_clip = calibration_clip
-        self.calibration_gate = calibration_gate
+        self.seasonal = seasonal
+        self._profiles: dict[str, SeasonalProfile] = {}
         self._baselines: dict[str, EWStats] = {}
         self._smoothed: dict[str, float] = {}
         self._calibration: EWStats | None = None
@@ -466,16 +609,25 @@ class EquipmentAnomalyScorer:
         """``T`` of the last learned snapshot (what `statistic_one` returned for it before learning)."""
         return self._last_t
 
-    def _next_smoothed(self, x: Mapping[str, float]) -> dict[str, float]:
+    def _next_smoothed(self, x: Mapping[str, float], ts: float | None = None) -> dict[str, float]:
         """The smoothed z's after `x`, without changing anything."""
         a = self.smoothing
         out = dict(self._smoothed)
         warmup = self.warmup
         baselines = self._baselines
+        profiles = self._profiles if ts is not None else None
         for k, v in x.items():
             s = baselines.get(k)
             if s is None or s.n < warmup or not math.isfinite(v):
                 continue
+            if profiles:
+                p = profiles.get(k)
+                if p is not None:
+                    zd = p.z(v, ts)  # type: ignore[arg-type]
+                    if zd is not None:
+                        kd = k + "@daily"
+                        prev = out.get(kd)
+                        out[kd] = zd if prev is None else prev + a * (zd - prev)
             z = s.z(v)
             prev = out.get(k)
             out[k] = z if prev is None else prev + a * (z - prev)
@@ -502,30 +654,30 @@ class EquipmentAnomalyScorer:
     def _known(self, x: Mapping[str, float]) -> bool:
         return any(k in self._baselines and math.isfinite(v) for k, v in x.items())
 
-    def statistic_one(self, x: Mapping[str, float]) -> float:
+    def statistic_one(self, x: Mapping[str, float], ts: float | None = None) -> float:
         """The chi-square-like statistic ``T`` (about 1 when normal) after `x`, before learning it."""
         if not self._known(x):
             return 0.0
-        return self._statistic(self._next_smoothed(x))
+        return self._statistic(self._next_smoothed(x, ts))
 
-    def score_one(self, x: Mapping[str, float]) -> float:
+    def score_one(self, x: Mapping[str, float], ts: float | None = None) -> float:
         """Calibrated anomaly score of `x` in [0, 1], before learning it (0.0 while warming up)."""
         if not self._known(x):
             return 0.0
-        return self._score(self._zz(self._statistic(self._next_smoothed(x))))
+        return self._score(self._zz(self._statistic(self._next_smoothed(x, ts))))
 
-    def novelty_one(self, x: Mapping[str, float]) -> float:
+    def novelty_one(self, x: Mapping[str, float], ts: float | None = None) -> float:
         """`score_one` when it beats the previous ``refractory`` snapshots, else 0.0."""
         if not self._known(x):
             return 0.0
-        zz = self._zz(self._statistic(self._next_smoothed(x)))
+        zz = self._zz(self._statistic(self._next_smoothed(x, ts)))
         return self._score(zz) if self._novel(zz) else 0.0
 
-    def learn_one(self, x: Mapping[str, float]) -> None:
-        """Learn snapshot `x`: smoothed z's, the calibration of ``T``, then the per-sensor baselines."""
+    def learn_one(self, x: Mapping[str, float], ts: float | None = None) -> None:
+        """Learn snapshot `x` (read at epoch seconds `ts`, for the daily profiles): smoothed z's, calibration, baselines."""
         score = novelty = 0.0
         if self._known(x):
-            self._smoothed = self._next_smoothed(x)
+            self._smoothed = self._next_smoothed(x, ts)
             t = self._last_t = self._statistic(self._smoothed)
             zz = self._zz(t)
             score = self._score(zz)
@@ -535,11 +687,8 @@ class EquipmentAnomalyScorer:
                     self._recent = deque(maxlen=self.refractory)
                 self._recent.append(zz)
             if self._calibration is None:
-                self._calibration = EWStats(
-                    self.calibration_fading, self.calibration_clip, self.calibration_warmup, 1e-6
-                )
-            if zz < self.calibration_gate:
-                self._calibration.update(t)
+                self._calibration = EWStats(self.calibration_fading, 1e9, 2**62, 1e-6)
+            self._calibration.update(t)
         self.last_score = score
         self.last_novelty = novelty
         baselines = self._baselines
@@ -550,8 +699,19 @@ class EquipmentAnomalyScorer:
             if s is None:
                 s = baselines[k] = EWStats(self.fading_factor, 3.0, self.warmup)
             s.update(v)
+            if ts is not None and self.seasonal:
+                p = self._profiles.get(k)
+                if p is None:
+                    p = self._profiles[k] = SeasonalProfile()
+                p.learn_one(v, ts)
+
+    def seasonal_z(self, sensor: str, x: float, ts: float) -> float | None:
+        """z-score of `x` against `sensor`'s time-of-day profile at epoch seconds `ts` (None until ready)."""
+        p = self._profiles.get(sensor)
+        return None if p is None else p.z(x, ts)
 
     def rebaseline(self, sensor: str) -> None:
         """Forget one sensor's baseline and smoothed z (after a drift); it re-learns from the next values."""
         self._baselines.pop(sensor, None)
+        self._profiles.pop(sensor, None)
         self._smoothed.pop(sensor, None)

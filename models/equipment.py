@@ -247,6 +247,7 @@ class EquipmentState:
                     continue
                 if isfinite(v):
                     values[name] = v
+            tsf = ts.timestamp()
             scores: dict[str, float] = {}
             baselines: dict[str, tuple[float, float]] = {}
             drifted: list[tuple[str, float]] = []
@@ -261,12 +262,12 @@ class EquipmentState:
                     dd = drifts.get(name)
                     if dd is None:
                         dd = drifts[name] = SensorDriftDetector()
-                    if dd.update(z):
+                    zs = scorer.seasonal_z(name, v, tsf)  # once the daily cycle is known, drift is off-cycle
+                    if dd.update(z if zs is None else zs):
                         drifted.append((name, z))
                 det.learn_one(v)
-            mv = multivariate.score_one(values)
-            multivariate.learn_one(values)
-            scorer.learn_one(values)
+            mv = multivariate.score_learn_one(values, baselines)
+            scorer.learn_one(values, tsf)
             eq_score = self.equipment_score = scorer.last_score
             self.equipment_novelty = scorer.last_novelty
             self.equipment_statistic = scorer.last_statistic

@@ -9,7 +9,7 @@ pending examples. Labels come later, from the field:
   delay leaves time for field apps that sync days late);
 - a maintenance window drops the examples taken inside it (the equipment was not in normal service).
 
-The model is River's ``StandardScaler | LogisticRegression`` whose intercept starts at the logit of
+The model is River's ``StandardScaler | clip | LogisticRegression`` whose intercept starts at the logit of
 ``prior``, so an equipment that has seen no label predicts the prior instead of 0.5. A new equipment can
 start from the model shared by its type (`FailurePredictor.adopt`), and the examples labelled by one
 equipment can be learned by that shared model too (`FailurePredictor.learn_examples`).
@@ -30,6 +30,16 @@ __all__ = ["DEFAULT_HORIZON_SECONDS", "Example", "FailurePredictor"]
 
 DEFAULT_HORIZON_SECONDS = 7 * 86_400.0
 Example = tuple[dict[str, float], bool]
+
+
+FEATURE_CLIP = 5.0
+
+
+def _clip_features(x: dict[str, float]) -> dict[str, float]:
+    """Clip standardised features to ``± FEATURE_CLIP``: a value far outside what was learned (worn equipment
+    seen for the first time) must not extrapolate the logistic regression to certainty."""
+    c = FEATURE_CLIP
+    return {k: (c if v > c else -c if v < -c else v) for k, v in x.items()}
 
 
 class FailurePredictor:
@@ -103,11 +113,15 @@ class FailurePredictor:
 
     def _get_model(self) -> compose.Pipeline:
         if self._model is None:
-            self._model = preprocessing.StandardScaler() | linear_model.LogisticRegression(
+            self._model = (
+                preprocessing.StandardScaler()
+                | compose.FuncTransformer(_clip_features)
+                | linear_model.LogisticRegression(
                 optimizer=optim.SGD(self.learning_rate),
                 l2=self.l2,
                 intercept_init=math.log(self.prior / (1.0 - self.prior)),
-                intercept_lr=self.learning_rate,
+                    intercept_lr=self.learning_rate,
+                )
             )
         return self._model
 

@@ -26,8 +26,8 @@ __all__ = [
     "AnomalyRule",
     "FailureRiskRule",
     "Observation",
-    "Sensitivity",
     "Rule",
+    "Sensitivity",
     "StaleDataRule",
     "StuckSensorRule",
     "ThresholdRule",
@@ -728,7 +728,11 @@ def default_rules(equipment_type: str, sensitivity: Sensitivity = "medium") -> l
 for_seconds=5.0, severity='critical')
 
     """
-    rules: list[Rule] = [AnomalyRule(sensitivity=sensitivity), StaleDataRule(max_silence_seconds=60.0), StuckSensorRule()]
+    rules: list[Rule] = [
+        AnomalyRule(sensitivity=sensitivity),
+        StaleDataRule(max_silence_seconds=60.0),
+        StuckSensorRule(),
+    ]
     try:
         specs = SENSORS_BY_TYPE[EquipmentType(equipment_type)]
     except ValueError:

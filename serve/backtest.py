@@ -27,9 +27,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models import EquipmentState, Rule, Snapshot
+from models import EquipmentState, Rule, Sensitivity, Snapshot, build_rule, default_rules
+from models.events import severity_rank
+from models.metrics import NabWeights, labels_to_windows, nab_score
+from models.replay import replay_iter
 
-__all__ = ["BacktestError", "add_backtest_arguments", "backtest_command", "backtest_csv", "parse_timestamp"]
+__all__ = [
+    "BacktestError",
+    "add_backtest_arguments",
+    "backtest_command",
+    "backtest_csv",
+    "load_rules",
+    "nab_standard_score",
+    "parse_timestamp",
+]
 
 TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "date_time")
 LABEL_NAMES = ("label", "labels", "anomaly", "is_anomaly", "changepoint")
@@ -159,6 +170,18 @@ def _labels_from_file(path: Path) -> dict[datetime, int]:
     return out
 
 
+def _alerting(eq: EquipmentState) -> bool:
+    return any(severity_rank(s) >= 1 for s in eq.alerts.open_alerts().values())
+
+
+def nab_standard_score(detections: Sequence[float], truth: Sequence[int]) -> float | None:
+    """NAB standard-profile score of the detections against labelled runs (None when nothing is labelled)."""
+    windows = labels_to_windows(truth)
+    if not windows:
+        return None
+    return nab_score([(detections, windows)], NabWeights(), threshold=0.5)
+
+
 def _metrics(pred: Iterable[int], truth: Iterable[int]) -> dict[str, float | int]:
     tp = fp = fn = tn = 0
     for p, t in zip(pred, truth, strict=True):
@@ -195,6 +218,7 @@ def backtest_csv(
     out: str | Path | None = None,
     equipment_type: str = "other",
     seed: int = 0,
+    sensitivity: Sensitivity = "medium",
 ) -> dict[str, Any]:
     """Replay `path` row by row through a fresh `EquipmentState`; return a JSON-safe summary.
 
@@ -215,6 +239,11 @@ def backtest_csv(
         The rules (default: `models.default_rules` of `equipment_type`).
     out
         Where to write ``timestamp,anomaly_score,alert`` (one row per input row).
+    sensitivity
+        Sensitivity of the default anomaly rule ("low", "medium", "high" or a number in [0, 1]).
+
+    With labels the result also has ``nab``: the NAB standard-profile score (0 null, 100 perfect) of the rows
+    where an alert opened, with the labelled runs of 1s as anomaly windows (`models.metrics.nab_score`).
 
     Raises `BacktestError` (a `ValueError`) on unusable input.
     """
@@ -231,17 +260,20 @@ def backtest_csv(
         else:
             raise BacktestError(f"labels {str(labels)!r} is neither a column of {path.name} nor a readable file")
     cols = _pick_columns(header, rows, columns, {ts_col} | ({label_col} if label_col else set()))
-    eq = EquipmentState("backtest", equipment_type, rules, seed=seed)
+    eq = EquipmentState("backtest", equipment_type, rules, seed=seed, sensitivity=sensitivity)
     skipped = {"bad_timestamp": 0, "not_after_previous": 0, "bad_values": 0}
     out_rows: list[tuple[str, float, int]] = []
     preds: list[int] = []
     truth: list[int] = []
     opened = 0
+    opened_at: list[int] = []
+    drifts = 0
     best = (-1.0, "")
     for row in rows:
         raw_ts = (row.get(ts_col) or "").strip()
         ts = parse_timestamp(raw_ts)
         score = 0.0
+        alert = 1 if _alerting(eq) else 0
         if ts is None:
             skipped["bad_timestamp"] += 1
         else:
@@ -252,14 +284,17 @@ def backtest_csv(
                     skipped["bad_values"] += 1
                 else:
                     values[c] = v
-            before = eq.samples_seen
-            changes = eq.learn_many([Snapshot(ts, values)])
-            opened += sum(1 for ch in changes if ch.kind == "opened")
-            if eq.samples_seen == before:
+            result_row = next(replay_iter([Snapshot(ts, values)], eq))
+            if not result_row.learned:
                 skipped["not_after_previous"] += 1
-            elif values:
-                score = max(0.0, min(1.0, max(eq.last_scores.get(c, 0.0) for c in [*values, "_multivariate"])))
-        alert = 1 if eq.alerts.open_alerts() else 0
+            score, alert = result_row.anomaly_score, result_row.alert
+            for ch in result_row.changes:
+                if ch.kind == "opened":
+                    if ch.severity == "info":
+                        drifts += 1
+                    else:
+                        opened += 1
+                        opened_at.append(len(out_rows))
         if score > best[0]:
             best = (score, raw_ts)
         out_rows.append((raw_ts, score, alert))
@@ -282,6 +317,8 @@ def backtest_csv(
         "timestamp_column": ts_col,
         "columns": cols,
         "alerts_opened": opened,
+        "drift_events": drifts,
+        "model_version": eq.model_version,
         "alert_rows": sum(a for _, _, a in out_rows),
         "max_score": round(best[0], 6) if out_rows else None,
         "max_score_timestamp": best[1] if out_rows else None,
@@ -289,6 +326,10 @@ def backtest_csv(
     if preds:
         result["labels"] = label_col or str(labels)
         result.update(_metrics(preds, truth))
+        detections = [0.0] * len(truth)
+        for i in opened_at:
+            detections[i] = 1.0
+        result["nab"] = nab_standard_score(detections, truth)
     if out is not None:
         try:
             with Path(out).open("w", newline="") as f:
@@ -300,6 +341,30 @@ def backtest_csv(
             raise BacktestError(f"cannot write {out}: {e}") from None
         result["out"] = str(out)
     return result
+
+
+def load_rules(path: Path, equipment_type: str = "other", sensitivity: Sensitivity = "medium") -> list[Rule]:
+    """The default rules of `equipment_type`, overridden or extended by a JSON file of rules.
+
+    The file holds a list of ``{"id": ..., "kind": ..., "params": {...}}`` (the registry form of
+    `models.build_rule`). Raises `BacktestError` on an unreadable file or a bad rule.
+    """
+    try:
+        specs = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BacktestError(f"{path}: cannot read rules: {e}") from None
+    if not isinstance(specs, list):
+        raise BacktestError(f"{path}: rules must be a JSON list of {{id, kind, params}}")
+    rules = {r.rule_id: r for r in default_rules(equipment_type, sensitivity)}
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or "id" not in spec or "kind" not in spec:
+            raise BacktestError(f"{path}: rule #{i} needs an id and a kind")
+        try:
+            rule = build_rule(str(spec["id"]), str(spec["kind"]), dict(spec.get("params") or {}), sensitivity)
+        except ValueError as e:
+            raise BacktestError(f"{path}: {e}") from None
+        rules[rule.rule_id] = rule
+    return list(rules.values())
 
 
 def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,6 +381,11 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, type=Path, metavar="FILE", help="write timestamp,anomaly_score,alert")
     parser.add_argument("--equipment-type", default="other", help="picks the default rules (default: other)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the multivariate detector")
+    parser.add_argument(
+        "--sensitivity", default="medium", help="anomaly sensitivity: low, medium, high or a number in [0, 1]"
+    )
+    parser.add_argument("--rules", default=None, type=Path, metavar="FILE",
+                        help='JSON list of rules: [{"id": ..., "kind": ..., "params": {...}}] (default rules + these)')
 
 
 def backtest_command(args: argparse.Namespace) -> int:
@@ -327,7 +397,15 @@ def backtest_command(args: argparse.Namespace) -> int:
             print(f"error: --delimiter must be one character, got {args.delimiter!r}", file=sys.stderr)
             return 2
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    sensitivity: Sensitivity = getattr(args, "sensitivity", "medium") or "medium"
     try:
+        sensitivity = float(sensitivity)
+    except (TypeError, ValueError):
+        pass
+    try:
+        rules = None
+        if getattr(args, "rules", None) is not None:
+            rules = load_rules(args.rules, getattr(args, "equipment_type", "other"), sensitivity)
         result = backtest_csv(
             args.file,
             timestamp_column=args.timestamp_column,
@@ -337,6 +415,8 @@ def backtest_command(args: argparse.Namespace) -> int:
             out=args.out,
             equipment_type=getattr(args, "equipment_type", "other"),
             seed=getattr(args, "seed", 0),
+            sensitivity=sensitivity,
+            rules=rules,
         )
     except BacktestError as e:
         print(f"error: {e}", file=sys.stderr)

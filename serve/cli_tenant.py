@@ -7,6 +7,7 @@ every user of the machine and lands in shell history).
 """
 
 import argparse
+import asyncio
 import getpass
 import os
 import sys
@@ -83,11 +84,29 @@ def _list(args: argparse.Namespace) -> int:
 
 def _set_active(active: bool):
     def run(args: argparse.Namespace) -> int:
-        admin.set_tenant_active(admin_database_url(_settings(args)), check_tenant_id(args.tenant_id), active)
+        settings = _settings(args)
+        admin.set_tenant_active(admin_database_url(settings), check_tenant_id(args.tenant_id), active)
         print(f"tenant {args.tenant_id} {'activated' if active else 'deactivated'}")
+        _announce(settings, args.tenant_id)
         return 0
 
     return run
+
+
+def _announce(settings: Settings, tenant_id: str) -> None:
+    """Tell the running replicas at once; without NATS they notice within the auth cache's lifetime."""
+    from serve.runtime import load_runtime_urls
+    from serve.sessions import announce_tenant_change
+
+    url = settings.nats_url or load_runtime_urls(settings.data_dir).get("nats_url")
+    if not url:
+        print(f"note: no NATS URL known; running servers notice within {settings.auth_cache_seconds:.0f} s")
+        return
+    try:
+        asyncio.run(announce_tenant_change(url, tenant_id))
+    except Exception as exc:
+        print(f"note: could not reach NATS ({type(exc).__name__}); running servers notice within "
+              f"{settings.auth_cache_seconds:.0f} s")
 
 
 def mint_user_token(settings: Settings, database_url: str, tenant_id: str, email: str, minutes: int) -> str:

@@ -35,6 +35,18 @@ class ApiKeyState:
     live: bool
 
 
+async def announce_tenant_change(nats_url: str, tenant_id: str) -> None:
+    """For processes without an `AuthCache` (the CLI): every replica drops what it cached of the tenant."""
+    import nats
+
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=1)
+    try:
+        await nc.publish(authz_subject(tenant_id), json.dumps({"tenant": True}).encode())
+        await nc.flush(timeout=5)
+    finally:
+        await nc.close()
+
+
 class AuthCache:
     def __init__(self, pool: asyncpg.Pool, nc: NATS, *, ttl: float) -> None:
         self.pool = pool
@@ -111,7 +123,12 @@ class AuthCache:
     # ------------------------------------------------------------------ changes
 
     def forget(self, *, user_id: str | None = None, session_id: str | None = None,
-               key_hash: str | None = None) -> None:
+               key_hash: str | None = None, tenant_id: str | None = None) -> None:
+        if tenant_id is not None:  # the whole tenant (deactivated)
+            for key in [k for k in self._users if k[0] == tenant_id]:
+                self._users.pop(key, None)
+            for digest in [d for d, v in self._keys.items() if v[1] == tenant_id]:
+                self._keys.pop(digest, None)
         if user_id is not None or session_id is not None:
             for key in [k for k in self._users if k[1] == user_id or k[2] == session_id]:
                 self._users.pop(key, None)
@@ -133,7 +150,8 @@ class AuthCache:
     async def _on_change(self, msg: Any) -> None:
         try:
             change = json.loads(msg.data)
+            tenant_id = msg.subject.split(".", 1)[1] if change.get("tenant") else None
             self.forget(user_id=change.get("user_id"), session_id=change.get("session_id"),
-                        key_hash=change.get("key_hash"))
+                        key_hash=change.get("key_hash"), tenant_id=tenant_id)
         except Exception:
             log.warning("ignored a malformed auth change message")

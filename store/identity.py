@@ -258,10 +258,10 @@ async def record_login_failure(pool: asyncpg.Pool, key: bytes, *, slowdown_after
     row = await pool.fetchrow(
         "INSERT INTO login_throttle AS t (key, failures, last_failure) VALUES ($1, 1, now())"
         " ON CONFLICT (key) DO UPDATE SET"
-        "  failures = CASE WHEN t.last_failure < now() - $5::interval THEN 1 ELSE t.failures + 1 END,"
+        "  failures = CASE WHEN t.last_failure < now() - $2::interval THEN 1 ELSE t.failures + 1 END,"
         "  last_failure = now()"
         " RETURNING failures",
-        key, slowdown_after, lock_after, lock_seconds, forget_after)
+        key, forget_after)
     failures = row["failures"]
     if failures >= lock_after:
         delay = float(lock_seconds)

@@ -92,6 +92,7 @@ async def test_http_ingest_publishes_to_the_same_path(stack: Any, http: Any, db_
 
 async def test_http_ingest_rejects_bad_bodies_with_the_envelope(stack: Any, http: Any) -> None:
     tenant = new_tenant_id("bad")
+    await create_tenant(stack, tenant, [])
     h = auth(tenant)
     cases = [
         (b"not json", 422),

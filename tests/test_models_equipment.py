@@ -51,7 +51,7 @@ def test_anomaly_opens_on_spike_and_resolves_with_explanation() -> None:
     json.dumps(opened.details)  # JSON-safe
     changes = eq.learn_many(feed[1_005:])
     assert [c.kind for c in changes] == ["resolved"]
-    assert changes[0].ts == feed[1_007].ts
+    assert feed[1_007].ts <= changes[0].ts <= feed[1_015].ts  # the smoothed equipment score decays in ~10
 
 
 def test_threshold_through_equipment_and_stale_tick() -> None:
@@ -124,7 +124,7 @@ def test_nan_inf_missing_and_new_sensors_never_raise() -> None:
     summary = eq.summary()
     json.dumps(summary)
     assert summary["samples_seen"] == 801
-    assert set(summary["last_scores"]) == {"a", "b", "late", "_multivariate"}
+    assert set(summary["last_scores"]) == {"a", "b", "late", "_multivariate", "_equipment"}
     assert all(0.0 <= s <= 1.0 for s in summary["last_scores"].values())
 
 
