@@ -57,4 +57,5 @@ __all__ = [
     "max_severity",
     "replay",
     "sensitivity_level",
+    "severity_rank",
 ]

@@ -510,7 +510,9 @@ class EquipmentAnomalyScorer:
        ``T = mean_k(zbar_k**2) / v`` with ``v = smoothing / (2 - smoothing)`` the variance of a smoothed
        unit noise: about 1 for normal data whatever the sensors' units or count (a chi-square over its
        degrees of freedom). `statistic_one` returns it.
-    3. ``T`` is standardised by a slow `EWStats` of its own past values (``zz``), so a series whose
+    3. ``T`` is standardised by a slow `EWStats` of the cube roots of its past values (``zz``; the cube
+       root of a chi-square is close to normal, Wilson and Hilferty 1931, so a tail level means the same
+       whatever the number of sensors), so a series whose
        normal is heavy-tailed is not always anomalous (the idea of Numenta's anomaly likelihood), and
        mapped to ``erf(zz / (scale * sqrt(2)))`` in [0, 1] (0 for ``zz <= 0``): the same mapping as
        `SensorAnomalyDetector`, so one level means the same for both (0.99 at ``zz ≈ 5.15``).
@@ -559,10 +561,10 @@ class EquipmentAnomalyScorer:
     >>> round(det.statistic_one({"a": 20.0, "b": 100.0}), 2)
     16.41
     >>> round(det.score_one({"a": 16.0, "b": 100.0}), 3)
-    0.991
+    0.825
     >>> det.learn_one({"a": 16.0, "b": 100.0})
     >>> round(det.last_score, 3), round(det.last_novelty, 3)
-    (0.991, 0.991)
+    (0.825, 0.825)
     >>> det.novelty_one({"a": 10.0, "b": 100.0})  # not worse than the snapshot before: the same incident
     0.0
     >>> det.score_one({"a": float("nan")})
@@ -643,7 +645,7 @@ class EquipmentAnomalyScorer:
         c = self._calibration
         if c is None or c.n < self.calibration_warmup:
             return 0.0
-        return (t - c.mean) / c.std
+        return (t ** (1.0 / 3.0) - c.mean) / c.std
 
     def _score(self, zz: float) -> float:
         return math.erf(zz / (self.scale * _SQRT2)) if zz > 0.0 else 0.0
@@ -674,7 +676,10 @@ class EquipmentAnomalyScorer:
         return self._score(zz) if self._novel(zz) else 0.0
 
     def learn_one(self, x: Mapping[str, float], ts: float | None = None) -> None:
-        """Learn snapshot `x` (read at epoch seconds `ts`, for the daily profiles): smoothed z's, calibration, baselines."""
+        """Learn snapshot `x` (read at epoch seconds `ts`, for the daily profiles).
+
+        Updates the smoothed z's, the calibration of ``T``, then the per-sensor baselines and profiles.
+        """
         score = novelty = 0.0
         if self._known(x):
             self._smoothed = self._next_smoothed(x, ts)
@@ -688,7 +693,7 @@ class EquipmentAnomalyScorer:
                 self._recent.append(zz)
             if self._calibration is None:
                 self._calibration = EWStats(self.calibration_fading, 1e9, 2**62, 1e-6)
-            self._calibration.update(t)
+            self._calibration.update(t ** (1.0 / 3.0))  # Wilson-Hilferty: a chi-square's cube root is near normal
         self.last_score = score
         self.last_novelty = novelty
         baselines = self._baselines

@@ -17,7 +17,14 @@ from models.events import AlertChange, Severity, Snapshot
 from models.failure import DEFAULT_HORIZON_SECONDS, Example, FailurePredictor
 from models.rules import Observation, Rule, Sensitivity, default_rules
 
-__all__ = ["DRIFT_PREFIX", "EQUIPMENT_KEY", "MODEL_SCHEMA", "MODEL_VERSION", "MULTIVARIATE_KEY", "EquipmentState"]
+__all__ = [
+    "DRIFT_PREFIX",
+    "EQUIPMENT_KEY",
+    "MODEL_SCHEMA",
+    "MODEL_VERSION",
+    "MULTIVARIATE_KEY",
+    "EquipmentState",
+]
 
 MODEL_SCHEMA = 2  # bump when the pickled layout or the meaning of a score changes
 MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
@@ -56,8 +63,9 @@ class EquipmentState:
     `failure_probability` is the probability of a failure within the horizon (default 7 days). A new
     equipment can start from its type's shared model (`failure_model=` or `adopt_failure_model`).
 
-    Model metadata and every prediction are in `predictions()` (JSON-safe). A snapshot at or before `last_learned_ts` is counted in
-    `skipped` and not learned again (the checkpoint rule of the design: a restored entity does not
+    Model metadata and every prediction are in `predictions()` (JSON-safe). A snapshot at or before
+    `last_learned_ts` is counted in `skipped` and not learned again (the checkpoint rule of the design: a
+    restored entity does not
     relearn readings at or before its checkpoint). Missing sensors, new sensors and NaN/inf values
     are skipped, never raised on.
 

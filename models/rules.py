@@ -714,7 +714,8 @@ for_seconds=0.0, severity='warning')
 def default_rules(equipment_type: str, sensitivity: Sensitivity = "medium") -> list[Rule]:
     """Default rules of an equipment type.
 
-    An `AnomalyRule` of the given `sensitivity` ("low", "medium", "high" or a number in [0, 1]), a `StaleDataRule` (60 s), a `StuckSensorRule`, and per sensor of the type a critical
+    An `AnomalyRule` of the given `sensitivity` ("low", "medium", "high" or a number in [0, 1]), a
+    `StaleDataRule` (60 s), a `StuckSensorRule`, and per sensor of the type a critical
     `ThresholdRule` half a span outside the normal range (held 5 s, hysteresis 5 % of the span), named
     ``<sensor>_high`` and ``<sensor>_low``. A low limit that would fall at or below zero for a sensor whose
     normal range is non-negative is left out (it could never fire). An unknown type gets the generic rules.

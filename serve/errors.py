@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 _CODES = {
     400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
@@ -59,6 +60,11 @@ def install(app: FastAPI) -> None:
         # Ray Serve's proxy takes X-Request-ID from the request (or generates one) and echoes
         # it on the response itself; we only pick it up so our logs carry it.
         request.state.request_id = current_request_id() or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+            # Refused before anything reads the body; ingest has its own, smaller, limit.
+            return JSONResponse(envelope("PAYLOAD_TOO_LARGE", f"body larger than {MAX_REQUEST_BYTES} bytes"),
+                                status_code=413)
         response = await call_next(request)
         # X-RateLimit-* of an admitted request (serve/ratelimit.py); a 429 carries its own.
         for name, value in (getattr(request.state, "rate_limit_headers", None) or {}).items():

@@ -2,8 +2,8 @@
 
 Pure (no IO, no servers, no shared data), deterministic with fixed seeds. Stated delays:
 - a spike of +300 psi (about 15 σ) opens the anomaly alert on the 3rd spiked snapshot (for_count=3);
-- a slow drift (ramp of 0.01 of the sensor's σ... to 5 σ) opens an info ``drift_<sensor>`` alert within 400 samples of the
-  ramp's start, and the sensor is re-baselined (the drift alert resolves) within `warmup` more samples;
+- a slow drift (a ramp of about 0.02 σ per sample) opens an info ``drift_<sensor>`` alert within 400 samples of
+  the ramp's start, and the sensor is re-baselined (the drift alert resolves) within `warmup` more samples;
 - a stuck sensor is flagged after exactly `min_repeats` (30) identical values;
 - a clean series (with a daily cycle) raises no alert at all after warm-up.
 """
@@ -183,7 +183,7 @@ def _healthy(eq: EquipmentState) -> None:
     json.dumps(eq.summary())
 
 
-def _run_with(mutate) -> tuple[EquipmentState, list]:  # noqa: ANN001
+def _run_with(mutate) -> tuple[EquipmentState, list]:
     eq = EquipmentState("EQ", "other", seed=0)
     changes = []
     for i, snap in enumerate(feed(1_500, seed=10)):
@@ -260,7 +260,8 @@ def run_to_failure(eq: EquipmentState, cycle: int, days: int = 20, wear_days: in
     for k in range(days * 144):
         ts = start + timedelta(minutes=10 * k)
         worn = max(0.0, (k - (days - wear_days) * 144) / (wear_days * 144))
-        snaps.append(Snapshot(ts, {"vibration": 1.0 + 3.0 * worn + rng.gauss(0.0, 0.1), "temp": 60.0 + rng.gauss(0, 1)}))
+        values = {"vibration": 1.0 + 3.0 * worn + rng.gauss(0.0, 0.1), "temp": 60.0 + rng.gauss(0, 1)}
+        snaps.append(Snapshot(ts, values))
     eq.learn_many(snaps)
     return snaps[-1].ts
 
