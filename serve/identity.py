@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from schema.identity import (
     ApiKeyCreate,
     LoginRequest,
@@ -44,6 +46,7 @@ TENANT_SETTING_DEFAULTS: dict[str, Any] = {"timezone": "UTC", "units": "imperial
 
 @dataclass(frozen=True)
 class IssuedTokens:
+    session_id: str
     access_token: str
     refresh_token: str
     expires_in: int
@@ -106,7 +109,7 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
         tokens = await _new_session(services, conn, body.tenant, user_id, user["role"], ip=ip,
                                     user_agent=user_agent, mfa_setup_only=mfa_setup_only)
         await audit.record(conn, AuditContext(body.tenant, "user", user_id, ip, request_id), action="login",
-                           entity_type="session", entity_id=None, new={"client": body.client,
+                           entity_type="session", entity_id=tokens.session_id, new={"client": body.client,
                                                                       "mfa": bool(user["mfa_enabled"])})
     await identity.clear_login_failures(services.pool, keys[0])
     return tokens
@@ -140,7 +143,7 @@ async def _issue(services: Services, conn: Any, tenant_id: str, user_id: str, ro
     await identity.add_refresh_token(conn, tenant_id, session_id, token_hash(refresh), expires_at)
     access = mint_access_token(s.jwt_secret.get_secret_value(), tenant_id=tenant_id, user_id=user_id,
                                session_id=session_id, role=role, minutes=s.access_token_minutes, issuer=s.jwt_issuer)
-    return IssuedTokens(access, refresh, s.access_token_minutes * 60, expires_at, mfa_setup_only)
+    return IssuedTokens(session_id, access, refresh, s.access_token_minutes * 60, expires_at, mfa_setup_only)
 
 
 async def refresh(services: Services, token: str) -> IssuedTokens:
@@ -338,10 +341,15 @@ async def create_user(services: Services, ctx: AuditContext, body: UserCreate) -
                                ctx.tenant_id, body.email):
             raise ApiError(409, "a user with this email exists", code="CONFLICT",
                            details=[{"field": "email", "message": "already in use"}])
-        user = await identity.create_user(conn, ctx.tenant_id, email=body.email, name=body.name, role=body.role,
-                                          status="active" if password_hash else "invited",
-                                          password_hash=password_hash,
-                                          invited_by=ctx.actor_id if ctx.actor_type == "user" else None)
+        try:
+            async with conn.transaction():  # a savepoint: the race with a concurrent invitation is a 409
+                user = await identity.create_user(
+                    conn, ctx.tenant_id, email=body.email, name=body.name, role=body.role,
+                    status="active" if password_hash else "invited", password_hash=password_hash,
+                    invited_by=ctx.actor_id if ctx.actor_type == "user" else None)
+        except asyncpg.UniqueViolationError as exc:
+            raise ApiError(409, "a user with this email exists", code="CONFLICT",
+                           details=[{"field": "email", "message": "already in use"}]) from exc
         if password_hash is None:
             token = new_token("invitation", ctx.tenant_id)
             expires_at = await identity.add_one_time_token(

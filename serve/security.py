@@ -97,8 +97,8 @@ def token_tenant(kind: str, token: str) -> str:
 
 def display_prefix(token: str) -> str:
     """What may be shown of a key after creation: enough to recognise it, not to use it."""
-    head, _, secret = token.rpartition("_")
-    return f"{head}_{secret[:6]}"
+    kind, tenant, secret = token.split("_", 2)  # the secret itself may contain '_'
+    return f"{kind}_{tenant}_{secret[:6]}"
 
 
 @dataclass(frozen=True)

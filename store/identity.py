@@ -80,9 +80,11 @@ async def update_user(conn: asyncpg.Connection, tenant_id: str, user_id: str, **
 
 
 async def count_active_admins(conn: asyncpg.Connection, tenant_id: str) -> int:
-    return await conn.fetchval(
-        "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND status = 'active'"
-        " AND deleted_at IS NULL", tenant_id)
+    """Active admins, their rows locked: two admins demoting each other at once cannot both win."""
+    rows = await conn.fetch(
+        "SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' AND status = 'active'"
+        " AND deleted_at IS NULL ORDER BY id FOR UPDATE", tenant_id)
+    return len(rows)
 
 
 @dataclass(frozen=True)

@@ -334,6 +334,73 @@ async def test_last_admin_is_kept(stack: Any, http: Any) -> None:
     assert resp.status_code == 409 and error(resp)["code"] == "LAST_ADMIN"
 
 
+async def test_concurrent_demotions_keep_one_admin(stack: Any, http: Any, db_conn: Any) -> None:
+    """Two admins demoting each other at the same moment: the tenant must still have an admin.
+    Over HTTP the window is narrow, so the service itself is called twice at once as well."""
+    from serve import identity as service
+    from serve.services import Services
+    from store.audit import AuditContext
+
+    services = await Services(stack.settings).ready()
+    try:
+        for attempt in range(6):
+            tenant = new_tenant_id("race")
+            await create_tenant(stack, tenant, [])
+            first_id = await user_id_of(http, auth(tenant, "admin"))
+            second, second_id = await add_user(stack, tenant, "admin")
+            if attempt % 2 == 0:
+                second_h = bearer((await login_ok(http, tenant, second))["access_token"])
+                answers = await asyncio.gather(
+                    http.patch(f"/v1/users/{second_id}/role", json={"role": "viewer"}, headers=auth(tenant, "admin")),
+                    http.patch(f"/v1/users/{first_id}/role", json={"role": "viewer"}, headers=second_h))
+                outcome: Any = sorted(a.status_code for a in answers)
+            else:
+                results = await asyncio.gather(
+                    service.update_user(services, AuditContext(tenant, "user", first_id), second_id,
+                                        action="change_role", role="viewer"),
+                    service.update_user(services, AuditContext(tenant, "user", second_id), first_id,
+                                        action="change_role", role="viewer"), return_exceptions=True)
+                outcome = [type(r).__name__ for r in results]
+            admins = await db_conn.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'admin'"
+                                            " AND status = 'active' AND deleted_at IS NULL", tenant)
+            assert admins >= 1, f"tenant {tenant} lost its last admin (attempt {attempt}: {outcome})"
+    finally:
+        await services.close()
+
+
+async def test_concurrent_invitations_of_one_address(stack: Any, http: Any) -> None:
+    """The same address invited several times at once: one 201, the rest 409 CONFLICT, never a 500
+    (the unique index catches what the service's check-then-insert misses)."""
+    from schema.identity import UserCreate
+    from serve import identity as service
+    from serve.errors import ApiError
+    from serve.services import Services
+    from store.audit import AuditContext
+
+    tenant = new_tenant_id("dupe")
+    await create_tenant(stack, tenant, [])
+    admin_id = await user_id_of(http, auth(tenant, "admin"))
+    for i in range(4):
+        email = f"twin{i}@{tenant}.example"
+        answers = await asyncio.gather(*[
+            http.post("/v1/users", json={"email": email, "role": "viewer"}, headers=auth(tenant, "admin"))
+            for _ in range(4)])
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [201, 409, 409, 409], [(a.status_code, a.text[:120]) for a in answers]
+    services = await Services(stack.settings).ready()
+    try:
+        for i in range(4):
+            body = UserCreate(email=f"direct{i}@{tenant}.example", role="viewer")
+            results = await asyncio.gather(*[service.create_user(services, AuditContext(tenant, "user", admin_id), body)
+                                             for _ in range(4)], return_exceptions=True)
+            unexpected = [r for r in results if isinstance(r, BaseException)
+                          and not (isinstance(r, ApiError) and r.status == 409)]
+            assert not unexpected, f"would answer 500: {unexpected!r}"
+            assert sum(not isinstance(r, BaseException) for r in results) == 1
+    finally:
+        await services.close()
+
+
 # ---------------------------------------------------------------------- invitations and resets
 
 
@@ -351,6 +418,9 @@ async def test_invitation_accept_weak_then_good_password(stack: Any, http: Any) 
     assert token not in resp.text  # only the invitee sees it
 
     assert (await login(http, tenant, email, PW)).status_code == 401  # not accepted yet
+    # An invited account gets no reset link (it has no password to reset).
+    forgot = await http.post("/v1/auth/forgot-password", json={"tenant": tenant, "email": email})
+    assert forgot.status_code == 202 and len(outbox(stack, email)) == 1
 
     for weak, rule in (("short", "at least 12 characters"), ("password1234", "too common"),
                        ("aaaaaaaaaaaaaaaa", "5 different characters"), (f"xx{email.split('@')[0]}yy!", "email")):
