@@ -358,10 +358,14 @@ def test_stack_syncs_feed_users_with_active_tenants(database_url: str, tmp_path:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("UPDATE tenants SET active = false WHERE id = %s", (live,))
             conn.execute("UPDATE tenants SET active = true WHERE id = %s", (inactive,))
-        for _ in range(100):
+        for _ in range(600):  # a sync every 2 s, a reload each; generous for a loaded 2-core machine
             if inactive in nats_server.tenants and live not in nats_server.tenants:
                 break
             time.sleep(0.1)
+        for _ in range(20):  # the reload is applied asynchronously by the server
+            if asyncio.run(can_publish(inactive)) and not asyncio.run(can_publish(live)):
+                break
+            time.sleep(0.5)
         assert asyncio.run(can_publish(inactive)) and not asyncio.run(can_publish(live))
 
         stack._write_runtime_file()
