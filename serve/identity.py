@@ -90,7 +90,7 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
     user_id = str(user["id"])
     async with services.tenant_tx(body.tenant) as conn:
         tenant = await identity.get_tenant(conn, body.tenant)
-        policy = {**TENANT_SETTING_DEFAULTS, **((tenant or {}).get("settings") or {})}
+        policy = tenant_policy(tenant)
         mfa_setup_only = False
         if user["mfa_enabled"]:
             if body.totp is None:
@@ -312,7 +312,7 @@ async def mfa_disable(services: Services, principal: Principal, ctx: AuditContex
         if user is None or not user["mfa_enabled"]:
             raise ApiError(409, "multi-factor sign-in is not on")
         tenant = await identity.get_tenant(conn, principal.tenant_id)
-        policy = {**TENANT_SETTING_DEFAULTS, **((tenant or {}).get("settings") or {})}
+        policy = tenant_policy(tenant)
         if user["role"] == "admin" and policy["mfa_required_for_admins"]:
             raise ApiError(409, "this tenant requires multi-factor sign-in for admins")
         if not verify_totp(user["mfa_secret"], code, last_step=user["mfa_last_step"]).ok:
@@ -441,8 +441,13 @@ async def revoke_api_key(services: Services, ctx: AuditContext, key_id: str) -> 
 # ---------------------------------------------------------------------- tenant settings
 
 
+def tenant_policy(row: Any) -> dict[str, Any]:
+    """A tenant's settings over the defaults (a missing tenant gets the defaults)."""
+    return {**TENANT_SETTING_DEFAULTS, **((row["settings"] if row is not None else None) or {})}
+
+
 def tenant_settings(row: Any) -> TenantSettings:
-    merged = {**TENANT_SETTING_DEFAULTS, **(row["settings"] or {})}
+    merged = tenant_policy(row)
     return TenantSettings(id=row["id"], name=row["name"], **{k: merged[k] for k in TENANT_SETTING_DEFAULTS})
 
 

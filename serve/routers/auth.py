@@ -68,7 +68,7 @@ async def refresh(request: Request, response: Response, services: ServicesDep,
 
 
 @router.post("/logout", status_code=204, responses=ERRORS)
-async def logout(request: Request, response: Response, services: ServicesDep, principal: CurrentUser) -> Response:
+async def logout(request: Request, services: ServicesDep, principal: CurrentUser) -> Response:
     """Ends this session: its access and refresh tokens stop working at once."""
     await identity.logout(services, principal, audit_context(request, principal))
     response = Response(status_code=204)
