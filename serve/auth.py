@@ -40,12 +40,15 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "telemetry:read": _ALL,
     "telemetry:write": _FIELD,
     "alerts:read": _ALL,
-    "alerts:acknowledge": _FIELD,
+    "alerts:acknowledge": _FIELD,  # acknowledge and resolve
+    "alerts:silence": _FIELD,
     "assets:read": _ALL,
     "assets:write": _WRITERS,
+    "field_data:write": _FIELD,  # maintenance and production records: what crews report
     "rules:read": _ALL,
     "rules:write": _WRITERS,
     "sync:write": _FIELD,
+    "sync:review": _WRITERS,  # settle conflicts held for manual review
     "models:read": _ALL,
     "models:write": _WRITERS,
     "tenant:read": _ALL,
@@ -58,7 +61,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 # What an API key may be granted: machine work, never identity administration.
 API_KEY_SCOPES: frozenset[str] = frozenset({
     "telemetry:read", "telemetry:write", "alerts:read", "alerts:acknowledge", "assets:read", "rules:read",
-    "sync:write", "models:read", "tenant:read",
+    "field_data:write", "sync:write", "models:read", "tenant:read",
 })
 # A session signed in only to enrol MFA (the tenant requires it for admins) may do this and no more.
 MFA_SETUP_PERMISSIONS: frozenset[str] = frozenset()

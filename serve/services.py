@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -14,6 +15,7 @@ from nats.js import JetStreamContext
 from actors.common import NAMESPACE, setup_logging
 from actors.supervisor import SUPERVISOR_NAME
 from config import Settings
+from schema.subjects import ctl_subject
 from store import bus, db
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,17 @@ class Services:
     def tenant_tx(self, tenant_id: str) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A transaction in which row-level security shows only this tenant's rows."""
         return db.tenant_tx(self.pool, tenant_id)  # type: ignore[arg-type]
+
+    async def notify_actors(self, tenant_id: str, reload: str) -> None:
+        """Tell the tenant's running actors that the registry, rules or silences changed.
+
+        Call after the change is committed: the actors re-read it from the database, so a
+        lost message only delays the change until their next reload, and nothing is lost.
+        """
+        try:
+            await self.nc.publish(ctl_subject(tenant_id), json.dumps({"reload": reload}).encode())  # type: ignore[union-attr]
+        except Exception:  # the change is committed; the actors' own periodic reload catches up
+            log.warning("could not notify the actors of tenant %s (%s)", tenant_id, reload, exc_info=True)
 
     def supervisor(self) -> Any:
         return ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
