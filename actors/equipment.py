@@ -207,6 +207,10 @@ class EquipmentActor:
         async with self._lock:
             await self._ensure_started()
             await self._load_registry()
+            for gone in [e for e in self.entities if e not in (self._registry or {})]:
+                # Deleted (decommissioned): no more ticks, no stale-data alerts for it.
+                del self.entities[gone]
+                self._unsaved.pop(gone, None)
             for equipment_id, entity in self.entities.items():
                 etype = (self._registry or {}).get(equipment_id, "other")
                 entity.set_rules(build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or [])))

@@ -26,11 +26,13 @@ from config import Settings
 from schema.ids import InvalidIdentifier
 from schema.subjects import ctl_subject, split_tele_subject
 from schema.telemetry import parse_telemetry, validation_reason
+from store import alerts as alert_store
 from store import bus, db
 
 log = logging.getLogger(__name__)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 FETCH_TIMEOUT = 0.25
+RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
 
 
 class Rejected(Exception):
@@ -79,6 +81,7 @@ class TenantActor:
         self._js = None
         self.equipment: dict[str, db.EquipmentInfo] = {}
         self.placement: dict[str, str] = {}
+        self.retired: set[str] = set()  # reported, but deleted from the registry
         self.actors: dict[str, Any] = {}
         self.counters: dict[str, Any] = {
             "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
@@ -148,6 +151,7 @@ class TenantActor:
     async def _load_registry(self) -> None:
         equipment = await db.list_equipment(self._pool, self.tenant_id)
         self.equipment = {e.equipment_id: e for e in equipment}
+        self.retired.clear()
         self._place()
 
     def _place(self) -> None:
@@ -167,10 +171,16 @@ class TenantActor:
             if not isinstance(command, dict):
                 raise ValueError("control message must be a JSON object")
             log.info("tenant %s control: %s", self.tenant_id, command.get("reload", "registry"))
-            await self._load_registry()
-            await asyncio.gather(*(a.reload.remote() for a in self.actors.values()))
+            await self._reload()
         except Exception as exc:
             log.warning("bad control message for %s: %s", self.tenant_id, exc)
+
+    async def _reload(self) -> None:
+        """Re-read registry and rules everywhere; open the alerts a silence or maintenance that ended held back."""
+        await self._load_registry()
+        await asyncio.gather(*(a.reload.remote() for a in self.actors.values()))
+        await publish_alert_events(self._js, self.tenant_id,
+                                   await alert_store.release_suppressed(self._pool, self.tenant_id))
 
     # ----------------------------------------------------------- the hot path
 
@@ -199,11 +209,15 @@ class TenantActor:
                                   reason=exc.reason, headers=msg.headers)
             self.counters["dlq"][exc.code] += 1
             await msg.ack()
-        unknown = [e for e in by_equipment if e not in self.equipment]
+        unknown = [e for e in by_equipment if e not in self.equipment and e not in self.retired]
         if unknown:
             # A feed may report equipment before anyone registered it: keep its data, register it.
-            await db.upsert_equipment(self._pool, self.tenant_id, [(e, "other", e) for e in unknown])
+            # Registered by the API since our last reload: left as it is. Deleted: stays deleted
+            # (its readings are kept, no model learns them), and is not looked up again until
+            # the next reload.
+            await db.register_seen_equipment(self._pool, self.tenant_id, unknown)
             await self._load_registry()
+            self.retired.update(e for e in unknown if e not in self.equipment)
         started = time.perf_counter()
         self.stage_seconds["decode"] += started - t0
         inserted = await db.copy_readings(self._pool, rows) if rows else 0
@@ -237,7 +251,8 @@ class TenantActor:
     async def _learn(self, by_equipment: dict[str, list[tuple[datetime, dict[str, float]]]]) -> None:
         per_slot: dict[str, dict[str, list]] = defaultdict(dict)
         for equipment_id, snapshots in by_equipment.items():
-            per_slot[self.placement[equipment_id]][equipment_id] = snapshots
+            if equipment_id in self.placement:  # not a deleted (decommissioned) equipment
+                per_slot[self.placement[equipment_id]][equipment_id] = snapshots
         # Pickled here, once, with the C pickler: Ray's own serialization of a thousand
         # small dicts and datetimes costs about four times as much (measured, 2 cores).
         await asyncio.gather(*(self.actors[slot].process.remote(pickle.dumps(batch, protocol=5))
@@ -261,15 +276,23 @@ class TenantActor:
     # ----------------------------------------------------------- background duties
 
     async def _housekeeping(self) -> None:
+        last_reload = time.monotonic()
         while True:
             await asyncio.sleep(5)
             try:
                 self.lag = await bus.consumer_lag(self._js, self.tenant_id)
                 now = datetime.now(UTC)
-                events = await db.escalate_overdue(
-                    self._pool, self.tenant_id,
-                    older_than=now - timedelta(seconds=self.settings.escalate_after_seconds), now=now)
+                after = await alert_store.escalate_after_seconds(self._pool, self.tenant_id)  # tenant setting
+                if after is None:
+                    after = self.settings.escalate_after_seconds
+                events = await db.escalate_overdue(self._pool, self.tenant_id, now=now,
+                                                   older_than=now - timedelta(seconds=after))
+                # Silences and maintenance end by the clock too, not only by an API call.
+                events += await alert_store.release_suppressed(self._pool, self.tenant_id)
                 await publish_alert_events(self._js, self.tenant_id, events)
+                if time.monotonic() - last_reload >= RELOAD_SECONDS:
+                    last_reload = time.monotonic()
+                    await self._reload()  # a lost ctl message only delays a change
                 by_slot: dict[str, list[str]] = defaultdict(list)
                 for equipment_id, slot in self.placement.items():
                     by_slot[slot].append(equipment_id)

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         " on top of rate_limit_user_per_minute; the tenant's hourly limit still applies")
     rate_limit_storage_url: str | None = Field(
         None, description="a `limits` async storage (e.g. async+redis://host:6379); unset: PostgreSQL")
+    # Offline sync (serve/routers/sync.py): a chunk is applied in one transaction, so it is bounded.
+    sync_max_changes_per_chunk: int = Field(5000, ge=1, le=100_000, description="changes + events per chunk")
+    sync_max_chunk_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="body size of one chunk")
+    sync_pull_limit: int = Field(1000, ge=1, le=10_000, description="server changes sent back per sync at most")
+    attachment_storage: str = Field(
+        "local", description="'local' (files under attachment_dir), or 'module:factory' called with the settings")
+    attachment_dir: Path | None = Field(None, description="local attachment storage; unset: <data_dir>/attachments")
+    attachment_max_bytes: int = Field(8 * 1024 * 1024, ge=1, description="content of one attachment")
 
     @property
     def max_future_skew(self) -> timedelta:

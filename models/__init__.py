@@ -12,10 +12,12 @@ from models.events import SEVERITIES, AlertChange, Severity, Snapshot, max_sever
 from models.failure import DEFAULT_HORIZON_SECONDS, FailurePredictor
 from models.replay import ReplayRow, replay
 from models.rules import (
+    RULE_KINDS,
     SENSITIVITIES,
     AnomalyRule,
     FailureRiskRule,
     Observation,
+    RateOfChangeRule,
     Rule,
     Sensitivity,
     StaleDataRule,
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_HORIZON_SECONDS",
     "DRIFT_PREFIX",
     "MODEL_VERSION",
+    "RULE_KINDS",
     "SENSITIVITIES",
     "SEVERITIES",
     "AlertChange",
@@ -41,6 +44,7 @@ __all__ = [
     "FailurePredictor",
     "FailureRiskRule",
     "Observation",
+    "RateOfChangeRule",
     "ReplayRow",
     "Rule",
     "Sensitivity",

@@ -232,6 +232,26 @@ class SensorAnomalyDetector:
         z = (x - s.mean) / s.std
         return math.erf(abs(z) * self._k), z
 
+    def step(self, x: float) -> tuple[float, float | None, float, float]:
+        """Score a finite `x`, then learn it, in one call (the equipment's hot path).
+
+        Returns ``(score, z, mean, std)`` of `x` against the baseline before learning it; ``z`` is None
+        during warm-up (and the score 0.0).
+        """
+        s = self._stats
+        if s is None:
+            s = self._stats = EWStats(self.fading_factor, self.clip, self.warmup, self.rel_min_std)
+        mean = s.mean
+        floor = s.rel_min_std * abs(mean) + _ABS_MIN_STD
+        sd = math.sqrt(s.var)
+        std = sd if sd > floor else floor if s.n else 0.0
+        if s.n < self.warmup:
+            s.update(x)
+            return 0.0, None, mean, std
+        z = (x - mean) / std
+        s.update(x)
+        return math.erf(abs(z) * self._k), z, mean, std
+
     def rebaseline(self) -> None:
         """Forget the baseline (after a drift): the next `warmup` values build a new one, scored 0.0."""
         self._stats = None
@@ -396,11 +416,12 @@ class SnapshotAnomalyDetector:
 class SeasonalProfile:
     """Expected value of one sensor by time of day, learned online: the sensor's normal daily cycle.
 
-    The period is cut into ``buckets`` slots; each slot keeps an exponentially weighted mean of the values
-    seen in it, with a memory of about ``memory_periods`` periods whatever the sampling rate (the weight of
-    a value is its share of a slot-period, estimated from the typical gap between readings). The
-    residual ``x - expected`` is standardised by robust running statistics (`EWStats`). `z` is None until
-    the profile has seen ``min_periods`` periods of data and the slot has been visited.
+    The period is cut into ``buckets`` slots. The values of one pass through a slot are summed, and when the
+    pass ends its mean joins the slot's exponentially weighted mean (a memory of about ``memory_periods``
+    periods whatever the sampling rate): one update per slot and period, and two additions per value. The
+    residual ``x - expected`` (against the previous passes) is standardised by robust running statistics
+    (`EWStats`). `z` is None until the profile has seen ``min_periods`` periods of data and the slot has
+    been visited.
 
     Parameters
     ----------
@@ -424,7 +445,7 @@ class SeasonalProfile:
     >>> round(prof.expected(1_025.0), 1), round(prof.z(60.0, 1_025.0), 1)  # the peak is normal at t = 25
     (59.8, 0.1)
     >>> round(prof.z(60.0, 1_075.0), 1)  # but not at t = 75, the trough
-    15.3
+    15.6
 
     """
 
@@ -445,8 +466,9 @@ class SeasonalProfile:
         self._counts: list[int] = []
         self._residuals: EWStats | None = None
         self._first: float | None = None
-        self._last: float | None = None
-        self._gap = 0.0
+        self._pass = -1  # the slot pass being accumulated (epoch seconds // slot length)
+        self._sum = 0.0
+        self._n = 0
 
     def _slot(self, ts: float) -> int:
         return int((ts % self.period_seconds) / self.period_seconds * self.buckets) % self.buckets
@@ -464,11 +486,14 @@ class SeasonalProfile:
 
     def z(self, x: float, ts: float) -> float | None:
         """z-score of the residual of `x` at `ts` (None until ready)."""
+        first = self._first
+        if first is None or ts - first < self.min_periods * self.period_seconds:
+            return None  # the common answer for the first days: one comparison
         r = self._residuals
-        if r is None or r.n < 2 or not self.ready(ts):
+        if r is None or r.n < 2:
             return None
-        e = self.expected(ts)
-        return None if e is None else r.z(x - e)
+        i = int((ts % self.period_seconds) / self.period_seconds * self.buckets) % self.buckets
+        return r.z(x - self._means[i]) if self._counts[i] else None
 
     def learn_one(self, x: float, ts: float) -> None:
         """Learn value `x` read at epoch seconds `ts` (NaN/inf are ignored)."""
@@ -479,24 +504,182 @@ class SeasonalProfile:
             self._counts = [0] * self.buckets
             self._residuals = EWStats(self.fading_factor, 3.0, 30)
             self._first = ts
-        if self._last is not None and ts > self._last:
-            gap = ts - self._last
-            self._gap = gap if self._gap == 0.0 else self._gap + 0.01 * (gap - self._gap)
-        self._last = ts if self._last is None or ts > self._last else self._last
-        i = self._slot(ts)
-        n = self._counts[i] + 1
-        self._counts[i] = n
-        m = self._means[i]
-        if n == 1:
-            self._means[i] = x
-            return
-        slot_seconds = self.period_seconds / self.buckets
-        a = (self._gap or slot_seconds) / (slot_seconds * self.memory_periods)
-        if a < 1.0 / n:
-            a = 1.0 / n
-        d = x - m
-        self._residuals.update(d)  # type: ignore[union-attr]
-        self._means[i] = m + (d if a >= 1.0 else a * d)
+        k = int(ts // (self.period_seconds / self.buckets))  # which pass of which slot
+        if k != self._pass:
+            self._fold()
+            self._pass = k
+        self._sum += x
+        self._n += 1
+        i = k % self.buckets
+        if self._counts[i]:
+            self._residuals.update(x - self._means[i])  # type: ignore[union-attr]
+
+    def _fold(self) -> None:
+        """Learn the mean of the pass through a slot that just ended (one value per slot and period)."""
+        if self._n:
+            i = self._pass % self.buckets
+            c = self._counts[i] = self._counts[i] + 1
+            a = 1.0 / c if c < self.memory_periods else 1.0 / self.memory_periods
+            self._means[i] += a * (self._sum / self._n - self._means[i])
+        self._sum = 0.0
+        self._n = 0
+
+
+class TailCalibration:
+    """Tail probability of a positive statistic against its own recent past: a fading histogram on a log scale.
+
+    `cdf` is the weighted fraction of the values learned so far that lie below ``x`` (linear inside a bin),
+    so ``cdf(x) >= 0.99`` means "``x`` is higher than 99 % of what this series usually does", with no
+    assumption on the shape of the distribution (heavy tails, autocorrelation, few degrees of freedom).
+    A new value weighs ``max(fading_factor, 1 / n)`` of the total, as in `EWStats`.
+
+    An incident that lasts must not teach the calibration that it is normal within minutes. So, once
+    ``warmup`` values are in, values are capped at the bin just above the bin of the ``winsor`` quantile, and
+    the cap is re-computed every ``cap_every`` values: a lasting change of the tail is followed one bin
+    (a factor ``10 ** (1 / bins_per_decade)``) per ``cap_every`` values, while under normal operation
+    almost nothing is capped and every quantile below ``winsor`` stays exact.
+
+    Parameters
+    ----------
+    fading_factor
+        Weight of a new value once ``1 / fading_factor`` values are in.
+    low, high
+        Range of the histogram (values outside count in the first or last bin).
+    bins_per_decade
+        Resolution of the histogram.
+    winsor
+        Quantile whose bin (plus one) caps the values learned.
+    warmup
+        Values learned before the cap applies.
+    cap_every
+        Values between two re-computations of the cap.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> cal = TailCalibration()
+    >>> for _ in range(5_000):
+    ...     _ = cal.update(rng.expovariate(1.0))
+    >>> round(cal.cdf(math.log(2)), 2), round(cal.cdf(math.log(100)), 3)  # the median, the 99th percentile
+    (0.49, 0.993)
+    >>> for _ in range(300):  # a lasting incident far in the tail...
+    ...     _ = cal.update(1_000.0)
+    >>> cal.cdf(1_000.0) > 0.999_999, round(cal.cdf(math.log(100)), 3)  # ...is not learned as normal
+    (True, 0.99)
+
+    """
+
+    def __init__(
+        self,
+        fading_factor: float = 0.002,
+        low: float = 1e-2,
+        high: float = 1e6,
+        bins_per_decade: int = 8,
+        winsor: float = 0.999,
+        warmup: int = 100,
+        cap_every: int = 100,
+        tail_from: float = 0.99,
+    ) -> None:
+        if not 0.0 < fading_factor < 1.0:
+            raise ValueError(f"fading_factor must be in (0, 1), got {fading_factor}")
+        if not 0.0 < low < high:
+            raise ValueError("low and high must satisfy 0 < low < high")
+        self.fading_factor = fading_factor
+        self.low = low
+        self.high = high
+        self.bins_per_decade = bins_per_decade
+        self.winsor = winsor
+        self.warmup = warmup
+        self.cap_every = cap_every
+        self.tail_from = tail_from
+        self.n = 0
+        self._hist: list[float] = []
+        self._mass = 0.0
+        self._top = 0
+        self._cap: int | None = None
+        self._tail: tuple[float, float] | None = None  # (position of the winsor quantile, decades per bin)
+
+    def _pos(self, x: float) -> float:
+        top = len(self._hist) - 1e-9
+        if x <= self.low:
+            return 0.0
+        p = (math.log10(x) - math.log10(self.low)) * self.bins_per_decade
+        return p if p < top else top
+
+    def cdf(self, x: float) -> float:
+        """Weighted fraction of the learned values below `x` (0.0 before any value).
+
+        Beyond the ``winsor`` quantile (once warmed up) the tail is extrapolated as a power law through the
+        0.99 and ``winsor`` quantiles, so the far tail stays ordered instead of all being 1.0.
+        """
+        if self._mass <= 0.0 or not x > 0.0:
+            return 0.0
+        p = self._pos(x)
+        tail = self._tail
+        if tail is not None and p > tail[0]:
+            pw, slope = tail
+            return 1.0 - (1.0 - self.tail_from) * 10.0 ** (-slope * (p - pw))
+        b = int(p)
+        if b > self._top:
+            return 1.0
+        h = self._hist
+        c = (sum(h[:b]) + (p - b) * h[b]) / self._mass
+        return 1.0 if c > 1.0 else c
+
+    def _quantile_pos(self, q: float) -> float:
+        h = self._hist
+        target = q * self._mass
+        acc = 0.0
+        for i, v in enumerate(h):
+            if acc + v >= target and v > 0.0:
+                return i + (target - acc) / v
+            acc += v
+        return float(self._top + 1)
+
+    def _winsor_bin(self) -> int:
+        h = self._hist
+        budget = (1.0 - self.winsor) * self._mass
+        k = self._top
+        acc = h[k]
+        while acc < budget and k > 0:
+            k -= 1
+            acc += h[k]
+        return k
+
+    def update(self, x: float) -> bool:
+        """Learn one value; False when it was not learned (beyond the cap, NaN, inf or negative)."""
+        if not (math.isfinite(x) and x >= 0.0):
+            return False
+        h = self._hist
+        if not h:
+            h = self._hist = [0.0] * math.ceil(math.log10(self.high / self.low) * self.bins_per_decade)
+        b = int(self._pos(x))
+        n = self.n
+        if n >= self.warmup:
+            if self._cap is None or (n - self.warmup) % self.cap_every == 0:
+                self._cap = self._winsor_bin() + 1
+                # The survival falls tenfold from the q(1 - 10 s) to the q(1 - s) quantile, s = 1 - tail_from;
+                # beyond q(1 - s) it is extrapolated at that rate (a power law in x).
+                s_tail = 1.0 - self.tail_from
+                pa, pb = self._quantile_pos(1.0 - 10.0 * s_tail), self._quantile_pos(self.tail_from)
+                self._tail = (pb, 1.0 / max(pb - pa, 0.5))
+            if b > self._cap:
+                return False
+        n = self.n = n + 1
+        a = 1.0 / n
+        if a < self.fading_factor:
+            a = self.fading_factor
+        w = 1.0 if self._mass <= 0.0 else self._mass * a / (1.0 - a)
+        h[b] += w
+        self._mass += w
+        if b > self._top:
+            self._top = b
+        if self._mass > 1e100:  # keep the growing weights finite
+            scale = 1.0 / self._mass
+            self._hist = [v * scale for v in h]
+            self._mass = 1.0
+        return True
 
 
 class EquipmentAnomalyScorer:
@@ -508,17 +691,27 @@ class EquipmentAnomalyScorer:
     2. Each z is smoothed by an exponentially weighted mean (weight ``smoothing``): noise averages
        out while a level change accumulates. The smoothed z's are combined into
        ``T = mean_k(zbar_k**2) / v`` with ``v = smoothing / (2 - smoothing)`` the variance of a smoothed
-       unit noise: about 1 for normal data whatever the sensors' units or count (a chi-square over its
+       unit noise: about 1 for white noise whatever the sensors' units or count (a chi-square over its
        degrees of freedom). `statistic_one` returns it.
-    3. ``T`` is standardised by a slow `EWStats` of the cube roots of its past values (``zz``; the cube
-       root of a chi-square is close to normal, Wilson and Hilferty 1931, so a tail level means the same
-       whatever the number of sensors), so a series whose
-       normal is heavy-tailed is not always anomalous (the idea of Numenta's anomaly likelihood), and
-       mapped to ``erf(zz / (scale * sqrt(2)))`` in [0, 1] (0 for ``zz <= 0``): the same mapping as
-       `SensorAnomalyDetector`, so one level means the same for both (0.99 at ``zz ≈ 5.15``).
+    3. ``T`` is calibrated against its own past (`TailCalibration`): the score is the fraction of this
+       equipment's recent statistics below the current one, with no assumption on their distribution
+       (real sensors are autocorrelated and heavy-tailed, so ``T`` is rarely a chi-square). The score is
+       ``1 - sqrt(p)`` with ``p`` that tail probability, so a level of the score is a rarity of this
+       equipment's normal: 0.9 is exceeded by 1 % of normal snapshots, 0.99 by one in 10,000, 0.999 by one
+       in a million (beyond the 99th percentile the tail is extrapolated): as conservative as the per-sensor
+       scores, because the anomaly rule takes the maximum of several scores (the idea of Numenta's anomaly
+       likelihood, without its normal approximation).
+       The first ``calibration_delay`` statistics are not learned: they come from baselines that have
+       not settled yet (a std estimated from 30 values is off by ±25 %).
 
-    `score_one` returns that calibrated score. `novelty_one` returns it only when ``zz`` exceeds every
-    ``zz`` of the previous ``refractory`` snapshots (else 0.0): an incident is reported when it starts
+    Incidents do not teach the models that they are normal. A statistic beyond the calibration's cap
+    (an incident in progress) is not learned by the calibration, and the baselines then learn only one
+    snapshot in ``incident_learn_every``: a lasting change is still adapted to, but that many times more
+    slowly, so a collective anomaly (a valve closed for minutes) keeps its score while it lasts. Changes of
+    a sensor's normal are the drift detectors' business (`SensorDriftDetector`).
+
+    `score_one` returns that calibrated score. `novelty_one` returns it only when ``T`` exceeds every
+    ``T`` of the previous ``refractory`` snapshots (else 0.0): an incident is reported when it starts
     or gets worse, not on every snapshot while it lasts (what NAB rewards). `learn_one` leaves both
     scores of the snapshot it learned, computed before learning it, in `last_score` and `last_novelty`,
     so a caller that learns every snapshot does not have to score it separately.
@@ -535,11 +728,13 @@ class EquipmentAnomalyScorer:
     warmup
         Values a sensor's baseline learns before the sensor counts.
     calibration_fading
-        Fading factor of the statistics of ``T``.
+        Fading factor of the calibration of ``T``.
     calibration_warmup
-        Values of ``T`` learned before any score is given.
-    scale
-        Spread of the ``zz`` to score mapping (as ``z_scale`` of `SensorAnomalyDetector`).
+        Values of ``T`` the calibration learns before any score is given.
+    calibration_delay
+        Statistics skipped by the calibration at the start (baselines settling).
+    incident_learn_every
+        During an incident the baselines learn one snapshot in this many (1: as usual).
     refractory
         Snapshots a novelty score must beat (0: `novelty_one` equals `score_one`).
     seasonal
@@ -552,19 +747,19 @@ class EquipmentAnomalyScorer:
     >>> import random
     >>> rng = random.Random(0)
     >>> det = EquipmentAnomalyScorer(refractory=10)
-    >>> for _ in range(500):
+    >>> for _ in range(1_000):
     ...     x = {"a": rng.gauss(10.0, 1.0), "b": rng.gauss(100.0, 5.0)}
     ...     _ = det.score_one(x)
     ...     det.learn_one(x)
-    >>> round(det.statistic_one({"a": 10.0, "b": 100.0}), 2)
-    0.76
-    >>> round(det.statistic_one({"a": 20.0, "b": 100.0}), 2)
-    16.41
-    >>> round(det.score_one({"a": 16.0, "b": 100.0}), 3)
-    0.825
+    >>> round(det.statistic_one({"a": 10.0, "b": 100.0}), 2), round(det.statistic_one({"a": 20.0, "b": 100.0}), 2)
+    (0.73, 7.71)
+    >>> round(det.score_one({"a": 10.0, "b": 100.0}), 3)  # typical: about half of the past is above (1 - sqrt(0.5))
+    0.304
+    >>> round(det.score_one({"a": 16.0, "b": 100.0}), 3)  # one 6 sigma value, smoothed over about 10 snapshots
+    0.748
     >>> det.learn_one({"a": 16.0, "b": 100.0})
     >>> round(det.last_score, 3), round(det.last_novelty, 3)
-    (0.825, 0.825)
+    (0.748, 0.748)
     >>> det.novelty_one({"a": 10.0, "b": 100.0})  # not worse than the snapshot before: the same incident
     0.0
     >>> det.score_one({"a": float("nan")})
@@ -579,28 +774,32 @@ class EquipmentAnomalyScorer:
         warmup: int = 30,
         calibration_fading: float = 0.002,
         calibration_warmup: int = 300,
-        scale: float = 2.0,
+        calibration_delay: int = 200,
+        incident_learn_every: int = 5,
         refractory: int = 100,
         seasonal: bool = True,
     ) -> None:
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
-        if scale <= 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
         if refractory < 0:
             raise ValueError(f"refractory must be >= 0, got {refractory}")
+        if incident_learn_every < 1:
+            raise ValueError(f"incident_learn_every must be >= 1, got {incident_learn_every}")
         self.fading_factor = fading_factor
         self.smoothing = smoothing
         self.warmup = warmup
         self.calibration_fading = calibration_fading
         self.calibration_warmup = calibration_warmup
-        self.scale = scale
+        self.calibration_delay = calibration_delay
+        self.incident_learn_every = incident_learn_every
         self.refractory = refractory
         self.seasonal = seasonal
+        self._statistics_seen = 0
+        self._incident_snapshots = 0
         self._profiles: dict[str, SeasonalProfile] = {}
         self._baselines: dict[str, EWStats] = {}
         self._smoothed: dict[str, float] = {}
-        self._calibration: EWStats | None = None
+        self._calibration: TailCalibration | None = None
         self._recent: deque[float] | None = None
         self._last_t = 0.0
         self.last_score = 0.0
@@ -641,17 +840,15 @@ class EquipmentAnomalyScorer:
         v = self.smoothing / (2.0 - self.smoothing)
         return sum(z * z for z in smoothed.values()) / (v * len(smoothed))
 
-    def _zz(self, t: float) -> float:
+    def _score(self, t: float) -> float:
         c = self._calibration
         if c is None or c.n < self.calibration_warmup:
             return 0.0
-        return (t ** (1.0 / 3.0) - c.mean) / c.std
+        tail = 1.0 - c.cdf(t)
+        return 1.0 - math.sqrt(tail) if tail > 0.0 else 1.0
 
-    def _score(self, zz: float) -> float:
-        return math.erf(zz / (self.scale * _SQRT2)) if zz > 0.0 else 0.0
-
-    def _novel(self, zz: float) -> bool:
-        return not (self.refractory and self._recent and zz <= max(self._recent))
+    def _novel(self, t: float) -> bool:
+        return not (self.refractory and self._recent and t <= max(self._recent))
 
     def _known(self, x: Mapping[str, float]) -> bool:
         return any(k in self._baselines and math.isfinite(v) for k, v in x.items())
@@ -666,36 +863,43 @@ class EquipmentAnomalyScorer:
         """Calibrated anomaly score of `x` in [0, 1], before learning it (0.0 while warming up)."""
         if not self._known(x):
             return 0.0
-        return self._score(self._zz(self._statistic(self._next_smoothed(x, ts))))
+        return self._score(self._statistic(self._next_smoothed(x, ts)))
 
     def novelty_one(self, x: Mapping[str, float], ts: float | None = None) -> float:
         """`score_one` when it beats the previous ``refractory`` snapshots, else 0.0."""
         if not self._known(x):
             return 0.0
-        zz = self._zz(self._statistic(self._next_smoothed(x, ts)))
-        return self._score(zz) if self._novel(zz) else 0.0
+        t = self._statistic(self._next_smoothed(x, ts))
+        return self._score(t) if self._novel(t) else 0.0
 
     def learn_one(self, x: Mapping[str, float], ts: float | None = None) -> None:
         """Learn snapshot `x` (read at epoch seconds `ts`, for the daily profiles).
 
-        Updates the smoothed z's, the calibration of ``T``, then the per-sensor baselines and profiles.
+        Updates the smoothed z's, the calibration of ``T``, then the per-sensor baselines and profiles
+        (during an incident, one snapshot in ``incident_learn_every``).
         """
         score = novelty = 0.0
+        incident = False
         if self._known(x):
             self._smoothed = self._next_smoothed(x, ts)
             t = self._last_t = self._statistic(self._smoothed)
-            zz = self._zz(t)
-            score = self._score(zz)
-            novelty = score if self._novel(zz) else 0.0
+            score = self._score(t)
+            novelty = score if self._novel(t) else 0.0
             if self.refractory:
                 if self._recent is None:
                     self._recent = deque(maxlen=self.refractory)
-                self._recent.append(zz)
+                self._recent.append(t)
             if self._calibration is None:
-                self._calibration = EWStats(self.calibration_fading, 1e9, 2**62, 1e-6)
-            self._calibration.update(t ** (1.0 / 3.0))  # Wilson-Hilferty: a chi-square's cube root is near normal
+                self._calibration = TailCalibration(self.calibration_fading, warmup=self.calibration_warmup)
+            self._statistics_seen += 1
+            if self._statistics_seen > self.calibration_delay:
+                incident = not self._calibration.update(t)
         self.last_score = score
         self.last_novelty = novelty
+        if incident:
+            self._incident_snapshots += 1
+            if self._incident_snapshots % self.incident_learn_every:
+                return
         baselines = self._baselines
         for k, v in x.items():
             if not math.isfinite(v):

@@ -1,4 +1,4 @@
-"""Concept drift per sensor: River's Page-Hinkley test on the sensor's clipped z-score.
+"""Concept drift per sensor: the Page-Hinkley test (as River's ``drift.PageHinkley``) on the sensor's clipped z-score.
 
 A drift is a lasting change of a sensor's normal (a new set point, a recalibrated gauge, a slow wear
 trend), not a spike: the test sees each z-score clipped to ``± clip``, so a single outlier moves its
@@ -10,8 +10,6 @@ anomaly models, so the new normal is learned instead of alerted on for ever.
 from __future__ import annotations
 
 import math
-
-from river import drift
 
 __all__ = ["SensorDriftDetector"]
 
@@ -67,27 +65,40 @@ class SensorDriftDetector:
         self.min_instances = min_instances
         self.drifts = 0
         self.direction: str | None = None
-        self._ph: drift.PageHinkley | None = None
-        self._sum = 0.0
+        self.reset()
 
     def update(self, z: float) -> bool:
         """Feed one z-score; return True when a drift is detected (the test then restarts)."""
         if not math.isfinite(z):
             return False
-        ph = self._ph
-        if ph is None:
-            ph = self._ph = drift.PageHinkley(
-                min_instances=self.min_instances, delta=self.delta, threshold=self.threshold, alpha=1.0
-            )
         c = self.clip
         z = c if z > c else -c if z < -c else z
-        ph.update(z)
-        if ph.drift_detected:
+        # Page-Hinkley, as river.drift.PageHinkley(alpha=1, mode="both") computes it, inline: this runs
+        # once per sensor value on the ingest path (tests/test_models_detectors.py checks they agree).
+        n = self._n = self._n + 1
+        mean = self._mean = self._mean + (z - self._mean) / n
+        dev = z - mean
+        inc = self._sum_increase = self._sum_increase + dev - self.delta
+        dec = self._sum_decrease = self._sum_decrease + dev + self.delta
+        if inc < self._min_increase:
+            self._min_increase = inc
+        if dec > self._max_decrease:
+            self._max_decrease = dec
+        if n < self.min_instances:
+            return False
+        up = inc - self._min_increase > self.threshold
+        if up or self._max_decrease - dec > self.threshold:
             self.drifts += 1
-            self.direction = "up" if ph._sum_increase - ph._min_increase > self.threshold else "down"
+            self.direction = "up" if up else "down"
+            self.reset()
             return True
         return False
 
     def reset(self) -> None:
-        """Forget the accumulated evidence (after the caller re-baselined the sensor)."""
-        self._ph = None
+        """Forget the accumulated evidence (after a drift, or after the caller re-baselined the sensor)."""
+        self._n = 0
+        self._mean = 0.0
+        self._sum_increase = 0.0
+        self._sum_decrease = 0.0
+        self._min_increase = math.inf
+        self._max_decrease = -1.0  # as River starts it

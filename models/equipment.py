@@ -26,7 +26,7 @@ __all__ = [
     "EquipmentState",
 ]
 
-MODEL_SCHEMA = 2  # bump when the pickled layout or the meaning of a score changes
+MODEL_SCHEMA = 3  # bump when the pickled layout or the meaning of a score changes
 MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
@@ -214,11 +214,16 @@ class EquipmentState:
     def _apply(
         self, rule: Rule, verdict: tuple[bool, Severity] | None, obs: Observation | None, ts: datetime
     ) -> AlertChange | None:
-        if verdict is None:
+        if verdict is None or not self.alerts.needs_change(rule.rule_id, active=verdict[0], severity=verdict[1]):
             return None
+        return self._change(rule, verdict, obs, ts)
+
+    def _change(
+        self, rule: Rule, verdict: tuple[bool, Severity], obs: Observation | None, ts: datetime
+    ) -> AlertChange | None:
+        """The change a verdict makes (the caller checked `AlertStateMachine.needs_change`, so that the hot
+        path formats no message)."""
         active, severity = verdict
-        if not self.alerts.needs_change(rule.rule_id, active=active, severity=severity):
-            return None
         message, details = rule.describe(active, obs, ts)
         return self.alerts.evaluate(
             rule.rule_id, active=active, severity=severity, ts=ts, message=message, details=details
@@ -239,6 +244,7 @@ class EquipmentState:
         last = self.last_learned_ts
         orphans_checked = False
         isfinite = math.isfinite
+        needs_change = self.alerts.needs_change
         for snap in snapshots:
             ts = _utc(snap.ts)
             if last is not None and ts <= last:
@@ -249,12 +255,13 @@ class EquipmentState:
                 orphans_checked = True
             values: dict[str, float] = {}
             for name, raw in snap.values.items():
-                try:
-                    v = float(raw)
-                except (TypeError, ValueError):
-                    continue
-                if isfinite(v):
-                    values[name] = v
+                if type(raw) is not float:
+                    try:
+                        raw = float(raw)
+                    except (TypeError, ValueError):
+                        continue
+                if isfinite(raw):
+                    values[name] = raw
             tsf = ts.timestamp()
             scores: dict[str, float] = {}
             baselines: dict[str, tuple[float, float]] = {}
@@ -263,17 +270,16 @@ class EquipmentState:
                 det = detectors.get(name)
                 if det is None:
                     det = detectors[name] = SensorAnomalyDetector(warmup=warmup)
-                score, z = det.score_and_z(v)
+                score, z, mean, std = det.step(v)  # scored against the baseline before learning v
                 scores[name] = score
-                baselines[name] = (det.mean, det.std)
-                if drifts is not None and det.n >= warmup:
+                baselines[name] = (mean, std)
+                if drifts is not None and z is not None:
                     dd = drifts.get(name)
                     if dd is None:
                         dd = drifts[name] = SensorDriftDetector()
                     zs = scorer.seasonal_z(name, v, tsf)  # once the daily cycle is known, drift is off-cycle
                     if dd.update(z if zs is None else zs):
                         drifted.append((name, z))
-                det.learn_one(v)
             mv = multivariate.score_learn_one(values, baselines)
             scorer.learn_one(values, tsf)
             eq_score = self.equipment_score = scorer.last_score
@@ -295,9 +301,11 @@ class EquipmentState:
                 changes.extend(self._drift_changes(ts, values, drifted, baselines))
             obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
             for rule in rules:
-                change = self._apply(rule, rule.observe(obs), obs, ts)
-                if change is not None:
-                    changes.append(change)
+                verdict = rule.observe(obs)
+                if verdict is not None and needs_change(rule.rule_id, active=verdict[0], severity=verdict[1]):
+                    change = self._change(rule, verdict, obs, ts)
+                    if change is not None:
+                        changes.append(change)
             last = ts
             self.samples_seen += 1
             self.values_seen += len(values)

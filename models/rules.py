@@ -13,19 +13,22 @@ from __future__ import annotations
 import abc
 import inspect
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from models.events import SEVERITIES, Severity, max_severity
 from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 
 __all__ = [
+    "RULE_KINDS",
     "SENSITIVITIES",
     "AnomalyRule",
     "FailureRiskRule",
     "Observation",
+    "RateOfChangeRule",
     "Rule",
     "Sensitivity",
     "StaleDataRule",
@@ -659,13 +662,148 @@ class FailureRiskRule(Rule):
         self._active = True
 
 
+Direction = Literal["rising", "falling", "both"]
+DIRECTIONS: tuple[str, ...] = ("rising", "falling", "both")
+
+
+class RateOfChangeRule(Rule):
+    """Active when a sensor changes faster than `max_rate` units per minute.
+
+    The rate of a snapshot is measured against the sensor's newest earlier value that is at least
+    `window_seconds` older (reading time): ``(value - reference) / elapsed``, per minute. Measuring over a
+    window, not between neighbours, keeps one noisy sample from reading as a jump. `direction` picks rises,
+    falls or both. Once active, the rule clears when the rate is back to ``max_rate - hysteresis`` or less.
+    No opinion until a value old enough has been seen, nor on a snapshot without the sensor.
+
+    The history kept is bounded: a value is remembered only if it is at least ``window_seconds / 64``
+    newer than the last one remembered, so the reference is at most that much older than the window.
+
+    Parameters
+    ----------
+    rule_id
+        Dedup key of the alert.
+    sensor
+        The sensor to watch.
+    max_rate
+        Largest change per minute that is still fine (> 0).
+    direction
+        "rising", "falling" or "both".
+    window_seconds
+        How far back (reading time) the reference value lies (> 0).
+    hysteresis
+        How far below `max_rate` the rate must come to clear.
+    severity
+        Severity of the alert.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> rule = RateOfChangeRule("psi_jump", "tubing_psi", max_rate=100.0, window_seconds=60)
+    >>> t0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    >>> for s, v in [(0, 800.0), (30, 810.0), (60, 820.0), (90, 900.0), (120, 1000.0), (180, 1010.0)]:
+    ...     print(s, rule.observe(Observation(t0 + timedelta(seconds=s), {"tubing_psi": v})))
+    0 None
+    30 None
+    60 (False, 'warning')
+    90 (False, 'warning')
+    120 (True, 'warning')
+    180 (False, 'warning')
+    >>> rule.describe(False, None, t0)[0]
+    'tubing_psi rate back to 10/min (limit 100/min over 60s)'
+
+    """
+
+    HISTORY_POINTS = 64
+
+    def __init__(
+        self,
+        rule_id: str,
+        sensor: str,
+        max_rate: float,
+        direction: Direction = "both",
+        window_seconds: float = 60.0,
+        hysteresis: float = 0.0,
+        severity: Severity = "warning",
+    ) -> None:
+        _check_id("rule_id", rule_id)
+        _check_id("sensor", sensor)
+        _check_number("max_rate", max_rate)
+        _check_number("window_seconds", window_seconds)
+        _check_number("hysteresis", hysteresis, minimum=0.0)
+        _check_severity(severity)
+        if max_rate <= 0:
+            raise ValueError(f"max_rate must be > 0, got {max_rate!r}")
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be > 0, got {window_seconds!r}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        self.rule_id = rule_id
+        self.sensor = sensor
+        self.max_rate = max_rate
+        self.direction = direction
+        self.window_seconds = window_seconds
+        self.hysteresis = hysteresis
+        self.severity = severity
+        self._history: deque[tuple[datetime, float]] = deque()
+        self._active = False
+        self._rate: float | None = None
+        self._ref: tuple[datetime, float] | None = None
+
+    def observe(self, obs: Observation) -> Verdict | None:
+        v = obs.values.get(self.sensor)
+        if v is None:
+            return None
+        h = self._history
+        cutoff = obs.ts - timedelta(seconds=self.window_seconds)
+        while len(h) >= 2 and h[1][0] <= cutoff:
+            h.popleft()
+        ref = h[0] if h and h[0][0] <= cutoff else None
+        if not h or (obs.ts - h[-1][0]).total_seconds() >= self.window_seconds / self.HISTORY_POINTS:
+            h.append((obs.ts, v))
+        if ref is None:
+            return None
+        rate = (v - ref[1]) / (obs.ts - ref[0]).total_seconds() * 60.0
+        self._rate, self._ref = rate, ref
+        speed = {"rising": rate, "falling": -rate}.get(self.direction, abs(rate))
+        if self._active:
+            self._active = speed > self.max_rate - self.hysteresis
+        else:
+            self._active = speed > self.max_rate
+        return self._active, self.severity
+
+    def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:
+        rate, ref = self._rate, self._ref
+        details: dict[str, Any] = {
+            "sensor": self.sensor,
+            "value": None if obs is None else obs.values.get(self.sensor),
+            "rate_per_minute": None if rate is None else _r(rate),
+            "reference_value": None if ref is None else ref[1],
+            "reference_ts": None if ref is None else ref[0].isoformat(),
+            "max_rate": self.max_rate,
+            "direction": self.direction,
+            "window_seconds": self.window_seconds,
+        }
+        if rate is None:
+            return f"{self.sensor} rate unknown", details
+        moving = "rising" if rate >= 0 else "falling"
+        limit = f"(limit {self.max_rate:g}/min over {self.window_seconds:g}s)"
+        if active:
+            return f"{self.sensor} {moving} {_r(abs(rate)):g}/min {limit}", details
+        return f"{self.sensor} rate back to {_r(rate):g}/min {limit}", details
+
+    def restore_active(self, severity: Severity) -> None:
+        self._active = True
+
+
 _KINDS: dict[str, type[Rule]] = {
     "threshold": ThresholdRule,
     "anomaly": AnomalyRule,
     "stale_data": StaleDataRule,
     "stuck_sensor": StuckSensorRule,
     "failure_risk": FailureRiskRule,
+    "rate_of_change": RateOfChangeRule,
 }
+RULE_KINDS: tuple[str, ...] = tuple(_KINDS)
 
 
 def build_rule(rule_id: str, kind: str, params: dict[str, Any], sensitivity: Sensitivity | None = None) -> Rule:

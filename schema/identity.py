@@ -5,9 +5,10 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from schema.ids import TenantId
+from schema.sync import DEFAULT_STRATEGIES, SyncStrategies
 
 RoleName = Literal["admin", "manager", "operator", "viewer"]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -161,6 +162,20 @@ class TenantSettings(BaseModel):
     timezone: str = "UTC"
     units: Literal["imperial", "metric"] = "imperial"
     mfa_required_for_admins: bool = False
+    escalate_after_minutes: int | None = Field(
+        None, description="Open alerts not acknowledged for this long are escalated (severity raised once); "
+                          "null: the server's default (WELLPULSE_ESCALATE_AFTER_SECONDS, 15 minutes).")
+    sync_strategies: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_STRATEGIES),
+        description="How offline sync settles conflicts, per entity type (the defaults where the tenant set none).")
+
+    @field_validator("sync_strategies", mode="after")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, str]) -> dict[str, str]:
+        return {**DEFAULT_STRATEGIES, **value}
+
+
+EscalateAfterMinutes = Annotated[int, Field(ge=1, le=7 * 24 * 60)]
 
 
 class TenantSettingsUpdate(_Strict):
@@ -168,3 +183,8 @@ class TenantSettingsUpdate(_Strict):
     timezone: TimeZone | None = None
     units: Literal["imperial", "metric"] | None = None
     mfa_required_for_admins: bool | None = None
+    escalate_after_minutes: EscalateAfterMinutes | None = Field(None, description="1 minute to 7 days.")
+    sync_strategies: SyncStrategies | None = Field(
+        None, description="Per entity type (manual_reading, production_record, maintenance_record, inspection, note,"
+        " attachment): newest_wins, highest_value, manual_review, merge or keep_both. Replaces the previous map;"
+        " types left out use the defaults.")

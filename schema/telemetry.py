@@ -86,3 +86,21 @@ def validation_reason(exc: Exception) -> str:
             parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
         return "; ".join(parts)
     return str(exc)
+
+
+# ---------------------------------------------------------------- API answers
+
+
+class LatestValue(BaseModel):
+    """The newest reading of one sensor."""
+
+    sensor: str
+    ts: datetime
+    value: float
+
+
+class EquipmentLatest(BaseModel):
+    """The newest reading of each sensor of one equipment (an empty list: none stored yet)."""
+
+    equipment_id: str
+    sensors: list[LatestValue]

@@ -1,11 +1,36 @@
 """The FastAPI app and its Ray Serve deployment."""
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from ray import serve
 
 from config import Settings
+from schema.api import ErrorEnvelope
 from serve import errors
-from serve.routers import alerts, api_keys, audit_logs, auth, health, metrics, readings, telemetry, tenant, users
+from serve.deps import ACCESS_COOKIE, current_principal, current_user
+from serve.routers import (
+    alerts,
+    api_keys,
+    audit_logs,
+    auth,
+    equipment,
+    field_events,
+    health,
+    maintenance,
+    metrics,
+    production,
+    readings,
+    rules,
+    silences,
+    sync,
+    telemetry,
+    tenant,
+    users,
+    wells,
+)
 
 API_DESCRIPTION = """Real-time telemetry and alerting for oilfield equipment.
 
@@ -19,9 +44,103 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="WellPulse", version="0.1.0", description=API_DESCRIPTION)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts):
+    for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
+                   production, rules, silences,
+                   # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
+                   wells, maintenance, equipment, sync, field_events):
         app.include_router(module.router)
+    install_openapi(app)
     return app
+
+
+_ERRORS = {
+    400: "Malformed request: a body that is not JSON, a bad cursor.",
+    401: "Missing, expired or revoked credentials.",
+    403: "The caller lacks the permission this endpoint names.",
+    404: "No such resource in the caller's tenant.",
+    422: "Invalid input; `details` names each field that failed.",
+    429: "Rate limit reached; `Retry-After` says when to try again.",
+    503: "A backing service (database, NATS) is unavailable.",
+}
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer",
+                   "description": "An access JWT from POST /v1/auth/login, or an API key `wpk_...`."},
+    "cookieAuth": {"type": "apiKey", "in": "cookie", "name": ACCESS_COOKIE,
+                   "description": "The httpOnly cookie set by a login with `client: web`."},
+}
+
+
+def _route_contexts(app: FastAPI) -> list[Any]:
+    try:
+        from fastapi.routing import iter_route_contexts  # FastAPI >= 0.16x includes routers lazily
+    except ImportError:
+        return list(app.routes)
+    return list(iter_route_contexts(app.routes))
+
+
+def _auth_of(route: APIRoute) -> tuple[bool, str | None]:
+    """(needs a principal, the permission it names) from the route's dependency tree."""
+    signed_in, permission = False, None
+    stack: list[Any] = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        signed_in = signed_in or dep.call in (current_principal, current_user)
+        permission = permission or getattr(dep.call, "permission", None)
+        stack.extend(dep.dependencies)
+    return signed_in, permission
+
+
+def _error_envelope_schemas() -> dict[str, Any]:
+    schema = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "ErrorEnvelope": schema}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """OpenAPI with what FastAPI cannot infer: auth schemes, each endpoint's permission, error answers.
+
+    Our handlers answer every error with the envelope (422 included, instead of FastAPI's
+    HTTPValidationError), so the document says so; the property-based test holds responses to it.
+    """
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = doc.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.update(_error_envelope_schemas())
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        components["securitySchemes"] = SECURITY_SCHEMES
+        envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+        for context in _route_contexts(app):
+            route = getattr(context, "original_route", context)
+            if not isinstance(route, APIRoute):
+                continue
+            path = getattr(context, "path", route.path)
+            signed_in, permission = _auth_of(route)
+            for method in route.methods:
+                operation = doc["paths"].get(path, {}).get(method.lower())
+                if operation is None:
+                    continue
+                responses = operation.setdefault("responses", {})
+                codes = [400, 422, 503]
+                if signed_in:
+                    codes += [401, 403, 429]
+                    operation["security"] = [{"bearerAuth": []}, {"cookieAuth": []}]
+                if "{" in path:
+                    codes.append(404)
+                for code in codes:
+                    answer = responses.setdefault(str(code), {"description": _ERRORS[code]})
+                    answer["content"] = envelope
+                if permission:
+                    note = f"**Permission:** `{permission}`."
+                    operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+                    operation["x-permission"] = permission
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_deployment(settings: Settings):

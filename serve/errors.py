@@ -50,8 +50,21 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+_UNION_TAG_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
+
+
+def _location(error: dict[str, Any]) -> tuple[Any, ...]:
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") in _UNION_TAG_ERRORS:
+        # Pydantic places a bad discriminator at the object; the field at fault is the tag itself.
+        tag = str((error.get("ctx") or {}).get("discriminator", "")).strip("'\"")
+        if tag:
+            loc += (tag,)
+    return loc
+
+
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in errors[:50]]
+    return [{"field": _field(_location(e)), "message": str(e.get("msg", ""))} for e in errors[:50]]
 
 
 def install(app: FastAPI) -> None:

@@ -41,7 +41,9 @@ from store.audit import AuditContext
 
 log = logging.getLogger(__name__)
 INVALID_LOGIN = "invalid tenant, email or password"
-TENANT_SETTING_DEFAULTS: dict[str, Any] = {"timezone": "UTC", "units": "imperial", "mfa_required_for_admins": False}
+TENANT_SETTING_DEFAULTS: dict[str, Any] = {"timezone": "UTC", "units": "imperial", "mfa_required_for_admins": False,
+                                           "escalate_after_minutes": None,
+                                           "sync_strategies": {}}  # TenantSettings fills in the defaults
 
 
 @dataclass(frozen=True)

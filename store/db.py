@@ -13,8 +13,11 @@ from typing import Any
 
 import asyncpg
 
+from store import telemetry
+
 READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
 _STAGED_ONLY: set[int] = set()  # pools whose readings table refuses COPY (row-level security)
+_HOURLY_ROLLUP: dict[int, bool] = {}  # pool -> whether readings_hourly exists (plain PostgreSQL)
 ReadingRow = tuple[str, str, str, datetime, float]  # tenant_id, equipment_id, sensor, ts, value
 
 
@@ -75,11 +78,15 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
     """
     if not rows:
         return 0
+    late = telemetry.late_hours(rows)  # on time, one min() over the batch; else noted for the hourly rollup
     async with pool.acquire() as conn:
+        if late and not await _has_hourly_rollup(pool, conn):
+            late = []
         if id(pool) not in _STAGED_ONLY:
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table("readings", records=rows, columns=READING_COLUMNS)
+                    await telemetry.mark_late_readings(conn, late)
                 return len(rows)
             except asyncpg.UniqueViolationError:
                 pass
@@ -96,7 +103,15 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
                 " SELECT tenant_id, equipment_id, sensor, ts, value FROM readings_staging"
                 " ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING"
             )
+            await telemetry.mark_late_readings(conn, late)
         return int(status.rsplit(" ", 1)[-1])
+
+
+async def _has_hourly_rollup(pool: asyncpg.Pool, conn: asyncpg.Connection) -> bool:
+    """Plain PostgreSQL keeps ``readings_hourly`` (TimescaleDB has continuous aggregates instead)."""
+    if id(pool) not in _HOURLY_ROLLUP:
+        _HOURLY_ROLLUP[id(pool)] = bool(await conn.fetchval("SELECT to_regclass('readings_hourly_stale') IS NOT NULL"))
+    return _HOURLY_ROLLUP[id(pool)]
 
 
 async def fetch_readings(
@@ -134,12 +149,28 @@ async def fetch_readings_bucketed(
     flavour: str,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """avg/min/max/last/count per bucket and sensor.
+    """avg/min/max/last/count per bucket and sensor; ``start`` and ``end`` on bucket edges.
 
-    On TimescaleDB, whole minutes come from the ``readings_1m`` continuous aggregate
-    (re-bucketed for coarser sizes); plain PostgreSQL computes them with ``date_bin``.
+    Whole hours (1h, 1d) come from an hourly rollup: the ``readings_1h`` continuous aggregate
+    on TimescaleDB, ``readings_hourly`` on plain PostgreSQL (`store.telemetry`, which needs
+    ``pool`` to be a connection in the tenant's transaction). Other whole minutes come from
+    ``readings_1m`` on TimescaleDB; plain PostgreSQL computes them with ``date_bin``.
     """
     sensor_filter = list(sensors) if sensors else None
+    whole_hours = bucket % timedelta(hours=1) == timedelta(0)
+    if flavour == "timescaledb" and whole_hours:
+        return await pool.fetch(
+            "SELECT sensor, time_bucket($5::interval, bucket) AS bucket,"
+            " sum(sum) / sum(count) AS avg, min(min) AS min, max(max) AS max,"
+            " last(last, bucket) AS last, sum(count)::bigint AS count"
+            " FROM readings_1h WHERE tenant_id = $1 AND equipment_id = $2"
+            " AND bucket >= $3 AND bucket < $4 AND ($6::text[] IS NULL OR sensor = ANY($6::text[]))"
+            " GROUP BY sensor, 2 ORDER BY 2, sensor LIMIT $7",
+            tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
+        )
+    if flavour != "timescaledb" and whole_hours and not isinstance(pool, asyncpg.Pool):
+        return await telemetry.fetch_hourly_bucketed(pool, tenant_id, equipment_id, sensors=sensors, start=start,
+                                                     end=end, bucket=bucket, limit=limit)
     if flavour == "timescaledb" and bucket >= timedelta(minutes=1) and bucket % timedelta(minutes=1) == timedelta(0):
         return await pool.fetch(
             "SELECT sensor, time_bucket($5::interval, bucket) AS bucket,"
@@ -213,6 +244,16 @@ async def upsert_equipment(
     )
 
 
+async def register_seen_equipment(pool: Executor, tenant_id: str, equipment_ids: Sequence[str]) -> None:
+    """Equipment a feed reported before anyone registered it, as type ``other``. One that exists,
+    deleted or not, is left alone: the API's details are not overwritten, a deleted one stays deleted."""
+    await pool.execute(
+        "INSERT INTO equipment (tenant_id, id, type, name) SELECT $1, e, 'other', e FROM unnest($2::text[]) AS e"
+        " ON CONFLICT (tenant_id, id) DO NOTHING",
+        tenant_id, list(equipment_ids),
+    )
+
+
 async def list_equipment(pool: Executor, tenant_id: str) -> list[EquipmentInfo]:
     rows = await pool.fetch(
         "SELECT id, type, status, dedicated FROM equipment"
@@ -230,8 +271,11 @@ async def equipment_exists(pool: Executor, tenant_id: str, equipment_id: str) ->
 
 
 async def list_rules(pool: Executor, tenant_id: str) -> list[asyncpg.Record]:
+    """Enabled rules in the form `models.build_rule` takes: the severity column, when set, goes into params."""
     return await pool.fetch(
-        "SELECT id, equipment_id, equipment_type, kind, params FROM alert_rules"
+        "SELECT id, equipment_id, equipment_type, kind,"
+        " CASE WHEN severity IS NULL THEN params ELSE params || jsonb_build_object('severity', severity) END"
+        " AS params FROM alert_rules"
         " WHERE tenant_id = $1 AND enabled AND deleted_at IS NULL ORDER BY id",
         tenant_id,
     )
@@ -273,7 +317,7 @@ _EVENT_COLUMNS = (
 )
 _ALERT_COLUMNS = (
     "id, equipment_id, rule_id, state, severity, message, details, opened_at, updated_at,"
-    " acknowledged_at, acknowledged_by, ack_comment, escalated_at, resolved_at"
+    " acknowledged_at, acknowledged_by, ack_comment, escalated_at, resolved_at, resolved_by, resolve_comment"
 )
 
 
@@ -320,6 +364,14 @@ async def persist_alert_changes(
     Idempotent against replays after a crash: an "opened" for a key that already has an
     open alert becomes an update of it (or nothing, if nothing changed); a "resolved" for
     a key with no open alert is dropped.
+
+    Silences (``wellpulse_silenced``: a live silence of the equipment or rule, or the
+    equipment in maintenance) are applied here, where every path of every model ends: a
+    change that would open an alert for a silenced key is kept in ``suppressed_alerts``
+    instead (no alert, no event, nothing published); a later "resolved" deletes it, and
+    `store.alerts.release_suppressed` opens it once the silence is over. Alerts already
+    open when a silence starts keep being updated and resolved. Being rows, suppressed
+    conditions survive actor restarts (`load_open_alerts` hands them to the models as open).
     """
     events: list[asyncpg.Record] = []
     if not changes:
@@ -332,6 +384,8 @@ async def persist_alert_changes(
                 " AND rule_id = $3 AND state <> 'resolved' FOR UPDATE",
                 tenant_id, ch.equipment_id, ch.rule_id,
             )
+            if current is None and await _suppressed(conn, tenant_id, ch):
+                continue
             if ch.kind == "resolved":
                 if current is None:
                     continue
@@ -362,6 +416,25 @@ async def persist_alert_changes(
     return events
 
 
+async def _suppressed(conn: asyncpg.Connection, tenant_id: str, ch: AlertChangeRow) -> bool:
+    """For a key with no open alert: keep ``suppressed_alerts`` in step with ``ch``; True if it was held back."""
+    if ch.kind != "resolved" and await conn.fetchval(
+            "SELECT wellpulse_silenced($1, $2, $3, now())", tenant_id, ch.equipment_id, ch.rule_id):
+        await conn.execute(
+            "INSERT INTO suppressed_alerts (tenant_id, equipment_id, rule_id, severity, message, details,"
+            " suppressed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, equipment_id, rule_id)"
+            " DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message, details = EXCLUDED.details,"
+            " updated_at = now()",
+            tenant_id, ch.equipment_id, ch.rule_id, ch.severity, ch.message, ch.details, ch.ts,
+        )
+        return True
+    await conn.execute(
+        "DELETE FROM suppressed_alerts WHERE tenant_id = $1 AND equipment_id = $2 AND rule_id = $3",
+        tenant_id, ch.equipment_id, ch.rule_id,
+    )
+    return False
+
+
 async def acknowledge_alert(
     pool: Executor, tenant_id: str, alert_id: int, *, actor: str, comment: str | None, now: datetime
 ) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
@@ -387,13 +460,18 @@ async def acknowledge_alert(
 async def escalate_overdue(
     pool: Executor, tenant_id: str, *, older_than: datetime, now: datetime
 ) -> list[asyncpg.Record]:
-    """Raise the severity of alerts left open and unacknowledged too long (once each)."""
+    """Raise the severity of alerts left open and unacknowledged too long (once each).
+
+    Not while the alert's equipment or rule is silenced (in maintenance): it escalates once
+    the silence is over, if it is still unacknowledged then.
+    """
     async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alerts = await conn.fetch(
             f"UPDATE alerts SET severity = CASE severity WHEN 'info' THEN 'warning' ELSE 'critical' END,"
             f" escalated_at = $3, updated_at = now()"
             f" WHERE tenant_id = $1 AND state = 'open' AND escalated_at IS NULL AND opened_at < $2"
+            f" AND NOT wellpulse_silenced(tenant_id, equipment_id, rule_id, $3)"
             f" RETURNING {_ALERT_COLUMNS}",
             tenant_id, older_than, now,
         )
@@ -404,35 +482,13 @@ async def escalate_overdue(
 
 
 async def load_open_alerts(pool: Executor, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """Alerts the models must take as open: those not resolved, and those held back by a silence."""
     return await pool.fetch(
         "SELECT equipment_id, rule_id, severity FROM alerts"
-        " WHERE tenant_id = $1 AND equipment_id = ANY($2) AND state <> 'resolved'",
+        " WHERE tenant_id = $1 AND equipment_id = ANY($2) AND state <> 'resolved'"
+        " UNION ALL SELECT equipment_id, rule_id, severity FROM suppressed_alerts"
+        " WHERE tenant_id = $1 AND equipment_id = ANY($2)",
         tenant_id, list(equipment_ids),
-    )
-
-
-async def list_alerts(
-    pool: Executor, tenant_id: str, *, states: Sequence[str] | None, equipment_id: str | None,
-    min_severity_rank: int, limit: int, offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        " WHERE tenant_id = $1 AND ($2::text[] IS NULL OR state = ANY($2::text[]))"
-        " AND ($3::text IS NULL OR equipment_id = $3)"
-        " AND (CASE severity WHEN 'info' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END) >= $4"
-    )
-    args = (tenant_id, list(states) if states else None, equipment_id, min_severity_rank)
-    async with _connection(pool) as conn:
-        total = await conn.fetchval("SELECT count(*) FROM alerts" + where, *args)
-        rows = await conn.fetch(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts{where} ORDER BY opened_at DESC, id DESC LIMIT $5 OFFSET $6",
-            *args, limit, offset,
-        )
-    return rows, total
-
-
-async def get_alert(pool: Executor, tenant_id: str, alert_id: int) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2", tenant_id, alert_id
     )
 
 

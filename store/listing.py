@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, NamedTuple
@@ -116,7 +116,10 @@ class FieldSpec:
 
     ``column`` is SQL written by us (a column or an expression such as ``e.name`` or
     ``lower(email)``), never user text. ``name`` is the public name in query strings and
-    responses.
+    responses. ``normalize``, when set, rewrites a filter's value text (after the operator,
+    before it is split and parsed) into the form the column stores, e.g. dropping the dashes
+    of a formatted number; it must keep ``*`` and ``,``, and a ``ValueError`` it raises is a
+    422 naming the field.
     """
 
     name: str
@@ -125,6 +128,7 @@ class FieldSpec:
     enum: tuple[str, ...] = ()
     filterable: bool = True
     sortable: bool = True
+    normalize: Callable[[str], str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,11 @@ def _parse_filter(fs: FieldSpec, raw: str) -> list[Filter]:
             raise ListQueryError(fs.name, f"unknown operator {_shown(m.group(1))!r}; use one of "
                                  + ", ".join(OPERATORS[fs.type]))
     raw = raw.strip()
+    if fs.normalize is not None:
+        try:
+            raw = fs.normalize(raw)
+        except ValueError as exc:
+            raise ListQueryError(fs.name, str(exc)) from None
     if op not in OPERATORS[fs.type]:
         raise ListQueryError(fs.name, f"operator {op!r} does not apply to a {fs.type} field; use one of "
                              + ", ".join(OPERATORS[fs.type]))

@@ -57,7 +57,7 @@ def ensure_app_role(conn: psycopg.Connection, user: str, password: str | None) -
 
 
 def grant_app_role(conn: psycopg.Connection, user: str) -> None:
-    """What the app may touch: rows of its tables (RLS filters them), never the audit trail's past."""
+    """What the app may touch: rows of its tables (RLS filters them), never the past of audit_log or field_events."""
     role = sql.Identifier(user)
     dbname = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
     for statement in (
@@ -66,7 +66,7 @@ def grant_app_role(conn: psycopg.Connection, user: str) -> None:
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
         "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
-        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log, field_events FROM {role}",
         "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations, wellpulse_meta FROM {role}",
     ):
         conn.execute(sql.SQL(statement).format(role=role, db=sql.Identifier(dbname)))

@@ -26,7 +26,7 @@ RULE = {"id": "flow_high", "kind": "threshold",
 A_VALUES, B_VALUES = [500.0, 5000.0], [777.0, 7777.0]
 # Where TimescaleDB is installed, readings (and the aggregates over it) are scoped by the
 # application's filter only (schema/sql/003_identity.sql): the one documented exception.
-TIMESCALE_EXCEPTIONS = {"readings", "readings_1m"}
+TIMESCALE_EXCEPTIONS = {"readings", "readings_1m", "readings_1h"}
 
 
 def bearer(credential: str) -> dict[str, str]:
@@ -265,7 +265,9 @@ async def test_raw_sql_without_tenant_filter_sees_only_the_set_tenant(
     relations = await _tenant_relations(db_conn)
     names = {n for n, _ in relations}
     assert {"equipment", "alert_rules", "alerts", "alert_events", "readings", "users", "auth_sessions",
-            "api_keys", "audit_log"} <= names, names
+            "api_keys", "audit_log", "silences", "suppressed_alerts", "manual_readings", "inspections", "field_notes",
+            "attachments", "field_events", "sync_changes", "sync_devices", "sync_receipts", "sync_uploads",
+            "sync_conflicts", "sync_record_meta", "sync_record_aliases"} <= names, names
     skip = TIMESCALE_EXCEPTIONS if await _timescale(db_conn) else set()
     await app_conn.execute("SELECT set_config($1, $2, false)", TENANT_SETTING, a)
     leaks, a_blind = [], []

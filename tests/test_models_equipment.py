@@ -51,7 +51,8 @@ def test_anomaly_opens_on_spike_and_resolves_with_explanation() -> None:
     json.dumps(opened.details)  # JSON-safe
     changes = eq.learn_many(feed[1_005:])
     assert [c.kind for c in changes] == ["resolved"]
-    assert feed[1_007].ts <= changes[0].ts <= feed[1_015].ts  # the smoothed equipment score decays in ~10
+    # The smoothed equipment score decays within about 15 snapshots of the spike's end (+3 to clear).
+    assert feed[1_007].ts <= changes[0].ts <= feed[1_025].ts
 
 
 def test_threshold_through_equipment_and_stale_tick() -> None:

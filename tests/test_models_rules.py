@@ -5,9 +5,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import (
+    RULE_KINDS,
     AlertStateMachine,
     AnomalyRule,
+    EquipmentState,
+    FailureRiskRule,
     Observation,
+    RateOfChangeRule,
+    Snapshot,
     StaleDataRule,
     StuckSensorRule,
     ThresholdRule,
@@ -142,3 +147,59 @@ def test_default_rules() -> None:
     )
     assert len(ids) == len(set(ids))
     assert [r.rule_id for r in default_rules("unknown-type")] == ids[:3]
+
+
+def test_rate_of_change_directions_window_and_hysteresis() -> None:
+    # 2 units a second for a minute: 120 units per minute.
+    def run(rule: RateOfChangeRule, values: list[float]) -> list[tuple[bool, str] | None]:
+        return [rule.observe(_obs(10 * i, p=v)) for i, v in enumerate(values)]
+
+    climb = [100.0 + 20.0 * i for i in range(10)]  # +20 every 10 s
+    assert run(RateOfChangeRule("r", "p", max_rate=100.0), climb)[:8] == [None] * 6 + [(True, "warning")] * 2
+    assert all(v in (None, (False, "warning")) for v in run(RateOfChangeRule("r", "p", max_rate=100.0,
+                                                                             direction="falling"), climb))
+    falling = run(RateOfChangeRule("r", "p", max_rate=100.0, direction="falling", severity="critical"),
+                  list(reversed(climb)))
+    assert falling[6:] == [(True, "critical")] * 4
+    # Hysteresis: 120/min opens; 90/min holds (> 100 - 20); 60/min clears.
+    rule = RateOfChangeRule("r", "p", max_rate=100.0, hysteresis=20.0, window_seconds=60)
+    values = [0.0] * 6 + [120.0, 210.0, 270.0]  # 1/s steps: rate vs. 60 s earlier
+    out = [rule.observe(_obs(60 * i, p=v)) for i, v in enumerate(values)]
+    assert out == [None] + [(False, "warning")] * 5 + [(True, "warning"), (True, "warning"), (False, "warning")]
+    msg, details = rule.describe(False, _obs(480, p=270.0), T0)
+    assert details["rate_per_minute"] == 60.0 and details["reference_value"] == 210.0 and "back to 60/min" in msg
+    assert rule.observe(_obs(600, other=1.0)) is None  # missing sensor: no opinion
+
+
+def test_rate_of_change_history_is_bounded_and_state_copies() -> None:
+    import pickle
+
+    rule = RateOfChangeRule("r", "p", max_rate=1000.0, window_seconds=3600.0)
+    for i in range(20_000):  # 5.5 hours at 1 Hz
+        rule.observe(_obs(i, p=float(i % 7)))
+    assert len(rule._history) <= RateOfChangeRule.HISTORY_POINTS + 2
+    clone = pickle.loads(pickle.dumps(rule))
+    assert clone.observe(_obs(20_000, p=3.0)) == rule.observe(_obs(20_000, p=3.0))
+    fresh = rule.clone()
+    assert fresh.params() == rule.params() and len(fresh._history) == 0
+    for bad, text in [({"max_rate": 0}, "max_rate"), ({"max_rate": 1, "window_seconds": 0}, "window_seconds"),
+                      ({"max_rate": 1, "direction": "up"}, "direction"), ({}, "max_rate")]:
+        with pytest.raises(ValueError, match=text):
+            build_rule("r", "rate_of_change", {"sensor": "p", **bad})
+
+
+def test_every_kind_builds_and_runs_in_an_equipment() -> None:
+    assert set(RULE_KINDS) == {"threshold", "rate_of_change", "stale_data", "stuck_sensor", "anomaly",
+                               "failure_risk"}
+    rules = [
+        build_rule("jump", "rate_of_change", {"sensor": "p", "max_rate": 30.0, "window_seconds": 10,
+                                              "severity": "critical"}),
+        build_rule("risk", "failure_risk", {"level": 0.9}),
+    ]
+    assert isinstance(rules[1], FailureRiskRule)
+    eq = EquipmentState("EQ-1", "other", rules)
+    snaps = [Snapshot(T0 + timedelta(seconds=i), {"p": 10.0 if i < 20 else 100.0}) for i in range(25)]
+    changes = eq.learn_many(snaps)
+    jump = [c for c in changes if c.rule_id == "jump"]
+    assert [(c.kind, c.severity) for c in jump] == [("opened", "critical")]
+    assert jump[0].details["direction"] == "both" and "rising" in jump[0].message

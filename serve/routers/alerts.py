@@ -1,75 +1,81 @@
-"""Alerts: list, read, acknowledge; and the live WebSocket feed."""
+"""Alerts: list, read (with their events), acknowledge, resolve; and the live WebSocket feed."""
 
 import asyncio
 import contextlib
 import logging
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from schema.alerts import SEVERITY_RANK, AlertEvent
-from schema.api import AcknowledgeRequest, AlertPublic, Envelope, ErrorEnvelope, Meta, Pagination
-from schema.ids import EquipmentId, InvalidIdentifier, check_equipment_id
+from schema.alerts import SEVERITY_RANK, AlertDetail, AlertEvent, ResolveRequest
+from schema.api import AcknowledgeRequest, AlertPublic, Envelope, ErrorEnvelope
+from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import alerts_subject
 from serve.auth import Principal
 from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
 from serve.errors import ApiError
+from serve.listing import list_params, page_envelope, sparse
+from serve.services import Services
+from store import alerts as store
 from store import audit as audit_log
 from store import db
+from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 log = logging.getLogger(__name__)
 SeverityName = Literal["info", "warning", "critical"]
+AlertId = Annotated[int, Path(ge=1, le=2**62)]
+ERRORS = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 SEND_TIMEOUT = 10.0
+_WELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
-@router.get("", response_model=Envelope[list[AlertPublic]], responses={422: {"model": ErrorEnvelope}})
+@router.get("", response_model=Envelope[list[sparse(AlertPublic)]], response_model_exclude_unset=True,
+            responses=ERRORS)
 async def list_alerts(
     services: ServicesDep,
     principal: Annotated[Principal, require("alerts:read")],
-    state: Annotated[str | None, Query(description="open, acknowledged, resolved; comma list or in:a,b")] = None,
-    equipment_id: EquipmentId | None = None,
-    min_severity: SeverityName = "info",
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> Envelope[list[AlertPublic]]:
-    states = None
-    if state:
-        states = [s.strip() for s in state.removeprefix("in:").split(",") if s.strip()]
-        if not set(states) <= {"open", "acknowledged", "resolved"}:
-            raise ApiError(422, "invalid state filter",
-                           details=[{"field": "state", "message": "use open, acknowledged, resolved"}])
+    q: Annotated[ListQuery, list_params(store.ALERTS, reserved={"min_severity", "well_id"})],
+    min_severity: Annotated[SeverityName, Query(description="Only alerts at least this severe.")] = "info",
+    well_id: Annotated[str | None, Query(max_length=2000, description=(
+        "Alerts of the equipment serving this well (`W-1`), or one of these wells (`in:W-1,W-2`)."))] = None,
+) -> dict[str, Any]:
+    """Newest first by default. Filter e.g. `?state=in:open,acknowledged&opened_at=gte:2026-11-01`."""
+    extra: list[tuple[str, list[Any]]] = []
+    if min_severity != "info":
+        extra.append((store.MIN_SEVERITY_SQL, [SEVERITY_RANK[min_severity]]))
+    if well_id is not None:
+        extra.append((store.WELL_FILTER_SQL, [_well_ids(well_id)]))
     async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await db.list_alerts(conn, principal.tenant_id, states=states, equipment_id=equipment_id,
-                                           min_severity_rank=SEVERITY_RANK[min_severity], limit=limit,
-                                           offset=(page - 1) * limit)
-    return Envelope(data=[AlertPublic(**dict(r)) for r in rows],
-                    meta=Meta(pagination=Pagination(page=page, limit=limit, total=total)))
+        rows, total = await fetch_page(conn, store.ALERTS, q, principal.tenant_id, extra_where=extra)
+    return page_envelope(rows, total, q)
 
 
-@router.get("/{alert_id}", response_model=Envelope[AlertPublic], responses={404: {"model": ErrorEnvelope}})
+@router.get("/{alert_id}", response_model=Envelope[AlertDetail], responses=ERRORS)
 async def get_alert(
     services: ServicesDep,
     principal: Annotated[Principal, require("alerts:read")],
-    alert_id: Annotated[int, Path(ge=1, le=2**62)],
-) -> Envelope[AlertPublic]:
+    alert_id: AlertId,
+) -> Envelope[AlertDetail]:
+    """The alert and every change it went through (opened, updated, escalated, acknowledged, resolved)."""
     async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await db.get_alert(conn, principal.tenant_id, alert_id)
+        row = await store.get_alert(conn, principal.tenant_id, alert_id)
+        events = await store.alert_events(conn, principal.tenant_id, alert_id) if row is not None else []
     if row is None:
         raise ApiError(404, f"alert {alert_id} not found")
-    return Envelope(data=AlertPublic(**dict(row)))
+    return Envelope(data=AlertDetail(**dict(row), events=[AlertEvent(**dict(e)) for e in events]))
 
 
-@router.post("/{alert_id}/acknowledge", response_model=Envelope[AlertPublic],
-             responses={404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}})
+@router.post("/{alert_id}/acknowledge", response_model=Envelope[AlertPublic], responses=ERRORS)
 async def acknowledge(
     services: ServicesDep,
     principal: Annotated[Principal, require("alerts:acknowledge")],
-    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    alert_id: AlertId,
     audit: Audit,
     body: AcknowledgeRequest | None = None,
 ) -> Envelope[AlertPublic]:
@@ -86,10 +92,51 @@ async def acknowledge(
         if alert["state"] == "resolved":
             raise ApiError(409, "alert is already resolved")
         return Envelope(data=AlertPublic(**dict(alert)))  # already acknowledged: same answer, no new event
-    ev = AlertEvent(**dict(event))
-    await services.js.publish(alerts_subject(principal.tenant_id, ev.equipment_id), ev.model_dump_json().encode(),
-                              headers={"Nats-Msg-Id": f"alert-event-{ev.seq}"})
+    await _publish(services, principal.tenant_id, event)
     return Envelope(data=AlertPublic(**dict(alert)))
+
+
+@router.post("/{alert_id}/resolve", response_model=Envelope[AlertPublic], responses=ERRORS)
+async def resolve(
+    services: ServicesDep,
+    principal: Annotated[Principal, require("alerts:acknowledge")],
+    alert_id: AlertId,
+    audit: Audit,
+    body: ResolveRequest | None = None,
+) -> Envelope[AlertPublic]:
+    """Close an open or acknowledged alert by hand, with an optional comment. Resolving a resolved alert
+    changes nothing and answers the same. A new alert opens once the condition clears and comes back (or
+    its rule reports a new severity)."""
+    comment = body.comment if body else None
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        alert, event = await store.resolve_alert(conn, principal.tenant_id, alert_id, actor=principal.actor,
+                                                 comment=comment, now=datetime.now(UTC))
+        if event is not None:
+            await audit_log.record(conn, audit, action="resolve", entity_type="alert", entity_id=str(alert_id),
+                                   new={"state": "resolved", "comment": comment})
+    if alert is None:
+        raise ApiError(404, f"alert {alert_id} not found")
+    if event is not None:
+        await _publish(services, principal.tenant_id, event)
+    return Envelope(data=AlertPublic(**dict(alert)))
+
+
+async def _publish(services: Services, tenant_id: str, row: Any) -> None:
+    """On ALERTS after the commit, like the models' events; Nats-Msg-Id makes a republish harmless."""
+    ev = AlertEvent(**dict(row))
+    await services.js.publish(alerts_subject(tenant_id, ev.equipment_id), ev.model_dump_json().encode(),
+                              headers={"Nats-Msg-Id": f"alert-event-{ev.seq}"})
+
+
+def _well_ids(raw: str) -> list[str]:
+    text = raw.strip()
+    for prefix in ("eq:", "in:"):
+        text = text.removeprefix(prefix)
+    ids = [w.strip() for w in text.split(",")]
+    if not ids or len(ids) > 100 or not all(_WELL_ID.match(w) for w in ids):
+        raise ApiError(422, "invalid well_id filter", details=[{
+            "field": "well_id", "message": "a well id, or in: and up to 100 comma-separated well ids"}])
+    return ids
 
 
 def _ws_filters(equipment: str | None, min_severity: str) -> tuple[frozenset[str] | None, int]:

@@ -2,17 +2,22 @@
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
 
-from schema.api import BucketedReading, Envelope, ErrorEnvelope, Meta, Pagination, RawReading
+from schema.api import BucketedReading, Envelope, ErrorEnvelope, Pagination, RawReading
 from schema.ids import EQUIPMENT_ID_PATTERN, InvalidIdentifier, check_sensor
+from schema.telemetry import LatestValue
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError
 from store import db
+from store import telemetry as telemetry_store
 
 router = APIRouter(prefix="/v1/equipment", tags=["telemetry"])
 BUCKETS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15),
@@ -30,6 +35,18 @@ def align_down(ts: datetime, size: timedelta) -> datetime:
 def align_up(ts: datetime, size: timedelta) -> datetime:
     down = align_down(ts, size)
     return down if down == ts else down + size
+
+
+def json_envelope(data: list[dict[str, Any]], pagination: Pagination | None = None) -> Response:
+    """``{"data": ..., "meta": ...}`` serialized by orjson, skipping FastAPI's re-validation of the answer.
+
+    Series are thousands of plain rows of our own: building a model per row and validating it
+    again cost ~35 ms for 1,440 buckets, orjson ~1 ms (bench/api.py). The route still declares
+    its ``response_model`` for OpenAPI, and the JSON is the same (UTC times end in ``Z``).
+    """
+    meta = {"pagination": pagination.model_dump() if pagination else None}
+    return Response(orjson.dumps({"data": data, "meta": meta}, option=orjson.OPT_UTC_Z),
+                    media_type="application/json")
 
 
 def encode_cursor(ts: datetime, sensor: str) -> str:
@@ -56,11 +73,16 @@ def parse_sensors(sensor: str | None) -> list[str] | None:
         raise ApiError(422, "invalid sensor", details=[{"field": "sensor", "message": str(exc)}]) from exc
 
 
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)  # no overflow in between
+
+
 def aware(value: datetime | None, name: str, default: datetime) -> datetime:
     if value is None:
         return default
     if value.tzinfo is None:
         raise ApiError(422, f"{name} needs a time zone", details=[{"field": name, "message": "naive timestamp"}])
+    if not EARLIEST <= value <= LATEST:
+        raise ApiError(422, f"{name} is out of range", details=[{"field": name, "message": "years 1900 to 9000"}])
     return value.astimezone(UTC)
 
 
@@ -76,7 +98,7 @@ async def readings(
     bucket: Literal["1m", "5m", "15m", "1h", "1d"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: str | None = None,
-) -> Envelope:
+) -> Response:
     now = datetime.now(UTC)
     end = aware(to, "to", now + timedelta(minutes=5))
     start = aware(from_, "from", end - timedelta(hours=1))
@@ -94,10 +116,67 @@ async def readings(
             rows = await db.fetch_readings_bucketed(
                 conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
                 bucket=BUCKETS[bucket], flavour=services.flavour, limit=limit)
-            data = [BucketedReading(**dict(r)) for r in rows]
-            return Envelope(data=data, meta=Meta(pagination=Pagination(limit=limit)))
+            return json_envelope([dict(r) for r in rows], Pagination(limit=limit))
         rows = await db.fetch_readings(
             conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end, after=after, limit=limit)
     next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["sensor"]) if len(rows) == limit else None
-    return Envelope(data=[RawReading(**dict(r)) for r in rows],
-                    meta=Meta(pagination=Pagination(limit=limit, next_cursor=next_cursor)))
+    return json_envelope([dict(r) for r in rows], Pagination(limit=limit, next_cursor=next_cursor))
+
+
+def _range(from_: datetime | None, to: datetime | None, default: timedelta) -> tuple[datetime, datetime]:
+    end = aware(to, "to", datetime.now(UTC) + timedelta(minutes=5))
+    start = aware(from_, "from", end - default)
+    if start >= end or end - start > MAX_RANGE:
+        raise ApiError(422, "bad time range", details=[{"field": "from", "message": "from must be before to, "
+                                                         "and the range at most 366 days"}])
+    return start, end
+
+
+@router.get("/{equipment_id}/latest", response_model=Envelope[list[LatestValue]],
+            responses={404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}})
+async def latest(
+    services: ServicesDep,
+    principal: Annotated[Principal, require("telemetry:read")],
+    equipment_id: Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN)],
+    sensor: Annotated[str | None, Query(description="comma-separated sensor names; default: all")] = None,
+) -> Response:
+    """The newest value and its time for each sensor of the equipment, by sensor name (empty: no readings yet)."""
+    sensors = parse_sensors(sensor)
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        found = await telemetry_store.latest_values(conn, principal.tenant_id, [equipment_id], sensors=sensors)
+    if equipment_id not in found:
+        raise ApiError(404, f"equipment {equipment_id} not found")
+    return json_envelope(found[equipment_id])
+
+
+@router.get("/{equipment_id}/readings/export", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "CSV `ts,sensor,value` with a header row, streamed"},
+                       404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}})
+async def export_readings(
+    services: ServicesDep,
+    principal: Annotated[Principal, require("telemetry:read")],
+    equipment_id: Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN)],
+    sensor: Annotated[str | None, Query(description="comma-separated sensor names; default: all")] = None,
+    from_: Annotated[datetime | None, Query(alias="from", description="default: 24 hours before `to`")] = None,
+    to: Annotated[datetime | None, Query(description="default: now")] = None,
+) -> StreamingResponse:
+    """Raw readings of [from, to) as CSV in (ts, sensor) order, up to 366 days, streamed in chunks from a
+    server-side cursor: memory stays flat however long the range."""
+    start, end = _range(from_, to, timedelta(hours=24))
+    sensors = parse_sensors(sensor)
+    tenant_id = principal.tenant_id
+    async with services.tenant_tx(tenant_id) as conn:
+        if not await db.equipment_exists(conn, tenant_id, equipment_id):
+            raise ApiError(404, f"equipment {equipment_id} not found")
+
+    async def body() -> AsyncIterator[str]:
+        async with services.tenant_tx(tenant_id) as conn:
+            async for chunk in telemetry_store.export_readings_csv(conn, tenant_id, equipment_id, sensors=sensors,
+                                                                   start=start, end=end):
+                yield chunk
+
+    filename = telemetry_store.csv_filename(equipment_id, start.strftime("%Y%m%dT%H%M%SZ"),
+                                            end.strftime("%Y%m%dT%H%M%SZ"))
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -1,0 +1,275 @@
+"""Daily production records: SQL, and the checks that need the database (wells, duplicates, today).
+
+Every statement filters on the tenant; the caller runs them inside ``tenant_tx`` so row-level
+security backs the filter. Problems with the input are raised as :class:`RecordProblem`
+naming the field (``records.3.day``, ``line 4.oil_bbl``, or just ``day``), which the router
+turns into the error envelope.
+"""
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from schema.production import EXPORT_COLUMNS, NULLABLE_FIELDS, VALUE_FIELDS, ProductionCreate
+from store.audit import AuditContext
+from store.audit import record as audit_record
+from store.listing import FieldSpec, ResourceSpec
+
+COLUMNS = ("id, well_id, day, oil_bbl, gas_mcf, water_bbl, runtime_hours, tubing_psi, casing_psi, line_psi,"
+           " temperature_f, notes, source, version, created_by, created_at, updated_at")
+ENTITY = "production_record"
+MAX_DETAILS = 50
+EXPORT_CHUNK_ROWS = 500
+
+_FLOAT_FIELDS = ("oil_bbl", "gas_mcf", "water_bbl", "runtime_hours", "tubing_psi", "casing_psi", "line_psi",
+                 "temperature_f")
+PRODUCTION = ResourceSpec(
+    name="production_records", from_sql="production_records", default_sort="-day", deleted_column="deleted_at",
+    fields=(
+        FieldSpec("id", "id", "uuid"),
+        FieldSpec("well_id", "well_id"),
+        FieldSpec("day", "day", "date"),
+        *(FieldSpec(name, name, "float") for name in _FLOAT_FIELDS),
+        FieldSpec("notes", "notes", filterable=False, sortable=False),
+        FieldSpec("source", "source", "enum", enum=("api", "import", "sync")),
+        FieldSpec("version", "version", "int"),
+        FieldSpec("created_by", "created_by"),
+        FieldSpec("created_at", "created_at", "timestamp"),
+        FieldSpec("updated_at", "updated_at", "timestamp"),
+    ),
+)
+
+
+class RecordProblem(Exception):
+    """Input the database refuses: 422 (bad record) or 409 (a record for that well and day exists)."""
+
+    def __init__(self, status: int, message: str, details: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details[:MAX_DETAILS]
+
+
+Label = Callable[[int, str], str]
+
+
+def batch_label(index: int, field: str) -> str:
+    return f"records.{index}.{field}"
+
+
+def single_label(index: int, field: str) -> str:
+    return field
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Problems found in a list of records, by kind."""
+
+    invalid: list[dict[str, str]]
+    conflicts: list[dict[str, str]]
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def tenant_today(conn: asyncpg.Connection, tenant_id: str) -> date:
+    """Today's date in the tenant's time zone (tenant settings, UTC by default)."""
+    return await conn.fetchval(
+        "SELECT (now() AT TIME ZONE coalesce(settings->>'timezone', 'UTC'))::date FROM tenants WHERE id = $1",
+        tenant_id)
+
+
+async def live_wells(conn: asyncpg.Connection, tenant_id: str, well_ids: Sequence[str]) -> set[str]:
+    rows = await conn.fetch("SELECT id FROM wells WHERE tenant_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL",
+                            tenant_id, list(set(well_ids)))
+    return {r["id"] for r in rows}
+
+
+async def get_record(conn: asyncpg.Connection, tenant_id: str, record_id: UUID, *,
+                     for_update: bool = False) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM production_records WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL{lock}",
+        tenant_id, record_id)
+
+
+async def _existing_days(conn: asyncpg.Connection, tenant_id: str, keys: Sequence[tuple[str, date]],
+                         exclude: UUID | None = None) -> set[tuple[str, date]]:
+    rows = await conn.fetch(
+        "SELECT p.well_id, p.day FROM production_records p"
+        " JOIN unnest($2::text[], $3::date[]) AS k(well_id, day) ON k.well_id = p.well_id AND k.day = p.day"
+        " WHERE p.tenant_id = $1 AND p.deleted_at IS NULL AND ($4::uuid IS NULL OR p.id <> $4)",
+        tenant_id, [k[0] for k in keys], [k[1] for k in keys], exclude)
+    return {(r["well_id"], r["day"]) for r in rows}
+
+
+# ---------------------------------------------------------------- checks
+
+
+async def check_records(conn: asyncpg.Connection, tenant_id: str, records: Sequence[ProductionCreate],
+                        label: Label, *, exclude: UUID | None = None) -> None:
+    """Raise :class:`RecordProblem` unless every record may be stored: 422 for bad input (a day in
+    the future, an unknown well, the same well and day twice in the input), else 409 when a
+    record for that well and day is already stored."""
+    today = await tenant_today(conn, tenant_id)
+    wells = await live_wells(conn, tenant_id, [r.well_id for r in records])
+    invalid: list[dict[str, str]] = []
+    first_seen: dict[tuple[str, date], int] = {}
+    for i, r in enumerate(records):
+        if r.day > today:
+            invalid.append({"field": label(i, "day"),
+                            "message": f"{r.day} is in the future (today is {today} in the tenant's time zone)"})
+        if r.well_id not in wells:
+            invalid.append({"field": label(i, "well_id"), "message": f"no well {r.well_id!r} in this tenant"})
+        key = (r.well_id, r.day)
+        if key in first_seen:
+            invalid.append({"field": label(i, "day"), "message": f"well {r.well_id} already has {r.day} at "
+                            f"{label(first_seen[key], 'day')}: one record per well and day"})
+        else:
+            first_seen[key] = i
+    if invalid:
+        raise RecordProblem(422, f"{len(invalid)} invalid field(s); nothing was stored" if len(records) > 1
+                            else invalid[0]["message"], invalid)
+    stored = await _existing_days(conn, tenant_id, list(first_seen), exclude)
+    conflicts = [{"field": label(i, "day"), "message": f"well {r.well_id} already has a record for {r.day}"}
+                 for i, r in enumerate(records) if (r.well_id, r.day) in stored]
+    if conflicts:
+        raise RecordProblem(409, f"{len(conflicts)} record(s) duplicate a stored well and day; nothing was stored"
+                            if len(records) > 1 else conflicts[0]["message"], conflicts)
+
+
+# ---------------------------------------------------------------- writes
+
+
+async def insert_records(conn: asyncpg.Connection, ctx: AuditContext, records: Sequence[ProductionCreate], *,
+                         source: str, label: Label) -> list[asyncpg.Record]:
+    """Check and store records all or nothing, in input order. Audit: the record itself when one,
+    else one entry for the batch with the new ids."""
+    await check_records(conn, ctx.tenant_id, records, label)
+    columns = ("well_id", "day", *VALUE_FIELDS)
+    arrays = [[getattr(r, c) for r in records] for c in columns]
+    types = ["text", "date", *("float8" for _ in _FLOAT_FIELDS), "text"]
+    unnest = ", ".join(f"${i + 4}::{t}[]" for i, t in enumerate(types))
+    try:
+        rows = await conn.fetch(
+            f"INSERT INTO production_records (tenant_id, created_by, source, {', '.join(columns)})"
+            f" SELECT $1, $2, $3, {', '.join(columns)} FROM unnest({unnest}) AS u({', '.join(columns)})"
+            f" RETURNING {COLUMNS}",
+            ctx.tenant_id, ctx.actor_id, source, *arrays)
+    except asyncpg.UniqueViolationError as exc:  # a concurrent writer took the same well and day
+        raise RecordProblem(409, "a record for that well and day was stored meanwhile",
+                            [{"field": label(0, "day") if len(records) == 1 else "records",
+                              "message": "one record per well and day"}]) from exc
+    by_key = {(r["well_id"], r["day"]): r for r in rows}
+    ordered = [by_key[(r.well_id, r.day)] for r in records]
+    if len(ordered) == 1 and source != "import":
+        await audit_record(conn, ctx, action="create", entity_type=ENTITY, entity_id=str(ordered[0]["id"]),
+                           new=ordered[0])
+    else:
+        await audit_record(conn, ctx, action="import" if source == "import" else "batch_create", entity_type=ENTITY,
+                           entity_id=None, new={"count": len(ordered), "ids": [str(r["id"]) for r in ordered]})
+    return ordered
+
+
+async def update_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: UUID, changes: dict[str, Any],
+                        expected_version: int | None) -> asyncpg.Record | None:
+    """Apply a partial update (version + 1); None if there is no such live record."""
+    current = await get_record(conn, ctx.tenant_id, record_id, for_update=True)
+    if current is None:
+        return None
+    if expected_version is not None and expected_version != current["version"]:
+        raise RecordProblem(409, f"record is at version {current['version']}, not {expected_version}",
+                            [{"field": "version", "message": f"current version is {current['version']}"}])
+    for name, value in changes.items():
+        if value is None and name not in NULLABLE_FIELDS:
+            raise RecordProblem(422, f"{name} cannot be null", [{"field": name, "message": "cannot be null"}])
+    changed = {k: v for k, v in changes.items() if current[k] != v}
+    if not changed:
+        return current
+    if "well_id" in changed or "day" in changed:
+        merged = ProductionCreate(**{**{k: current[k] for k in ("well_id", "day", *VALUE_FIELDS)}, **changed})
+        await check_records(conn, ctx.tenant_id, [merged], single_label, exclude=record_id)
+    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(changed))
+    try:
+        row = await conn.fetchrow(
+            f"UPDATE production_records SET {sets}, version = version + 1, updated_at = now()"
+            f" WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            ctx.tenant_id, record_id, *changed.values())
+    except asyncpg.UniqueViolationError as exc:
+        raise RecordProblem(409, "a record for that well and day was stored meanwhile",
+                            [{"field": "day", "message": "one record per well and day"}]) from exc
+    await audit_record(conn, ctx, action="update", entity_type=ENTITY, entity_id=str(record_id),
+                       old={k: current[k] for k in changed} | {"version": current["version"]},
+                       new={k: row[k] for k in changed} | {"version": row["version"]})
+    return row
+
+
+async def delete_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: UUID) -> bool:
+    """Soft delete (the well and day are free again); False if there is no such live record."""
+    row = await conn.fetchrow(
+        f"UPDATE production_records SET deleted_at = now(), version = version + 1, updated_at = now()"
+        f" WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {COLUMNS}",
+        ctx.tenant_id, record_id)
+    if row is None:
+        return False
+    await audit_record(conn, ctx, action="delete", entity_type=ENTITY, entity_id=str(record_id), old=row)
+    return True
+
+
+# ---------------------------------------------------------------- reports
+
+
+async def summary(conn: asyncpg.Connection, tenant_id: str, *, period: str, start: date, end: date,
+                  well_id: str | None) -> list[asyncpg.Record]:
+    """One row per period from ``start``'s period to ``end``'s, empty periods included; only days
+    in [start, end] count, so the first and last periods may be partial."""
+    return await conn.fetch(
+        "WITH periods AS (SELECT p::date AS period_start FROM generate_series("
+        "   date_trunc($2, $3::date::timestamp), date_trunc($2, $4::date::timestamp), ('1 ' || $2)::interval) AS p),"
+        " sums AS (SELECT date_trunc($2, day::timestamp)::date AS period_start, sum(oil_bbl) AS oil_bbl,"
+        "   sum(gas_mcf) AS gas_mcf, sum(water_bbl) AS water_bbl, avg(runtime_hours) AS avg_runtime_hours,"
+        "   count(*) AS records, count(DISTINCT well_id) AS wells"
+        "   FROM production_records WHERE tenant_id = $1 AND deleted_at IS NULL AND day >= $3 AND day <= $4"
+        "   AND ($5::text IS NULL OR well_id = $5) GROUP BY 1)"
+        " SELECT periods.period_start, $5::text AS well_id, coalesce(oil_bbl, 0) AS oil_bbl,"
+        " coalesce(gas_mcf, 0) AS gas_mcf, coalesce(water_bbl, 0) AS water_bbl, avg_runtime_hours,"
+        " coalesce(records, 0) AS records, coalesce(wells, 0) AS wells"
+        " FROM periods LEFT JOIN sums USING (period_start) ORDER BY periods.period_start",
+        tenant_id, period, start, end, well_id)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+async def export_csv(conn: asyncpg.Connection, tenant_id: str, *, well_id: str | None, start: date | None,
+                     end: date | None) -> AsyncIterator[str]:
+    """CSV text in chunks of :data:`EXPORT_CHUNK_ROWS` rows, read through a server-side cursor
+    (the caller holds the transaction); the header comes first. Ordered by well and day."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    rows = 0
+    async for row in conn.cursor(
+            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM production_records WHERE tenant_id = $1 AND deleted_at IS NULL"
+            " AND ($2::text IS NULL OR well_id = $2) AND ($3::date IS NULL OR day >= $3)"
+            " AND ($4::date IS NULL OR day <= $4) ORDER BY well_id, day",
+            tenant_id, well_id, start, end, prefetch=EXPORT_CHUNK_ROWS):
+        writer.writerow([_csv_value(row[c]) for c in EXPORT_COLUMNS])
+        rows += 1
+        if rows % EXPORT_CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()

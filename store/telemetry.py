@@ -1,0 +1,223 @@
+"""Telemetry reads: latest values, CSV export, and plain PostgreSQL's hourly rollup.
+
+Every function takes the tenant id and every statement filters on it; the API runs them
+inside ``tenant_tx`` (row-level security backs the filter).
+
+Latest values
+    No table is kept up to date by ingest: the readings key ``(tenant_id, equipment_id,
+    sensor, ts)`` already answers "the last row of each sensor" with one backward index probe
+    per sensor. The sensors themselves are found by walking that index downwards (a
+    recursive "loose index scan"): each probe returns the next lower sensor *and* its newest
+    row, so an equipment with five sensors costs six probes, whatever its history. Measured
+    on 10 M rows (plain PostgreSQL 18): 100 equipment in ~9 ms, the same as probing a known
+    sensor list (~8 ms), where ``DISTINCT ON`` over the last day took 35-110 ms and would miss
+    sensors silent for longer.
+
+Hourly rollup (plain PostgreSQL; TimescaleDB has continuous aggregates)
+    A 30-day hourly query of one equipment computed on read aggregates 216k rows (~1 s on
+    that data, ~100-350 ms even with a covering index). ``readings_hourly`` holds per sensor
+    and closed hour the sum, count, min, max and last value; a bucketed query first makes
+    sure the hours it needs are rolled up (``ensure_hourly``), then reads them and computes
+    only the hours after the rolled-up span from ``readings``, like a real-time aggregate.
+    An hour is rolled up once it ended :data:`SETTLE` ago. A reading stored later for a
+    rolled-up hour is noted by the writer (:func:`mark_late_readings`) and the hour is rolled
+    up again on the next read.
+"""
+
+import csv
+import io
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from typing import Any
+
+import asyncpg
+
+HOUR = timedelta(hours=1)
+ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # a midnight: time_bucket's and date_bin's origin
+SETTLE = timedelta(minutes=15)  # an hour is rolled up this long after it ends
+# A reading is late when its hour ended more than this long ago. Smaller than SETTLE, so an app
+# clock up to 10 minutes behind the database's still notes every reading of a rolled-up hour.
+LATE_AFTER = timedelta(minutes=5)
+EXPORT_CHUNK_ROWS = 5000
+MAX_LATEST_EQUIPMENT = 100
+_TS = itemgetter(3)  # a reading row's timestamp
+
+_LATEST = """
+WITH RECURSIVE wanted AS (
+    SELECT id AS equipment_id FROM equipment
+    WHERE tenant_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL
+), walk AS (
+    SELECT w.equipment_id, top.sensor, top.ts, top.value FROM wanted w CROSS JOIN LATERAL (
+        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
+        ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) top
+    UNION ALL
+    SELECT w.equipment_id, next.sensor, next.ts, next.value FROM walk w CROSS JOIN LATERAL (
+        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
+        AND r.sensor < w.sensor ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) next
+)
+SELECT wanted.equipment_id, walk.sensor, walk.ts, walk.value
+FROM wanted LEFT JOIN walk ON walk.equipment_id = wanted.equipment_id
+    AND ($3::text[] IS NULL OR walk.sensor = ANY($3::text[]))
+ORDER BY wanted.equipment_id, walk.sensor
+"""
+
+
+def hour_floor(ts: datetime) -> datetime:
+    return ts - (ts - ORIGIN) % HOUR
+
+
+# ---------------------------------------------------------------- latest values
+
+
+async def latest_values(conn: asyncpg.Connection, tenant_id: str, equipment_ids: Sequence[str], *,
+                        sensors: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The newest reading of each sensor, per equipment of ``equipment_ids`` that exists in the
+    tenant (others are left out; one without readings maps to ``[]``). Sorted by sensor."""
+    rows = await conn.fetch(_LATEST, tenant_id, list(dict.fromkeys(equipment_ids)),
+                            list(sensors) if sensors else None)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        values = out.setdefault(row["equipment_id"], [])
+        if row["sensor"] is not None:
+            values.append({"sensor": row["sensor"], "ts": row["ts"], "value": row["value"]})
+    return out
+
+
+# ---------------------------------------------------------------- CSV export
+
+
+async def export_readings_csv(conn: asyncpg.Connection, tenant_id: str, equipment_id: str, *,
+                              sensors: Sequence[str] | None, start: datetime, end: datetime) -> AsyncIterator[str]:
+    """``ts,sensor,value`` rows in (ts, sensor) order, read through a server-side cursor (the
+    caller holds the transaction) and yielded :data:`EXPORT_CHUNK_ROWS` rows at a time, header first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("ts", "sensor", "value"))
+    rows = 0
+    async for row in conn.cursor(
+            "SELECT ts, sensor, value FROM readings WHERE tenant_id = $1 AND equipment_id = $2"
+            " AND ts >= $3 AND ts < $4 AND ($5::text[] IS NULL OR sensor = ANY($5::text[])) ORDER BY ts, sensor",
+            tenant_id, equipment_id, start, end, list(sensors) if sensors else None, prefetch=EXPORT_CHUNK_ROWS):
+        writer.writerow((row["ts"].isoformat(), row["sensor"], repr(row["value"])))
+        rows += 1
+        if rows % EXPORT_CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+# ---------------------------------------------------------------- hourly rollup (plain PostgreSQL)
+
+_ROLL_UP = """
+INSERT INTO readings_hourly (tenant_id, equipment_id, sensor, bucket, sum, count, min, max, last, last_ts)
+SELECT $1, $2, sensor, date_bin('1 hour', ts, TIMESTAMPTZ '2000-01-03 00:00:00+00'), sum(value), count(*),
+       min(value), max(value), (array_agg(value ORDER BY ts DESC))[1], max(ts)
+FROM readings WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4
+GROUP BY sensor, 4
+ON CONFLICT (tenant_id, equipment_id, sensor, bucket) DO UPDATE SET sum = EXCLUDED.sum, count = EXCLUDED.count,
+    min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, last_ts = EXCLUDED.last_ts
+"""
+
+
+async def ensure_hourly(conn: asyncpg.Connection, tenant_id: str, equipment_id: str, start: datetime,
+                        end: datetime) -> datetime:
+    """Roll up the closed hours of [start, end) not rolled up yet, and any noted stale; returns
+    ``hi``, the end of the rolled-up span (hours from there on are computed from readings).
+
+    Runs in the caller's transaction; concurrent callers for one equipment wait for each other
+    only when there is something to roll up.
+    """
+    span = await conn.fetchrow(
+        "SELECT now() AS now, r.lo, r.hi, EXISTS (SELECT 1 FROM readings_hourly_stale s WHERE s.tenant_id = $1"
+        " AND s.equipment_id = $2) AS stale FROM (SELECT 1) AS one"
+        " LEFT JOIN readings_hourly_range r ON r.tenant_id = $1 AND r.equipment_id = $2",
+        tenant_id, equipment_id)
+    closed = hour_floor(span["now"] - SETTLE)
+    want_lo, want_hi = hour_floor(start), min(hour_floor(end), closed)
+    if span["hi"] is None and want_lo >= want_hi:
+        return want_lo  # nothing rolled up, nothing closed to roll up: all from readings
+    if span["hi"] is not None and not span["stale"] and (
+            want_lo >= want_hi or (span["lo"] <= want_lo and span["hi"] >= want_hi)):
+        return span["hi"]
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('readings_hourly:' || $1 || ':' || $2))",
+                       tenant_id, equipment_id)
+    span = await conn.fetchrow(
+        "SELECT lo, hi FROM readings_hourly_range WHERE tenant_id = $1 AND equipment_id = $2 FOR UPDATE",
+        tenant_id, equipment_id)
+    # Taken before the roll-up reads readings: a late reading committed after this DELETE keeps
+    # its note, and is rolled up again next time.
+    stale = [r["bucket"] for r in await conn.fetch(
+        "DELETE FROM readings_hourly_stale WHERE tenant_id = $1 AND equipment_id = $2 RETURNING bucket",
+        tenant_id, equipment_id)]
+    if span is None:
+        lo, hi = want_lo, max(want_lo, want_hi)
+        todo = [(lo, hi)]
+    else:
+        lo, hi = min(span["lo"], want_lo), max(span["hi"], want_hi)
+        todo = [(lo, span["lo"]), (span["hi"], hi)]
+        todo += [(b, b + HOUR) for b in stale if span["lo"] <= b < span["hi"]]
+    for a, b in todo:
+        if a < b:
+            await conn.execute(_ROLL_UP, tenant_id, equipment_id, a, b)
+    await conn.execute(
+        "INSERT INTO readings_hourly_range (tenant_id, equipment_id, lo, hi) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant_id, equipment_id) DO UPDATE SET lo = EXCLUDED.lo, hi = EXCLUDED.hi",
+        tenant_id, equipment_id, lo, hi)
+    return hi
+
+
+async def fetch_hourly_bucketed(conn: asyncpg.Connection, tenant_id: str, equipment_id: str, *,
+                                sensors: Sequence[str] | None, start: datetime, end: datetime, bucket: timedelta,
+                                limit: int) -> list[asyncpg.Record]:
+    """Buckets of whole hours (1h, 1d) from the rollup, and from readings after its span."""
+    hi = await ensure_hourly(conn, tenant_id, equipment_id, start, end)
+    return await conn.fetch(
+        "WITH hours AS ("
+        " SELECT sensor, bucket, sum, count, min, max, last, last_ts FROM readings_hourly"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND bucket >= $3::timestamptz"
+        " AND bucket < least($4::timestamptz, $5::timestamptz)"
+        " AND ($7::text[] IS NULL OR sensor = ANY($7::text[]))"
+        " UNION ALL"
+        " SELECT sensor, date_bin('1 hour', ts, TIMESTAMPTZ '2000-01-03 00:00:00+00'), sum(value), count(*),"
+        " min(value), max(value), (array_agg(value ORDER BY ts DESC))[1], max(ts) FROM readings"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= greatest($3::timestamptz, $5::timestamptz) AND ts < $4"
+        " AND ($7::text[] IS NULL OR sensor = ANY($7::text[])) GROUP BY 1, 2)"
+        " SELECT sensor, date_bin($6::interval, bucket, TIMESTAMPTZ '2000-01-03 00:00:00+00') AS bucket,"
+        " sum(sum) / sum(count) AS avg, min(min) AS min, max(max) AS max,"
+        " (array_agg(last ORDER BY last_ts DESC))[1] AS last, sum(count)::bigint AS count"
+        " FROM hours GROUP BY 1, 2 ORDER BY 2, 1 LIMIT $8",
+        tenant_id, equipment_id, start, end, hi, bucket, list(sensors) if sensors else None, limit)
+
+
+def late_hours(rows: Sequence[tuple[str, str, str, datetime, float]], now: datetime | None = None,
+               ) -> list[tuple[str, str, datetime]]:
+    """(tenant, equipment, hour) of readings whose hour ended more than :data:`LATE_AFTER` ago.
+
+    On time, the common case, this is one ``min`` over the batch's timestamps.
+
+    >>> t = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
+    >>> late_hours([("t", "E", "s", t - timedelta(minutes=1), 1.0)], now=t)
+    []
+    >>> late_hours([("t", "E", "s", t - timedelta(hours=2), 1.0)], now=t)
+    [('t', 'E', datetime.datetime(2026, 1, 1, 8, 0, tzinfo=datetime.timezone.utc))]
+    """
+    threshold = hour_floor((now or datetime.now(UTC)) - LATE_AFTER)
+    if not rows or min(map(_TS, rows)) >= threshold:
+        return []
+    return sorted({(r[0], r[1], hour_floor(r[3])) for r in rows if r[3] < threshold})
+
+
+async def mark_late_readings(conn: asyncpg.Connection, hours: Sequence[tuple[str, str, datetime]]) -> None:
+    """Note hours that got readings after they may have been rolled up (in the writer's transaction)."""
+    if hours:
+        await conn.execute(
+            "INSERT INTO readings_hourly_stale (tenant_id, equipment_id, bucket)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ON CONFLICT DO NOTHING",
+            [h[0] for h in hours], [h[1] for h in hours], [h[2] for h in hours])
+
+
+def csv_filename(*parts: Any) -> str:
+    return "-".join(str(p) for p in parts if p).replace('"', "") + ".csv"
