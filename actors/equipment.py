@@ -19,10 +19,12 @@ import ray
 
 from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
 from config import Settings
-from models import MODEL_VERSION, AlertChange, EquipmentState, Snapshot, build_rule, default_rules
+from models import MODEL_VERSION, AlertChange, EquipmentState, FailurePredictor, Snapshot, build_rule, default_rules
+from models.failure import Example
 from schema.alerts import AlertEvent
 from schema.subjects import alerts_subject
 from store import db
+from store import predictions as prediction_store
 
 log = logging.getLogger(__name__)
 SnapshotTuple = tuple[datetime, dict[str, float]]
@@ -66,6 +68,46 @@ async def publish_alert_events(js: Any, tenant_id: str, events: Sequence[Any]) -
             alerts_subject(tenant_id, event.equipment_id), event.model_dump_json().encode(),
             headers={"Nats-Msg-Id": f"alert-event-{event.seq}"},
         )
+
+
+def _unit(x: float) -> float:
+    return min(1.0, max(0.0, x))
+
+
+def prediction_row(entity: EquipmentState, state_bytes: int) -> prediction_store.PredictionRow:
+    """What the API shows of an entity (``GET /v1/equipment/{id}/predictions``), as of its checkpoint."""
+    p = entity.predictions()
+    return prediction_store.PredictionRow(
+        equipment_id=entity.equipment_id, equipment_type=entity.equipment_type, model_version=p["model_version"],
+        samples_seen=p["samples_seen"], values_seen=p["values_seen"], last_learned_ts=entity.last_learned_ts,
+        warming_up=p["warming_up"], anomaly_score=_unit(p["anomaly"]["score"]),
+        equipment_score=_unit(p["anomaly"]["equipment_score"]),
+        multivariate_score=_unit(p["anomaly"]["multivariate_score"]),
+        failure_probability=_unit(p["failure"]["probability"]), horizon_seconds=p["failure"]["horizon_seconds"],
+        sensors=p["anomaly"]["sensors"], failure=p["failure"], drift=p["drift"], state_bytes=state_bytes,
+    )
+
+
+def shared_model(stored: prediction_store.TypeModel | None) -> FailurePredictor | None:
+    """The type's shared failure model, or None (none yet, or written by code that cannot be read)."""
+    if stored is None:
+        return None
+    try:
+        model = pickle.loads(stored.state)  # written by our own actors only
+    except Exception:
+        log.warning("shared failure model of version %s unreadable; starting a new one", stored.model_version)
+        return None
+    return model if isinstance(model, FailurePredictor) else None
+
+
+def teach_shared(stored: prediction_store.TypeModel | None, examples: Sequence[Example],
+                 failures: int) -> prediction_store.TypeModel:
+    """The shared model after learning `examples` (`failures` of them newly reported failures)."""
+    model = shared_model(stored) or FailurePredictor()
+    model.learn_examples(examples)
+    model.failures_seen += failures
+    return prediction_store.TypeModel(MODEL_VERSION, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
+                                      model.labels_seen, model.failures_seen)
 
 
 @ray.remote(**ACTOR_OPTIONS)
@@ -120,9 +162,14 @@ class EquipmentActor:
             self.counters["restored"] += 1
         else:
             entity = EquipmentState(equipment_id, etype, rules, seed=self.settings.model_seed)
+            # A new equipment starts from what its type has learned in this tenant: useful on day one.
+            shared = shared_model(await prediction_store.load_type_model(self._pool, self.tenant_id, etype))
+            if shared is not None:
+                entity.adopt_failure_model(shared)
         open_alerts = await db.load_open_alerts(self._pool, self.tenant_id, [equipment_id])
         entity.restore_open_alerts((r["rule_id"], r["severity"]) for r in open_alerts)
         self.entities[equipment_id] = entity
+        await self._learn_field_records([equipment_id])
         if equipment_id not in blobs:
             return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
@@ -214,17 +261,79 @@ class EquipmentActor:
             for equipment_id, entity in self.entities.items():
                 etype = (self._registry or {}).get(equipment_id, "other")
                 entity.set_rules(build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or [])))
+            await self._learn_field_records(list(self.entities))
+
+    async def _learn_field_records(self, equipment_ids: list[str]) -> None:
+        """Maintenance windows and ``failure_repair`` jobs of these entities, for their failure models.
+
+        Idempotent (a window or a failure learned before changes nothing), so every reload re-reads the
+        latest records: a label whose control message was lost arrives with the next reload.
+        """
+        for r in await prediction_store.field_records(self._pool, self.tenant_id, equipment_ids):
+            entity = self.entities.get(r["equipment_id"])
+            if entity is None:
+                continue
+            before = (entity.failure.failures_seen, entity.last_maintenance_ts, entity.failure.pending)
+            if r["kind"] == "failure_repair":
+                entity.record_failure(r["started_at"])
+            if r["ended_at"] is not None:
+                entity.record_maintenance(r["started_at"], r["ended_at"])
+            if before != (entity.failure.failures_seen, entity.last_maintenance_ts, entity.failure.pending):
+                self._unsaved[r["equipment_id"]] += 1
+
+    async def label_failure(self, equipment_id: str, failed_at: datetime) -> dict[str, Any]:
+        """A failure reported from the field (``ctl.<tenant>``): label the window before it, teach the type's
+        shared model, and save at once so the predictions show it. The same report twice is learned once."""
+        async with self._lock:
+            await self._ensure_started()
+            entity = await self._entity(equipment_id)
+            examples = entity.record_failure(failed_at)
+            self._unsaved[equipment_id] += 1
+            await self._checkpoint()
+            return {"equipment_id": equipment_id, "examples": len(examples),
+                    "failure_probability": entity.failure_probability}
+
+    async def reset_model(self, equipment_id: str) -> dict[str, Any]:
+        """Drop an entity's models and checkpoint (``ctl.<tenant>``, a manager's reset); a fresh one warms up
+        from the next reading (nothing stored before it is learned again), its rules and open alerts kept."""
+        async with self._lock:
+            await self._ensure_started()
+            old = self.entities.pop(equipment_id, None)
+            self._unsaved.pop(equipment_id, None)
+            await prediction_store.delete_model(self._pool, self.tenant_id, equipment_id)
+            resume = old.last_learned_ts if old is not None else None
+            if resume is None:
+                resume = await prediction_store.latest_reading_ts(self._pool, self.tenant_id, equipment_id)
+            entity = await self._entity(equipment_id)
+            entity.resume_after(resume)
+            self._unsaved[equipment_id] += 1
+            await self._checkpoint()
+            return {"equipment_id": equipment_id, "resumes_after": None if resume is None else resume.isoformat()}
 
     async def _checkpoint(self, *, min_unsaved: int = 1) -> None:
         due = [eid for eid, n in self._unsaved.items() if n >= min_unsaved]
-        items = []
+        items, rows = [], []
+        examples: dict[str, list[Example]] = defaultdict(list)
+        failures: dict[str, int] = defaultdict(int)
         for eid in due:
             entity = self.entities[eid]
-            items.append((eid, MODEL_VERSION, entity.to_bytes(), entity.last_learned_ts, entity.samples_seen))
+            drained, reported = entity.shared_examples()  # before pickling: each goes to the type once
+            examples[entity.equipment_type].extend(drained)
+            failures[entity.equipment_type] += reported
+            blob = entity.to_bytes()
+            items.append((eid, MODEL_VERSION, blob, entity.last_learned_ts, entity.samples_seen))
+            rows.append(prediction_row(entity, len(blob)))
         if items:
-            await db.save_checkpoints(self._pool, self.tenant_id, items)
+            async with self._pool.acquire() as conn, conn.transaction():  # model and predictions agree
+                await db.save_checkpoints(conn, self.tenant_id, items)
+                await prediction_store.save_predictions(conn, self.tenant_id, rows)
         for eid in due:
             del self._unsaved[eid]
+        for etype, learned in examples.items():
+            if learned or failures[etype]:
+                await prediction_store.update_type_model(
+                    self._pool, self.tenant_id, etype,
+                    lambda stored, learned=learned, n=failures[etype]: teach_shared(stored, learned, n))
         if min_unsaved <= 1:
             self._last_checkpoint = time.monotonic()
 

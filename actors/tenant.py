@@ -23,7 +23,7 @@ from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logg
 from actors.equipment import EquipmentActor, publish_alert_events
 from actors.placement import place
 from config import Settings
-from schema.ids import InvalidIdentifier
+from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import ctl_subject, split_tele_subject
 from schema.telemetry import parse_telemetry, validation_reason
 from store import alerts as alert_store
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 FETCH_TIMEOUT = 0.25
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
+MODEL_COMMANDS = frozenset({"model_reset", "failure"})  # ctl.<tenant> commands for one equipment's models
 
 
 class Rejected(Exception):
@@ -171,9 +172,28 @@ class TenantActor:
             if not isinstance(command, dict):
                 raise ValueError("control message must be a JSON object")
             log.info("tenant %s control: %s", self.tenant_id, command.get("reload", "registry"))
+            if command.get("reload") in MODEL_COMMANDS:
+                await self._model_command(command)
+                return
             await self._reload()
         except Exception as exc:
             log.warning("bad control message for %s: %s", self.tenant_id, exc)
+
+    async def _model_command(self, command: dict[str, Any]) -> None:
+        """One equipment's models: ``model_reset`` (a manager's reset) or ``failure`` (a label, ``failed_at``)."""
+        equipment_id = check_equipment_id(command.get("equipment_id"))  # type: ignore[arg-type]
+        if equipment_id not in self.placement:
+            await self._load_registry()  # registered since the last reload
+        actor = self.actors.get(self.placement.get(equipment_id, ""))
+        if actor is None:
+            raise ValueError(f"{command['reload']} for unknown equipment {equipment_id!r}")
+        if command["reload"] == "model_reset":
+            await actor.reset_model.remote(equipment_id)
+            return
+        failed_at = datetime.fromisoformat(str(command.get("failed_at")))
+        if failed_at.tzinfo is None:
+            raise ValueError("failed_at needs a time zone")
+        await actor.label_failure.remote(equipment_id, failed_at)
 
     async def _reload(self) -> None:
         """Re-read registry and rules everywhere; open the alerts a silence or maintenance that ended held back."""

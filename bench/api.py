@@ -169,7 +169,7 @@ class Queries:
             ids = self.latest_sets[i % len(self.latest_sets)]
 
             async def direct(conn: Any) -> Any:
-                return await telemetry_store.latest_values(conn, self.tenant, ids)
+                return await telemetry_store.latest_values(conn, self.tenant, ids, flavour=self.flavour)
 
             return "/v1/telemetry/latest", {"equipment": ",".join(ids)}, direct
 

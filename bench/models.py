@@ -5,7 +5,10 @@ inside each normal range, correlated noise, a rare spike) through `EquipmentStat
 as the equipment actors do, and measures microseconds per sensor value. Baselines in the same run, on the
 same snapshots: bare River ``anomaly.HalfSpaceTrees`` (default settings, ``score_one`` + ``learn_one`` per
 snapshot) and River ``stats.EWMean`` + ``stats.EWVar`` per sensor value. Checkpoint bytes are
-``len(EquipmentState.to_bytes())`` after 1k and 10k snapshots. Prints JSON.
+``len(EquipmentState.to_bytes())`` after 1k and 10k snapshots (it does not grow with the snapshots), and
+for 1 to 40 sensors (it grows linearly with the sensors: ``per_sensor`` bytes each), and after 11 days at one
+snapshot a minute (the failure model's pending examples, one an hour, level off after horizon + label delay).
+Prints JSON.
 
     python -m bench.models [--snapshots 10000] [--batch 100] [--repeat 3]
 """
@@ -102,6 +105,42 @@ def checkpoint_bytes(snaps: list[Snapshot], at: list[int], batch: int) -> dict[s
     return out
 
 
+def steady_state_bytes(days: int = 11, interval_s: float = 60.0) -> dict[str, int]:
+    """Checkpoint bytes of a pump jack after `days` of one snapshot a minute: past the failure model's horizon
+    and label delay (10 days), the pending examples stop growing, so this is the steady state."""
+    snaps = pump_jack_snapshots(int(days * DAY_SECONDS / interval_s), interval_s=interval_s)
+    eq = EquipmentState("PJ-0001", "pump_jack", seed=1)
+    for i in range(0, len(snaps), 500):
+        eq.learn_many(snaps[i : i + 500])
+    return {"days": days, "bytes": len(eq.to_bytes()), "pending_failure_examples": eq.failure.pending}
+
+
+def bytes_by_sensors(counts: list[int], snapshots: int = 3_000, seed: int = 0) -> dict[str, Any]:
+    """Checkpoint bytes of an equipment with ``k`` sensors after `snapshots` snapshots, and the bytes per sensor
+    fitted by least squares (``bytes ~ fixed + per_sensor * k``): how memory per equipment grows."""
+    rng = random.Random(seed)
+    t0 = datetime(2026, 11, 22, tzinfo=UTC)
+    sizes: dict[int, int] = {}
+    for k in counts:
+        eq = EquipmentState("EQ", "other", seed=1)
+        snaps = [
+            Snapshot(t0 + timedelta(seconds=i), {f"s{j}": 100.0 + j + rng.gauss(0.0, 1.0) for j in range(k)})
+            for i in range(snapshots)
+        ]
+        for i in range(0, len(snaps), 100):
+            eq.learn_many(snaps[i : i + 100])
+        sizes[k] = len(eq.to_bytes())
+    n = len(counts)
+    mx, my = sum(counts) / n, sum(sizes.values()) / n
+    slope = sum((k - mx) * (sizes[k] - my) for k in counts) / sum((k - mx) ** 2 for k in counts)
+    return {
+        "snapshots": snapshots,
+        "bytes": {str(k): v for k, v in sizes.items()},
+        "per_sensor": round(slope),
+        "fixed": round(my - slope * mx),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.models", description=__doc__.split("\n")[0])
     parser.add_argument("--snapshots", type=int, default=10_000)
@@ -132,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "river_ewmean_ewvar": round(ours / per_value["river_ewmean_ewvar"], 2),
         },
         "checkpoint_bytes": checkpoint_bytes(snaps, [min(1_000, len(snaps)), len(snaps)], args.batch),
+        "checkpoint_bytes_by_sensors": bytes_by_sensors([1, 5, 10, 20, 40]),
+        "checkpoint_bytes_steady_state": steady_state_bytes(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus": os.cpu_count(),
     }

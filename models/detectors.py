@@ -416,12 +416,11 @@ class SnapshotAnomalyDetector:
 class SeasonalProfile:
     """Expected value of one sensor by time of day, learned online: the sensor's normal daily cycle.
 
-    The period is cut into ``buckets`` slots. The values of one pass through a slot are summed, and when the
-    pass ends its mean joins the slot's exponentially weighted mean (a memory of about ``memory_periods``
-    periods whatever the sampling rate): one update per slot and period, and two additions per value. The
-    residual ``x - expected`` (against the previous passes) is standardised by robust running statistics
-    (`EWStats`). `z` is None until the profile has seen ``min_periods`` periods of data and the slot has
-    been visited.
+    The period is cut into ``buckets`` slots; each slot keeps an exponentially weighted mean of the values
+    seen in it, with a memory of about ``memory_periods`` periods whatever the sampling rate (the weight of
+    a value is its share of a slot-period, estimated from the typical gap between readings). The
+    residual ``x - expected`` is standardised by robust running statistics (`EWStats`). `z` is None until
+    the profile has seen ``min_periods`` periods of data and the slot has been visited.
 
     Parameters
     ----------
@@ -445,7 +444,7 @@ class SeasonalProfile:
     >>> round(prof.expected(1_025.0), 1), round(prof.z(60.0, 1_025.0), 1)  # the peak is normal at t = 25
     (59.8, 0.1)
     >>> round(prof.z(60.0, 1_075.0), 1)  # but not at t = 75, the trough
-    15.6
+    15.3
 
     """
 
@@ -466,12 +465,11 @@ class SeasonalProfile:
         self._counts: list[int] = []
         self._residuals: EWStats | None = None
         self._first: float | None = None
-        self._pass = -1  # the slot pass being accumulated (epoch seconds // slot length)
-        self._sum = 0.0
-        self._n = 0
+        self._last: float | None = None
+        self._gap = 0.0
 
     def _slot(self, ts: float) -> int:
-        return int((ts % self.period_seconds) / self.period_seconds * self.buckets) % self.buckets
+        return int(ts // (self.period_seconds / self.buckets)) % self.buckets
 
     def expected(self, ts: float) -> float | None:
         """Expected value at epoch seconds `ts` (None while the slot is unknown)."""
@@ -492,37 +490,39 @@ class SeasonalProfile:
         r = self._residuals
         if r is None or r.n < 2:
             return None
-        i = int((ts % self.period_seconds) / self.period_seconds * self.buckets) % self.buckets
+        i = int(ts // (self.period_seconds / self.buckets)) % self.buckets
         return r.z(x - self._means[i]) if self._counts[i] else None
 
     def learn_one(self, x: float, ts: float) -> None:
         """Learn value `x` read at epoch seconds `ts` (NaN/inf are ignored)."""
         if not math.isfinite(x) or not math.isfinite(ts):
             return
-        if not self._counts:
+        counts = self._counts
+        if not counts:
             self._means = [0.0] * self.buckets
-            self._counts = [0] * self.buckets
+            counts = self._counts = [0] * self.buckets
             self._residuals = EWStats(self.fading_factor, 3.0, 30)
             self._first = ts
-        k = int(ts // (self.period_seconds / self.buckets))  # which pass of which slot
-        if k != self._pass:
-            self._fold()
-            self._pass = k
-        self._sum += x
-        self._n += 1
-        i = k % self.buckets
-        if self._counts[i]:
-            self._residuals.update(x - self._means[i])  # type: ignore[union-attr]
-
-    def _fold(self) -> None:
-        """Learn the mean of the pass through a slot that just ended (one value per slot and period)."""
-        if self._n:
-            i = self._pass % self.buckets
-            c = self._counts[i] = self._counts[i] + 1
-            a = 1.0 / c if c < self.memory_periods else 1.0 / self.memory_periods
-            self._means[i] += a * (self._sum / self._n - self._means[i])
-        self._sum = 0.0
-        self._n = 0
+        last = self._last
+        if last is None or ts > last:
+            if last is not None:
+                gap = ts - last
+                g = self._gap
+                self._gap = gap if g == 0.0 else g + 0.01 * (gap - g)
+            self._last = ts
+        slot_seconds = self.period_seconds / self.buckets
+        i = int(ts // slot_seconds) % self.buckets
+        n = counts[i] = counts[i] + 1
+        m = self._means[i]
+        if n == 1:
+            self._means[i] = x
+            return
+        a = (self._gap or slot_seconds) / (slot_seconds * self.memory_periods)
+        if a < 1.0 / n:
+            a = 1.0 / n
+        d = x - m
+        self._residuals.update(d)  # type: ignore[union-attr]
+        self._means[i] = m + (d if a >= 1.0 else a * d)
 
 
 class TailCalibration:

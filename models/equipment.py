@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -288,7 +289,7 @@ class EquipmentState:
             if last is not None:
                 gap = (ts - last).total_seconds()
                 self.runtime_seconds += gap if gap < RUNTIME_GAP_SECONDS else RUNTIME_GAP_SECONDS
-            else:
+            if self.first_ts is None:
                 self.first_ts = ts
             top = eq_score if eq_score > mv else mv
             for sc in scores.values():
@@ -397,8 +398,9 @@ class EquipmentState:
         }
         for name, det in self.detectors.items():
             if det.n >= self.warmup:
-                x[f"level_{name}"] = det.mean
-                x[f"spread_{name}"] = det.std
+                # Interned: the pending examples share their keys, and a checkpoint pickles each key once.
+                x[sys.intern(f"level_{name}")] = det.mean
+                x[sys.intern(f"spread_{name}")] = det.std
         return x
 
     def _sample_failure(self, ts: datetime) -> None:
@@ -409,13 +411,27 @@ class EquipmentState:
     def record_failure(self, ts: datetime) -> list[Example]:
         """A failure reported at `ts` (a field event): label the preceding horizon as "failed" and learn it.
 
-        Returns the labelled examples, so the caller can teach the model shared by the equipment type
-        (``shared.learn_examples(examples)``). Pure: no alert change. The probability is re-computed.
+        Returns the labelled examples (they also wait in `shared_examples` for the model shared by the
+        equipment type). Pure: no alert change. The probability is re-computed. The same failure reported
+        twice (same `ts`) is learned once.
         """
         ts = _utc(ts)
         examples = self.failure.record_failure(ts)
         self.failure_probability = self.failure.predict_proba_one(self.failure_features())
         return examples
+
+    def shared_examples(self) -> tuple[list[Example], int]:
+        """What the model shared by this equipment's type should learn, labelled since the last call: the
+        failure examples (negatives as they age past the horizon, positives from reported failures) and the
+        number of failures reported."""
+        return self.failure.drain_outbox()
+
+    def resume_after(self, ts: datetime | None) -> None:
+        """Learn only snapshots after `ts`: a fresh model that replaces a reset one does not learn again what
+        the old one learned. Raises `ValueError` on a model that has learned anything."""
+        if self.samples_seen:
+            raise ValueError("only a model that has learned nothing can resume after a time")
+        self.last_learned_ts = None if ts is None else _utc(ts)
 
     def record_maintenance(self, start: datetime, end: datetime) -> int:
         """A maintenance window (a field event): resets time since maintenance, drops its pending examples.
@@ -471,7 +487,9 @@ class EquipmentState:
                 seed=state.get("seed", 0), warmup=state.get("warmup", 30),
             ).__dict__
             if not str(version).startswith(f"wellpulse-models-{MODEL_SCHEMA}/"):
-                state.pop("scorer", None)  # its score had another scale: re-learn it
+                # Their scores had another scale or their layout changed: re-learn them.
+                state.pop("scorer", None)
+                state.pop("drift_detectors", None)
             for key, value in fresh.items():
                 state.setdefault(key, value)
             state["restored_from_version"] = version
@@ -481,7 +499,9 @@ class EquipmentState:
     def predictions(self) -> dict[str, Any]:
         """JSON-safe predictions and model metadata, as of the last learned snapshot.
 
-        ``anomaly``: the equipment's calibrated score and each sensor's score in [0, 1] with its baseline;
+        ``anomaly``: the score the anomaly rule read last (the highest of the latest per-sensor, multivariate
+        and equipment scores), the equipment's calibrated score, and each sensor's score in [0, 1] with its
+        baseline;
         ``failure``: probability of failure within the horizon, the horizon, labels seen; ``drift``: per
         sensor the number of drifts, the last one's time and whether it is re-baselining; and the model's
         version, samples seen and last learned time.
@@ -508,7 +528,8 @@ class EquipmentState:
             "last_learned_ts": None if self.last_learned_ts is None else self.last_learned_ts.isoformat(),
             "warming_up": self.samples_seen < self.warmup,
             "anomaly": {
-                "score": _r(self.equipment_score),
+                "score": _r(max(self.last_scores.values(), default=0.0)),
+                "equipment_score": _r(self.equipment_score),
                 "multivariate_score": _r(self.last_scores.get(MULTIVARIATE_KEY, 0.0)),
                 "statistic": _r(self.equipment_statistic),
                 "sensors": sensors,

@@ -61,6 +61,8 @@ class FailurePredictor:
         L2 regularisation of the weights.
     max_pending
         Bound on the pending examples (the oldest are learned as negatives first).
+    max_outbox
+        Bound on the labelled examples kept for the model shared by the equipment type (`drain_outbox`).
 
     Examples
     --------
@@ -79,6 +81,15 @@ class FailurePredictor:
     >>> p_healthy, p_worn = fp.predict_proba_one({"vibration": 1.0}), fp.predict_proba_one({"vibration": 2.5})
     >>> p_healthy < 0.1 < 0.5 < p_worn
     True
+    >>> fp.record_failure(ts)  # the same report, delivered twice
+    []
+    >>> shared = FailurePredictor(horizon_seconds=86_400)  # the model shared by the equipment type
+    >>> examples, failures = fp.drain_outbox()  # the newest 1,000 examples this equipment labelled
+    >>> failures, sum(y for _, y in examples)
+    (20, 100)
+    >>> shared.learn_examples(examples)
+    >>> shared.predict_proba_one({"vibration": 1.0}) < 0.1 < 0.5 < shared.predict_proba_one({"vibration": 2.5})
+    True
 
     """
 
@@ -91,6 +102,7 @@ class FailurePredictor:
         learning_rate: float = 0.05,
         l2: float = 1e-4,
         max_pending: int = 10_000,
+        max_outbox: int = 1_000,
     ) -> None:
         if horizon_seconds <= 0 or sample_every_seconds <= 0 or label_delay_seconds < 0:
             raise ValueError("horizon_seconds and sample_every_seconds must be > 0, label_delay_seconds >= 0")
@@ -103,6 +115,7 @@ class FailurePredictor:
         self.learning_rate = learning_rate
         self.l2 = l2
         self.max_pending = max_pending
+        self.max_outbox = max_outbox
         self.labels_seen = 0
         self.failures_seen = 0
         self.positives_seen = 0
@@ -110,6 +123,9 @@ class FailurePredictor:
         self._model: compose.Pipeline | None = None
         self._pending: deque[tuple[datetime, dict[str, float]]] = deque()
         self._next_sample: datetime | None = None
+        self._outbox: deque[Example] = deque(maxlen=max_outbox)
+        self._failures: deque[datetime] = deque(maxlen=64)  # labelled failure times: a label is learned once
+        self._unshared_failures = 0
 
     def _get_model(self) -> compose.Pipeline:
         if self._model is None:
@@ -154,6 +170,7 @@ class FailurePredictor:
         while pending and (pending[0][0] < limit or len(pending) > self.max_pending):
             _, old = pending.popleft()
             self.learn_one(old, False)
+            self._outbox.append((old, False))
 
     def learn_one(self, x: Mapping[str, float], y: bool) -> None:
         """Learn one labelled example (``y`` True: failed within the horizon)."""
@@ -173,8 +190,12 @@ class FailurePredictor:
         """A failure at `ts`: learn the pending examples of ``[ts - horizon, ts]`` as positive and return them.
 
         Pending examples before that window stay pending (they become negatives in time); those after `ts`
-        are untouched. The next feature sample is taken at the next reading.
+        are untouched. The next feature sample is taken at the next reading. A failure already labelled
+        (the same `ts`: a report delivered twice) changes nothing and returns no example.
         """
+        if ts in self._failures:
+            return []
+        self._failures.append(ts)
         start = ts - self.horizon
         examples: list[Example] = []
         keep: deque[tuple[datetime, dict[str, float]]] = deque()
@@ -186,6 +207,8 @@ class FailurePredictor:
         self._pending = keep
         for x, y in examples:
             self.learn_one(x, y)
+        self._outbox.extend(examples)
+        self._unshared_failures += 1
         self.failures_seen += 1
         if self.last_failure_ts is None or ts > self.last_failure_ts:
             self.last_failure_ts = ts
@@ -198,11 +221,28 @@ class FailurePredictor:
         self._pending = deque((t, x) for t, x in self._pending if not start <= t <= end)
         return before - len(self._pending)
 
+    def drain_outbox(self) -> tuple[list[Example], int]:
+        """What was labelled since the last call, for the model shared by the equipment type to learn
+        (`learn_examples`): the examples (negatives as they age, positives of failures; at most ``max_outbox``,
+        the newest) and the number of failures reported."""
+        out, failures = list(self._outbox), self._unshared_failures
+        self._outbox.clear()
+        self._unshared_failures = 0
+        return out, failures
+
     def adopt(self, other: FailurePredictor) -> None:
         """Start from `other`'s learned model (e.g. the one shared by the equipment type); keep own pending."""
         self._model = copy.deepcopy(other._get_model())
         self.labels_seen = other.labels_seen
         self.positives_seen = other.positives_seen
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Pickles written before the outbox and the label memory existed.
+        max_outbox = state.setdefault("max_outbox", 1_000)
+        state.setdefault("_outbox", deque(maxlen=max_outbox))  # type: ignore[call-overload]
+        state.setdefault("_failures", deque(maxlen=64))
+        state.setdefault("_unshared_failures", 0)
+        self.__dict__.update(state)
 
     def weights(self) -> dict[str, float]:
         """The logistic regression's weights on standardised features (JSON-safe), for explanations."""

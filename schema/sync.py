@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     create_model,
     model_validator,
@@ -54,6 +55,9 @@ ALLOWED_STRATEGIES: dict[str, frozenset[str]] = {
     e: frozenset(STRATEGY_NAMES) - ({"keep_both"} if e == "production_record" else set()) for e in ENTITY_TYPES
 }
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+# Ids as lower-case text (checked in Rust, no uuid.UUID per change: a chunk has thousands of them).
+UuidText = Annotated[str, StringConstraints(to_lower=True, pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                                            r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 WellId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 
@@ -206,10 +210,10 @@ class SyncChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: UUID = Field(description="unique per change; a change sent again with it is applied once")
+    event_id: UuidText = Field(description="a UUID, unique per change; a change sent again with it is applied once")
     entity: EntityType
     op: Op
-    id: UUID = Field(description="the record's id, generated on the device")
+    id: UuidText = Field(description="the record's id (a UUID), generated on the device")
     version: Annotated[int, Field(ge=0, le=2**31 - 1)] = Field(
         0, description="the record version this change was based on (0 for a create)")
     client_ts: UtcDatetime = Field(description="when the change was made on the device")
@@ -272,12 +276,14 @@ Outcome = Literal["applied", "won", "lost", "merged", "kept_both", "pending", "d
 
 
 class AppliedChange(BaseModel):
+    """What became of one change (or event) of the chunk, in its order."""
+
     event_id: UUID
-    entity: EntityType | None = None
-    op: str
-    id: UUID | None = Field(None, description="the id the device sent")
-    record_id: UUID | None = Field(None, description="the record it landed on (differs from id when a"
-                                   " production record for the same well and day already existed)")
+    id: UUID | None = Field(None, description="the record the change named")
+    record_id: UUID | None = Field(None, description="only when it landed on another record: a production record"
+                                   " for the same well and day existed already (``id`` is an alias of it now)")
+    entity: EntityType | None = Field(None, description="for events and duplicates")
+    op: str | None = Field(None, description="for events (their type) and duplicates")
     version: int | None = Field(None, description="the record's version after this change")
     outcome: Outcome
     conflict_id: UUID | None = None
@@ -441,6 +447,61 @@ def parse_changes(raw: Sequence[Any], prefix: str = "changes") -> tuple[list[Par
     >>> ok, errors[0]["field"]
     ([], 'changes[0].entity')
     """
+    try:
+        changes: list[SyncChange] = _CHANGES.validate_python(raw)
+    except ValidationError:
+        return _parse_each(raw, prefix)  # the slow path names every problem of every change
+    # The fast path: one validation call per entity type and operation, not one per change.
+    groups: dict[tuple[str, str], list[int]] = {}
+    errors: list[dict[str, str]] = []
+    for i, change in enumerate(changes):
+        if change.op == "delete":
+            if change.data:
+                errors.append({"field": f"{prefix}[{i}].data", "message": "a delete carries no data"})
+            continue
+        groups.setdefault((change.entity, change.op), []).append(i)
+    data: dict[int, dict[str, Any]] = {}
+    defaults: dict[int, dict[str, Any]] = {}
+    for (entity, op), indexes in groups.items():
+        adapter = _list_adapter(entity, op)
+        try:
+            models = adapter.validate_python([changes[i].data for i in indexes])
+        except ValidationError as exc:
+            for e in exc.errors():
+                j, *loc = e.get("loc", ()) or (0,)
+                errors.append({"field": error_path(f"{prefix}[{indexes[j]}].data", loc), "message": str(e.get("msg"))})
+            continue
+        given = adapter.dump_python(models, mode="json", exclude_unset=True)
+        full = adapter.dump_python(models, mode="json") if op == "create" else [{}] * len(models)
+        for i, g, f in zip(indexes, given, full, strict=True):
+            if op == "update" and not g:
+                errors.append({"field": f"{prefix}[{i}].data", "message": "an update sets at least one field"})
+            data[i], defaults[i] = g, f
+    if errors:
+        return [], errors
+    parsed = []
+    for i, change in enumerate(changes):
+        parsed.append(_parsed(f"{prefix}[{i}]", change, data.get(i, {}), defaults.get(i, {})))
+    return parsed, []
+
+
+_CHANGES: TypeAdapter[list[SyncChange]] = TypeAdapter(list[SyncChange])
+
+
+@cache
+def _list_adapter(entity: str, op: str) -> TypeAdapter[Any]:
+    model = ENTITY_MODELS[entity] if op == "create" else patch_model(entity)
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def _parsed(path: str, change: SyncChange, data: dict[str, Any], defaults: dict[str, Any]) -> ParsedChange:
+    normalized = {"entity": change.entity, "op": change.op, "id": change.id, "version": change.version,
+                  "client_ts": change.client_ts, "data": data}
+    return ParsedChange(path, change.event_id, change.entity, change.op, change.id, change.version,
+                        change.client_ts, data, defaults, content_hash(normalized))
+
+
+def _parse_each(raw: Sequence[Any], prefix: str) -> tuple[list[ParsedChange], list[dict[str, str]]]:
     parsed: list[ParsedChange] = []
     errors: list[dict[str, str]] = []
     for i, item in enumerate(raw):
@@ -450,28 +511,16 @@ def parse_changes(raw: Sequence[Any], prefix: str = "changes") -> tuple[list[Par
         except ValidationError as exc:
             errors.extend(_errors(path, exc))
             continue
-        defaults: dict[str, Any] = {}
-        try:
-            if change.op == "create":
-                full = ENTITY_MODELS[change.entity].model_validate(change.data)
-                defaults = full.model_dump(mode="json")
-                data = {k: defaults[k] for k in full.model_fields_set}
-            elif change.op == "update":
-                data = patch_model(change.entity).model_validate(change.data).model_dump(mode="json",
-                                                                                        exclude_unset=True)
-                if not data:
-                    errors.append({"field": f"{path}.data", "message": "an update sets at least one field"})
-                    continue
-            else:
-                if change.data:
-                    errors.append({"field": f"{path}.data", "message": "a delete carries no data"})
-                    continue
-                data = {}
-        except ValidationError as exc:
-            errors.extend(_errors(f"{path}.data", exc))
+        if change.op == "delete":
+            if change.data:
+                errors.append({"field": f"{path}.data", "message": "a delete carries no data"})
             continue
-        normalized = {"entity": change.entity, "op": change.op, "id": str(change.id), "version": change.version,
-                      "client_ts": change.client_ts.isoformat(), "data": data}
-        parsed.append(ParsedChange(path, str(change.event_id), change.entity, change.op, str(change.id),
-                                   change.version, change.client_ts, data, defaults, content_hash(normalized)))
+        if change.op == "update" and not change.data:
+            errors.append({"field": f"{path}.data", "message": "an update sets at least one field"})
+            continue
+        try:
+            _list_adapter(change.entity, change.op).validate_python([change.data])
+        except ValidationError as exc:
+            errors.extend({"field": error_path(f"{path}.data", tuple(e.get("loc", ()))[1:]),
+                           "message": str(e.get("msg", ""))} for e in exc.errors())
     return parsed, errors

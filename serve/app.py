@@ -21,6 +21,8 @@ from serve.routers import (
     health,
     maintenance,
     metrics,
+    ml_models,
+    predictions,
     production,
     readings,
     rules,
@@ -47,7 +49,7 @@ def build_app(settings: Settings) -> FastAPI:
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
-                   wells, maintenance, equipment, sync, field_events):
+                   wells, maintenance, equipment, sync, field_events, predictions, ml_models):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -7,6 +7,8 @@ maximum of the per-sensor and multivariate scores, computed before the row is le
 while an alert of any rule is open after that row, else 0). With labels, the alert column is scored per
 row: precision, recall, F1.
 
+`backtest_snapshots` replays stored snapshots the same way for ``POST /v1/equipment/{id}/backtest``.
+
 Bad input never ends in a traceback: a missing column or an unreadable file is a `BacktestError` with a
 message (exit code 2 on the CLI); a row with an unparseable timestamp, an older or repeated timestamp, or a
 non-numeric / NaN value is skipped (the value, or the whole row for a timestamp) and counted.
@@ -21,13 +23,14 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models import EquipmentState, Rule, Sensitivity, Snapshot, build_rule, default_rules
+from models import DRIFT_PREFIX, EquipmentState, Rule, Sensitivity, Snapshot, build_rule, default_rules
 from models.events import severity_rank
 from models.metrics import NabWeights, labels_to_windows, nab_score
 from models.replay import replay_iter
@@ -37,6 +40,8 @@ __all__ = [
     "add_backtest_arguments",
     "backtest_command",
     "backtest_csv",
+    "backtest_snapshots",
+    "downsample",
     "load_rules",
     "nab_standard_score",
     "parse_timestamp",
@@ -341,6 +346,126 @@ def backtest_csv(
             raise BacktestError(f"cannot write {out}: {e}") from None
         result["out"] = str(out)
     return result
+
+
+def rule_kind(rule: Rule) -> str:
+    """The registry kind of a rule (``RateOfChangeRule`` -> ``rate_of_change``).
+
+    >>> from models import StaleDataRule
+    >>> rule_kind(StaleDataRule())
+    'stale_data'
+    """
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(rule).__name__.removesuffix("Rule")).lower()
+
+
+def backtest_snapshots(
+    snapshots: Iterable[Snapshot],
+    *,
+    equipment_id: str,
+    equipment_type: str,
+    rules: Sequence[Rule],
+    sensitivity: Sensitivity = "medium",
+    seed: int = 0,
+    max_points: int | None = None,
+    max_alerts: int = 1_000,
+) -> dict[str, Any]:
+    """Replay stored snapshots through a fresh `EquipmentState`, as ``wellpulse backtest`` replays a CSV.
+
+    One snapshot at a time, in order (no look-ahead); what the rules would have done: per rule the alerts it
+    would have opened (by severity), the alerts themselves (opened, highest severity, resolved; at most
+    `max_alerts`, the first ones), the drift events, and with `max_points` the anomaly score series cut into
+    at most that many buckets (highest score, any alert open). The stale-data rule needs a wall clock and is
+    not evaluated (a replay has none). JSON-safe, CPU only: run it in a thread.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from models import default_rules
+    >>> t0 = datetime(2026, 11, 22, tzinfo=UTC)
+    >>> snaps = [Snapshot(t0 + timedelta(seconds=i), {"p": 100.0 + (i % 7)}) for i in range(300)]
+    >>> snaps += [Snapshot(t0 + timedelta(seconds=300 + i), {"p": 400.0}) for i in range(5)]
+    >>> out = backtest_snapshots(snaps, equipment_id="PJ-1", equipment_type="other", rules=default_rules("other"),
+    ...                          max_points=10)
+    >>> out["learned"], [(r["rule_id"], r["alerts"]) for r in out["rules"] if r["alerts"]]
+    (305, [('anomaly', 1)])
+    >>> a = out["alerts"][0]
+    >>> a["rule_id"], a["severity"], a["opened_at"] == snaps[302].ts, a["resolved_at"]
+    ('anomaly', 'critical', True, None)
+    >>> len(out["scores"]), out["scores"][-1]["anomaly_score"], out["scores"][-1]["alert"]
+    (10, 1.0, 1)
+
+    """
+    eq = EquipmentState(equipment_id, equipment_type, rules, seed=seed, sensitivity=sensitivity)
+    kinds = {r.rule_id: rule_kind(r) for r in eq.rules}
+    counts: dict[str, dict[str, int]] = {r.rule_id: {} for r in eq.rules}
+    alerts: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}
+    truncated = False
+    drifts = 0
+    n = 0
+    sensors: set[str] = set()
+    series: list[tuple[datetime, float, int]] = []
+    for row in replay_iter(snapshots, eq):
+        n += 1
+        sensors.update(row.snapshot.values)
+        if max_points is not None:
+            series.append((row.snapshot.ts, row.anomaly_score, row.alert))
+        for ch in row.changes:
+            if ch.rule_id.startswith(DRIFT_PREFIX):
+                drifts += ch.kind == "opened"
+                continue
+            if ch.kind == "opened":
+                by = counts.setdefault(ch.rule_id, {})
+                by[ch.severity] = by.get(ch.severity, 0) + 1
+                alert = {"rule_id": ch.rule_id, "severity": ch.severity, "opened_at": ch.ts, "resolved_at": None,
+                         "message": ch.message}
+                open_[ch.rule_id] = alert
+                if len(alerts) < max_alerts:
+                    alerts.append(alert)
+                else:
+                    truncated = True
+            elif ch.rule_id in open_:
+                alert = open_[ch.rule_id]
+                if ch.kind == "resolved":
+                    alert["resolved_at"] = ch.ts
+                    del open_[ch.rule_id]
+                elif severity_rank(ch.severity) > severity_rank(alert["severity"]):
+                    alert["severity"] = ch.severity
+    result: dict[str, Any] = {
+        "snapshots": n,
+        "learned": eq.samples_seen,
+        "sensors": sorted(sensors),
+        "model_version": eq.model_version,
+        "sensitivity": sensitivity,
+        "rules": [
+            {"rule_id": rid, "kind": kinds.get(rid, "removed"), "alerts": sum(by.values()), "by_severity": by}
+            for rid, by in counts.items()
+        ],
+        "alerts": alerts,
+        "alerts_truncated": truncated,
+        "drift_events": drifts,
+    }
+    if max_points is not None:
+        result["scores"] = downsample(series, max_points)
+    return result
+
+
+def downsample(series: Sequence[tuple[datetime, float, int]], max_points: int) -> list[dict[str, Any]]:
+    """``(ts, score, alert)`` rows in at most `max_points` buckets of consecutive rows: the first ts, the highest
+    score, whether any alert was open.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> [(p["anomaly_score"], p["alert"]) for p in downsample([(t, 0.1, 0), (t, 0.9, 0), (t, 0.2, 1)], 2)]
+    [(0.1, 0), (0.9, 1)]
+    """
+    out: list[dict[str, Any]] = []
+    n = len(series)
+    buckets = min(n, max_points)
+    for b in range(buckets):
+        part = series[b * n // buckets:(b + 1) * n // buckets]
+        out.append({"ts": part[0][0], "anomaly_score": max(p[1] for p in part), "alert": max(p[2] for p in part)})
+    return out
 
 
 def load_rules(path: Path, equipment_type: str = "other", sensitivity: Sensitivity = "medium") -> list[Rule]:

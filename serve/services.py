@@ -64,14 +64,16 @@ class Services:
         """A transaction in which row-level security shows only this tenant's rows."""
         return db.tenant_tx(self.pool, tenant_id)  # type: ignore[arg-type]
 
-    async def notify_actors(self, tenant_id: str, reload: str) -> None:
+    async def notify_actors(self, tenant_id: str, reload: str, **fields: str) -> None:
         """Tell the tenant's running actors that the registry, rules or silences changed.
 
         Call after the change is committed: the actors re-read it from the database, so a
         lost message only delays the change until their next reload, and nothing is lost.
+        ``fields`` go into the message too (``model_reset`` and ``failure`` name an ``equipment_id``).
         """
         try:
-            await self.nc.publish(ctl_subject(tenant_id), json.dumps({"reload": reload}).encode())  # type: ignore[union-attr]
+            message = json.dumps({**fields, "reload": reload}).encode()
+            await self.nc.publish(ctl_subject(tenant_id), message)  # type: ignore[union-attr]
         except Exception:  # the change is committed; the actors' own periodic reload catches up
             log.warning("could not notify the actors of tenant %s (%s)", tenant_id, reload, exc_info=True)
 

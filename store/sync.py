@@ -5,7 +5,7 @@
 1. serialise the tenant's sync writers (an advisory lock) and name the device as the origin of
    every change this transaction makes (``wellpulse.sync_origin``, read by the change-log trigger);
 2. refuse event ids already used with other content (409), unknown references (404);
-3. lock the records the chunk touches, with their per-field stamps (``sync_record_meta``);
+3. lock the records the chunk touches, with their per-field stamps (the ``sync_stamps`` column);
    fields changed through the REST API since sync last wrote a record get API stamps;
 4. apply the changes in order with `models.sync.apply_change` (the tenant's strategy per entity
    type); nothing is written until every change has passed (a 4xx names the offending one);
@@ -88,7 +88,7 @@ class EntityTable:
     @property
     def read_columns(self) -> str:
         return ", ".join(["id::text AS id", *self.fields, *self.extra, "version", "created_by", "deleted_at",
-                          "updated_at"])
+                          "updated_at", "sync_stamps"])
 
 
 def _table(entity: str, table: str, **kw: Any) -> EntityTable:
@@ -164,6 +164,7 @@ class _Item:
     last_event: int | None = None  # index into the chunk's field event rows
     last_path: str = ""
     written_fields: set[str] = field(default_factory=set)
+    as_sent: bool = True  # every change of the chunk to it applied exactly as sent
     validate: bool = False  # a create as sent was validated when parsed; anything else is checked again
 
 
@@ -202,10 +203,9 @@ async def find_receipt(conn: asyncpg.Connection, tenant_id: str, key: str) -> as
 
 
 async def save_receipt(conn: asyncpg.Connection, tenant_id: str, key: str, device_id: str, body_hash: str,
-                       response: Mapping[str, Any]) -> None:
+                       response: bytes) -> None:
     await conn.execute("INSERT INTO sync_receipts (tenant_id, key, device_id, body_hash, response)"
-                       " VALUES ($1, $2, $3, $4, $5::text::jsonb)", tenant_id, key, device_id, body_hash,
-                       dumps(response))
+                       " VALUES ($1, $2, $3, $4, $5)", tenant_id, key, device_id, body_hash, response.decode())
 
 
 # ---------------------------------------------------------------- the chunk
@@ -262,6 +262,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
         item.last_event, item.last_path = event_index, path
         item.written_fields.update(change.patch())
         item.validate = item.validate or before is not None or defaults is None or out.kind != "applied"
+        item.as_sent = item.as_sent and out.kind == "applied"
         chunk_changes[change.event_id] = change
         if out.is_conflict:
             drafts.extend(_drafts(item, before, change, out, strategy.name, history, drafts))
@@ -269,7 +270,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
             copy_item = _Item(item.table, copy.record_id, None,
                               Record(dict(copy.state), 1, {k: Stamp(1, copy.device, copy.clock) for k in copy.state}),
                               extra={"kept_from": item.record_id}, changed=True, last_event=event_index,
-                              last_path=path, written_fields=set(copy.state))
+                              last_path=path, written_fields=set(copy.state), as_sent=False)
             work[(item.table.entity, copy.record_id)] = copy_item
         return out
 
@@ -280,7 +281,8 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
             applied.append(_duplicate_answer(event_id, duplicates[event_id]))
             return True
         if event_id in seen:
-            applied.append({**seen[event_id], "outcome": "duplicate", "conflict_id": None})
+            applied.append(_entry(event_id, seen[event_id].get("id"), seen[event_id].get("record_id"),
+                                  seen[event_id].get("version"), "duplicate"))
             return True
         return False
 
@@ -311,9 +313,8 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
             occurred_at=pc.client_ts, content_hash=pc.content_hash, device_id=ctx.device_id, entity_type=pc.entity,
             record_id=record_id, equipment_id=equipment, base_version=pc.version, version=out.record.version,
             data=pc.data, upload_id=ctx.upload_id))
-        applied.append({"event_id": pc.event_id, "entity": pc.entity, "op": pc.op, "id": pc.record_id,
-                        "record_id": record_id, "version": out.record.version, "outcome": out.kind,
-                        "conflict_id": _conflict_of(drafts, pc.event_id)})
+        applied.append(_entry(pc.event_id, pc.record_id, record_id, out.record.version, out.kind,
+                              _conflict_of(drafts, pc.event_id) if out.is_conflict else None))
         seen[pc.event_id] = applied[-1]
 
     for ev in events:
@@ -351,9 +352,8 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
             content_hash=ev.content_hash, device_id=device, entity_type="maintenance_record" if record_id else None,
             record_id=record_id, equipment_id=ev.equipment_id, version=version, data=ev.data, effects=effects,
             upload_id=ctx.upload_id))
-        applied.append({"event_id": ev.event_id, "entity": "maintenance_record" if record_id else None,
-                        "op": ev.type, "id": record_id, "record_id": record_id, "version": version,
-                        "outcome": outcome, "conflict_id": _conflict_of(drafts, ev.event_id)})
+        applied.append(_entry(ev.event_id, record_id, record_id, version, outcome, _conflict_of(drafts, ev.event_id),
+                              entity="maintenance_record" if record_id else None, op=ev.type))
         seen[ev.event_id] = applied[-1]
 
     if errors:
@@ -367,7 +367,6 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
     changed = [i for i in work.values() if i.changed and i.record is not None]
     await _lock_equipment(conn, tenant, changed)
     await _write_records(conn, tenant, ctx, changed, now)
-    await _write_meta(conn, tenant, changed, drafts)
     if new_aliases:
         await conn.executemany(
             "INSERT INTO sync_record_aliases (tenant_id, entity_type, alias_id, record_id) VALUES ($1, $2, $3, $4)"
@@ -418,12 +417,25 @@ def _conflict_of(drafts: Sequence[_ConflictDraft], event_id: str) -> str | None:
     return None
 
 
+def _entry(event_id: str, record_id: str | None, landed_on: str | None, version: int | None, outcome: str,
+           conflict_id: str | None = None, *, entity: str | None = None, op: str | None = None) -> dict[str, Any]:
+    """One line of ``applied``, kept short (a chunk has thousands): what the device cannot know already."""
+    entry: dict[str, Any] = {"event_id": event_id, "id": record_id, "version": version, "outcome": outcome}
+    if landed_on is not None and landed_on != record_id:
+        entry["record_id"] = landed_on
+    if conflict_id is not None:
+        entry["conflict_id"] = conflict_id
+    if entity is not None:
+        entry["entity"] = entity
+    if op is not None:
+        entry["op"] = op
+    return entry
+
+
 def _duplicate_answer(event_id: str, prev: asyncpg.Record) -> dict[str, Any]:
     """A change received before: applied once, answered with where it landed then."""
-    kind = prev["type"]
-    op = kind.rsplit(".", 1)[-1] if "." in kind else kind
-    return {"event_id": event_id, "entity": prev["entity_type"], "op": op, "id": prev["record_id"],
-            "record_id": prev["record_id"], "version": prev["version"], "outcome": "duplicate", "conflict_id": None}
+    return _entry(event_id, prev["record_id"], prev["record_id"], prev["version"], "duplicate",
+                  entity=prev["entity_type"], op=prev["type"])
 
 
 async def tenant_strategies(conn: asyncpg.Connection, tenant_id: str) -> dict[str, str]:
@@ -524,33 +536,29 @@ async def _load(conn: asyncpg.Connection, tenant: str, changes: Sequence[ParsedC
         rows_by_entity.setdefault("maintenance_record", []).extend(await conn.fetch(
             f"SELECT {t.read_columns} FROM {t.table} WHERE tenant_id = $1 AND equipment_id = ANY($2::text[])"
             f" AND deleted_at IS NULL AND ended_at IS NULL ORDER BY id FOR UPDATE", tenant, sorted(open_jobs_of)))
-    ids = sorted({r["id"] for rows in rows_by_entity.values() for r in rows})
-    metas = {(m["entity_type"], m["record_id"]): m for m in await conn.fetch(
-        "SELECT entity_type, record_id::text AS record_id, version, stamps, pending_conflict::text AS pending_conflict"
-        " FROM sync_record_meta WHERE tenant_id = $1 AND record_id = ANY($2::uuid[])", tenant, ids)} if ids else {}
     work: dict[tuple[str, str], _Item] = {}
     by_key: dict[tuple[Any, ...], str] = {}
     for entity, rows in rows_by_entity.items():
         t = TABLES[entity]
-        stale: list[tuple[str, int]] = []
-        for row in rows:
-            meta = metas.get((entity, row["id"]))
-            if meta is None or meta["version"] < row["version"]:
-                stale.append((row["id"], meta["version"] if meta else 0))
-        known = await states_at(conn, tenant, t, stale) if stale else {}
+        packed = {row["id"]: _jsonb(row["sync_stamps"]) or {} for row in rows}
+        # Changed outside sync (the REST API) since sync last wrote it: which fields, from the log.
+        stale = [(row["id"], packed[row["id"]].get("@v", 0)) for row in rows
+                 if packed[row["id"]].get("@v", 0) < row["version"]]
+        known = await states_at(conn, tenant, t, [p for p in stale if p[1] > 0])
         for row in rows:
             if (entity, row["id"]) in work:
                 continue
             state = row_state(t, row)
-            meta = metas.get((entity, row["id"]))
-            stamps = decode_stamps(_jsonb(meta["stamps"]), state) if meta else {}
-            if meta is None or meta["version"] < row["version"]:
-                stamps = external_stamps(stamps, known.get(row["id"]) if meta else None, state, row["version"],
-                                         row["updated_at"])
-            record = Record(state, row["version"], stamps, pending_review=bool(meta and meta["pending_conflict"]))
+            stamps_of = packed[row["id"]]
+            stamps = decode_stamps(stamps_of, state)
+            synced_version = stamps_of.get("@v", 0)
+            if synced_version < row["version"]:
+                stamps = external_stamps(stamps, known.get(row["id"]) if synced_version else None, state,
+                                         row["version"], row["updated_at"])
+            pending = stamps_of.get("@pending")
+            record = Record(state, row["version"], stamps, pending_review=bool(pending))
             work[(entity, row["id"])] = _Item(
-                t, row["id"], record, record, created_by=row["created_by"],
-                pending_conflict=meta["pending_conflict"] if meta else None,
+                t, row["id"], record, record, created_by=row["created_by"], pending_conflict=pending,
                 extra={k: json_value(row[k]) for k in t.extra}, deleted_at=row["deleted_at"],
                 states={row["version"]: dict(state)})
             if t.natural_key and not state[DELETED]:
@@ -758,6 +766,11 @@ def _row_json(item: _Item, ctx: SyncContext, now: datetime) -> dict[str, Any]:
     row["version"] = item.record.version
     row["created_by"] = item.created_by or ctx.actor
     row["source"] = "sync"
+    stamps = encode_stamps(item.record.stamps)
+    stamps["@v"] = item.record.version
+    if item.record.pending_review and item.pending_conflict:
+        stamps["@pending"] = item.pending_conflict
+    row["sync_stamps"] = stamps
     if state.get(DELETED):
         row["deleted_at"] = json_value(item.deleted_at or now)
     else:
@@ -767,43 +780,25 @@ def _row_json(item: _Item, ctx: SyncContext, now: datetime) -> dict[str, Any]:
 
 async def _write_records(conn: asyncpg.Connection, tenant: str, ctx: SyncContext, items: Sequence[_Item],
                          now: datetime) -> None:
-    by_table: dict[str, list[_Item]] = defaultdict(list)
+    """One upsert per entity type, and per "as sent or not" (the change log's trigger reads it per statement)."""
+    groups: dict[tuple[str, bool], list[_Item]] = defaultdict(list)
     for item in items:
-        by_table[item.table.entity].append(item)
-    for entity, group in by_table.items():
+        groups[(item.table.entity, item.as_sent)].append(item)
+    for (entity, as_sent), group in sorted(groups.items()):
         t = TABLES[entity]
         cols = [*t.fields, *t.extra]
         payload = dumps([_row_json(i, ctx, now) for i in sorted(group, key=lambda i: i.record_id)])
+        await conn.execute("SELECT set_config('wellpulse.sync_as_sent', $1, true)", "true" if as_sent else "false")
         await conn.execute(
-            f"INSERT INTO {t.table} (tenant_id, id, {', '.join(cols)}, version, created_by, source, deleted_at)"
-            f" SELECT $1, r.id, {', '.join('r.' + c for c in cols)}, r.version, r.created_by, r.source, r.deleted_at"
-            f" FROM jsonb_populate_recordset(NULL::{t.table}, $2::text::jsonb) AS r"
+            f"INSERT INTO {t.table} (tenant_id, id, {', '.join(cols)}, version, created_by, source, deleted_at,"
+            f" sync_stamps) SELECT $1, r.id, {', '.join('r.' + c for c in cols)}, r.version, r.created_by, r.source,"
+            f" r.deleted_at, r.sync_stamps FROM jsonb_populate_recordset(NULL::{t.table}, $2::text::jsonb) AS r"
             f" ON CONFLICT (tenant_id, id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in cols)},"
-            f" version = EXCLUDED.version, deleted_at = EXCLUDED.deleted_at, updated_at = now()",
+            f" version = EXCLUDED.version, deleted_at = EXCLUDED.deleted_at, sync_stamps = EXCLUDED.sync_stamps,"
+            f" updated_at = now()",
             tenant, payload)
-
-
-async def _write_meta(conn: asyncpg.Connection, tenant: str, items: Sequence[_Item],
-                      drafts: Sequence[_ConflictDraft]) -> None:
-    pending = {(d.entity, d.record_id): d.id for d in drafts if d.status == "pending"}
-    payload = []
-    for item in items:
-        assert item.record is not None
-        conflict = pending.get((item.table.entity, item.record_id)) or (
-            item.pending_conflict if item.record.pending_review else None)
-        payload.append({"entity_type": item.table.entity, "record_id": item.record_id,
-                        "version": item.record.version, "stamps": encode_stamps(item.record.stamps),
-                        "pending_conflict": conflict})
-    if not payload:
-        return
-    await conn.execute(
-        "INSERT INTO sync_record_meta (tenant_id, entity_type, record_id, version, stamps, pending_conflict)"
-        " SELECT $1, x.entity_type, x.record_id, x.version, x.stamps, x.pending_conflict"
-        " FROM jsonb_to_recordset($2::text::jsonb)"
-        " AS x(entity_type text, record_id uuid, version integer, stamps jsonb, pending_conflict uuid)"
-        " ON CONFLICT (tenant_id, entity_type, record_id) DO UPDATE SET version = EXCLUDED.version,"
-        " stamps = EXCLUDED.stamps, pending_conflict = EXCLUDED.pending_conflict",
-        tenant, dumps(payload))
+    if groups:
+        await conn.execute("SELECT set_config('wellpulse.sync_as_sent', 'false', true)")
 
 
 async def _write_conflicts(conn: asyncpg.Connection, tenant: str, drafts: Sequence[_ConflictDraft],
@@ -908,14 +903,9 @@ async def changes_since(conn: asyncpg.Connection, tenant: str, device_id: str, c
     """
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1 || $2))", CHANGES_LOCK, tenant)
     rows = await conn.fetch(
-        "WITH page AS (SELECT seq, entity_type, record_id, op, version, data, origin, changed_at FROM sync_changes"
-        " WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3),"
-        " marked AS (SELECT p.*, p.origin = $4 AND EXISTS (SELECT 1 FROM field_events f WHERE f.tenant_id = $1"
-        " AND f.entity_type = p.entity_type AND f.record_id = p.record_id AND f.version = p.version"
-        " AND f.device_id = $4 AND f.outcome = 'applied') AS own FROM page p)"
-        " SELECT seq, own, CASE WHEN own THEN NULL ELSE entity_type END AS entity_type,"
-        " CASE WHEN own THEN NULL ELSE record_id::text END AS record_id, op, version,"
-        " CASE WHEN own THEN NULL ELSE data END AS data, origin, changed_at FROM marked ORDER BY seq",
+        "SELECT seq, origin = $4 AND as_sent AS own, entity_type, record_id::text AS record_id, op, version,"
+        " CASE WHEN origin = $4 AND as_sent THEN NULL ELSE data END AS data, origin, changed_at"
+        " FROM sync_changes WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         tenant, cursor, limit + 1, device_id)
     has_more = len(rows) > limit
     rows = rows[:limit]
@@ -1039,10 +1029,7 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
     if row is None:
         raise SyncInputError(404, "the record of the conflict is gone", [{"field": "id", "message": "no record"}])
     state = row_state(t, row)
-    meta = await conn.fetchrow("SELECT stamps FROM sync_record_meta WHERE tenant_id = $1 AND entity_type = $2"
-                               " AND record_id = $3::uuid", tenant, t.entity, record_id)
-    record = Record(state, row["version"], decode_stamps(_jsonb(meta["stamps"]), state) if meta else {},
-                    pending_review=True)
+    record = Record(state, row["version"], decode_stamps(_jsonb(row["sync_stamps"]) or {}, state), pending_review=True)
     versions = _jsonb(conflict["versions"]) or []
     if data is not None:
         try:
@@ -1073,9 +1060,6 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
                  written_fields=set(chosen))
     await _lock_equipment(conn, tenant, [item])
     await _write_records(conn, tenant, ctx, [item], now)
-    await conn.execute("UPDATE sync_record_meta SET version = $4, stamps = $5::text::jsonb, pending_conflict = NULL"
-                       " WHERE tenant_id = $1 AND entity_type = $2 AND record_id = $3::uuid",
-                       tenant, t.entity, record_id, new.version, dumps(encode_stamps(new.stamps)))
     await conn.execute("UPDATE sync_conflicts SET status = 'settled', outcome = 'resolved', result = $3::text::jsonb,"
                        " settled_at = now(), settled_by = $4, comment = $5, updated_at = now()"
                        " WHERE tenant_id = $1 AND id = $2::uuid", tenant, conflict_id,

@@ -19,8 +19,8 @@ TUBING_RULE = {"id": "tubing_high", "kind": "threshold",
                "params": {"sensor": "tubing_psi", "high": 1000.0, "for_seconds": 0, "severity": "critical"}}
 
 
-def event(kind: str, equipment: str = "PJ-1", **data: Any) -> dict[str, Any]:
-    return {"event_id": uid(), "type": kind, "equipment_id": equipment,
+def event(type_: str, equipment: str = "PJ-1", **data: Any) -> dict[str, Any]:
+    return {"event_id": uid(), "type": type_, "equipment_id": equipment,
             "occurred_at": (now_utc() - timedelta(seconds=30)).isoformat(), "data": data}
 
 
@@ -104,7 +104,7 @@ async def test_one_event_is_stored_projected_and_published(stack: Any, http: Any
     assert again.status_code == 200 and again.json()["data"]["duplicate"]
     assert again.json()["data"]["record_id"] == job
     clash = await http.post("/v1/field-events", headers=h, json={**started, "equipment_id": "PJ-1"})
-    assert clash.status_code == 409 and clash.json()["error"]["details"][0]["field"] == "events[0].event_id"
+    assert clash.status_code == 409 and clash.json()["error"]["details"][0]["field"] == "event_id"
     assert await db_conn.fetchval("SELECT count(*) FROM field_events WHERE tenant_id = $1 AND event_id = $2::uuid",
                                   tenant, started["event_id"]) == 1
     # Finishing it restores the status.
@@ -117,7 +117,7 @@ async def test_one_event_is_stored_projected_and_published(stack: Any, http: Any
     bad = await http.post("/v1/field-events", headers=h, json=event("maintenance_started", kind="nap"))
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "data.kind"
     unknown = await http.post("/v1/field-events", headers=h, json=event("failure_reported", "NOPE"))
-    assert unknown.status_code == 404 and unknown.json()["error"]["details"][0]["field"] == "events[0].equipment_id"
+    assert unknown.status_code == 404 and unknown.json()["error"]["details"][0]["field"] == "equipment_id"
     viewer = await http.post("/v1/field-events", headers=auth(tenant, "viewer"), json=event("failure_reported"))
     assert viewer.status_code == 403
 

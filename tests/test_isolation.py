@@ -267,7 +267,7 @@ async def test_raw_sql_without_tenant_filter_sees_only_the_set_tenant(
     assert {"equipment", "alert_rules", "alerts", "alert_events", "readings", "users", "auth_sessions",
             "api_keys", "audit_log", "silences", "suppressed_alerts", "manual_readings", "inspections", "field_notes",
             "attachments", "field_events", "sync_changes", "sync_devices", "sync_receipts", "sync_uploads",
-            "sync_conflicts", "sync_record_meta", "sync_record_aliases"} <= names, names
+            "sync_conflicts", "sync_record_aliases", "predictions", "type_models"} <= names, names
     skip = TIMESCALE_EXCEPTIONS if await _timescale(db_conn) else set()
     await app_conn.execute("SELECT set_config($1, $2, false)", TENANT_SETTING, a)
     leaks, a_blind = [], []

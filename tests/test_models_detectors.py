@@ -4,7 +4,8 @@ import math
 import pickle
 import random
 
-from models import SensorAnomalyDetector, SnapshotAnomalyDetector
+from models import SensorAnomalyDetector, SensorDriftDetector, SnapshotAnomalyDetector
+from models.detectors import TailCalibration
 
 
 def _noisy_sine(n: int, seed: int = 7) -> list[float]:
@@ -82,3 +83,65 @@ def test_snapshot_detector_is_deterministic_and_tolerant() -> None:
     assert first == run(42)
     assert all(0.0 <= s <= 1.0 for s in first)
     assert max(first[150:]) > 0.0
+
+
+# -- calibration, drift test and the fused hot path ---------------------------------------------------------
+
+
+def test_tail_calibration_levels_are_tail_probabilities() -> None:
+    """On i.i.d. data from heavy-tailed and light-tailed laws alike, a level is exceeded as often as it says."""
+    for draw in (lambda r: r.expovariate(1.0), lambda r: r.lognormvariate(0.0, 1.5), lambda r: r.gauss(5, 1) ** 2):
+        rng = random.Random(3)
+        cal = TailCalibration(fading_factor=0.001)
+        for _ in range(20_000):
+            cal.update(draw(rng))
+        test = [draw(rng) for _ in range(20_000)]
+        for level in (0.5, 0.9, 0.99):
+            above = sum(cal.cdf(x) >= level for x in test) / len(test)
+            assert abs(above - (1.0 - level)) < 0.25 * (1.0 - level) + 0.003, (level, above)
+
+
+def test_tail_calibration_does_not_learn_a_lasting_incident_as_normal() -> None:
+    rng = random.Random(4)
+    cal = TailCalibration()
+    for _ in range(2_000):
+        cal.update(rng.expovariate(1.0))
+    q99 = next(x / 100 for x in range(1, 5_000) if cal.cdf(x / 100) >= 0.99)
+    learned = [cal.update(50.0) for _ in range(400)]  # far beyond the tail, for 400 values
+    assert not any(learned)
+    assert cal.cdf(50.0) > 0.9999 and abs(cal.cdf(q99) - 0.99) < 0.005
+    assert not cal.update(math.nan) and not cal.update(-1.0)
+    clone = pickle.loads(pickle.dumps(cal))
+    assert clone.cdf(3.0) == cal.cdf(3.0)
+
+
+def test_inline_page_hinkley_agrees_with_river() -> None:
+    from river import drift
+
+    rng = random.Random(5)
+    zs = [rng.gauss(0.0, 1.0) for _ in range(3_000)] + [rng.gauss(2.0, 1.0) for _ in range(500)]
+    zs += [rng.gauss(-3.0, 1.0) for _ in range(500)] + [math.nan, 50.0, -50.0] * 10
+    ours = SensorDriftDetector()
+    ph = drift.PageHinkley(min_instances=30, delta=0.5, threshold=100.0, alpha=1.0)
+    got, want = [], []
+    for i, z in enumerate(zs):
+        if ours.update(z):
+            got.append(i)
+        if not math.isfinite(z):
+            continue
+        ph.update(max(-3.0, min(3.0, z)))
+        if ph.drift_detected:
+            want.append(i)
+    assert got == want and len(got) >= 2
+    assert ours.drifts == len(got) and ours.direction == "down"
+
+
+def test_fused_step_equals_score_then_learn() -> None:
+    a, b = SensorAnomalyDetector(warmup=10), SensorAnomalyDetector(warmup=10)
+    for x in _noisy_sine(500):
+        score, z, mean, std = a.step(x)
+        assert score == b.score_one(x) and mean == b.mean and (z is None) == (b.n < 10)
+        assert std == (b.std if b.n else 0.0)
+        if z is not None:
+            assert z == b.z(x)
+        b.learn_one(x)

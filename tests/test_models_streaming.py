@@ -317,3 +317,61 @@ def test_replay_is_pure_and_has_no_look_ahead() -> None:
     assert [r.anomaly_score for r in full[:601]] == [r.anomaly_score for r in part]
     assert len(full) == 800 and all(0.0 <= r.anomaly_score <= 1.0 for r in full)
     assert full[600].anomaly_score > 0.999 and full[600].sensor_scores["pressure"] > 0.999
+
+
+# -- collective anomalies, resets and the shared failure model ---------------------------------------------
+
+
+def test_collective_anomaly_keeps_its_alert_while_it_lasts() -> None:
+    """A +3 sigma shift of one sensor for 400 snapshots (a valve half closed): alerted within 20 snapshots and
+    held for most of it, because an incident is learned five times more slowly; nothing once it is over."""
+    held = {}
+    for every in (5, 1):
+        eq = EquipmentState("EQ", "other", [AnomalyRule()], seed=0)
+        eq.scorer.incident_learn_every = every
+        base = feed(3_000, seed=21)  # pressure's sigma is about 20.6
+        assert eq.learn_many(base[:2_000]) == []
+        shifted = [Snapshot(s.ts, {**s.values, "pressure": s.values["pressure"] + 60.0}) for s in base[2_000:2_400]]
+        open_at = []
+        for snap in shifted:
+            eq.learn_many([snap])
+            open_at.append(eq.alerts.is_open("anomaly"))
+        assert open_at.index(True) <= 20
+        held[every] = sum(open_at)
+        after = [c for c in eq.learn_many(base[2_400:]) if c.kind == "opened"]
+        assert after == [] and not eq.alerts.is_open("anomaly")
+    assert held[5] >= 250 and held[5] > 3 * held[1]
+
+
+def test_reset_model_resumes_after_what_was_learned() -> None:
+    eq = EquipmentState("EQ", "pump_jack", seed=0)
+    snaps = feed(500, seed=22)
+    eq.learn_many(snaps[:400])
+    fresh = EquipmentState("EQ", "pump_jack", seed=0)
+    fresh.resume_after(eq.last_learned_ts)
+    assert fresh.learn_many(snaps[:400]) == [] and fresh.samples_seen == 0 and fresh.skipped == 400
+    fresh.learn_many(snaps[400:])
+    assert fresh.samples_seen == 100 and fresh.first_ts == snaps[400].ts
+    p = fresh.predictions()
+    assert p["warming_up"] is False and p["samples_seen"] == 100
+    with pytest.raises(ValueError, match="learned nothing"):
+        fresh.resume_after(snaps[0].ts)
+
+
+def test_labels_reach_the_shared_model_once() -> None:
+    eq = EquipmentState("PJ", "pump_jack", [FailureRiskRule(level=0.5)], seed=0, drift=False)
+    fail_ts = run_to_failure(eq, 0)  # 20 days: the first 10 are past horizon + label delay, healthy
+    negatives, failures = eq.shared_examples()
+    assert failures == 0 and len(negatives) >= 9 * 24 and not any(y for _, y in negatives)
+    first = eq.record_failure(fail_ts)
+    assert first and eq.record_failure(fail_ts) == []  # the same report twice: learned once
+    examples, failures = eq.shared_examples()
+    assert failures == 1 and examples == first and all(y for _, y in examples)
+    assert eq.shared_examples() == ([], 0)
+    shared = FailurePredictor()
+    shared.learn_examples(examples + negatives)
+    assert shared.labels_seen == len(examples) + len(negatives) and shared.positives_seen == len(examples)
+    worn = examples[-1][0]
+    assert shared.predict_proba_one(worn) > shared.predict_proba_one(negatives[-1][0])
+    restored = EquipmentState.from_bytes(eq.to_bytes())
+    assert restored.record_failure(fail_ts) == [] and restored.failure.failures_seen == 1

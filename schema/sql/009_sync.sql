@@ -5,6 +5,12 @@
 
 -- ---------------------------------------------------------------- entities
 
+-- Every synced table carries sync_stamps: per field, [version, device, client time, event id] of its
+-- last write (models/sync.py), "*" for the most common one, "@v" the version sync last wrote, "@pending"
+-- a conflict held for review. Internal: left out of the change log's data.
+ALTER TABLE production_records ADD COLUMN IF NOT EXISTS sync_stamps jsonb;
+ALTER TABLE maintenance_records ADD COLUMN IF NOT EXISTS sync_stamps jsonb;
+
 CREATE TABLE IF NOT EXISTS manual_readings (
     tenant_id    text NOT NULL,
     id           uuid NOT NULL,
@@ -20,6 +26,7 @@ CREATE TABLE IF NOT EXISTS manual_readings (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     deleted_at   timestamptz,
+    sync_stamps  jsonb,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, equipment_id) REFERENCES equipment (tenant_id, id)
 );
@@ -44,6 +51,7 @@ CREATE TABLE IF NOT EXISTS inspections (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     deleted_at   timestamptz,
+    sync_stamps  jsonb,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, equipment_id) REFERENCES equipment (tenant_id, id),
     FOREIGN KEY (tenant_id, well_id) REFERENCES wells (tenant_id, id)
@@ -64,6 +72,7 @@ CREATE TABLE IF NOT EXISTS field_notes (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     deleted_at   timestamptz,
+    sync_stamps  jsonb,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, equipment_id) REFERENCES equipment (tenant_id, id),
     FOREIGN KEY (tenant_id, well_id) REFERENCES wells (tenant_id, id)
@@ -93,6 +102,7 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
     deleted_at     timestamptz,
+    sync_stamps    jsonb,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, equipment_id) REFERENCES equipment (tenant_id, id),
     FOREIGN KEY (tenant_id, well_id) REFERENCES wells (tenant_id, id)
@@ -104,9 +114,9 @@ CREATE TABLE IF NOT EXISTS attachments (
 -- ...), in arrival order, with its outcome. The entity tables are their projection. Append-only:
 -- the trigger below and the missing UPDATE/DELETE/TRUNCATE grants (store/migrate.py).
 CREATE TABLE IF NOT EXISTS field_events (
-    seq          bigserial PRIMARY KEY,
     tenant_id    text NOT NULL,
     event_id     uuid NOT NULL,
+    seq          bigserial NOT NULL,  -- arrival order
     type         text NOT NULL,
     device_id    text,
     actor        text NOT NULL,
@@ -122,9 +132,8 @@ CREATE TABLE IF NOT EXISTS field_events (
     effects      jsonb NOT NULL DEFAULT '[]'::jsonb,
     content_hash text NOT NULL,
     upload_id    uuid,
-    UNIQUE (tenant_id, event_id)
+    PRIMARY KEY (tenant_id, event_id)
 );
-CREATE INDEX IF NOT EXISTS field_events_record ON field_events (tenant_id, entity_type, record_id, version);
 
 DROP TRIGGER IF EXISTS field_events_append_only ON field_events;
 CREATE TRIGGER field_events_append_only BEFORE UPDATE OR DELETE ON field_events
@@ -141,24 +150,28 @@ CREATE TRIGGER field_events_no_truncate BEFORE TRUNCATE ON field_events
 -- row until the transaction ends (a device resuming "after seq n" can never skip a slower
 -- transaction that drew a smaller seq).
 CREATE TABLE IF NOT EXISTS sync_changes (
-    seq         bigserial PRIMARY KEY,
     tenant_id   text NOT NULL,
+    seq         bigserial NOT NULL,
     entity_type text NOT NULL,
     record_id   uuid NOT NULL,
     op          text NOT NULL CHECK (op IN ('create', 'update', 'delete')),
     version     integer NOT NULL,
     data        jsonb NOT NULL,
     origin      text NOT NULL,
-    changed_at  timestamptz NOT NULL DEFAULT now()
+    -- The origin device's change landed exactly as it sent it: not sent back to that device.
+    as_sent     boolean NOT NULL DEFAULT false,
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, seq)
 );
-CREATE INDEX IF NOT EXISTS sync_changes_tenant_seq ON sync_changes (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS sync_changes_record ON sync_changes (tenant_id, entity_type, record_id, version);
 
 -- Statement-level, with transition tables: one INSERT into the log per statement, however many rows.
--- origin: the device syncing (set per transaction by store/sync.py), else 'api'.
+-- origin: the device syncing (set per transaction by store/sync.py), else 'api'; as_sent: set per
+-- statement by store/sync.py for the rows its device's changes made exactly as sent.
 CREATE OR REPLACE FUNCTION wellpulse_sync_log() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     origin text := coalesce(nullif(current_setting('wellpulse.sync_origin', true), ''), 'api');
+    as_sent boolean := origin <> 'api' AND coalesce(current_setting('wellpulse.sync_as_sent', true), '') = 'true';
     t text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -166,17 +179,17 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtext('sync_changes:' || t));
         END LOOP;
         INSERT INTO sync_changes (tenant_id, entity_type, record_id, op, version, data, origin)
-        SELECT o.tenant_id, TG_ARGV[0], o.id, 'delete', o.version, to_jsonb(o) - 'tenant_id', origin
+        SELECT o.tenant_id, TG_ARGV[0], o.id, 'delete', o.version, to_jsonb(o) - 'tenant_id' - 'sync_stamps', origin
         FROM old_rows o ORDER BY o.id;
         RETURN NULL;
     END IF;
     FOR t IN SELECT DISTINCT tenant_id FROM new_rows ORDER BY 1 LOOP
         PERFORM pg_advisory_xact_lock(hashtext('sync_changes:' || t));
     END LOOP;
-    INSERT INTO sync_changes (tenant_id, entity_type, record_id, op, version, data, origin)
+    INSERT INTO sync_changes (tenant_id, entity_type, record_id, op, version, data, origin, as_sent)
     SELECT n.tenant_id, TG_ARGV[0], n.id,
            CASE WHEN n.deleted_at IS NOT NULL THEN 'delete' WHEN TG_OP = 'INSERT' THEN 'create' ELSE 'update' END,
-           n.version, to_jsonb(n) - 'tenant_id', origin
+           n.version, to_jsonb(n) - 'tenant_id' - 'sync_stamps', origin, as_sent
     FROM new_rows n ORDER BY n.id;
     RETURN NULL;
 END;
@@ -186,7 +199,8 @@ $$;
 CREATE OR REPLACE FUNCTION wellpulse_sync_version_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF coalesce(current_setting('wellpulse.sync_origin', true), '') = '' AND NEW.version <= OLD.version
-       AND (to_jsonb(NEW) - 'version' - 'updated_at') IS DISTINCT FROM (to_jsonb(OLD) - 'version' - 'updated_at')
+       AND (to_jsonb(NEW) - 'version' - 'updated_at' - 'sync_stamps')
+           IS DISTINCT FROM (to_jsonb(OLD) - 'version' - 'updated_at' - 'sync_stamps')
     THEN
         NEW.version := OLD.version + 1;
     END IF;
@@ -241,7 +255,7 @@ CREATE TABLE IF NOT EXISTS sync_receipts (
     key        text NOT NULL,
     device_id  text NOT NULL,
     body_hash  text NOT NULL,
-    response   jsonb NOT NULL,
+    response   text NOT NULL,  -- the answer's JSON, as sent (kept as text: it is sent again, never queried)
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, key)
 );
@@ -292,18 +306,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS sync_conflicts_one_pending ON sync_conflicts (
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS sync_conflicts_created ON sync_conflicts (tenant_id, created_at DESC);
 
--- Per record: the version sync last wrote and, per field, [version, device, client ts, event id]
--- of its last write (models/sync.py). pending_conflict: held for review.
-CREATE TABLE IF NOT EXISTS sync_record_meta (
-    tenant_id        text NOT NULL,
-    entity_type      text NOT NULL,
-    record_id        uuid NOT NULL,
-    version          integer NOT NULL,
-    stamps           jsonb NOT NULL,
-    pending_conflict uuid,
-    PRIMARY KEY (tenant_id, entity_type, record_id)
-);
-
 -- A production record created on two devices for the same well and day is one record: the
 -- second device's id is an alias of the first.
 CREATE TABLE IF NOT EXISTS sync_record_aliases (
@@ -317,5 +319,4 @@ CREATE TABLE IF NOT EXISTS sync_record_aliases (
 
 SELECT wellpulse_enable_rls(t)
 FROM unnest(ARRAY['manual_readings', 'inspections', 'field_notes', 'attachments', 'field_events', 'sync_changes',
-                  'sync_devices', 'sync_receipts', 'sync_uploads', 'sync_conflicts', 'sync_record_meta',
-                  'sync_record_aliases']) AS t;
+                  'sync_devices', 'sync_receipts', 'sync_uploads', 'sync_conflicts', 'sync_record_aliases']) AS t;

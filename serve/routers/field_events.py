@@ -53,8 +53,12 @@ async def post_field_event(request: Request, response: Response, services: Servi
     async def apply(conn: asyncpg.Connection) -> store.ChunkOutcome:
         return await store.apply_chunk(conn, ctx, [], [event], pull=False, track_device=event.device_id is not None)
 
-    result, _ = await run_chunk(services, ctx, key=None, body_hash=event.content_hash, apply=apply,
-                                track_device=event.device_id is not None)
+    try:
+        result = (await run_chunk(services, ctx, key=None, body_hash=event.content_hash, apply=apply,
+                                  track_device=event.device_id is not None)).data
+    except ApiError as exc:  # details name the event's own fields, as for a 422
+        exc.details = [{**d, "field": d["field"].removeprefix("body.")} for d in exc.details]
+        raise
     answer = result["applied"][0]
     duplicate = answer["outcome"] == "duplicate"
     if duplicate:
@@ -63,5 +67,6 @@ async def post_field_event(request: Request, response: Response, services: Servi
         stored = (await fe.events_by_id(conn, principal.tenant_id, [event.event_id]))[event.event_id]
     effects = stored["effects"] if isinstance(stored["effects"], list) else orjson.loads(stored["effects"])
     return Envelope(data=FieldEventStored(
-        event_id=event.event_id, type=event.type, equipment_id=event.equipment_id, record_id=answer["record_id"],
-        version=answer["version"], outcome=stored["outcome"], effects=effects, duplicate=duplicate))
+        event_id=event.event_id, type=event.type, equipment_id=event.equipment_id,
+        record_id=answer.get("record_id", answer["id"]), version=answer["version"], outcome=stored["outcome"],
+        effects=effects, duplicate=duplicate))

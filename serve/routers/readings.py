@@ -143,7 +143,8 @@ async def latest(
     """The newest value and its time for each sensor of the equipment, by sensor name (empty: no readings yet)."""
     sensors = parse_sensors(sensor)
     async with services.tenant_tx(principal.tenant_id) as conn:
-        found = await telemetry_store.latest_values(conn, principal.tenant_id, [equipment_id], sensors=sensors)
+        found = await telemetry_store.latest_values(conn, principal.tenant_id, [equipment_id], sensors=sensors,
+                                                    flavour=services.flavour)
     if equipment_id not in found:
         raise ApiError(404, f"equipment {equipment_id} not found")
     return json_envelope(found[equipment_id])

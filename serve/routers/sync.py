@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from actors.equipment import publish_alert_events
 from schema.api import Envelope, ErrorEnvelope
-from schema.field_events import FieldEventMessage, parse_events
+from schema.field_events import parse_events
 from schema.sync import (
     AttachmentContentStored,
     ConflictPublic,
@@ -104,6 +106,30 @@ def _parse_chunk(services: Services, changes: list[Any], events: list[Any]) -> t
     return parsed, parsed_events
 
 
+@dataclass
+class ChunkAnswer:
+    """A chunk's answer as JSON (serialized once: stored as the receipt and sent as it is), and whether
+    it is a stored one sent again."""
+
+    json: bytes
+    replayed: bool
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return orjson.loads(self.json)
+
+
+def _answer(answer: ChunkAnswer, started: float) -> Response:
+    """The envelope of a chunk's answer (its shape is `SyncResult`): a thousand applied changes and the changes
+    pulled back would otherwise be validated and encoded again by the response model. ``Server-Timing``
+    says how long the server took, apart from the network and the proxy."""
+    headers = {"Server-Timing": f"sync;dur={(time.perf_counter() - started) * 1000:.1f}"}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(b'{"data":' + answer.json + b',"meta":{"pagination":null}}', media_type="application/json",
+                    headers=headers)
+
+
 def _context(principal: Principal, audit: Any, device_id: str, upload_id: str | None = None) -> store.SyncContext:
     return store.SyncContext(tenant_id=principal.tenant_id, device_id=device_id, actor=principal.actor, audit=audit,
                              upload_id=upload_id)
@@ -111,8 +137,9 @@ def _context(principal: Principal, audit: Any, device_id: str, upload_id: str | 
 
 async def run_chunk(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
                     apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]],
-                    track_device: bool = True) -> tuple[dict[str, Any], bool]:
-    """Apply a chunk once: (its answer, whether it is a stored one). Runs to its end even if the client leaves."""
+                    track_device: bool = True) -> ChunkAnswer:
+    """Apply a chunk once, or answer with what it answered the first time. Runs to its end even if the client
+    leaves."""
     task = asyncio.ensure_future(_run_chunk(services, ctx, key=key, body_hash=body_hash, apply=apply,
                                             track_device=track_device))
     # A dropped connection cancels the request; the chunk still commits (or not) as a whole and
@@ -122,7 +149,7 @@ async def run_chunk(services: Services, ctx: store.SyncContext, *, key: str | No
 
 async def _run_chunk(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
                      apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]],
-                     track_device: bool) -> tuple[dict[str, Any], bool]:
+                     track_device: bool) -> ChunkAnswer:
     for attempt in range(DEADLOCK_RETRIES):
         try:
             return await _attempt(services, ctx, key=key, body_hash=body_hash, apply=apply)
@@ -138,29 +165,29 @@ async def _run_chunk(services: Services, ctx: store.SyncContext, *, key: str | N
 
 
 async def _attempt(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
-                   apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]]) -> tuple[dict[str, Any], bool]:
+                   apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]]) -> ChunkAnswer:
     async with services.tenant_tx(ctx.tenant_id) as conn:
         stored = await store.find_receipt(conn, ctx.tenant_id, key) if key is not None else None
         if stored is None:
             outcome = await apply(conn)
+            answer = ChunkAnswer(orjson.dumps(outcome.result), replayed=False)
             if key is not None:
-                await store.save_receipt(conn, ctx.tenant_id, key, ctx.device_id, body_hash, outcome.result)
+                await store.save_receipt(conn, ctx.tenant_id, key, ctx.device_id, body_hash, answer.json)
         elif stored["body_hash"] != body_hash:
             raise ApiError(409, "this chunk's key was already used with a different body",
                            code="IDEMPOTENCY_KEY_REUSED", details=[{"field": "Idempotency-Key", "message": "reused"}])
         else:
-            replay = dict(stored["response"])
-            messages = await _stored_messages(conn, ctx.tenant_id, replay)
-    if stored is None:
+            answer = ChunkAnswer(stored["response"].encode(), replayed=True)
+            messages = await _stored_messages(conn, ctx.tenant_id, answer.data)
+    if not answer.replayed:
         await after_commit(services, ctx.tenant_id, outcome)
-        return outcome.result, False
+        return answer
     # A replay: its events may never have been published (a crash between commit and publish).
-    with contextlib.suppress(Exception):
-        await fe.publish(services.js, messages)
-    return replay, True
+    publish_later(services, ctx.tenant_id, messages, [])
+    return answer
 
 
-async def _stored_messages(conn: asyncpg.Connection, tenant: str, result: dict[str, Any]) -> list[FieldEventMessage]:
+async def _stored_messages(conn: asyncpg.Connection, tenant: str, result: dict[str, Any]) -> list[fe.Outgoing]:
     ids = [a["event_id"] for a in result.get("applied", []) if a.get("outcome") != "duplicate"]
     rows = await fe.events_by_id(conn, tenant, ids)
     out = []
@@ -182,13 +209,33 @@ async def _record_error(services: Services, ctx: store.SyncContext, message: str
             await store.record_device_error(conn, ctx.tenant_id, ctx.device_id, ctx.actor, message)
 
 
+_PUBLISHING: set[asyncio.Task] = set()
+
+
+def publish_later(services: Services, tenant: str, messages: list[fe.Outgoing], alert_events: list[Any]) -> None:
+    """Publish committed events without holding the answer back: the device hears first, NATS acks follow.
+
+    The rows are committed; a failure here is logged, and a device's retry (its stored answer)
+    publishes the chunk's events again (``Nats-Msg-Id`` drops what JetStream already has).
+    """
+    if not messages and not alert_events:
+        return
+
+    async def run() -> None:
+        try:
+            await fe.publish(services.js, messages)
+            await publish_alert_events(services.js, tenant, alert_events)
+        except Exception:
+            log.warning("field events of tenant %s not published", tenant, exc_info=True)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _PUBLISHING.add(task)
+    task.add_done_callback(_PUBLISHING.discard)
+
+
 async def after_commit(services: Services, tenant: str, outcome: store.ChunkOutcome) -> None:
-    """Publish what a committed chunk caused and tell the actors; a failure here loses nothing stored."""
-    try:
-        await fe.publish(services.js, outcome.messages)
-        await publish_alert_events(services.js, tenant, outcome.alert_events)
-    except Exception:  # committed: a device's retry (stored answer) publishes its events again
-        log.warning("field events of tenant %s not published", tenant, exc_info=True)
+    """What a committed chunk causes outside the database: NATS messages, the actors told, failure labels."""
+    publish_later(services, tenant, outcome.messages, outcome.alert_events)
     for reload in sorted(outcome.reloads):
         await services.notify_actors(tenant, reload)
     if outcome.failures:
@@ -206,10 +253,11 @@ async def label_failures(services: Services, tenant: str, failures: list[dict[st
 
 
 @router.post("", response_model=Envelope[SyncResult], responses=ERRORS, openapi_extra=_body_doc(SyncRequestBody))
-async def sync(request: Request, response: Response, services: ServicesDep, principal: BatchWriter, audit: Audit,
-               idempotency_key: IdempotencyKey = None) -> Envelope[SyncResult]:
+async def sync(request: Request, services: ServicesDep, principal: BatchWriter, audit: Audit,
+               idempotency_key: IdempotencyKey = None) -> Response:
     """Apply a chunk of a device's changes (all or nothing) and answer with what was applied, the conflicts and
     how each was settled, the server changes after the device's cursor, and the new cursor."""
+    started = time.perf_counter()
     body, body_hash = await _json_body(request, services.settings.sync_max_chunk_bytes)
     req: SyncRequestBody = _model(SyncRequestBody, body)
     changes, events = _parse_chunk(services, req.changes, req.events)
@@ -224,10 +272,7 @@ async def sync(request: Request, response: Response, services: ServicesDep, prin
         return store.apply_chunk(conn, ctx, changes, events, cursor=req.cursor, pull=req.pull,
                                  pull_limit=services.settings.sync_pull_limit)
 
-    result, replayed = await run_chunk(services, ctx, key=key, body_hash=body_hash, apply=apply)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return Envelope(data=SyncResult.model_validate(result))
+    return _answer(await run_chunk(services, ctx, key=key, body_hash=body_hash, apply=apply), started)
 
 
 # ---------------------------------------------------------------------- upload sessions
@@ -257,11 +302,11 @@ async def get_upload(upload_id: UUID, services: ServicesDep, principal: Writer) 
 
 @router.put("/uploads/{upload_id}/chunks/{n}", response_model=Envelope[SyncResult], responses=ERRORS,
             openapi_extra=_body_doc(UploadChunkBody))
-async def put_chunk(request: Request, response: Response, upload_id: UUID,
-                    n: Annotated[int, Path(ge=0, le=100_000)], services: ServicesDep, principal: BatchWriter,
-                    audit: Audit) -> Envelope[SyncResult]:
+async def put_chunk(request: Request, upload_id: UUID, n: Annotated[int, Path(ge=0, le=100_000)],
+                    services: ServicesDep, principal: BatchWriter, audit: Audit) -> Response:
     """Apply chunk ``n`` of the upload in one transaction. Chunks go in order; sending one again (after a drop)
     returns its first answer and applies nothing twice."""
+    started = time.perf_counter()
     body, body_hash = await _json_body(request, services.settings.sync_max_chunk_bytes)
     req: UploadChunkBody = _model(UploadChunkBody, body)
     changes, events = _parse_chunk(services, req.changes, req.events)
@@ -288,10 +333,8 @@ async def put_chunk(request: Request, response: Response, upload_id: UUID,
         outcome.result.update(upload_id=str(upload_id), chunk=n, cursor=advanced["cursor"])
         return outcome
 
-    result, replayed = await run_chunk(services, ctx, key=f"upload:{upload_id}:{n}", body_hash=body_hash, apply=apply)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return Envelope(data=SyncResult.model_validate(result))
+    return _answer(await run_chunk(services, ctx, key=f"upload:{upload_id}:{n}", body_hash=body_hash, apply=apply),
+                   started)
 
 
 @router.post("/uploads/{upload_id}/complete", response_model=Envelope[UploadCompleted], responses=ERRORS)

@@ -111,5 +111,6 @@ async def latest(
     ids = _id_list(equipment, "equipment", check_equipment_id, telemetry_store.MAX_LATEST_EQUIPMENT)
     sensors = _id_list(sensor, "sensor", check_sensor, 256) if sensor else None
     async with services.tenant_tx(principal.tenant_id) as conn:
-        found = await telemetry_store.latest_values(conn, principal.tenant_id, ids, sensors=sensors)
+        found = await telemetry_store.latest_values(conn, principal.tenant_id, ids, sensors=sensors,
+                                                    flavour=services.flavour)
     return json_envelope([{"equipment_id": e, "sensors": found[e]} for e in ids if e in found])
