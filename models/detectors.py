@@ -797,6 +797,7 @@ class EquipmentAnomalyScorer:
         self._statistics_seen = 0
         self._incident_snapshots = 0
         self._profiles: dict[str, SeasonalProfile] = {}
+        self._daily_from = math.inf  # no profile answers before (its first value + min_periods)
         self._baselines: dict[str, EWStats] = {}
         self._smoothed: dict[str, float] = {}
         self._calibration: TailCalibration | None = None
@@ -816,7 +817,8 @@ class EquipmentAnomalyScorer:
         out = dict(self._smoothed)
         warmup = self.warmup
         baselines = self._baselines
-        profiles = self._profiles if ts is not None else None
+        profiles = self._profiles if ts is not None and ts >= self._daily_from else None
+        sqrt = math.sqrt
         for k, v in x.items():
             s = baselines.get(k)
             if s is None or s.n < warmup or not math.isfinite(v):
@@ -829,7 +831,9 @@ class EquipmentAnomalyScorer:
                         kd = k + "@daily"
                         prev = out.get(kd)
                         out[kd] = zd if prev is None else prev + a * (zd - prev)
-            z = s.z(v)
+            m = s.mean  # s.z(v), inline: this runs once per sensor value
+            sd, floor = sqrt(s.var), s.rel_min_std * abs(m) + _ABS_MIN_STD
+            z = (v - m) / (sd if sd > floor else floor)
             prev = out.get(k)
             out[k] = z if prev is None else prev + a * (z - prev)
         return out
@@ -912,10 +916,20 @@ class EquipmentAnomalyScorer:
                 p = self._profiles.get(k)
                 if p is None:
                     p = self._profiles[k] = SeasonalProfile()
+                    ready = ts + p.min_periods * p.period_seconds
+                    if ready < self._daily_from:
+                        self._daily_from = ready
                 p.learn_one(v, ts)
+
+    @property
+    def daily_from(self) -> float:
+        """Epoch seconds before which no time-of-day profile answers (`seasonal_z` is None)."""
+        return self._daily_from
 
     def seasonal_z(self, sensor: str, x: float, ts: float) -> float | None:
         """z-score of `x` against `sensor`'s time-of-day profile at epoch seconds `ts` (None until ready)."""
+        if ts < self._daily_from:
+            return None
         p = self._profiles.get(sensor)
         return None if p is None else p.z(x, ts)
 

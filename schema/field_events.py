@@ -13,7 +13,8 @@ the field: ``POST /v1/field-events`` appends one, and a sync chunk may carry the
   ``inspection`` alert).
 
 Every stored event with an equipment is published to ``field.<tenant>.<equipment>`` after its
-transaction commits (``FieldEventMessage``; ``Nats-Msg-Id`` is ``field-<tenant>-<event id>``).
+transaction commits, in a ``FieldEventBatch`` with the equipment's other events of the same chunk
+(``Nats-Msg-Id`` is derived from their event ids, so a republish is dropped as a duplicate).
 """
 
 from collections.abc import Sequence
@@ -99,7 +100,7 @@ class FieldEventStored(BaseModel):
 
 
 class FieldEventMessage(BaseModel):
-    """What ``field.<tenant>.<equipment>`` carries: one stored field event and what it caused."""
+    """One stored field event and what it caused, as `FieldEventBatch` carries it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -115,6 +116,17 @@ class FieldEventMessage(BaseModel):
     outcome: str
     effects: list[Effect] = []
     data: dict[str, Any] = {}
+
+
+class FieldEventBatch(BaseModel):
+    """What ``field.<tenant>.<equipment>`` carries: the equipment's events of one committed chunk, in order
+    (at most 200 a message; a chunk of more makes several)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    equipment_id: str
+    events: list[FieldEventMessage]
 
 
 @dataclass(frozen=True)

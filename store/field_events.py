@@ -10,11 +10,12 @@ is decided here from the projection's before and after states:
 - a finding with a severity opens (or raises) the equipment's ``inspection`` alert;
 - a reported failure (or a ``failure_repair`` job) is a label for the failure model.
 
-Events are published to ``field.<tenant>.<equipment>`` only after their transaction commits, in the
-shape of `schema.field_events.FieldEventMessage`.
+Events are published to ``field.<tenant>.<equipment>`` only after their transaction commits, in
+batches per equipment (`schema.field_events.FieldEventBatch`).
 """
 
 import asyncio
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -193,26 +194,45 @@ async def raise_inspection_alerts(conn: asyncpg.Connection, tenant_id: str, repo
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A committed field event on its way to NATS: a `FieldEventMessage` as JSON."""
+    """Committed field events on their way to NATS: a `FieldEventBatch` as JSON."""
 
     subject: str
     payload: bytes
     msg_id: str
 
 
-def message(tenant_id: str, row: FieldEventRow) -> Outgoing | None:
-    """The FIELD stream message of a stored event; None for one without equipment (production records).
+BATCH_EVENTS = 200  # events per message at most (a chunk of 1,000 readings of one pump: five messages)
 
-    Serialized straight from our own stored row (a thousand per chunk): the shape is `FieldEventMessage`.
-    """
-    if not row.equipment_id:
-        return None
-    body = {"tenant_id": tenant_id, "event_id": row.event_id, "type": row.type, "equipment_id": row.equipment_id,
+
+def event_body(tenant_id: str, row: FieldEventRow) -> dict[str, Any]:
+    """One stored event in the shape of `FieldEventMessage` (serialized from our own row, no validation)."""
+    return {"tenant_id": tenant_id, "event_id": row.event_id, "type": row.type, "equipment_id": row.equipment_id,
             "occurred_at": row.occurred_at, "device_id": row.device_id, "entity": row.entity_type,
             "record_id": row.record_id, "version": row.version, "outcome": row.outcome, "effects": row.effects,
             "data": row.data}
-    return Outgoing(field_subject(tenant_id, row.equipment_id), orjson.dumps(body),
-                    f"field-{tenant_id}-{row.event_id}")
+
+
+def messages(tenant_id: str, rows: Sequence[FieldEventRow]) -> list[Outgoing]:
+    """The FIELD stream messages of stored events: per equipment, in order, up to `BATCH_EVENTS` each.
+    Events without equipment (production records) have no subject and are not published.
+
+    ``Nats-Msg-Id`` is derived from the events' ids: the same events published again are dropped by
+    JetStream's duplicate window.
+    """
+    by_equipment: dict[str, list[FieldEventRow]] = {}
+    for row in rows:
+        if row.equipment_id:
+            by_equipment.setdefault(row.equipment_id, []).append(row)
+    out = []
+    for equipment_id, group in by_equipment.items():
+        for i in range(0, len(group), BATCH_EVENTS):
+            part = group[i:i + BATCH_EVENTS]
+            digest = hashlib.sha256("".join(r.event_id for r in part).encode()).hexdigest()[:32]
+            body = {"tenant_id": tenant_id, "equipment_id": equipment_id,
+                    "events": [event_body(tenant_id, r) for r in part]}
+            out.append(Outgoing(field_subject(tenant_id, equipment_id), orjson.dumps(body),
+                                f"field-{tenant_id}-{digest}"))
+    return out
 
 
 async def publish(js: Any, messages: Sequence[Outgoing], *, window: int = 1000) -> None:

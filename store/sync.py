@@ -139,7 +139,7 @@ class SyncContext:
 @dataclass
 class ChunkOutcome:
     result: dict[str, Any]
-    messages: list[Any] = field(default_factory=list)  # FieldEventMessage, published after commit
+    messages: list[Any] = field(default_factory=list)  # field_events.Outgoing, published after commit
     alert_events: list[asyncpg.Record] = field(default_factory=list)
     reloads: set[str] = field(default_factory=set)
     failures: list[dict[str, Any]] = field(default_factory=list)  # equipment_id, at, event_id, description
@@ -382,7 +382,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
         result_changes, new_cursor, has_more = await changes_since(conn, tenant, ctx.device_id, cursor, pull_limit)
     if track_device:
         await touch_device(conn, tenant, ctx.device_id, ctx.actor, new_cursor if pull else None)
-    outcome.messages = [m for m in (fe.message(tenant, r) for r in rows) if m is not None]
+    outcome.messages = fe.messages(tenant, rows)
     outcome.applied = sum(1 for a in applied if a["outcome"] != "duplicate")
     outcome.conflicts = len(drafts)
     outcome.result = {
@@ -851,9 +851,9 @@ async def _effects(conn: asyncpg.Connection, ctx: SyncContext, items: Sequence[_
                     outcome.reloads.add("silences")
                     if await fe.follow_jobs(conn, tenant, equipment, opened=effect == fe.MAINTENANCE_STARTED):
                         outcome.reloads.add("registry")
-                elif effect == fe.FAILURE_REPORTED:
-                    outcome.failures.append({"equipment_id": equipment, "at": datetime.fromisoformat(
-                        after["started_at"]), "event_id": row.event_id, "description": after.get("description", "")})
+            # Jobs are the failure models' maintenance windows, and a failure_repair job labels a failure: the
+            # actors read them from the table on any reload (serve/predictions.py), so no label is sent here.
+            outcome.reloads.add("maintenance")
             row.effects = sorted({*row.effects, *effects})
         elif item.table.entity == "inspection":
             new = fe.new_findings(before, after)
@@ -862,6 +862,8 @@ async def _effects(conn: asyncpg.Connection, ctx: SyncContext, items: Sequence[_
                                                  row.event_id, item.record_id, now))
             if new:
                 row.effects = sorted({*row.effects, fe.INSPECTION_FINDING})
+    if "silences" in outcome.reloads:
+        outcome.reloads.discard("maintenance")  # one reload re-reads both
     outcome.alert_events = await fe.raise_inspection_alerts(conn, tenant, findings, actor=ctx.actor)
 
 
@@ -1078,8 +1080,7 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
                            old=_plain({"conflict_id": conflict_id, "state": state}),
                            new=_plain({"conflict_id": conflict_id, "choose": choose, "state": new.state,
                                        "comment": comment}))
-    message = fe.message(tenant, row_event)
-    outcome.messages = [message] if message else []
+    outcome.messages = fe.messages(tenant, [row_event])
     outcome.result = {**(await get_conflict(conn, tenant, conflict_id) or {})}
     return outcome
 

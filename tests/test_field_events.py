@@ -4,13 +4,14 @@ finding opens the inspection alert; a failure is published as a label)."""
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import nats
 import pytest
 
+from schema.field_events import FieldEventBatch
 from store.db import TENANT_SETTING
 from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
 from tests.test_sync import change, post_sync, sync_tenant, uid
@@ -25,7 +26,8 @@ def event(type_: str, equipment: str = "PJ-1", **data: Any) -> dict[str, Any]:
 
 
 class Listener:
-    """Core NATS subscriptions to a tenant's field and alert subjects (JetStream publishes reach them too)."""
+    """Core NATS subscriptions to a tenant's field and alert subjects (JetStream publishes reach them too);
+    ``messages`` holds each field event and each alert event with its subject."""
 
     def __init__(self, url: str, tenant: str) -> None:
         self.url, self.tenant = url, tenant
@@ -35,7 +37,13 @@ class Listener:
         self.nc = await nats.connect(self.url)
 
         async def got(msg: Any) -> None:
-            self.messages.append((msg.subject, json.loads(msg.data)))
+            body = json.loads(msg.data)
+            if msg.subject.startswith("field."):
+                batch = FieldEventBatch.model_validate(body)  # the published shape is the documented one
+                assert batch.tenant_id == self.tenant and msg.subject.endswith(f".{batch.equipment_id}")
+                self.messages.extend((msg.subject, event) for event in body["events"])
+            else:
+                self.messages.append((msg.subject, body))
 
         for subject in (f"field.{self.tenant}.>", f"alerts.{self.tenant}.>"):
             await self.nc.subscribe(subject, cb=got)
@@ -143,14 +151,25 @@ async def test_a_finding_opens_the_inspection_alert(stack: Any, http: Any, db_co
     assert "inspection_finding" in json.loads(effects)
 
 
-async def test_a_reported_failure_is_published_as_a_label(stack: Any, http: Any, db_conn: Any, tenant: str) -> None:
+async def test_a_reported_failure_is_published_and_labels_the_model(stack: Any, http: Any, tenant: str) -> None:
+    failed = event("failure_reported", "PJ-1", description="rod parted", failure_mode="rod_part")
+
+    async def labelled() -> Any:
+        r = await http.get("/v1/equipment/PJ-1/predictions", headers=auth(tenant, "viewer"))
+        failure = (r.json().get("data") or {}).get("failure") or {}
+        at = failure.get("last_failure_at")
+        return failure if at and datetime.fromisoformat(at) == datetime.fromisoformat(failed["occurred_at"]) else None
+
     async with Listener(stack.settings.nats_url, tenant) as listener:
-        failed = event("failure_reported", "PJ-1", description="rod parted", failure_mode="rod_part")
         r = await http.post("/v1/field-events", headers=auth(tenant), json=failed)
         assert r.status_code == 201 and r.json()["data"]["effects"] == ["failure_reported"], r.text
         _, message = await listener.wait(lambda s, m: m.get("event_id") == failed["event_id"])
         assert message["effects"] == ["failure_reported"] and message["data"]["failure_mode"] == "rod_part"
-        # A failure repair synced from a device says the same.
+        # The equipment's actor learned it (serve.predictions.report_failure): its failure model counts it.
+        failure = await wait_for(labelled, timeout=60)
+        assert failure["failures_seen"] >= 1
+        # A failure repair synced from a device says the same on the stream (the actors read such jobs
+        # from the table themselves).
         hours_ago = [(now_utc() - timedelta(hours=h)).isoformat() for h in (2, 1)]
         await post_sync(http, auth(tenant), "tablet-f", [change("maintenance_record", "create", uid(), {
             "equipment_id": "PJ-1", "kind": "failure_repair", "started_at": hours_ago[0], "ended_at": hours_ago[1]})])

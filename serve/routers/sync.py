@@ -44,6 +44,7 @@ from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
+from serve.predictions import report_failure
 from serve.services import Services
 from store import audit as audit_log
 from store import field_events as fe
@@ -190,17 +191,14 @@ async def _attempt(services: Services, ctx: store.SyncContext, *, key: str | Non
 async def _stored_messages(conn: asyncpg.Connection, tenant: str, result: dict[str, Any]) -> list[fe.Outgoing]:
     ids = [a["event_id"] for a in result.get("applied", []) if a.get("outcome") != "duplicate"]
     rows = await fe.events_by_id(conn, tenant, ids)
-    out = []
-    for r in rows.values():
-        message = fe.message(tenant, fe.FieldEventRow(
-            event_id=r["event_id"], type=r["type"], actor="", outcome=r["outcome"], occurred_at=r["occurred_at"],
-            content_hash=r["content_hash"], device_id=r["device_id"], entity_type=r["entity_type"],
-            record_id=r["record_id"], equipment_id=r["equipment_id"], version=r["version"],
-            data=r["data"] if isinstance(r["data"], dict) else orjson.loads(r["data"]),
-            effects=r["effects"] if isinstance(r["effects"], list) else orjson.loads(r["effects"])))
-        if message is not None:
-            out.append(message)
-    return out
+    order = {event_id: i for i, event_id in enumerate(ids)}
+    return fe.messages(tenant, [fe.FieldEventRow(
+        event_id=r["event_id"], type=r["type"], actor="", outcome=r["outcome"], occurred_at=r["occurred_at"],
+        content_hash=r["content_hash"], device_id=r["device_id"], entity_type=r["entity_type"],
+        record_id=r["record_id"], equipment_id=r["equipment_id"], version=r["version"],
+        data=r["data"] if isinstance(r["data"], dict) else orjson.loads(r["data"]),
+        effects=r["effects"] if isinstance(r["effects"], list) else orjson.loads(r["effects"]))
+        for r in sorted(rows.values(), key=lambda r: order[r["event_id"]])])
 
 
 async def _record_error(services: Services, ctx: store.SyncContext, message: str) -> None:
@@ -243,10 +241,14 @@ async def after_commit(services: Services, tenant: str, outcome: store.ChunkOutc
 
 
 async def label_failures(services: Services, tenant: str, failures: list[dict[str, Any]]) -> None:
-    """Reported failures as labels for the failure model. The field event on ``field.<tenant>.<equipment>``
-    carries each one (effect ``failure_reported``)."""
+    """Reported failures as labels for the failure model: the equipment's actor learns each one
+    (`serve.predictions.report_failure`, through ``ctl.<tenant>``). A ``failure_repair`` maintenance record
+    is not sent here: the actors read those from the table themselves."""
     for failure in failures:
-        log.info("failure reported for %s/%s at %s", tenant, failure["equipment_id"], failure["at"])
+        try:
+            await report_failure(services, tenant, failure["equipment_id"], failure["at"])
+        except Exception:  # the event is stored and published; the label waits for the next report
+            log.warning("failure label for %s/%s not sent", tenant, failure["equipment_id"], exc_info=True)
 
 
 # ---------------------------------------------------------------------- POST /v1/sync
