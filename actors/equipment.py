@@ -32,9 +32,9 @@ CATCH_UP_LIMIT = 20_000
 TICK_SECONDS = 5.0
 
 
-def build_rules(equipment_type: str, custom: Sequence[dict[str, Any]]) -> list:
-    """Defaults for the type, overridden or extended by the tenant's own rules."""
-    rules = {r.rule_id: r for r in default_rules(equipment_type)}
+def build_rules(equipment_type: str, custom: Sequence[dict[str, Any]], sensitivity: str = "medium") -> list:
+    """Defaults for the type (the anomaly rule at `sensitivity`), overridden or extended by the tenant's own rules."""
+    rules = {r.rule_id: r for r in default_rules(equipment_type, sensitivity)}
     for spec in custom:
         try:
             rule = build_rule(spec["id"], spec["kind"], dict(spec["params"] or {}))
@@ -123,6 +123,7 @@ class EquipmentActor:
         self._nc = None
         self._js = None
         self._registry: dict[str, str] | None = None
+        self._sensitivity: dict[str, str] = {}
         self._rule_rows: list[dict[str, Any]] | None = None
         # Values learned per entity since its last checkpoint: only entities that learned
         # enough are pickled, so the cost stays per reading, not per hosted entity.
@@ -145,7 +146,16 @@ class EquipmentActor:
     async def _load_registry(self) -> None:
         equipment = await db.list_equipment(self._pool, self.tenant_id)
         self._registry = {e.equipment_id: e.type for e in equipment}
+        default, by_type = await db.tenant_sensitivity(self._pool, self.tenant_id)
+        self._sensitivity = {
+            e.equipment_id: e.anomaly_sensitivity or by_type.get(e.type) or default or "medium" for e in equipment}
         self._rule_rows = [dict(r) for r in await db.list_rules(self._pool, self.tenant_id)]
+
+    def _rules_of(self, equipment_id: str) -> tuple[str, list]:
+        """(type, rules) of an equipment: type defaults at its sensitivity, then the tenant's own rules."""
+        etype = (self._registry or {}).get(equipment_id, "other")
+        sensitivity = self._sensitivity.get(equipment_id, "medium")
+        return etype, build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or []), sensitivity)
 
     async def _entity(self, equipment_id: str) -> EquipmentState:
         entity = self.entities.get(equipment_id)
@@ -153,8 +163,7 @@ class EquipmentActor:
             return entity
         if self._registry is None or equipment_id not in self._registry:
             await self._load_registry()
-        etype = (self._registry or {}).get(equipment_id, "other")
-        rules = build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or []))
+        etype, rules = self._rules_of(equipment_id)
         blobs = await db.load_checkpoints(self._pool, self.tenant_id, [equipment_id])
         if equipment_id in blobs:
             entity = EquipmentState.from_bytes(blobs[equipment_id])
@@ -259,8 +268,7 @@ class EquipmentActor:
                 del self.entities[gone]
                 self._unsaved.pop(gone, None)
             for equipment_id, entity in self.entities.items():
-                etype = (self._registry or {}).get(equipment_id, "other")
-                entity.set_rules(build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or [])))
+                entity.set_rules(self._rules_of(equipment_id)[1])
             await self._learn_field_records(list(self.entities))
 
     async def _learn_field_records(self, equipment_ids: list[str]) -> None:

@@ -16,7 +16,7 @@ from models.detectors import EquipmentAnomalyScorer, SensorAnomalyDetector, Snap
 from models.drift import SensorDriftDetector
 from models.events import AlertChange, Severity, Snapshot
 from models.failure import DEFAULT_HORIZON_SECONDS, Example, FailurePredictor
-from models.rules import Observation, Rule, Sensitivity, default_rules
+from models.rules import AnomalyRule, Observation, Rule, Sensitivity, default_rules
 
 __all__ = [
     "DRIFT_PREFIX",
@@ -568,6 +568,7 @@ class EquipmentState:
             "open_alerts": self.alerts.open_alerts(),
             "last_scores": {k: float(v) for k, v in self.last_scores.items()},
             "rules": [r.rule_id for r in self.rules],
+            "anomaly_sensitivity": next((r.sensitivity for r in self.rules if isinstance(r, AnomalyRule)), None),
             "model_version": self.model_version,
             "failure_probability": _r(self.failure_probability),
             "drifting": sorted(self.rebaselining),

@@ -405,7 +405,6 @@ def copy_id(record_id: str, event_id: str) -> str:
 
     >>> copy_id("0b9f7f4e-1a0e-4c3e-9a57-3f3c1d2e4b5a", "ev-1")
     '673f2fc1-98dd-51ef-884b-80d02435280b'
-
     """
     return str(uuid.uuid5(_COPY_NAMESPACE, f"{record_id}:{event_id}"))
 

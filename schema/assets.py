@@ -305,6 +305,11 @@ class SensorPublic(BaseModel):
     updated_at: datetime
 
 
+AnomalySensitivity = Annotated[Literal["low", "medium", "high"], Field(description=(
+    "Sensitivity of the equipment's default anomaly rule (high: more alerts); null: the tenant's choice for"
+    " the equipment type, else the tenant's default (tenant settings), else medium."))]
+
+
 class EquipmentCreate(_Strict):
     """An equipment. ``id`` is what its feed reports (``^[A-Za-z0-9_-]{1,128}$``), or made by the server;
     ``name`` defaults to the id."""
@@ -325,6 +330,7 @@ class EquipmentCreate(_Strict):
     manufacturer: ShortText | None = None
     install_date: date | None = None
     maintenance_interval_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    anomaly_sensitivity: AnomalySensitivity | None = None
     well_ids: WellIds = Field(default_factory=list, description="wells this equipment serves (a battery: several)")
     sensors: SensorListIn = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict)
@@ -344,6 +350,7 @@ class EquipmentUpdate(_Patch):
     manufacturer: ShortText | None = None
     install_date: date | None = None
     maintenance_interval_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    anomaly_sensitivity: AnomalySensitivity | None = None
     well_ids: WellIds | None = None
     sensors: SensorListIn | None = None
     metadata: Metadata | None = None
@@ -358,6 +365,7 @@ class EquipmentPublic(BaseModel):
     manufacturer: str | None
     install_date: date | None
     maintenance_interval_days: int | None
+    anomaly_sensitivity: AnomalySensitivity | None
     well_ids: list[str]
     sensors: list[SensorPublic]
     metadata: dict[str, Any]

@@ -69,6 +69,7 @@ EQUIPMENT = ResourceSpec(
         FieldSpec("manufacturer", "e.manufacturer"),
         FieldSpec("install_date", "e.install_date", "date"),
         FieldSpec("maintenance_interval_days", "e.maintenance_interval_days", "int"),
+        FieldSpec("anomaly_sensitivity", "e.anomaly_sensitivity", "enum", enum=("low", "medium", "high")),
         FieldSpec("well_ids", "ARRAY(SELECT ew.well_id FROM equipment_wells ew JOIN wells w"
                   " ON w.tenant_id = ew.tenant_id AND w.id = ew.well_id WHERE ew.tenant_id = e.tenant_id"
                   " AND ew.equipment_id = e.id AND w.deleted_at IS NULL ORDER BY ew.well_id)",
@@ -270,7 +271,8 @@ async def live_well_ids(conn: asyncpg.Connection, tenant_id: str, well_ids: Sequ
 # ---------------------------------------------------------------- equipment
 
 EQUIPMENT_COLUMNS = frozenset({"name", "type", "status", "serial", "manufacturer", "install_date",
-                               "maintenance_interval_days", "metadata", "status_before_maintenance"})
+                               "maintenance_interval_days", "anomaly_sensitivity", "metadata",
+                               "status_before_maintenance"})
 
 
 async def get_equipment(conn: asyncpg.Connection, tenant_id: str, equipment_id: str) -> dict[str, Any] | None:
@@ -301,7 +303,7 @@ async def revive_equipment(conn: asyncpg.Connection, tenant_id: str, equipment_i
                            values: dict[str, Any]) -> None:
     """A deleted equipment's row taken over by a new equipment with the same id."""
     fresh = {c: None for c in ("serial", "manufacturer", "install_date", "maintenance_interval_days",
-                               "status_before_maintenance")}
+                               "anomaly_sensitivity", "status_before_maintenance")}
     fresh.update({"name": equipment_id, "type": "other", "status": "operational", "metadata": {}})
     fresh.update({c: v for c, v in values.items() if c in EQUIPMENT_COLUMNS})
     await conn.execute(

@@ -217,6 +217,7 @@ class EquipmentInfo:
     type: str
     status: str
     dedicated: bool
+    anomaly_sensitivity: str | None = None  # None: the tenant's choice (see `tenant_sensitivity`)
 
 
 async def list_active_tenants(pool: asyncpg.Pool) -> list[str]:
@@ -256,11 +257,21 @@ async def register_seen_equipment(pool: Executor, tenant_id: str, equipment_ids:
 
 async def list_equipment(pool: Executor, tenant_id: str) -> list[EquipmentInfo]:
     rows = await pool.fetch(
-        "SELECT id, type, status, dedicated FROM equipment"
+        "SELECT id, type, status, dedicated, anomaly_sensitivity FROM equipment"
         " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id",
         tenant_id,
     )
-    return [EquipmentInfo(r["id"], r["type"], r["status"], r["dedicated"]) for r in rows]
+    return [EquipmentInfo(r["id"], r["type"], r["status"], r["dedicated"], r["anomaly_sensitivity"]) for r in rows]
+
+
+async def tenant_sensitivity(pool: Executor, tenant_id: str) -> tuple[str | None, dict[str, str]]:
+    """The tenant's anomaly sensitivity: (its default, per equipment type), from its settings."""
+    settings = await pool.fetchval("SELECT settings FROM tenants WHERE id = $1", tenant_id)
+    if isinstance(settings, str):
+        settings = json.loads(settings)
+    settings = settings or {}
+    by_type = settings.get("anomaly_sensitivity_by_type") or {}
+    return settings.get("anomaly_sensitivity"), {str(k): str(v) for k, v in by_type.items()}
 
 
 async def equipment_exists(pool: Executor, tenant_id: str, equipment_id: str) -> bool:

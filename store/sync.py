@@ -1059,7 +1059,7 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
     new = resolve_review(record, chosen, reviewer=reviewer, clock=Clock(now, event_id))
     item = _Item(t, record_id, record, new, created_by=row["created_by"], deleted_at=row["deleted_at"],
                  extra={k: json_value(row[k]) for k in t.extra}, changed=True, last_event=0,
-                 written_fields=set(chosen))
+                 written_fields=set(chosen), as_sent=False)
     await _lock_equipment(conn, tenant, [item])
     await _write_records(conn, tenant, ctx, [item], now)
     await conn.execute("UPDATE sync_conflicts SET status = 'settled', outcome = 'resolved', result = $3::text::jsonb,"

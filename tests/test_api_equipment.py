@@ -285,3 +285,39 @@ async def test_tenant_b_equipment_is_404_and_invisible(stack: Any, http: Any, db
         "SELECT id, name, status, deleted_at, updated_at FROM equipment WHERE tenant_id = $1 ORDER BY id", b)]
     assert after == before
     assert await db_conn.fetchval("SELECT count(*) FROM equipment_sensors WHERE tenant_id = $1", b) == 2
+
+
+async def test_anomaly_sensitivity_per_tenant_type_and_equipment(stack: Any, http: Any) -> None:
+    """The most specific choice wins (equipment, then the tenant's per type, then its default) and a change
+    reaches the running models without a restart."""
+    t = new_tenant_id("esens")
+    await create_tenant(stack, t, [])
+    r = await http.patch("/v1/tenant/settings", headers=auth(t, "admin"), json={
+        "anomaly_sensitivity": "low", "anomaly_sensitivity_by_type": {"compressor": "high"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["anomaly_sensitivity_by_type"] == {"compressor": "high"}
+    r = await http.patch("/v1/tenant/settings", headers=auth(t, "admin"),
+                         json={"anomaly_sensitivity_by_type": {"drill_rig": "high"}})
+    assert r.status_code == 422 and "anomaly_sensitivity_by_type" in error_fields(r)[0]
+    manager = auth(t, "manager")
+    for body in ({"id": "PJ-S", "type": "pump_jack"}, {"id": "CMP-S", "type": "compressor"},
+                 {"id": "PJ-H", "type": "pump_jack", "anomaly_sensitivity": "high"}):
+        r = await http.post("/v1/equipment", headers=manager, json=body)
+        assert r.status_code == 201, r.text
+    assert r.json()["data"]["anomaly_sensitivity"] == "high"
+    start = now_utc() - timedelta(minutes=1)
+    await publish(stack.settings.nats_url, t, [
+        (e, snapshot(e, start, {"motor_current_a": 40.0})) for e in ("PJ-S", "CMP-S", "PJ-H")])
+
+    async def sensitivities() -> dict[str, str]:
+        actor = ray.get_actor(tenant_actor_name(t), namespace=NAMESPACE)
+        statuses = await actor.equipment_status.remote()
+        return {e: s["anomaly_sensitivity"] for status in statuses for e, s in status["entities"].items()}
+
+    async def expected(want: dict[str, str]) -> bool:
+        return await sensitivities() == want
+
+    await wait_for(lambda: expected({"PJ-S": "low", "CMP-S": "high", "PJ-H": "high"}), timeout=60)
+    r = await http.patch("/v1/equipment/PJ-H", headers=manager, json={"anomaly_sensitivity": None})
+    assert r.status_code == 200 and r.json()["data"]["anomaly_sensitivity"] is None, r.text
+    await wait_for(lambda: expected({"PJ-S": "low", "CMP-S": "high", "PJ-H": "low"}), timeout=30)

@@ -289,6 +289,25 @@ async def test_another_tenants_records_and_equipment_are_unknown(stack: Any, htt
     pulled = (await post_sync(http, h, "tablet-iso", []))["data"]["changes"]
     assert theirs not in {c["id"] for c in pulled}
     assert (await http.get("/v1/sync/status/tablet-b1", headers=h)).status_code == 404
+    # B's conflicts and upload sessions are unknown to A, whatever A's role.
+    hb = auth(other, "operator")
+    await post_sync(http, hb, "tablet-b2", [change("manual_reading", "update", theirs, {"value": 5.0}, version=1,
+                                                   at=5)])
+    clash = await post_sync(http, hb, "tablet-b3", [change("manual_reading", "update", theirs, {"value": 6.0},
+                                                           version=1, at=1)])
+    conflict_id = clash["data"]["conflicts"][0]["id"]
+    upload = (await http.post("/v1/sync/uploads", headers=hb, json={"device_id": "tablet-b3"})).json()["data"]
+    admin = auth(tenant, "admin")
+    for method, path, body in (("GET", f"/v1/sync/conflicts/{conflict_id}", None),
+                               ("POST", f"/v1/sync/conflicts/{conflict_id}/resolve", {"choose": "server"}),
+                               ("GET", f"/v1/sync/uploads/{upload['id']}", None),
+                               ("PUT", f"/v1/sync/uploads/{upload['id']}/chunks/0", {"changes": []}),
+                               ("POST", f"/v1/sync/uploads/{upload['id']}/complete", None)):
+        r = await http.request(method, path, headers=admin, json=body)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND", (method, path, r.text)
+    listed = (await http.get("/v1/sync/conflicts", headers=admin, params={"limit": 100})).json()["data"]
+    assert conflict_id not in {c["id"] for c in listed}
+    assert (await http.get(f"/v1/sync/uploads/{upload['id']}", headers=hb)).json()["data"]["next_chunk"] == 0
 
 
 async def test_upload_session_of_ten_thousand_survives_a_drop(stack: Any, http: Any, db_conn: Any) -> None:
