@@ -156,6 +156,9 @@ _ZONES = frozenset(available_timezones()) | {"UTC"}
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
 
 
+AnomalySensitivity = Literal["low", "medium", "high"]
+
+
 class TenantSettings(BaseModel):
     id: str
     name: str
@@ -169,6 +172,12 @@ class TenantSettings(BaseModel):
         default_factory=lambda: dict(DEFAULT_STRATEGIES),
         description="How offline sync settles conflicts, per entity type (the defaults where the tenant set none).")
 
+    anomaly_sensitivity: AnomalySensitivity = Field(
+        "medium", description="Sensitivity of the default anomaly rule (high: more alerts) of equipment that set none"
+                              " and whose type has none in `anomaly_sensitivity_by_type`.")
+    anomaly_sensitivity_by_type: dict[str, AnomalySensitivity] = Field(
+        default_factory=dict, description="Per equipment type; an equipment's own `anomaly_sensitivity` wins.")
+
     @field_validator("sync_strategies", mode="after")
     @classmethod
     def _over_defaults(cls, value: dict[str, str]) -> dict[str, str]:
@@ -176,6 +185,8 @@ class TenantSettings(BaseModel):
 
 
 EscalateAfterMinutes = Annotated[int, Field(ge=1, le=7 * 24 * 60)]
+SensitivityByType = dict[Literal["pump_jack", "compressor", "separator", "tank_battery", "meter", "other"],
+                         AnomalySensitivity]
 
 
 class TenantSettingsUpdate(_Strict):
@@ -188,3 +199,7 @@ class TenantSettingsUpdate(_Strict):
         None, description="Per entity type (manual_reading, production_record, maintenance_record, inspection, note,"
         " attachment): newest_wins, highest_value, manual_review, merge or keep_both. Replaces the previous map;"
         " types left out use the defaults.")
+    anomaly_sensitivity: AnomalySensitivity | None = Field(
+        None, description="low, medium or high: the default anomaly rule's sensitivity (high: more alerts).")
+    anomaly_sensitivity_by_type: SensitivityByType | None = Field(
+        None, description="Per equipment type, e.g. {\"compressor\": \"high\"}; replaces the previous map.")

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 INVALID_LOGIN = "invalid tenant, email or password"
 TENANT_SETTING_DEFAULTS: dict[str, Any] = {"timezone": "UTC", "units": "imperial", "mfa_required_for_admins": False,
                                            "escalate_after_minutes": None,
-                                           "sync_strategies": {}}  # TenantSettings fills in the defaults
+                                           "sync_strategies": {},  # TenantSettings fills in the defaults
+                                           "anomaly_sensitivity": "medium", "anomaly_sensitivity_by_type": {}}
 
 
 @dataclass(frozen=True)
@@ -475,6 +476,8 @@ async def update_tenant_settings(services: Services, ctx: AuditContext, body: Te
         new = tenant_settings(new_row)
         await audit.record(conn, ctx, action="update", entity_type="tenant", entity_id=ctx.tenant_id,
                            old=old.model_dump(), new=new.model_dump())
+    if {"anomaly_sensitivity", "anomaly_sensitivity_by_type"} & changes.keys():
+        await services.notify_actors(ctx.tenant_id, "registry")  # the models' rules follow the new choice
     return new
 
 
