@@ -47,9 +47,10 @@ class Supervisor:
                     name=tenant_actor_name(tenant_id), namespace=NAMESPACE, get_if_exists=True,
                 ).remote(tenant_id, self.settings)
                 log.info("tenant %s: actor started", tenant_id)
-        for tenant_id in set(self.tenants) - set(active):
-            actor = self.tenants.pop(tenant_id)
-            await actor.stop.remote()
+        gone = {tenant_id: self.tenants.pop(tenant_id) for tenant_id in set(self.tenants) - set(active)}
+        # Concurrently: each stop waits for its in-flight batch and checkpoints.
+        await asyncio.gather(*(actor.stop.remote() for actor in gone.values()), return_exceptions=True)
+        for tenant_id, actor in gone.items():
             ray.kill(actor, no_restart=True)
             log.info("tenant %s: actor stopped (tenant inactive)", tenant_id)
         await asyncio.gather(*(a.ensure_running.remote() for a in self.tenants.values()))

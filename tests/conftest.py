@@ -50,6 +50,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def timescale_url() -> Iterator[str]:
+    """A fresh database on the TimescaleDB server named by WELLPULSE_TEST_TIMESCALE_URL, or a visible skip."""
+    server = os.environ.get("WELLPULSE_TEST_TIMESCALE_URL")
+    if not server:
+        pytest.skip("WELLPULSE_TEST_TIMESCALE_URL is not set: TimescaleDB path not tested on this machine")
+    url, name = _fresh_database(server)
+    try:
+        yield url
+    finally:
+        _drop_database(server, name)
+
+
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> Iterator[str]:
     url, name = _fresh_database(pg_server)
@@ -95,6 +108,14 @@ def stack(settings: Settings) -> Iterator[Any]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def _retire_module_tenants() -> AsyncIterator[None]:
+    yield
+    from tests.helpers import retire_created_tenants
+
+    await retire_created_tenants()
 
 
 @pytest.fixture

@@ -44,6 +44,26 @@ def add_users(database_url: str, tenant_id: str, *, password_hash: str | None = 
                                                        session_id=session_id, role=role, minutes=120)
 
 
+# Tenants created by the current test module, retired when it ends (tests/conftest.py): every live
+# tenant runs actors, and a session that kept hundreds would slow the later modules down.
+_CREATED: list[tuple[Any, str]] = []
+
+
+async def retire_created_tenants() -> None:
+    """Deactivate the tenants this module created and stop their actors."""
+    if not _CREATED:
+        return
+    stack = _CREATED[0][0]
+    tenants = [t for _, t in _CREATED]
+    _CREATED.clear()
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        await conn.execute("UPDATE tenants SET active = false WHERE id = ANY($1)", tenants)
+    finally:
+        await conn.close()
+    await stack.supervisor.start.remote()  # syncs with the database: stops the inactive tenants' actors
+
+
 def new_tenant_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -61,6 +81,7 @@ async def create_tenant(stack: Any, tenant_id: str, equipment: list[tuple[str, s
     finally:
         await conn.close()
     await stack.register_tenant(tenant_id, tenant_id, [(e, t, e) for e, t in equipment])
+    _CREATED.append((stack, tenant_id))
     await asyncio.to_thread(add_users, stack.settings.database_url, tenant_id)
 
 

@@ -4,9 +4,7 @@ PostgreSQL and (when WELLPULSE_TEST_TIMESCALE_URL is set) on TimescaleDB."""
 
 import csv
 import io
-import os
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +15,6 @@ import pytest
 from store import db
 from store.migrate import POSTGRES, TIMESCALE, migrate
 from store.telemetry import ORIGIN, hour_floor
-from tests.conftest import _drop_database, _fresh_database
 from tests.helpers import auth, create_tenant, new_tenant_id
 
 DAY = timedelta(days=1)
@@ -269,18 +266,6 @@ async def test_plain_postgres_rollup_equals_compute_on_read(database_url: str) -
     finally:
         await pool.execute("DELETE FROM readings WHERE tenant_id IN ('nice', 'rand')")
         await pool.close()
-
-
-@pytest.fixture(scope="module")
-def timescale_url() -> Iterator[str]:
-    server = os.environ.get("WELLPULSE_TEST_TIMESCALE_URL")
-    if not server:
-        pytest.skip("WELLPULSE_TEST_TIMESCALE_URL is not set: TimescaleDB path not tested on this machine")
-    url, name = _fresh_database(server)
-    try:
-        yield url
-    finally:
-        _drop_database(server, name)
 
 
 async def test_timescale_aggregates_equal_compute_on_read(timescale_url: str) -> None:

@@ -1,7 +1,5 @@
 """Storage adapters against a real PostgreSQL (and TimescaleDB when WELLPULSE_TEST_TIMESCALE_URL is set)."""
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -10,7 +8,6 @@ import pytest
 
 from store import db
 from store.migrate import POSTGRES, TIMESCALE, migrate
-from tests.conftest import _drop_database, _fresh_database
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -47,18 +44,6 @@ def test_migrations_run_once_and_report_plain_postgres(database_url: str) -> Non
     if flavour == POSTGRES:
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT to_regclass('readings_1m')").fetchone()[0] is None
-
-
-@pytest.fixture(scope="module")
-def timescale_url() -> Iterator[str]:
-    server = os.environ.get("WELLPULSE_TEST_TIMESCALE_URL")
-    if not server:
-        pytest.skip("WELLPULSE_TEST_TIMESCALE_URL is not set: TimescaleDB path not tested on this machine")
-    url, name = _fresh_database(server)
-    try:
-        yield url
-    finally:
-        _drop_database(server, name)
 
 
 async def test_timescale_hypertable_compression_aggregate_and_retention(timescale_url: str) -> None:
