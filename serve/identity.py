@@ -368,16 +368,6 @@ async def create_user(services: Services, ctx: AuditContext, body: UserCreate) -
     return dict(user), expires_at
 
 
-async def list_users(services: Services, tenant_id: str, *, limit: int, offset: int) -> tuple[list[dict], int]:
-    async with services.tenant_tx(tenant_id) as conn:
-        total = await conn.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1 AND deleted_at IS NULL",
-                                    tenant_id)
-        rows = await conn.fetch(
-            f"SELECT {identity.USER_COLUMNS} FROM users WHERE tenant_id = $1 AND deleted_at IS NULL"
-            f" ORDER BY created_at, id LIMIT $2 OFFSET $3", tenant_id, limit, offset)
-    return [dict(r) for r in rows], total
-
-
 async def get_user(services: Services, tenant_id: str, user_id: str) -> dict:
     async with services.tenant_tx(tenant_id) as conn:
         user = await identity.get_user(conn, tenant_id, user_id)

@@ -12,7 +12,24 @@ from uuid import UUID
 
 import asyncpg
 
-AUDIT_COLUMNS = "id, at, actor_type, actor_id, action, entity_type, entity_id, old_values, new_values, ip, request_id"
+from store.listing import FieldSpec, ResourceSpec
+
+AUDIT_LOG = ResourceSpec(
+    name="audit_log", from_sql="audit_log", default_sort="-at",
+    fields=(
+        FieldSpec("id", "id", "int"),
+        FieldSpec("at", "at", "timestamp"),
+        FieldSpec("actor_type", "actor_type", "enum", enum=("user", "api_key", "system", "cli")),
+        FieldSpec("actor_id", "actor_id"),
+        FieldSpec("action", "action"),
+        FieldSpec("entity_type", "entity_type"),
+        FieldSpec("entity_id", "entity_id"),
+        FieldSpec("old_values", "old_values", filterable=False, sortable=False),
+        FieldSpec("new_values", "new_values", filterable=False, sortable=False),
+        FieldSpec("ip", "ip"),
+        FieldSpec("request_id", "request_id"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -50,14 +67,3 @@ async def record(conn: asyncpg.Connection, ctx: AuditContext, *, action: str, en
         _json_safe(new), ctx.ip, ctx.request_id)
 
 
-async def list_entries(conn: asyncpg.Connection, tenant_id: str, *, start: datetime | None, end: datetime | None,
-                       actor_id: str | None, entity_type: str | None, action: str | None, limit: int, offset: int,
-                       ) -> tuple[list[asyncpg.Record], int]:
-    where = (" WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR at >= $2) AND ($3::timestamptz IS NULL OR at < $3)"
-             " AND ($4::text IS NULL OR actor_id = $4) AND ($5::text IS NULL OR entity_type = $5)"
-             " AND ($6::text IS NULL OR action = $6)")
-    args = (tenant_id, start, end, actor_id, entity_type, action)
-    total = await conn.fetchval("SELECT count(*) FROM audit_log" + where, *args)
-    rows = await conn.fetch(f"SELECT {AUDIT_COLUMNS} FROM audit_log{where} ORDER BY at DESC, id DESC"
-                            f" LIMIT $7 OFFSET $8", *args, limit, offset)
-    return rows, total

@@ -11,9 +11,40 @@ from typing import Any
 
 import asyncpg
 
+from store.listing import FieldSpec, ResourceSpec
+
 USER_COLUMNS = ("id, email, name, role, status, mfa_enabled, last_login_at, created_at, updated_at,"
                 " deleted_at")
 API_KEY_COLUMNS = "id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at, revoked_at"
+_ROLES = ("admin", "manager", "operator", "viewer")
+USERS = ResourceSpec(
+    name="users", from_sql="users", default_sort="created_at", deleted_column="deleted_at",
+    fields=(
+        FieldSpec("id", "id", "uuid"),
+        FieldSpec("email", "email"),
+        FieldSpec("name", "name"),
+        FieldSpec("role", "role", "enum", enum=_ROLES),
+        FieldSpec("status", "status", "enum", enum=("invited", "active", "deactivated")),
+        FieldSpec("mfa_enabled", "mfa_enabled", "bool"),
+        FieldSpec("last_login_at", "last_login_at", "timestamp"),
+        FieldSpec("created_at", "created_at", "timestamp"),
+        FieldSpec("updated_at", "updated_at", "timestamp"),
+    ),
+)
+API_KEYS = ResourceSpec(
+    name="api_keys", from_sql="api_keys", default_sort="-created_at",
+    fields=(
+        FieldSpec("id", "id", "uuid"),
+        FieldSpec("name", "name"),
+        FieldSpec("prefix", "prefix"),
+        FieldSpec("scopes", "scopes", filterable=False, sortable=False),
+        FieldSpec("created_by", "created_by", "uuid"),
+        FieldSpec("created_at", "created_at", "timestamp"),
+        FieldSpec("expires_at", "expires_at", "timestamp"),
+        FieldSpec("last_used_at", "last_used_at", "timestamp"),
+        FieldSpec("revoked_at", "revoked_at", "timestamp"),
+    ),
+)
 
 
 # ---------------------------------------------------------------- tenants
@@ -178,15 +209,6 @@ async def create_api_key(conn: asyncpg.Connection, tenant_id: str, *, name: str,
         f"INSERT INTO api_keys (tenant_id, name, prefix, key_hash, scopes, created_by, expires_at)"
         f" VALUES ($1, $2, $3, $4, $5, $6::uuid, $7) RETURNING {API_KEY_COLUMNS}",
         tenant_id, name, prefix, digest, list(scopes), created_by, expires_at)
-
-
-async def list_api_keys(conn: asyncpg.Connection, tenant_id: str, *, limit: int, offset: int,
-                        ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval("SELECT count(*) FROM api_keys WHERE tenant_id = $1", tenant_id)
-    rows = await conn.fetch(
-        f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id"
-        f" LIMIT $2 OFFSET $3", tenant_id, limit, offset)
-    return rows, total
 
 
 async def get_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: str) -> asyncpg.Record | None:

@@ -19,7 +19,7 @@ from config import Settings
 from serve.app import build_app
 from tests.helpers import auth, create_tenant, new_tenant_id
 
-EXAMPLES = int(os.environ.get("WELLPULSE_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("WELLPULSE_FUZZ_EXAMPLES", "8"))
 # Operations that would end the fuzzing admin's own session or lock it out (MFA required for admins);
 # each has its own tests in test_identity.py.
 SELF_HARM = {

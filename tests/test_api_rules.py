@@ -145,7 +145,7 @@ async def test_rule_bad_input_is_422_naming_the_field(stack: Any, http: Any) -> 
     await create_tenant(stack, tenant, [("MTR-1", "meter")])
     h = auth(tenant, "manager")
     cases = [
-        ({"kind": "magic", "params": {}}, "body"),  # the message names kind and the kinds
+        ({"kind": "magic", "params": {}}, "kind"),  # the message lists the kinds
         ({"kind": "threshold", "params": {"high": 5}}, "sensor"),
         ({"kind": "threshold", "params": {"sensor": "Bad Name", "high": 5}}, "sensor"),
         ({"kind": "threshold", "params": {"sensor": "p", "high": 5, "colour": "red"}}, "colour"),

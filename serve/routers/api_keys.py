@@ -1,30 +1,32 @@
 """Machine credentials of the caller's tenant (admins): shown once, stored hashed, revocable."""
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from schema.api import Envelope, ErrorEnvelope, Meta, Pagination
+from schema.api import Envelope, ErrorEnvelope
 from schema.identity import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from serve import identity
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from store import identity as identity_store
+from serve.listing import list_params, page_envelope, sparse
+from store.identity import API_KEYS
+from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 ERRORS = {403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 Admin = Annotated[Principal, require("api_keys:manage")]
 
 
-@router.get("", response_model=Envelope[list[ApiKeyPublic]], responses=ERRORS)
-async def list_keys(services: ServicesDep, principal: Admin, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Envelope[list[ApiKeyPublic]]:
+@router.get("", response_model=Envelope[list[sparse(ApiKeyPublic)]], response_model_exclude_unset=True,
+            responses=ERRORS)
+async def list_keys(services: ServicesDep, principal: Admin,
+                    q: Annotated[ListQuery, list_params(API_KEYS)]) -> dict[str, Any]:
+    """Newest first; revoked keys too (`?revoked_at=` filters, e.g. `?sort=-last_used_at`)."""
     async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await identity_store.list_api_keys(conn, principal.tenant_id, limit=limit,
-                                                         offset=(page - 1) * limit)
-    return Envelope(data=[ApiKeyPublic(**dict(r)) for r in rows],
-                    meta=Meta(pagination=Pagination(page=page, limit=limit, total=total)))
+        rows, total = await fetch_page(conn, API_KEYS, q, principal.tenant_id)
+    return page_envelope(rows, total, q)
 
 
 @router.post("", status_code=201, response_model=Envelope[ApiKeyCreated], responses=ERRORS)

@@ -1,16 +1,19 @@
 """Users of the caller's tenant: invite, roles, deactivate, delete (admins); list and read (managers too)."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
-from schema.api import Envelope, ErrorEnvelope, Meta, Pagination
+from schema.api import Envelope, ErrorEnvelope
 from schema.identity import InvitationSent, RoleChange, UserCreate, UserPublic, UserUpdate
 from serve import identity
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
+from serve.listing import list_params, page_envelope, sparse
+from store.identity import USERS
+from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 ERRORS = {403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
@@ -19,12 +22,14 @@ Reader = Annotated[Principal, require("users:read")]
 Admin = Annotated[Principal, require("users:write")]
 
 
-@router.get("", response_model=Envelope[list[UserPublic]], responses=ERRORS)
-async def list_users(services: ServicesDep, principal: Reader, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Envelope[list[UserPublic]]:
-    rows, total = await identity.list_users(services, principal.tenant_id, limit=limit, offset=(page - 1) * limit)
-    return Envelope(data=[UserPublic(**r) for r in rows],
-                    meta=Meta(pagination=Pagination(page=page, limit=limit, total=total)))
+@router.get("", response_model=Envelope[list[sparse(UserPublic)]], response_model_exclude_unset=True,
+            responses=ERRORS)
+async def list_users(services: ServicesDep, principal: Reader,
+                     q: Annotated[ListQuery, list_params(USERS)]) -> dict[str, Any]:
+    """`?role=in:admin,manager&status=active&email=like:*@example.com&sort=-last_login_at`."""
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        rows, total = await fetch_page(conn, USERS, q, principal.tenant_id)
+    return page_envelope(rows, total, q)
 
 
 @router.post("", status_code=201, response_model=Envelope[InvitationSent], responses=ERRORS)
