@@ -72,12 +72,13 @@ SECURITY_SCHEMES = {
 }
 
 
-def _route_contexts(app: FastAPI) -> list[Any]:
+def route_contexts(app: FastAPI) -> list[tuple[Any, Any]]:
+    """(original route, effective route) pairs: the effective one has the full path and dependencies."""
     try:
         from fastapi.routing import iter_route_contexts  # FastAPI >= 0.16x includes routers lazily
-    except ImportError:
-        return list(app.routes)
-    return list(iter_route_contexts(app.routes))
+    except ImportError:  # older FastAPI: app.routes is flat
+        return [(r, r) for r in app.routes]
+    return [(rc.original_route, rc) for rc in iter_route_contexts(app.routes)]
 
 
 def _auth_of(route: APIRoute) -> tuple[bool, str | None]:
@@ -115,11 +116,10 @@ def install_openapi(app: FastAPI) -> None:
         schemas.pop("ValidationError", None)
         components["securitySchemes"] = SECURITY_SCHEMES
         envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
-        for context in _route_contexts(app):
-            route = getattr(context, "original_route", context)
+        for route, context in route_contexts(app):
             if not isinstance(route, APIRoute):
                 continue
-            path = getattr(context, "path", route.path)
+            path = context.path
             signed_in, permission = _auth_of(route)
             for method in route.methods:
                 operation = doc["paths"].get(path, {}).get(method.lower())

@@ -248,11 +248,6 @@ def _sensor_rows(sensors: list[SensorIn]) -> list[dict[str, Any]]:
     return [s.model_dump() for s in sensors]
 
 
-async def _notify(services: Services, tenant_id: str, *reloads: str) -> None:
-    for reload in dict.fromkeys(reloads):
-        await services.notify_actors(tenant_id, reload)
-
-
 async def create_equipment(services: Services, audit: AuditContext, body: EquipmentCreate) -> dict[str, Any]:
     tenant_id, equipment_id = audit.tenant_id, body.id or _new_id("EQ")
     if equipment_id in RESERVED_EQUIPMENT_IDS:
@@ -278,7 +273,7 @@ async def create_equipment(services: Services, audit: AuditContext, body: Equipm
         equipment = await _live_equipment(conn, tenant_id, equipment_id)
         await audit_log.record(conn, audit, action="create", entity_type="equipment", entity_id=equipment_id,
                                new=equipment)
-    await _notify(services, tenant_id, "registry", *(["silences"] if body.status == "maintenance" else []))
+    await services.notify_actors(tenant_id, "registry", *(["silences"] if body.status == "maintenance" else []))
     return equipment
 
 
@@ -304,7 +299,7 @@ async def update_equipment(services: Services, audit: AuditContext, equipment_id
         before, after = _diff(old, equipment)
         await audit_log.record(conn, audit, action="update", entity_type="equipment", entity_id=equipment_id,
                                old=before, new=after)
-    await _notify(services, tenant_id, "registry", *(["silences"] if "status" in after else []))
+    await services.notify_actors(tenant_id, "registry", *(["silences"] if "status" in after else []))
     return equipment
 
 
@@ -316,7 +311,7 @@ async def delete_equipment(services: Services, audit: AuditContext, equipment_id
         await assets.delete_equipment(conn, tenant_id, equipment_id)
         await audit_log.record(conn, audit, action="delete", entity_type="equipment", entity_id=equipment_id,
                                old=old, new={"status": "decommissioned", "deleted": True})
-    await _notify(services, tenant_id, "registry", "silences")
+    await services.notify_actors(tenant_id, "registry", "silences")
 
 
 async def get_sensors(services: Services, tenant_id: str, equipment_id: str) -> list[dict[str, Any]]:
@@ -336,7 +331,7 @@ async def put_sensors(services: Services, audit: AuditContext, equipment_id: str
         new = await assets.list_sensors(conn, tenant_id, equipment_id)
         await audit_log.record(conn, audit, action="replace_sensors", entity_type="equipment",
                                entity_id=equipment_id, old={"sensors": old}, new={"sensors": new})
-    await _notify(services, tenant_id, "registry")
+    await services.notify_actors(tenant_id, "registry")
     return new
 
 
@@ -391,7 +386,7 @@ async def start_maintenance(services: Services, audit: AuditContext, principal: 
         record = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id)
         await audit_log.record(conn, audit, action="create", entity_type="maintenance", entity_id=maintenance_id,
                                new={**record, "equipment_status": status})  # type: ignore[dict-item]
-    await _notify(services, tenant_id, "silences", *(["registry"] if status else []))
+    await services.notify_actors(tenant_id, "silences", *(["registry"] if status else []))
     return record  # type: ignore[return-value]
 
 
@@ -420,7 +415,7 @@ async def update_maintenance(services: Services, audit: AuditContext, equipment_
         before, after = _diff(record, new)  # type: ignore[arg-type]
         await audit_log.record(conn, audit, action="update", entity_type="maintenance", entity_id=maintenance_id,
                                old=before, new={**after, "equipment_status": status})
-    await _notify(services, tenant_id, "silences", *(["registry"] if status else []))
+    await services.notify_actors(tenant_id, "silences", *(["registry"] if status else []))
     return new  # type: ignore[return-value]
 
 

@@ -64,13 +64,16 @@ class Services:
         """A transaction in which row-level security shows only this tenant's rows."""
         return db.tenant_tx(self.pool, tenant_id)  # type: ignore[arg-type]
 
-    async def notify_actors(self, tenant_id: str, reload: str, **fields: str) -> None:
+    async def notify_actors(self, tenant_id: str, *reasons: str, **fields: str) -> None:
         """Tell the tenant's running actors that the registry, rules or silences changed.
 
         Call after the change is committed: the actors re-read it from the database, so a
         lost message only delays the change until their next reload, and nothing is lost.
-        ``fields`` go into the message too (``model_reset`` and ``failure`` name an ``equipment_id``).
+        One message whatever the reasons (each would cost the actors a whole reload); they
+        are named for the logs. ``fields`` go into the message too (``model_reset`` and
+        ``failure`` name an ``equipment_id``).
         """
+        reload = "+".join(dict.fromkeys(reasons)) or "registry"
         try:
             message = json.dumps({**fields, "reload": reload}).encode()
             await self.nc.publish(ctl_subject(tenant_id), message)  # type: ignore[union-attr]

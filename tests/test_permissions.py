@@ -16,7 +16,7 @@ import websockets
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from config import Settings
-from serve.app import build_app
+from serve.app import build_app, route_contexts
 from serve.auth import API_KEY_SCOPES, PERMISSIONS, Role, permission_table_markdown
 from serve.deps import current_principal, current_user
 from tests.helpers import ROLES, auth, create_tenant, new_tenant_id
@@ -78,19 +78,10 @@ class Endpoint:
         return f"{self.method} {self.path}"
 
 
-def _route_contexts(app: Any) -> list[tuple[Any, Any]]:
-    """(original route, effective route) pairs; FastAPI >= 0.16x includes routers lazily."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: app.routes is flat
-        return [(r, r) for r in app.routes]
-    return [(rc.original_route, rc) for rc in iter_route_contexts(app.routes)]
-
-
 def _app_routes() -> tuple[list[Endpoint], list[str]]:
     app = build_app(Settings(jwt_secret="permission-table-" + "x" * 32))  # type: ignore[arg-type]
     endpoints, websocket_paths = [], []
-    for original, route in _route_contexts(app):
+    for original, route in route_contexts(app):
         if isinstance(original, APIWebSocketRoute):
             websocket_paths.append(route.path)
             continue

@@ -234,8 +234,8 @@ def publish_later(services: Services, tenant: str, messages: list[fe.Outgoing], 
 async def after_commit(services: Services, tenant: str, outcome: store.ChunkOutcome) -> None:
     """What a committed chunk causes outside the database: NATS messages, the actors told, failure labels."""
     publish_later(services, tenant, outcome.messages, outcome.alert_events)
-    for reload in sorted(outcome.reloads):
-        await services.notify_actors(tenant, reload)
+    if outcome.reloads:
+        await services.notify_actors(tenant, *sorted(outcome.reloads))
     if outcome.failures:
         await label_failures(services, tenant, outcome.failures)
 
