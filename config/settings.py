@@ -5,6 +5,7 @@ Defaults run on a laptop: no URLs means ``wellpulse up`` starts embedded servers
 
 import os
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -28,9 +29,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".wellpulse"), description="where embedded servers keep their data")
     host: str = "127.0.0.1"
     port: int = 8000
-    jwt_secret: SecretStr = Field(
-        SecretStr("dev-only-change-me-0123456789abcdef"), description="HMAC secret for access tokens"
-    )
+    # Secrets have no default: unset ones are generated once into <data_dir>/secrets (config/secrets.py).
+    jwt_secret: SecretStr | None = Field(None, description="HMAC key that signs access tokens (>= 32 bytes)")
+    jwt_previous_secret: SecretStr | None = Field(
+        None, description="the key before the last rotation: tokens it signed stay valid until they expire")
+    data_key: SecretStr | None = Field(None, description="key that encrypts secrets at rest (TOTP seeds)")
+    data_previous_key: SecretStr | None = Field(None, description="the data key before the last rotation")
+    model_signing_key: SecretStr | None = Field(None, description="HMAC key that signs stored model checkpoints")
+    metrics_token: SecretStr | None = Field(None, description="bearer token that /metrics asks for")
+    trusted_proxies: str = Field(
+        "", description="comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded is believed")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty: CORS off")
     jwt_issuer: str = "wellpulse"
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, ge=1, le=365)
@@ -38,8 +47,7 @@ class Settings(BaseSettings):
         None, description="URL the app connects with (a role without BYPASSRLS); unset: database_url with the"
         " user replaced by app_db_user and app_db_password")
     app_db_user: str = Field("wellpulse_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    app_db_password: SecretStr = Field(SecretStr("wellpulse-app-dev-password"),
-                                       description="password of the app's database role (set in production)")
+    app_db_password: SecretStr | None = Field(None, description="password of the app's database role")
     # argon2id cost: RFC 9106's second recommended option scaled to a 2-core server (~40 ms a hash).
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(64 * 1024, ge=8)
@@ -86,6 +94,21 @@ class Settings(BaseSettings):
     attachment_dir: Path | None = Field(None, description="local attachment storage; unset: <data_dir>/attachments")
     attachment_max_bytes: int = Field(8 * 1024 * 1024, ge=1, description="content of one attachment")
 
+    def secret(self, field: str) -> str:
+        """A resolved secret's value (`config.secrets.resolve_secrets` fills the unset ones at start-up)."""
+        value = getattr(self, field)
+        if value is None:
+            raise RuntimeError(f"{field} is not resolved yet (config.secrets.resolve_secrets)")
+        return str(value.get_secret_value())
+
+    @property
+    def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [ip_network(c.strip(), strict=False) for c in self.trusted_proxies.split(",") if c.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
     @property
     def max_future_skew(self) -> timedelta:
         return timedelta(seconds=self.max_future_skew_seconds)
@@ -100,7 +123,7 @@ class Settings(BaseSettings):
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
-        netloc = f"{quote(self.app_db_user)}:{quote(self.app_db_password.get_secret_value(), safe='')}@{host}"
+        netloc = f"{quote(self.app_db_user)}:{quote(self.secret('app_db_password'), safe='')}@{host}"
         if parts.port:
             netloc += f":{parts.port}"
         return urlunsplit(parts._replace(netloc=netloc))

@@ -6,11 +6,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from ray import serve
+from starlette.middleware.cors import CORSMiddleware
 
 from config import Settings
 from schema.api import ErrorEnvelope
 from serve import errors
 from serve.deps import ACCESS_COOKIE, current_principal, current_user
+from serve.edge import SecurityHeaders
 from serve.routers import (
     alerts,
     api_keys,
@@ -45,6 +47,12 @@ Errors use the envelope `{"error": {"code", "message", "details": [{"field", "me
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="WellPulse", version="0.1.0", description=API_DESCRIPTION)
     app.state.settings = settings
+    app.state.trusted_proxies = settings.trusted_proxy_networks
+    if settings.cors_origin_list:  # off unless an allow-list is configured
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=True,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"])
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     errors.install(app)
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
                    production, rules, silences,

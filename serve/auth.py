@@ -10,13 +10,17 @@ session's revocation from the database (through `serve.sessions.AuthCache`): a d
 deactivated or deleted user, or a revoked session, stops working on the next request.
 """
 
+import functools
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import jwt
 
+from config import Settings
+from config.secrets import key_id
 from schema.ids import InvalidIdentifier, check_tenant_id
 
 ALGORITHM = "HS256"
@@ -111,6 +115,17 @@ class AccessClaims:
     expires_at: int
 
 
+def jwt_keys(settings: Settings) -> dict[str, str]:
+    """Keys that verify access tokens, by ``kid``: the current one and the one before the last rotation."""
+    previous = settings.jwt_previous_secret.get_secret_value() if settings.jwt_previous_secret else None
+    return _jwt_keys(settings.secret("jwt_secret"), previous)
+
+
+@functools.lru_cache(maxsize=4)
+def _jwt_keys(current: str, previous: str | None) -> dict[str, str]:
+    return {key_id(k, "jwt"): k for k in (previous, current) if k is not None}
+
+
 def mint_access_token(secret: str, *, tenant_id: str, user_id: str, session_id: str, role: str, minutes: int,
                       issuer: str = "wellpulse") -> str:
     check_tenant_id(tenant_id)
@@ -119,12 +134,25 @@ def mint_access_token(secret: str, *, tenant_id: str, user_id: str, session_id: 
         "iss": issuer, "sub": user_id, "tenant": tenant_id, "sid": session_id, "role": Role(role).value,
         "typ": ACCESS_TOKEN_TYPE, "iat": now, "nbf": now, "exp": now + minutes * 60, "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret, "jwt")})
 
 
-def verify_access_token(secret: str, token: str, *, issuer: str = "wellpulse") -> AccessClaims:
-    """Signature, expiry, issuer and shape; raises `AuthError`. Revocation is checked by the caller."""
+def verify_access_token(keys: str | Mapping[str, str], token: str, *, issuer: str = "wellpulse") -> AccessClaims:
+    """Signature (by the key its ``kid`` names), expiry, issuer and shape; raises `AuthError`.
+
+    `keys` maps key ids to secrets (`jwt_keys`), or is one secret. A token without a ``kid``, or naming a key
+    that is not current or previous, is refused before any signature check. Revocation is the caller's.
+    """
     if len(token) > 4096:
+        raise AuthError("invalid token")
+    if isinstance(keys, str):
+        keys = {key_id(keys, "jwt"): keys}
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError as exc:
+        raise AuthError("invalid token") from exc
+    secret = keys.get(kid) if isinstance(kid, str) else None
+    if secret is None:
         raise AuthError("invalid token")
     try:
         # An explicit algorithm list refuses "alg: none" and key-confusion tricks.

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from config import load_settings
+from config.secrets import WeakSecret, resolve_secrets, rotate_secret
 from serve.backtest import add_backtest_arguments, backtest_command
 from serve.cli_nats import add_nats_commands
 from serve.cli_tenant import PASSWORD_ENV, add_tenant_commands, mint_user_token, password_hashing
@@ -55,7 +56,7 @@ def _up(args: argparse.Namespace) -> int:
         asyncio.run(_serve_until_signal(stack, stop, demo=args.demo, rate=args.rate))
     except KeyboardInterrupt:
         pass
-    except RuntimeError as exc:
+    except (RuntimeError, WeakSecret) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -122,16 +123,32 @@ async def _serve_until_signal(stack: "object", stop: asyncio.Event, *, demo: boo
 def _migrate(args: argparse.Namespace) -> int:
     from store.migrate import migrate
 
-    settings = load_settings()
+    settings = resolve_secrets(load_settings())
     url = args.database_url or settings.database_url
     if not url:
         print("error: set WELLPULSE_DATABASE_URL or pass --database-url", file=sys.stderr)
         return 2
     result = migrate(url, retention_days=settings.retention_days, app_user=settings.app_db_user,
-                     app_password=settings.app_db_password.get_secret_value())
+                     app_password=settings.secret("app_db_password"))
     print(json.dumps({"flavour": result.flavour, "applied": result.applied,
                       "timescaledb": result.timescale_version}))
     return 0
+
+
+def _rotate_key(field: str, variable: str):
+    def run(args: argparse.Namespace) -> int:
+        settings = load_settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+        if getattr(settings, field) is not None:
+            print(f"error: {variable} is configured: rotate it there (its old value goes to "
+                  f"{variable.replace('_SECRET', '_PREVIOUS_SECRET').replace('_KEY', '_PREVIOUS_KEY')}),"
+                  " then restart", file=sys.stderr)
+            return 2
+        kid = rotate_secret(Path(settings.data_dir), field)
+        print(json.dumps({"rotated": field, "kid": kid, "data_dir": str(settings.data_dir),
+                          "next": "restart wellpulse up: it uses the new key and still accepts the previous one"}))
+        return 0
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--database-url")
     mig.set_defaults(func=_migrate)
     add_nats_commands(sub)
+
+    keys = sub.add_parser("keys", help="rotate the generated keys in the data dir")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, field, variable, what in (
+        ("rotate", "jwt_secret", "WELLPULSE_JWT_SECRET",
+         "new access-token signing key; tokens of the old one stay valid until they expire"),
+        ("rotate-data-key", "data_key", "WELLPULSE_DATA_KEY",
+         "new key for secrets at rest; the next start re-encrypts what the old one sealed"),
+    ):
+        cmd = keys_sub.add_parser(name, help=what)
+        cmd.add_argument("--data-dir", help="data dir of the wellpulse up to rotate (default .wellpulse)")
+        cmd.set_defaults(func=_rotate_key(field, variable))
     return parser
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
+from config.secrets import WeakSecret, resolve_secrets
 from schema.ids import InvalidIdentifier, check_tenant_id
 from serve.auth import mint_access_token
 from serve.security import PasswordHashing, WeakPassword, check_password_policy
@@ -28,7 +29,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = Path(args.data_dir)
-    return load_settings(**overrides)
+    # The same generated secrets (JWT key, ...) as the `wellpulse up` of this data dir.
+    return resolve_secrets(load_settings(**overrides))
 
 
 def admin_database_url(settings: Settings) -> str:
@@ -113,7 +115,7 @@ def mint_user_token(settings: Settings, database_url: str, tenant_id: str, email
     """A session and its access token for an existing user (operations, the demo)."""
     user_id, session_id, role = admin.open_session(database_url, tenant_id, email,
                                                    lifetime=timedelta(minutes=minutes))
-    return mint_access_token(settings.jwt_secret.get_secret_value(), tenant_id=tenant_id, user_id=user_id,
+    return mint_access_token(settings.secret("jwt_secret"), tenant_id=tenant_id, user_id=user_id,
                              session_id=session_id, role=role, minutes=minutes, issuer=settings.jwt_issuer)
 
 
@@ -129,7 +131,7 @@ def guarded(func):
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (admin.AdminError, InvalidIdentifier) as exc:
+        except (admin.AdminError, InvalidIdentifier, WeakSecret) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
 

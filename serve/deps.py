@@ -10,7 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from serve.auth import AuthError, Principal, PrincipalKind, Role, verify_access_token
+from serve.auth import AuthError, Principal, PrincipalKind, Role, jwt_keys, verify_access_token
+from serve.edge import client_address
 from serve.errors import ApiError
 from serve.ratelimit import enforce_rate_limit
 from serve.security import token_hash, token_tenant
@@ -51,7 +52,7 @@ async def authenticate(services: Services, token: str | None) -> Principal:
         return await _api_key_principal(services, token)
     settings = services.settings
     try:
-        claims = verify_access_token(settings.jwt_secret.get_secret_value(), token, issuer=settings.jwt_issuer)
+        claims = verify_access_token(jwt_keys(settings), token, issuer=settings.jwt_issuer)
     except AuthError as exc:
         raise ApiError(401, str(exc), headers=_UNAUTHORIZED) from exc
     state = await services.auth.user_state(claims.tenant_id, claims.user_id, claims.session_id)
@@ -116,7 +117,9 @@ def require(permission: str, *, batch: bool = False):
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address: the TCP peer, or what a trusted proxy forwarded (serve/edge.py)."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers, getattr(request.app.state, "trusted_proxies", ()))
 
 
 def audit_context(request: Request, principal: Principal) -> AuditContext:

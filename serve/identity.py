@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from config.secrets import SecretBox
 from schema.identity import (
     ApiKeyCreate,
     LoginRequest,
@@ -61,9 +62,16 @@ def _weak(exc: WeakPassword, field: str) -> ApiError:
     return ApiError(422, "password refused", code="WEAK_PASSWORD", details=[{"field": field, "message": str(exc)}])
 
 
+def _totp_seed(services: Services, user: asyncpg.Record) -> str:
+    """The user's TOTP seed, opened with the data key (a seed stored before encryption is read as is until the
+    next start seals it)."""
+    stored = str(user["mfa_secret"])
+    return SecretBox.from_settings(services.settings).open(stored) if SecretBox.is_sealed(stored) else stored
+
+
 def _throttle_key(services: Services, kind: str, value: str) -> bytes:
     # Keyed, so the table holds no email or address in clear (and none can be guessed from it).
-    secret = services.settings.jwt_secret.get_secret_value().encode()
+    secret = services.settings.secret("jwt_secret").encode()
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
 
 
@@ -98,11 +106,10 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
         if user["mfa_enabled"]:
             if body.totp is None:
                 raise ApiError(401, "a TOTP code is required", code="MFA_REQUIRED")
-            check = verify_totp(user["mfa_secret"], body.totp, last_step=user["mfa_last_step"])
-            if not check.ok:
+            check = verify_totp(_totp_seed(services, user), body.totp, last_step=user["mfa_last_step"])
+            if not check.ok or not await identity.claim_totp_step(conn, body.tenant, user_id, check.step):
                 await _failed(services, keys)
                 raise ApiError(401, "invalid TOTP code", code="INVALID_CREDENTIALS")
-            await identity.update_user(conn, body.tenant, user_id, mfa_last_step=check.step)
         elif user["role"] == "admin" and policy["mfa_required_for_admins"]:
             mfa_setup_only = True
         if services.passwords.needs_rehash(user["password_hash"]):
@@ -144,7 +151,7 @@ async def _issue(services: Services, conn: Any, tenant_id: str, user_id: str, ro
     refresh = new_token("refresh", tenant_id)
     expires_at = datetime.now(UTC) + timedelta(days=s.refresh_token_days)
     await identity.add_refresh_token(conn, tenant_id, session_id, token_hash(refresh), expires_at)
-    access = mint_access_token(s.jwt_secret.get_secret_value(), tenant_id=tenant_id, user_id=user_id,
+    access = mint_access_token(s.secret("jwt_secret"), tenant_id=tenant_id, user_id=user_id,
                                session_id=session_id, role=role, minutes=s.access_token_minutes, issuer=s.jwt_issuer)
     return IssuedTokens(session_id, access, refresh, s.access_token_minutes * 60, expires_at, mfa_setup_only)
 
@@ -288,7 +295,8 @@ async def mfa_setup(services: Services, principal: Principal, ctx: AuditContext)
             raise ApiError(404, "user not found")
         if user["mfa_enabled"]:
             raise ApiError(409, "multi-factor sign-in is already on; disable it first")
-        await identity.update_user(conn, principal.tenant_id, principal.subject, mfa_secret=secret)
+        await identity.update_user(conn, principal.tenant_id, principal.subject,
+                                   mfa_secret=SecretBox.from_settings(services.settings).seal(secret))
         await audit.record(conn, ctx, action="mfa_setup", entity_type="user", entity_id=principal.subject)
     return secret, totp_uri(secret, email=user["email"], issuer="WellPulse")
 
@@ -298,7 +306,7 @@ async def mfa_enable(services: Services, principal: Principal, ctx: AuditContext
         user = await identity.get_user_secrets(conn, principal.tenant_id, principal.subject)
         if user is None or not user["mfa_secret"]:
             raise ApiError(409, "call /v1/auth/mfa/setup first")
-        check = verify_totp(user["mfa_secret"], code, last_step=user["mfa_last_step"])
+        check = verify_totp(_totp_seed(services, user), code, last_step=user["mfa_last_step"])
         if not check.ok:
             raise ApiError(422, "invalid TOTP code", details=[{"field": "code", "message": "does not match"}])
         await identity.update_user(conn, principal.tenant_id, principal.subject, mfa_enabled=True,
@@ -318,7 +326,7 @@ async def mfa_disable(services: Services, principal: Principal, ctx: AuditContex
         policy = tenant_policy(tenant)
         if user["role"] == "admin" and policy["mfa_required_for_admins"]:
             raise ApiError(409, "this tenant requires multi-factor sign-in for admins")
-        if not verify_totp(user["mfa_secret"], code, last_step=user["mfa_last_step"]).ok:
+        if not verify_totp(_totp_seed(services, user), code, last_step=user["mfa_last_step"]).ok:
             raise ApiError(422, "invalid TOTP code", details=[{"field": "code", "message": "does not match"}])
         await identity.update_user(conn, principal.tenant_id, principal.subject, mfa_enabled=False,
                                    mfa_secret=None, mfa_last_step=None)

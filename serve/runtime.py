@@ -28,7 +28,9 @@ from ray import serve
 from actors.common import NAMESPACE
 from actors.supervisor import SUPERVISOR_NAME, Supervisor
 from config import Settings
+from config.secrets import SecretBox, resolve_secrets
 from store import bus, db
+from store.admin import reseal_secrets
 from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 from store.migrate import MigrationResult, migrate
 
@@ -98,6 +100,8 @@ class Stack:
 
     def start_servers(self) -> None:
         self._claim_data_dir()
+        # Before anything uses a secret: configured ones are checked, missing ones made once in the data dir.
+        self.settings = resolve_secrets(self.settings.model_copy(update={"data_dir": self.data_dir}))
         if self.serve_http:
             self._check_port_free()
         if not self.settings.database_url:
@@ -110,7 +114,10 @@ class Stack:
             self.settings = self.settings.model_copy(update={"nats_url": self.nats.url})
         self.migration = migrate(self.settings.database_url, retention_days=self.settings.retention_days,
                                  app_user=self.settings.app_db_user,
-                                 app_password=self.settings.app_db_password.get_secret_value())
+                                 app_password=self.settings.secret("app_db_password"))
+        resealed = reseal_secrets(self.settings.database_url, SecretBox.from_settings(self.settings))
+        if resealed:
+            log.info("sealed %d stored TOTP seeds with the current data key", resealed)
         asyncio.run(self._ensure_streams())
         self._start_nats_sync()
         self._write_runtime_file()
@@ -198,7 +205,10 @@ class Stack:
             self._ray_tmp = ray_dir
         ray_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+               # Serve's proxy (uvicorn) would rewrite the client address from X-Forwarded-For of any loopback
+               # peer; the app decides whom to believe (WELLPULSE_TRUSTED_PROXIES, serve/edge.py) and counts spoofs.
+               "FORWARDED_ALLOW_IPS": ""}
         os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]
         ray_cli = Path(sys.executable).parent / "ray"
         log_file = open(ray_dir / "head.log", "ab")

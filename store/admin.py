@@ -3,13 +3,17 @@ first users, from the command line. The app's own role cannot do these (it sees 
 """
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 
+from config.secrets import SecretBox
 from schema.ids import check_tenant_id
+
+log = logging.getLogger(__name__)
 
 
 class AdminError(Exception):
@@ -101,3 +105,26 @@ def open_session(database_url: str, tenant_id: str, email: str, *, lifetime: tim
             " (%s, %s, now() + %s, 'wellpulse-cli') RETURNING id", (tenant_id, row[0], lifetime)).fetchone()[0]  # type: ignore[index]
         _audit(conn, tenant_id, "login", "session", str(session_id), {"via": "cli token"})
     return str(row[0]), str(session_id), row[1]
+
+
+def reseal_secrets(database_url: str, box: SecretBox) -> int:
+    """Seal every stored TOTP seed with the current data key: plaintext ones (from before encryption) and
+    ones sealed by the previous key (after `wellpulse keys rotate-data-key`). Returns how many changed.
+
+    Runs at start-up with the owning role (it sees every tenant); a seed no key opens is left alone and
+    reported, never lost.
+    """
+    changed = 0
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        rows = conn.execute("SELECT id, mfa_secret FROM users WHERE mfa_secret IS NOT NULL FOR UPDATE").fetchall()
+        for user_id, stored in rows:
+            if box.is_current(stored):
+                continue
+            try:
+                seed = box.open(stored) if box.is_sealed(stored) else stored
+            except ValueError:
+                log.error("the TOTP seed of user %s is sealed by an unknown data key; left as is", user_id)
+                continue
+            conn.execute("UPDATE users SET mfa_secret = %s WHERE id = %s", (box.seal(seed), user_id))
+            changed += 1
+    return changed

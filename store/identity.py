@@ -110,6 +110,15 @@ async def update_user(conn: asyncpg.Connection, tenant_id: str, user_id: str, **
         tenant_id, user_id, *changes.values())
 
 
+async def claim_totp_step(conn: asyncpg.Connection, tenant_id: str, user_id: str, step: int) -> bool:
+    """Record `step` as the last TOTP step used, only if it is newer: one code signs in once, even when two
+    sign-ins with it run at the same moment (the row update is the arbiter)."""
+    row = await conn.fetchval(
+        "UPDATE users SET mfa_last_step = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2::uuid"
+        " AND (mfa_last_step IS NULL OR mfa_last_step < $3) RETURNING 1", tenant_id, user_id, step)
+    return row is not None
+
+
 async def count_active_admins(conn: asyncpg.Connection, tenant_id: str) -> int:
     """Active admins, their rows locked: two admins demoting each other at once cannot both win."""
     rows = await conn.fetch(

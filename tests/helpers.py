@@ -117,5 +117,10 @@ def normal_series(start: datetime, n: int, step: timedelta = timedelta(seconds=1
     return [(start + i * step, 800.0 + ((i * 37) % 11 - 5) * 0.8) for i in range(n)]
 
 
+def metrics_auth(stack: Any) -> dict[str, str]:
+    """The bearer header /metrics asks for (its token is generated into the stack's data dir)."""
+    return {"Authorization": f"Bearer {stack.settings.secret('metrics_token')}"}
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)

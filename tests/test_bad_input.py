@@ -6,7 +6,7 @@ from typing import Any
 
 import nats
 
-from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, token, wait_for
+from tests.helpers import auth, create_tenant, metrics_auth, new_tenant_id, now_utc, publish, snapshot, token, wait_for
 
 
 async def dlq_messages(nats_url: str, tenant: str, expected: int) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ async def test_poison_messages_go_to_dlq_and_good_ones_flow(stack: Any, http: An
     assert parked[0]["payload"] == "this is not json"
 
     async def dlq_counted() -> str | None:
-        text = (await http.get("/metrics")).text
+        text = (await http.get("/metrics", headers=metrics_auth(stack))).text
         lines = [ln for ln in text.splitlines() if ln.startswith("wellpulse_dlq_messages_total") and tenant in ln]
         return text if sum(float(ln.rsplit(" ", 1)[1]) for ln in lines) == len(bad) else None
 

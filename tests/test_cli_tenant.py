@@ -14,7 +14,7 @@ PASSWORD = "correct horse battery staple"
 def wellpulse(stack: Any, *args: str, password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WELLPULSE_DATABASE_URL": stack.settings.database_url,
            "WELLPULSE_NATS_URL": stack.settings.nats_url,
-           "WELLPULSE_JWT_SECRET": stack.settings.jwt_secret.get_secret_value(),
+           "WELLPULSE_JWT_SECRET": stack.settings.secret("jwt_secret"),
            "WELLPULSE_ARGON2_TIME_COST": "1", "WELLPULSE_ARGON2_MEMORY_KIB": "8192"}
     env.pop("WELLPULSE_ADMIN_PASSWORD", None)
     if password is not None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +20,13 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(request, timeout=10) as resp:
         return resp.status, resp.read()
+
+
+def _status(url: str) -> int:
+    try:
+        return _get(url)[0]
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _our_processes(cli: psutil.Process, data_dir: Path) -> list[psutil.Process]:
@@ -67,9 +75,11 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         status, body = _get(f"{base}/health")
         ray = json.loads(body)["checks"]["ray"]
         assert status == 200 and ray["tenants"] == ray["tenants_running"] == 1, ray
+        assert _status(f"{base}/metrics") == 401  # per-tenant figures need the metrics token
+        metrics_token = (data_dir / "secrets" / "metrics_token").read_text().strip()
         ingested = 0.0
         while ingested == 0.0 and time.monotonic() < deadline:
-            metrics = _get(f"{base}/metrics")[1].decode()
+            metrics = _get(f"{base}/metrics", metrics_token)[1].decode()
             match = re.search(r'wellpulse_readings_ingested_total\{tenant="demo"\} (\S+)', metrics)
             ingested = float(match.group(1)) if match else 0.0
             time.sleep(1)
@@ -88,3 +98,17 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert code == 0, log_path.read_text(errors="replace")[-3000:]
     time.sleep(1)
     assert _alive(started_by_cli) == []
+    _assert_no_secret_logged(data_dir, [log_path])
+
+
+def _assert_no_secret_logged(data_dir: Path, extra_logs: list[Path]) -> None:
+    """No generated secret (JWT key, DB and NATS passwords, data and signing keys, metrics token) in any log."""
+    secret_files = [*(data_dir / "secrets").iterdir(), *(data_dir / "nats").glob("*.password"),
+                    *(data_dir / "nats").glob("*.secret")]
+    values = {f.name: f.read_text().strip() for f in secret_files if f.is_file()}
+    assert {"jwt_secret", "app_db_password", "data_key", "model_signing_key", "metrics_token"} <= set(values)
+    logs = [*extra_logs, *(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in {".log", ".out", ".err"})]
+    for log_file in logs:
+        text = log_file.read_text(errors="replace")
+        leaked = [name for name, value in values.items() if len(value) >= 16 and value in text]
+        assert not leaked, f"{leaked} appear in {log_file}"

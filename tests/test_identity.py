@@ -16,6 +16,7 @@ import jwt
 import pyotp
 import pytest
 
+from config.secrets import key_id
 from serve.cli_tenant import password_hashing
 from store import admin
 from tests.helpers import JWT_SECRET, auth, create_tenant, new_tenant_id, now_utc, wait_for
@@ -564,6 +565,28 @@ async def test_mfa_totp_login_and_replay(stack: Any, http: Any) -> None:
     assert "access_token" not in replay.text
 
 
+async def test_totp_seed_sealed_at_rest_and_one_code_signs_in_once(stack: Any, http: Any) -> None:
+    """The seed in the database is AES-GCM ciphertext; concurrent sign-ins with one code: one wins."""
+    tenant = new_tenant_id("mfarace")
+    await create_tenant(stack, tenant, [])
+    email, _ = await add_user(stack, tenant, "operator")
+    h = bearer((await login_ok(http, tenant, email))["access_token"])
+    secret = (await http.post("/v1/auth/mfa/setup", headers=h)).json()["data"]["secret"]
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        stored = await conn.fetchval("SELECT mfa_secret FROM users WHERE tenant_id = $1 AND email = $2",
+                                     tenant, email)
+    finally:
+        await conn.close()
+    assert stored.startswith("v1:") and secret not in stored
+    resp = await http.post("/v1/auth/mfa/enable", json={"code": pyotp.TOTP(secret).now()}, headers=h)
+    assert resp.status_code == 204, resp.text
+    code = next_code(secret)
+    results = await asyncio.gather(*(login(http, tenant, email, totp=code) for _ in range(4)))
+    statuses = [r.status_code for r in results]
+    assert statuses.count(200) == 1, statuses
+
+
 async def test_tenant_policy_forces_admin_mfa_enrolment(stack: Any, http: Any) -> None:
     tenant = new_tenant_id("mfapol")
     await create_tenant(stack, tenant, [])
@@ -761,16 +784,25 @@ async def test_forged_tokens_are_refused_without_echo(stack: Any, http: Any) -> 
     now = int(time.time())
     claims = {"iss": "wellpulse", "sub": me["id"], "tenant": tenant, "sid": me["session_id"], "role": "admin",
               "typ": "access", "iat": now, "nbf": now, "exp": now + 600}
+    kid = {"kid": key_id(JWT_SECRET, "jwt")}
+
+    def sign(c: dict[str, Any], key: str = JWT_SECRET, alg: str = "HS256", headers: Any = kid) -> str:
+        return jwt.encode(c, key, algorithm=alg, headers=headers)
+
     forged = [
-        _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + ".",
-        _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + "." + _b64({}),
-        jwt.encode(claims, "not-the-secret", algorithm="HS256"),
-        jwt.encode({**claims, "exp": now - 10}, JWT_SECRET, algorithm="HS256"),  # expired
-        jwt.encode({**claims, "typ": "refresh"}, JWT_SECRET, algorithm="HS256"),
-        jwt.encode({**claims, "sid": str(uuid.uuid4())}, JWT_SECRET, algorithm="HS256"),  # no such session
-        jwt.encode({**claims, "tenant": new_tenant_id("x")}, JWT_SECRET, algorithm="HS256"),  # other tenant
-        jwt.encode({**claims, "iss": "evil"}, JWT_SECRET, algorithm="HS256"),
-        jwt.encode(claims, JWT_SECRET, algorithm="HS512"),
+        _b64({"alg": "none", "typ": "JWT", **kid}) + "." + _b64(claims) + ".",
+        _b64({"alg": "none", "typ": "JWT", **kid}) + "." + _b64(claims) + "." + _b64({}),
+        sign(claims, "not-the-secret-but-long-enough-0123456789"),
+        sign(claims, "dev-only-change-me-0123456789abcdef", headers=None),  # the old public default
+        sign(claims, headers=None),  # the right key, but no kid
+        sign(claims, headers={"kid": "0123456789abcdef"}),  # a kid nobody has
+        sign(claims, "another-key-0123456789abcdef0123456789", headers={"kid": key_id("another", "jwt")}),
+        sign({**claims, "exp": now - 10}),  # expired
+        sign({**claims, "typ": "refresh"}),
+        sign({**claims, "sid": str(uuid.uuid4())}),  # no such session
+        sign({**claims, "tenant": new_tenant_id("x")}),  # other tenant
+        sign({**claims, "iss": "evil"}),
+        sign(claims, alg="HS512"),
         "x" * 5000,
         "wpk_" + "a" * 60,
         f"wpk_{tenant}_" + "b" * 43,
@@ -782,8 +814,7 @@ async def test_forged_tokens_are_refused_without_echo(stack: Any, http: Any) -> 
         assert token not in resp.text and token[-20:] not in err["message"]
         assert resp.headers.get("www-authenticate", "").lower().startswith("bearer")
     # The genuine claims with the right secret do work (the forgeries failed for their flaw).
-    genuine = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-    assert (await http.get("/v1/users", headers=bearer(genuine))).status_code == 200
+    assert (await http.get("/v1/users", headers=bearer(sign(claims)))).status_code == 200
     nothing = await http.get("/v1/users")
     assert nothing.status_code == 401 and error(nothing)["code"] == "UNAUTHORIZED"
 

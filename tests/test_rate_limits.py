@@ -182,7 +182,7 @@ async def test_prune_and_clear(pools: Any) -> None:
 
 async def test_app_role_may_use_the_limiter(migrated: str) -> None:
     """The app connects as wellpulse_app (no ownership): the grants cover table and function."""
-    url = Settings(database_url=migrated).resolved_app_database_url()
+    url = Settings(database_url=migrated, app_db_password="x" * 40).resolved_app_database_url()  # type: ignore[arg-type]
     try:
         pool = await db.create_pool(url, max_size=1)
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:

@@ -1,13 +1,16 @@
 """Prometheus exposition, gathered from the actors at scrape time."""
 
 import asyncio
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from serve.deps import ServicesDep
+from serve.deps import ServicesDep, bearer_token
+from serve.edge import EDGE_REGISTRY
+from serve.errors import ApiError
 from store import db
 
 router = APIRouter(tags=["health"])
@@ -65,7 +68,17 @@ class SnapshotCollector:
         yield from (ingested, duplicates, messages, dlq, errors, lag, pending, up, write, open_alerts, ws)
 
 
-@router.get("/metrics", response_class=Response)
+def metrics_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Per-tenant figures are not for the public: ``Authorization: Bearer <WELLPULSE_METRICS_TOKEN>``."""
+    expected = request.app.state.settings.secret("metrics_token")
+    given = bearer_token(authorization) or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "the metrics token is missing or wrong", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_token)],
+            description="Prometheus exposition. Needs `Authorization: Bearer <metrics token>` (the"
+                        " `WELLPULSE_METRICS_TOKEN`, or `<data_dir>/secrets/metrics_token`).")
 async def metrics(services: ServicesDep) -> Response:
     try:
         status = await asyncio.wait_for(services.supervisor().status.remote(), 5)
@@ -75,4 +88,4 @@ async def metrics(services: ServicesDep) -> Response:
     open_alerts = await db.count_open_alerts(services.pool)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(tenants, open_alerts, services.hub.client_count()))  # type: ignore[arg-type]
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry) + generate_latest(EDGE_REGISTRY), media_type=CONTENT_TYPE_LATEST)
