@@ -19,6 +19,7 @@ import ray
 
 from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
 from config import Settings
+from config.secrets import UntrustedBlob, sign_blob, verify_blob
 from models import MODEL_VERSION, AlertChange, EquipmentState, FailurePredictor, Snapshot, build_rule, default_rules
 from models.failure import Example
 from schema.alerts import AlertEvent
@@ -88,12 +89,17 @@ def prediction_row(entity: EquipmentState, state_bytes: int) -> prediction_store
     )
 
 
-def shared_model(stored: prediction_store.TypeModel | None) -> FailurePredictor | None:
-    """The type's shared failure model, or None (none yet, or written by code that cannot be read)."""
+def shared_model(stored: prediction_store.TypeModel | None, key: str) -> FailurePredictor | None:
+    """The type's shared failure model, or None (none yet, not signed by us, or unreadable)."""
     if stored is None:
         return None
     try:
-        model = pickle.loads(stored.state)  # written by our own actors only
+        payload = verify_blob(key, stored.state)
+    except UntrustedBlob as exc:
+        log.error("shared failure model refused (%s): it was not written by this installation", exc)
+        return None
+    try:
+        model = pickle.loads(payload)  # signed by our own actors: nobody else holds the key
     except Exception:
         log.warning("shared failure model of version %s unreadable; starting a new one", stored.model_version)
         return None
@@ -101,13 +107,22 @@ def shared_model(stored: prediction_store.TypeModel | None) -> FailurePredictor 
 
 
 def teach_shared(stored: prediction_store.TypeModel | None, examples: Sequence[Example],
-                 failures: int) -> prediction_store.TypeModel:
+                 failures: int, key: str) -> prediction_store.TypeModel:
     """The shared model after learning `examples` (`failures` of them newly reported failures)."""
-    model = shared_model(stored) or FailurePredictor()
+    model = shared_model(stored, key) or FailurePredictor()
     model.learn_examples(examples)
     model.failures_seen += failures
-    return prediction_store.TypeModel(MODEL_VERSION, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
-                                      model.labels_seen, model.failures_seen)
+    state = sign_blob(key, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    return prediction_store.TypeModel(MODEL_VERSION, state, model.labels_seen, model.failures_seen)
+
+
+def restore_entity(blob: bytes, key: str) -> EquipmentState | None:
+    """A checkpointed entity, or None when the blob is not signed by this installation (never unpickled)."""
+    try:
+        return EquipmentState.from_bytes(verify_blob(key, blob))
+    except UntrustedBlob as exc:
+        log.error("model checkpoint refused (%s): a fresh model warms up instead", exc)
+        return None
 
 
 @ray.remote(**ACTOR_OPTIONS)
@@ -117,6 +132,7 @@ class EquipmentActor:
         self.tenant_id = tenant_id
         self.slot = slot
         self.settings = settings
+        self._model_key = settings.secret("model_signing_key")
         self.entities: dict[str, EquipmentState] = {}
         self._lock = asyncio.Lock()
         self._pool = None
@@ -131,7 +147,7 @@ class EquipmentActor:
         self._last_checkpoint = time.monotonic()
         self._tick_task: asyncio.Task | None = None
         self.counters = {"values_learned": 0, "snapshots_learned": 0, "alert_events": 0, "restored": 0,
-                         "caught_up_snapshots": 0}
+                         "checkpoints_refused": 0, "caught_up_snapshots": 0}
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.started_at = time.time()
 
@@ -165,21 +181,25 @@ class EquipmentActor:
             await self._load_registry()
         etype, rules = self._rules_of(equipment_id)
         blobs = await db.load_checkpoints(self._pool, self.tenant_id, [equipment_id])
-        if equipment_id in blobs:
-            entity = EquipmentState.from_bytes(blobs[equipment_id])
+        entity = restore_entity(blobs[equipment_id], self._model_key) if equipment_id in blobs else None
+        restored = entity is not None
+        if entity is not None:
             entity.set_rules(rules)
             self.counters["restored"] += 1
         else:
+            if equipment_id in blobs:
+                self.counters["checkpoints_refused"] += 1
             entity = EquipmentState(equipment_id, etype, rules, seed=self.settings.model_seed)
             # A new equipment starts from what its type has learned in this tenant: useful on day one.
-            shared = shared_model(await prediction_store.load_type_model(self._pool, self.tenant_id, etype))
+            shared = shared_model(await prediction_store.load_type_model(self._pool, self.tenant_id, etype),
+                                  self._model_key)
             if shared is not None:
                 entity.adopt_failure_model(shared)
         open_alerts = await db.load_open_alerts(self._pool, self.tenant_id, [equipment_id])
         entity.restore_open_alerts((r["rule_id"], r["severity"]) for r in open_alerts)
         self.entities[equipment_id] = entity
         await self._learn_field_records([equipment_id])
-        if equipment_id not in blobs:
+        if not restored:
             return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
         # learn them again so the model is what it would have been without the crash.
@@ -328,7 +348,7 @@ class EquipmentActor:
             drained, reported = entity.shared_examples()  # before pickling: each goes to the type once
             examples[entity.equipment_type].extend(drained)
             failures[entity.equipment_type] += reported
-            blob = entity.to_bytes()
+            blob = sign_blob(self._model_key, entity.to_bytes())
             items.append((eid, MODEL_VERSION, blob, entity.last_learned_ts, entity.samples_seen))
             rows.append(prediction_row(entity, len(blob)))
         if items:
@@ -341,7 +361,8 @@ class EquipmentActor:
             if learned or failures[etype]:
                 await prediction_store.update_type_model(
                     self._pool, self.tenant_id, etype,
-                    lambda stored, learned=learned, n=failures[etype]: teach_shared(stored, learned, n))
+                    lambda stored, learned=learned, n=failures[etype]: teach_shared(
+                        stored, learned, n, self._model_key))
         if min_unsaved <= 1:
             self._last_checkpoint = time.monotonic()
 

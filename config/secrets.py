@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -28,11 +29,14 @@ __all__ = [
     "KNOWN_PUBLIC_SECRETS",
     "MIN_SECRET_BYTES",
     "SecretBox",
+    "UntrustedBlob",
     "WeakSecret",
     "check_secret",
     "key_id",
     "resolve_secrets",
     "rotate_secret",
+    "sign_blob",
+    "verify_blob",
 ]
 
 MIN_SECRET_BYTES = 32
@@ -224,3 +228,37 @@ class SecretBox:
             raise RuntimeError("data_key is not resolved yet (config.secrets.resolve_secrets)")
         previous = (settings.data_previous_key.get_secret_value(),) if settings.data_previous_key else ()
         return cls(settings.data_key.get_secret_value(), previous)
+
+
+class UntrustedBlob(ValueError):
+    """Stored bytes whose signature does not verify: never unpickle them."""
+
+
+_BLOB_MAGIC = b"WPS1"
+
+
+def sign_blob(key: str, payload: bytes) -> bytes:
+    """``payload`` with an HMAC-SHA256 of it in front, for bytes that will be unpickled later (checkpoints).
+
+    The database role that stores them may be the attacker's; the key lives with the servers, not in the
+    database, so a blob written by anyone else fails `verify_blob` instead of running code.
+
+    >>> blob = sign_blob("k" * 40, b"state")
+    >>> verify_blob("k" * 40, blob)
+    b'state'
+    >>> verify_blob("other" * 8, blob)
+    Traceback (most recent call last):
+    ...
+    config.secrets.UntrustedBlob: signature does not verify
+    """
+    return _BLOB_MAGIC + hmac.new(key.encode(), payload, hashlib.sha256).digest() + payload
+
+
+def verify_blob(key: str, blob: bytes) -> bytes:
+    """The payload of a `sign_blob` result; `UntrustedBlob` when unsigned, altered or signed by another key."""
+    if not blob.startswith(_BLOB_MAGIC) or len(blob) < len(_BLOB_MAGIC) + 32:
+        raise UntrustedBlob("not a signed blob")
+    mac, payload = blob[len(_BLOB_MAGIC):len(_BLOB_MAGIC) + 32], blob[len(_BLOB_MAGIC) + 32:]
+    if not hmac.compare_digest(mac, hmac.new(key.encode(), payload, hashlib.sha256).digest()):
+        raise UntrustedBlob("signature does not verify")
+    return payload

@@ -69,10 +69,10 @@ async def _connection(executor: Executor) -> AsyncIterator[asyncpg.Connection]:
 async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
     """Store readings exactly once; returns how many rows were new.
 
-    PostgreSQL refuses COPY into a table under row-level security, so readings are
-    copied into a per-connection temp table and moved with ``INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING`` (the reading's identity is the primary key): one round trip
-    more than a plain COPY, and idempotent every time. Where ``readings`` has no RLS
+    PostgreSQL refuses COPY into a table under row-level security, so readings go in as
+    column arrays with ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` (the
+    reading's identity is the primary key): idempotent every time, and no temp table (the
+    app role may not create temporary objects). Where ``readings`` has no RLS
     (TimescaleDB, whose compressed hypertables refuse it), a plain COPY is the fast path
     and the staged insert runs only when it hits the key.
     """
@@ -93,16 +93,14 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
             except asyncpg.FeatureNotSupportedError:  # row-level security is on
                 _STAGED_ONLY.add(id(pool))
         async with conn.transaction():
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
-                " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            await conn.copy_records_to_table("readings_staging", records=rows, columns=READING_COLUMNS)
+            # Column arrays, not a temp table: the app role has no TEMP privilege (a temp object could
+            # shadow a name in a function that trusts its search_path).
+            tenants, equipment, sensors, stamps, values = (list(column) for column in zip(*rows, strict=True))
             status = await conn.execute(
                 "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value)"
-                " SELECT tenant_id, equipment_id, sensor, ts, value FROM readings_staging"
-                " ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING"
-            )
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])"
+                " ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
+                tenants, equipment, sensors, stamps, values)
             await telemetry.mark_late_readings(conn, late)
         return int(status.rsplit(" ", 1)[-1])
 

@@ -14,9 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 from schema.ids import check_tenant_id
 from store import nats_auth
@@ -51,10 +53,22 @@ class EmbeddedPostgres:
         self.database = database
         self._bin: Path | None = None
         self._user: str | None = None
+        # The superuser's password, made once beside the data dir (not in it: the server's user owns that).
+        self.password_file = self.data_dir.with_name(self.data_dir.name + ".password")
+        self._password: str | None = None
+
+    @property
+    def password(self) -> str:
+        if self._password is None:
+            self._password = _read_or_make_password(self.password_file)
+        return self._password
+
+    def _url(self, database: str) -> str:
+        return f"postgresql://postgres:{quote(self.password, safe='')}@127.0.0.1:{self.port}/{database}"
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return self._url(self.database)
 
     def _run(self, args: list[str], **kwargs: object) -> None:
         subprocess.run(args, check=True, user=self._user, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]
@@ -82,14 +96,14 @@ class EmbeddedPostgres:
         else:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run([str(self._bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                       "--auth=trust", "--encoding=UTF8", "--no-sync"])
+            self._initdb()
         self.stop(quiet=True)  # a server left behind by a killed run holds the data dir
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=200"
                    " -c shared_buffers=256MB -c synchronous_commit=off -c fsync=on")
         self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
                    "-o", options, "-w", "-t", "60", "start"])
         wait_for_port("127.0.0.1", self.port, 30)
+        self._require_passwords()
         self._create_database()
         log.info("embedded PostgreSQL on 127.0.0.1:%s (data in %s)", self.port, self.data_dir)
         return self
@@ -97,10 +111,40 @@ class EmbeddedPostgres:
     def _create_database(self) -> None:
         import psycopg
 
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+        with psycopg.connect(self._url("postgres"), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')  # name is ours, not user input
+
+    def _initdb(self) -> None:
+        """A new cluster whose every connection, local socket included, proves the password (SCRAM)."""
+        fd, pwfile = tempfile.mkstemp(prefix="wellpulse-pw-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.password + "\n")
+            if self._user is not None:
+                shutil.chown(pwfile, self._user, self._user)
+            self._run([str(self._bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                       "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync"])
+        finally:
+            os.unlink(pwfile)
+
+    def _require_passwords(self) -> None:
+        """A data dir made before passwords (trust for everyone) gets one now, and its trust lines go."""
+        hba = self.data_dir / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        if not any(line.split()[-1:] == ["trust"] for line in lines if line.strip() and not line.startswith("#")):
+            return
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
+        hba.write_text("\n".join(line.replace("trust", "scram-sha-256") if not line.startswith("#") else line
+                                 for line in lines) + "\n")
+        self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "reload"])  # type: ignore[operator]
+        time.sleep(0.2)  # the postmaster rereads pg_hba.conf on SIGHUP, asynchronously
+        log.info("embedded PostgreSQL now asks every connection for a password")
 
     def stop(self, *, quiet: bool = False) -> None:
         if self._bin is None or not (self.data_dir / "postmaster.pid").exists():
@@ -116,6 +160,19 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _read_or_make_password(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password)
+    return password
 
 
 RELOADED_MARK = b"Reloaded server configuration"

@@ -61,7 +61,10 @@ def grant_app_role(conn: psycopg.Connection, user: str) -> None:
     role = sql.Identifier(user)
     dbname = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
     for statement in (
-        "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+        "GRANT CONNECT ON DATABASE {db} TO {role}",
+        # No temporary objects: they are what a definer function's search path could be tricked into using.
+        "REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC",
+        "REVOKE TEMPORARY ON DATABASE {db} FROM {role}",
         "GRANT USAGE ON SCHEMA public TO {role}",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",

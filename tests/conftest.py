@@ -20,6 +20,9 @@ from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from tests.helpers import JWT_SECRET
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# PostgreSQL roles are cluster-wide: every stack a test starts on the shared server must give the app role the
+# same password, or the last migration run would lock the others' new connections out.
+os.environ.setdefault("WELLPULSE_APP_DB_PASSWORD", "test-app-" + uuid.uuid4().hex)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 

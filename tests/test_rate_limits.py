@@ -182,7 +182,9 @@ async def test_prune_and_clear(pools: Any) -> None:
 
 async def test_app_role_may_use_the_limiter(migrated: str) -> None:
     """The app connects as wellpulse_app (no ownership): the grants cover table and function."""
-    url = Settings(database_url=migrated, app_db_password="x" * 40).resolved_app_database_url()  # type: ignore[arg-type]
+    settings = Settings(database_url=migrated)  # type: ignore[call-arg]
+    migrate(migrated, app_password=settings.secret("app_db_password"))  # the suite's password (tests/conftest.py)
+    url = settings.resolved_app_database_url()
     try:
         pool = await db.create_pool(url, max_size=1)
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
