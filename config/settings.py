@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     escalate_after_seconds: float = 900.0
     retention_days: int = 365
     ws_queue_size: int = Field(1000, ge=10, description="events buffered per WebSocket client before 1013")
+    ws_max_per_principal: int = Field(5, ge=1, description="open alert sockets per user or API key (per replica)")
+    ws_max_per_tenant: int = Field(100, ge=1, description="open alert sockets per tenant (per replica)")
+    ws_replay_max_events: int = Field(
+        1000, ge=1, description="events a reconnect with since= replays at most (older ones: list /v1/alerts)")
     serve_replicas: int = 1
     model_seed: int = 0
     db_pool_size: int = 4

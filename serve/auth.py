@@ -92,6 +92,7 @@ class Principal:
     session_id: str | None = None
     email: str | None = None
     mfa_setup_only: bool = False
+    expires_at: int | None = None  # an access token's expiry (epoch seconds); None for API keys
 
     def can(self, permission: str) -> bool:
         if self.mfa_setup_only:

@@ -62,7 +62,7 @@ async def authenticate(services: Services, token: str | None) -> Principal:
         raise ApiError(401, "account is not active", headers=_UNAUTHORIZED)
     return Principal(tenant_id=claims.tenant_id, subject=claims.user_id, kind=PrincipalKind.USER,
                      role=Role(state.role), session_id=claims.session_id, email=state.email,
-                     mfa_setup_only=state.mfa_setup_only)
+                     mfa_setup_only=state.mfa_setup_only, expires_at=claims.expires_at)
 
 
 async def _api_key_principal(services: Services, key: str) -> Principal:

@@ -23,14 +23,21 @@ log = logging.getLogger(__name__)
 PAGE = 500
 
 
+class TooManySockets(Exception):
+    """A principal or tenant at its cap of open alert sockets; the message says which."""
+
+
 @dataclass(eq=False)
 class Client:
     tenant_id: str
     equipment: frozenset[str] | None
     min_severity: int
     queue: asyncio.Queue
+    principal: str = ""  # who holds the socket (user or API key id): the per-principal cap counts these
     overflowed: bool = False
     sent: int = field(default=0)
+    # Set when the tenant's users, sessions or keys change: the socket checks its credential again.
+    recheck: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wants(self, event: AlertEvent) -> bool:
         return (SEVERITY_RANK[event.severity] >= self.min_severity
@@ -82,18 +89,30 @@ class TenantFeed:
 
 
 class AlertHub:
-    def __init__(self, pool: asyncpg.Pool, nc: NATS, *, queue_size: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, nc: NATS, *, queue_size: int, max_per_principal: int = 5,
+                 max_per_tenant: int = 100) -> None:
         self.pool = pool
         self.nc = nc
         self.queue_size = queue_size
+        self.max_per_principal = max_per_principal
+        self.max_per_tenant = max_per_tenant
         self.feeds: dict[str, TenantFeed] = {}
         self._lock = asyncio.Lock()
 
     async def register(self, tenant_id: str, *, equipment: frozenset[str] | None, min_severity: int,
-                       ) -> tuple[Client, int]:
-        """A new client and the seq up to which it must replay from the DB itself."""
+                       principal: str = "") -> tuple[Client, int]:
+        """A new client and the seq up to which it must replay from the DB itself.
+
+        Raises `TooManySockets` when the principal or the tenant holds its cap of sockets on this replica:
+        each socket holds one of the replica's request slots, so one viewer must not take them all.
+        """
         async with self._lock:
             feed = self.feeds.get(tenant_id)
+            held = feed.clients if feed is not None else set()
+            if sum(c.principal == principal for c in held) >= self.max_per_principal:
+                raise TooManySockets(f"at most {self.max_per_principal} alert sockets per user or key")
+            if len(held) >= self.max_per_tenant:
+                raise TooManySockets(f"at most {self.max_per_tenant} alert sockets per tenant")
             if feed is None:
                 async with db.tenant_tx(self.pool, tenant_id) as conn:
                     cursor = await conn.fetchval(
@@ -108,7 +127,7 @@ class AlertHub:
                 self.feeds[tenant_id] = feed
                 # Events committed between reading the cursor and subscribing would wait for the next wake-up.
                 feed.wake.set()
-            client = Client(tenant_id, equipment, min_severity, asyncio.Queue(self.queue_size))
+            client = Client(tenant_id, equipment, min_severity, asyncio.Queue(self.queue_size), principal)
             feed.clients.add(client)
             return client, feed.cursor
 
@@ -128,6 +147,12 @@ class AlertHub:
         if feed.sub is not None:
             with contextlib.suppress(Exception):
                 await feed.sub.unsubscribe()
+
+    def authz_changed(self, tenant_id: str) -> None:
+        """A user, session or key of the tenant changed: every socket of the tenant checks its credential."""
+        feed = self.feeds.get(tenant_id)
+        for client in list(feed.clients) if feed is not None else ():
+            client.recheck.set()
 
     def client_count(self) -> int:
         return sum(len(f.clients) for f in self.feeds.values())

@@ -51,8 +51,11 @@ class Services:
                 from serve.security import PasswordHashing
                 from serve.sessions import AuthCache
 
-                self.hub = AlertHub(pool, nc, queue_size=self.settings.ws_queue_size)
+                self.hub = AlertHub(pool, nc, queue_size=self.settings.ws_queue_size,
+                                    max_per_principal=self.settings.ws_max_per_principal,
+                                    max_per_tenant=self.settings.ws_max_per_tenant)
                 self.auth = await AuthCache(pool, nc, ttl=self.settings.auth_cache_seconds).start()
+                self.auth.listeners.append(self.hub.authz_changed)
                 self.passwords = PasswordHashing(time_cost=self.settings.argon2_time_cost,
                                                  memory_kib=self.settings.argon2_memory_kib,
                                                  parallelism=self.settings.argon2_parallelism)

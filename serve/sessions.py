@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,9 @@ class AuthCache:
         self._touched: dict[str, float] = {}
         self._sub: Any = None
         self._tasks: set[asyncio.Task] = set()
+        # Called with the tenant id after any change of its users, sessions or keys (the WebSocket hub
+        # re-checks the sockets it holds: a socket is authorised for as long as its credential is).
+        self.listeners: list[Callable[[str], None]] = []
 
     async def start(self) -> "AuthCache":
         self._sub = await self.nc.subscribe(AUTHZ_SUBJECTS, cb=self._on_change)
@@ -140,6 +144,7 @@ class AuthCache:
                       key_hash: str | None = None) -> None:
         """Call after the change committed: drop it here, then tell every other replica."""
         self.forget(user_id=user_id, session_id=session_id, key_hash=key_hash)
+        self._notify(tenant_id)
         body = json.dumps({"user_id": user_id, "session_id": session_id, "key_hash": key_hash}).encode()
         try:
             await self.nc.publish(authz_subject(tenant_id), body)
@@ -150,8 +155,18 @@ class AuthCache:
     async def _on_change(self, msg: Any) -> None:
         try:
             change = json.loads(msg.data)
-            tenant_id = msg.subject.split(".", 1)[1] if change.get("tenant") else None
+            subject_tenant = msg.subject.split(".", 1)[1]
+            tenant_id = subject_tenant if change.get("tenant") else None
             self.forget(user_id=change.get("user_id"), session_id=change.get("session_id"),
                         key_hash=change.get("key_hash"), tenant_id=tenant_id)
         except Exception:
             log.warning("ignored a malformed auth change message")
+            return
+        self._notify(subject_tenant)
+
+    def _notify(self, tenant_id: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(tenant_id)
+            except Exception:
+                log.exception("an auth change listener failed")

@@ -103,8 +103,8 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
 
 def _assert_no_secret_logged(data_dir: Path, extra_logs: list[Path]) -> None:
     """No generated secret (JWT key, DB and NATS passwords, data and signing keys, metrics token) in any log."""
-    secret_files = [*(data_dir / "secrets").iterdir(), *(data_dir / "nats").glob("*.password"),
-                    *(data_dir / "nats").glob("*.secret")]
+    secret_files = [*(data_dir / "secrets").iterdir(), *data_dir.glob("*.password"),
+                    *(data_dir / "nats").glob("*.password"), *(data_dir / "nats").glob("*.secret")]
     values = {f.name: f.read_text().strip() for f in secret_files if f.is_file()}
     assert {"jwt_secret", "app_db_password", "data_key", "model_signing_key", "metrics_token"} <= set(values)
     logs = [*extra_logs, *(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in {".log", ".out", ".err"})]

@@ -1,5 +1,8 @@
 """Probes of the security review (issue 20), each against the real servers: they failed before the fixes."""
 
+import asyncio
+import contextlib
+import json
 import pickle
 import uuid
 from datetime import timedelta
@@ -8,9 +11,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+import websockets
 
 from models import MODEL_VERSION
-from tests.helpers import create_tenant, new_tenant_id, normal_series, now_utc, publish, snapshot, wait_for
+from tests.helpers import auth, create_tenant, new_tenant_id, normal_series, now_utc, publish, snapshot, wait_for
+from tests.test_identity import add_user, bearer, login_ok
 
 
 class _Payload:
@@ -87,3 +92,89 @@ async def test_a_forged_checkpoint_is_never_unpickled(stack: Any, tmp_path: Path
         await owner.close()
     assert not marker.exists(), "the forged checkpoint ran code inside the actor"
     assert stored == len(series)  # and ingest went on
+
+
+# ---------------------------------------------------------------------- WebSocket (item 3)
+
+
+def _ws_url(stack: Any, **params: Any) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"ws://{stack.settings.host}:{stack.settings.port}/v1/alerts/ws" + (f"?{query}" if query else "")
+
+
+async def _closed_with(ws: Any, seconds: float) -> int | None:
+    """The close code once the server closes the socket within `seconds` (frames before it are skipped)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                await ws.recv()
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else None
+    except TimeoutError:
+        return None
+
+
+async def test_sockets_per_principal_are_capped(stack: Any) -> None:
+    tenant = new_tenant_id("wscap")
+    await create_tenant(stack, tenant, [])
+    cap = stack.settings.ws_max_per_principal
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(cap):
+            await held.enter_async_context(websockets.connect(_ws_url(stack), additional_headers=auth(tenant)))
+        with pytest.raises(websockets.InvalidStatus):  # refused at the handshake: the slot is not taken
+            async with websockets.connect(_ws_url(stack), additional_headers=auth(tenant)):
+                pass
+        # Another principal of the same tenant still gets in.
+        async with websockets.connect(_ws_url(stack), additional_headers=auth(tenant, "viewer")):
+            pass
+    async with websockets.connect(_ws_url(stack), additional_headers=auth(tenant)):  # slots come back
+        pass
+
+
+async def test_a_socket_closes_with_1008_when_its_session_or_key_ends(stack: Any, http: Any) -> None:
+    tenant = new_tenant_id("wsrevoke")
+    await create_tenant(stack, tenant, [])
+    email, _ = await add_user(stack, tenant, "operator")
+    session = (await login_ok(http, tenant, email))["access_token"]
+    async with websockets.connect(_ws_url(stack), additional_headers=bearer(session)) as ws:
+        assert (await http.post("/v1/auth/logout", headers=bearer(session))).status_code == 204
+        assert await _closed_with(ws, 15) == 1008
+
+    created = await http.post("/v1/api-keys", json={"name": "feed", "scopes": ["alerts:read"]},
+                              headers=auth(tenant, "admin"))
+    assert created.status_code == 201, created.text
+    key = created.json()["data"]
+    async with websockets.connect(_ws_url(stack), additional_headers=bearer(key["key"])) as ws:
+        revoked = await http.delete(f"/v1/api-keys/{key['id']}", headers=auth(tenant, "admin"))
+        assert revoked.status_code in (200, 204), revoked.text
+        assert await _closed_with(ws, 15) == 1008
+
+    # A role that loses alerts:read is closed too: a deactivated user.
+    email2, user_id = await add_user(stack, tenant, "viewer")
+    viewer = (await login_ok(http, tenant, email2))["access_token"]
+    async with websockets.connect(_ws_url(stack), additional_headers=bearer(viewer)) as ws:
+        done = await http.post(f"/v1/users/{user_id}/deactivate", headers=auth(tenant, "admin"))
+        assert done.status_code in (200, 204), done.text
+        assert await _closed_with(ws, 15) == 1008
+
+
+async def test_replay_after_since_is_bounded_and_says_so(stack: Any) -> None:
+    tenant = new_tenant_id("wsreplay")
+    await create_tenant(stack, tenant, [])
+    limit = stack.settings.ws_replay_max_events
+    owner = await asyncpg.connect(stack.settings.database_url)
+    try:
+        alert_id = await owner.fetchval(
+            "INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, opened_at)"
+            " VALUES ($1, 'X-1', 'r', 'open', 'info', 'm', now()) RETURNING id", tenant)
+        await owner.execute(
+            "INSERT INTO alert_events (tenant_id, alert_id, equipment_id, rule_id, kind, state, severity, message,"
+            " actor, occurred_at) SELECT $1, $2, 'X-1', 'r', 'updated', 'open', 'info', 'm' || g, 'test', now()"
+            " FROM generate_series(1, $3) AS g", tenant, alert_id, limit + 25)
+    finally:
+        await owner.close()
+    async with websockets.connect(_ws_url(stack, since=0), additional_headers=auth(tenant)) as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert first["type"] == "replay_truncated" and first["limit"] == limit
+        events = [json.loads(await asyncio.wait_for(ws.recv(), 30)) for _ in range(limit)]
+    assert [e["message"] for e in events] == [f"m{i}" for i in range(26, limit + 26)]

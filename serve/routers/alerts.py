@@ -2,8 +2,10 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -17,7 +19,9 @@ from schema.subjects import alerts_subject
 from serve.auth import Principal
 from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
 from serve.errors import ApiError
+from serve.hub import TooManySockets
 from serve.listing import list_params, page_envelope, sparse
+from serve.ratelimit import enforce_rate_limit
 from serve.services import Services
 from store import alerts as store
 from store import audit as audit_log
@@ -163,40 +167,44 @@ async def alerts_ws(
         services = await get_services(websocket)  # type: ignore[arg-type]
         credential = (bearer_token(websocket.headers.get("authorization")) or token
                       or websocket.cookies.get(ACCESS_COOKIE))
-        principal = await authenticate(services, credential)
-        if not principal.can("alerts:read"):
-            raise ApiError(403, "lacks permission alerts:read")
+        principal = await _socket_principal(services, credential)
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
-    except (ApiError, InvalidIdentifier, ValueError) as exc:
+        await enforce_rate_limit(websocket, services, principal)  # type: ignore[arg-type]  # a connect is a request
+        client, replay_until = await services.hub.register(
+            principal.tenant_id, equipment=equipment_ids, min_severity=severity_rank, principal=principal.subject)
+    except (ApiError, InvalidIdentifier, ValueError, TooManySockets) as exc:
         reason = getattr(exc, "message", str(exc))[:120]
         log.info("alert WebSocket refused: %s", reason)  # never the token itself
         await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
         return
-    await websocket.accept()
     hub = services.hub
-    client, replay_until = await hub.register(principal.tenant_id, equipment=equipment_ids,
-                                              min_severity=severity_rank)
+    try:
+        await websocket.accept()
+    except Exception:
+        await hub.unregister(client)
+        raise
     receiver = asyncio.create_task(_drain_incoming(websocket))
     last_seq = since or 0
     try:
         if since is not None:
-            while last_seq < replay_until:
-                async with services.tenant_tx(principal.tenant_id) as conn:
-                    rows = await db.events_since(conn, principal.tenant_id, last_seq, 500)
-                rows = [r for r in rows if r["seq"] <= replay_until]
-                if not rows:
-                    break
-                for row in rows:
-                    event = AlertEvent(**dict(row))
-                    last_seq = event.seq
-                    if client.wants(event):
-                        await websocket.send_text(event.model_dump_json())
+            last_seq = await _replay(websocket, services, client, since, replay_until)
         while True:
             getter = asyncio.create_task(client.queue.get())
-            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            recheck = asyncio.create_task(client.recheck.wait())
+            done, _ = await asyncio.wait({getter, receiver, recheck}, return_when=asyncio.FIRST_COMPLETED,
+                                         timeout=_until_recheck(principal, services.settings.auth_cache_seconds))
+            recheck.cancel()
             if receiver in done:
                 getter.cancel()
                 return
+            if getter not in done:
+                getter.cancel()
+                client.recheck.clear()
+                refusal = await _still_allowed(services, credential)
+                if refusal is not None:  # logged out, revoked, deactivated, demoted or expired: the socket too
+                    await asyncio.wait_for(websocket.close(code=WS_POLICY_VIOLATION, reason=refusal), SEND_TIMEOUT)
+                    return
+                continue
             event = getter.result()
             if event.seq <= last_seq:
                 continue  # already sent in the replay
@@ -216,6 +224,59 @@ async def alerts_ws(
         if websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+async def _socket_principal(services: Any, credential: str | None) -> Principal:
+    principal = await authenticate(services, credential)
+    if not principal.can("alerts:read"):
+        raise ApiError(403, "lacks permission alerts:read")
+    return principal
+
+
+async def _still_allowed(services: Any, credential: str | None) -> str | None:
+    """None while the socket's credential still reads alerts; else why it no longer does."""
+    try:
+        await _socket_principal(services, credential)
+    except ApiError as exc:
+        return exc.message[:120]
+    return None
+
+
+def _until_recheck(principal: Principal, every: float) -> float:
+    """Seconds until the credential must be checked again: its expiry, or the cache period at most."""
+    every = max(every, 1.0)
+    if principal.expires_at is None:
+        return every
+    return max(0.0, min(every, principal.expires_at - time.time() + 0.5))
+
+
+async def _replay(websocket: WebSocket, services: Any, client: Any, since: int, replay_until: int) -> int:
+    """Send what the client missed after ``since``, at most ``ws_replay_max_events`` of it; the new cursor.
+
+    A longer gap is cut to its newest events, and the first frame says so (the rest is in ``/v1/alerts``).
+    """
+    tenant_id, limit = client.tenant_id, services.settings.ws_replay_max_events
+    async with services.tenant_tx(tenant_id) as conn:
+        floor = await conn.fetchval(
+            "SELECT seq FROM alert_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3"
+            " ORDER BY seq DESC OFFSET $4 LIMIT 1", tenant_id, since, replay_until, limit)
+    last_seq = since
+    if floor is not None:
+        last_seq = floor
+        await websocket.send_text(json.dumps({"type": "replay_truncated", "since": since, "resumed_after": floor,
+                                              "limit": limit, "hint": "older events: GET /v1/alerts"}))
+    while last_seq < replay_until:
+        async with services.tenant_tx(tenant_id) as conn:
+            rows = await db.events_since(conn, tenant_id, last_seq, 500)
+        rows = [r for r in rows if r["seq"] <= replay_until]
+        if not rows:
+            break
+        for row in rows:
+            event = AlertEvent(**dict(row))
+            last_seq = event.seq
+            if client.wants(event):
+                await websocket.send_text(event.model_dump_json())
+    return last_seq
 
 
 async def _drain_incoming(websocket: WebSocket) -> None:
