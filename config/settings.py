@@ -97,6 +97,7 @@ class Settings(BaseSettings):
         "local", description="'local' (files under attachment_dir), or 'module:factory' called with the settings")
     attachment_dir: Path | None = Field(None, description="local attachment storage; unset: <data_dir>/attachments")
     attachment_max_bytes: int = Field(8 * 1024 * 1024, ge=1, description="content of one attachment")
+    production_import_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="body of one production CSV import")
 
     def secret(self, field: str) -> str:
         """A resolved secret's value (`config.secrets.resolve_secrets` fills the unset ones at start-up)."""

@@ -164,6 +164,25 @@ class NoteData(_Data):
     tags: Annotated[list[_text(64, 1)], Field(max_length=50)] = []
 
 
+# What a device may call its attachment. HTML, SVG and scripts are not here: served from our origin they would
+# run in a signed-in admin's browser (stored XSS). Anything else is uploaded as application/octet-stream.
+ATTACHMENT_CONTENT_TYPES = frozenset({
+    "application/octet-stream", "application/pdf", "application/json", "text/plain", "text/csv",
+    "image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/heif", "image/tiff", "image/bmp",
+    "video/mp4", "video/quicktime", "audio/mpeg", "audio/mp4", "audio/wav", "application/zip",
+})
+
+
+def _attachment_content_type(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ATTACHMENT_CONTENT_TYPES:
+        raise ValueError(f"content type must be one of {', '.join(sorted(ATTACHMENT_CONTENT_TYPES))}")
+    return value
+
+
+AttachmentContentType = Annotated[str, StringConstraints(max_length=127), AfterValidator(_attachment_content_type)]
+
+
 class AttachmentData(_Data):
     """A photo or document's metadata; its content goes to ``PUT /v1/sync/attachments/{id}/content``."""
 
@@ -172,8 +191,7 @@ class AttachmentData(_Data):
     parent_entity: EntityType | None = None
     parent_id: UUID | None = None
     filename: _text(255, 1)
-    content_type: Annotated[str, StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=127)] = (
-        "application/octet-stream")
+    content_type: AttachmentContentType = "application/octet-stream"
     size_bytes: Annotated[int, Field(ge=0)] | None = None
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
     caption: _text(2000) = ""

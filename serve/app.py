@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from config import Settings
 from schema.api import ErrorEnvelope
 from serve import errors
+from serve.bodylimit import BodyLimit
 from serve.deps import ACCESS_COOKIE, current_principal, current_user
 from serve.edge import SecurityHeaders
 from serve.routers import (
@@ -35,6 +36,7 @@ from serve.routers import (
     users,
     wells,
 )
+from serve.routers.telemetry import MAX_BODY_BYTES as TELEMETRY_MAX_BODY_BYTES
 
 API_DESCRIPTION = """Real-time telemetry and alerting for oilfield equipment.
 
@@ -53,6 +55,12 @@ def build_app(settings: Settings) -> FastAPI:
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"])
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    app.add_middleware(BodyLimit, default=errors.MAX_REQUEST_BYTES, by_prefix=[
+        ("/v1/telemetry", TELEMETRY_MAX_BODY_BYTES),
+        ("/v1/production/import", settings.production_import_max_bytes),
+        ("/v1/sync", settings.sync_max_chunk_bytes),
+        ("/v1/sync/attachments", settings.attachment_max_bytes),
+    ])
     errors.install(app)
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
                    production, rules, silences,

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve.bodylimit import BodyTooLarge
+
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -73,16 +75,18 @@ def install(app: FastAPI) -> None:
         # Ray Serve's proxy takes X-Request-ID from the request (or generates one) and echoes
         # it on the response itself; we only pick it up so our logs carry it.
         request.state.request_id = current_request_id() or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            # Refused before anything reads the body; ingest has its own, smaller, limit.
-            return JSONResponse(envelope("PAYLOAD_TOO_LARGE", f"body larger than {MAX_REQUEST_BYTES} bytes"),
-                                status_code=413)
         response = await call_next(request)
         # X-RateLimit-* of an admitted request (serve/ratelimit.py); a 429 carries its own.
         for name, value in (getattr(request.state, "rate_limit_headers", None) or {}).items():
             response.headers.setdefault(name, value)
         return response
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        # A streamed body passed its limit while the handler read it (serve/bodylimit.py counts the bytes).
+        return JSONResponse(envelope("PAYLOAD_TOO_LARGE", "body too large",
+                                     [{"field": "body", "message": "larger than this endpoint accepts"}]),
+                            status_code=413, headers={"Connection": "close"})
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

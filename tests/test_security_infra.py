@@ -178,3 +178,34 @@ async def test_replay_after_since_is_bounded_and_says_so(stack: Any) -> None:
         assert first["type"] == "replay_truncated" and first["limit"] == limit
         events = [json.loads(await asyncio.wait_for(ws.recv(), 30)) for _ in range(limit)]
     assert [e["message"] for e in events] == [f"m{i}" for i in range(26, limit + 26)]
+
+
+# ---------------------------------------------------------------------- bodies (item 4)
+
+
+async def _chunks(total: int, size: int = 256 * 1024) -> Any:
+    sent = 0
+    while sent < total:
+        n = min(size, total - sent)
+        sent += n
+        yield b"x" * n
+
+
+@pytest.mark.parametrize(("path", "limit_of"), [
+    ("/v1/telemetry", lambda s: 4 * 1024 * 1024),
+    ("/v1/production/import", lambda s: s.production_import_max_bytes),
+    ("/v1/sync", lambda s: s.sync_max_chunk_bytes),
+    ("/v1/wells", lambda s: 8 * 1024 * 1024),
+])
+async def test_bodies_over_their_limit_are_413_whether_declared_or_chunked(
+        stack: Any, http: Any, path: str, limit_of: Any) -> None:
+    tenant = new_tenant_id("body")
+    await create_tenant(stack, tenant, [])
+    h = {**auth(tenant, "admin"), "Content-Type": "text/csv" if "import" in path else "application/json"}
+    limit = limit_of(stack.settings)
+    declared = await http.post(path, headers={**h, "Content-Length": str(limit + 1)}, content=b"x" * (limit + 1))
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    chunked = await http.post(path, headers=h, content=_chunks(limit + 1))  # no Content-Length at all
+    assert chunked.status_code == 413, chunked.text
+    assert chunked.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert (await http.get("/health")).status_code == 200  # and the server is fine

@@ -378,6 +378,14 @@ async def test_attachment_content_upload_and_download(stack: Any, http: Any, db_
                                       "content_type": "image/jpeg"}
     got = await http.get(f"/v1/sync/attachments/{aid}/content", headers=auth(tenant, "viewer"))
     assert got.status_code == 200 and got.content == photo and got.headers["content-type"] == "image/jpeg"
+    # Always a download that the browser may neither sniff nor run (stored XSS against a signed-in admin).
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["x-content-type-options"] == "nosniff" and got.headers["content-security-policy"] == "sandbox"
+    for risky in ("text/html", "image/svg+xml", "application/javascript", "text/html; charset=utf-8"):
+        refused = await http.post("/v1/sync", headers=h, json={"device_id": "tablet-cam", "cursor": 0, "changes": [
+            change("attachment", "create", uid(), {"filename": "x.html", "content_type": risky})]})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["details"][0]["field"] == "changes[0].data.content_type", refused.text
     row = await db_conn.fetchrow("SELECT content_stored, size_bytes FROM attachments WHERE tenant_id = $1"
                                  " AND id = $2::uuid", tenant, aid)
     assert row["content_stored"] and row["size_bytes"] == len(photo)

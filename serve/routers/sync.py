@@ -26,6 +26,7 @@ from actors.equipment import publish_alert_events
 from schema.api import Envelope, ErrorEnvelope
 from schema.field_events import parse_events
 from schema.sync import (
+    ATTACHMENT_CONTENT_TYPES,
     AttachmentContentStored,
     ConflictPublic,
     DeviceId,
@@ -467,5 +468,9 @@ async def get_attachment_content(attachment_id: UUID, services: ServicesDep,
     data = await _storage(services).get(tenant, row["sha256"]) if row["sha256"] and row["content_stored"] else None
     if data is None:
         raise ApiError(404, f"attachment {attachment_id} has no content yet")
-    return Response(content=data, media_type=row["content_type"],
-                    headers={"ETag": f'"{row["sha256"]}"', "Cache-Control": "private, max-age=86400"})
+    # Always a download, never rendered in our origin: a type from before the allow-list becomes opaque bytes.
+    media_type = row["content_type"] if row["content_type"] in ATTACHMENT_CONTENT_TYPES else "application/octet-stream"
+    return Response(content=data, media_type=media_type, headers={
+        "ETag": f'"{row["sha256"]}"', "Cache-Control": "private, max-age=86400",
+        "Content-Disposition": f'attachment; filename="{attachment_id}"',
+        "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
