@@ -25,7 +25,7 @@ from actors.placement import place
 from config import Settings
 from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import ctl_subject, split_tele_subject
-from schema.telemetry import parse_telemetry, validation_reason
+from schema.telemetry import DEFAULT_MAX_AGE, parse_telemetry, validation_reason
 from store import alerts as alert_store
 from store import bus, db
 
@@ -46,7 +46,7 @@ class Rejected(Exception):
 
 
 def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: timedelta,
-                   ) -> tuple[str, list[tuple[datetime, dict[str, float]]]]:
+                   max_age: timedelta = DEFAULT_MAX_AGE) -> tuple[str, list[tuple[datetime, dict[str, float]]]]:
     """Equipment id and snapshots of one message, or ``Rejected`` with the reason."""
     try:
         subject_tenant, equipment_id = split_tele_subject(subject)
@@ -55,7 +55,7 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
     if subject_tenant != tenant_id:
         raise Rejected(f"subject {subject!r} is not this tenant's", "bad_subject")
     try:
-        batch = parse_telemetry(data, max_future_skew=max_future_skew)
+        batch = parse_telemetry(data, max_future_skew=max_future_skew, max_age=max_age)
     except ValidationError as exc:
         code = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid"
         raise Rejected(validation_reason(exc), code) from exc
@@ -213,7 +213,8 @@ class TenantActor:
         skew = self.settings.max_future_skew
         for msg in msgs:
             try:
-                equipment_id, snapshots = decode_message(msg.subject, msg.data, self.tenant_id, skew)
+                equipment_id, snapshots = decode_message(msg.subject, msg.data, self.tenant_id, skew,
+                                                         self.settings.max_reading_age)
             except Rejected as exc:
                 bad.append((msg, exc))
                 continue

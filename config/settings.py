@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     fetch_batch: int = Field(1000, ge=1, le=10_000, description="JetStream messages per pull")
     max_ack_pending: int = Field(4000, ge=1)
     max_future_skew_seconds: float = 300.0
+    telemetry_stream_max_bytes: int = Field(4 * 1024**3, ge=1024**2, description="disk the TELEMETRY stream may use")
+    dlq_stream_max_bytes: int = Field(256 * 1024**2, ge=1024**2, description="disk the dead-letter stream may use")
+    stream_max_msgs_per_subject: int = Field(
+        1_000_000, ge=1000, description="messages kept per subject (one equipment's feed) in TELEMETRY and DLQ")
     checkpoint_every_readings: int = 5000
     checkpoint_every_seconds: float = 30.0
     escalate_after_seconds: float = 900.0
@@ -117,6 +121,12 @@ class Settings(BaseSettings):
     @property
     def max_future_skew(self) -> timedelta:
         return timedelta(seconds=self.max_future_skew_seconds)
+
+    @property
+    def max_reading_age(self) -> timedelta:
+        """The oldest reading ingest accepts: the retention (older would be dropped, and on TimescaleDB each
+        old week costs a chunk)."""
+        return timedelta(days=self.retention_days)
 
     def resolved_app_database_url(self) -> str:
         """The URL of the app's own role: it cannot bypass row-level security."""

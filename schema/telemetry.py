@@ -23,6 +23,9 @@ from pydantic import (
 from schema.ids import EquipmentId, SensorName
 
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
+DEFAULT_MAX_AGE = timedelta(days=365)  # the retention: an older reading would be dropped anyway
+# Finite and bounded: a sum of many 1e308 values overflows a bucket's average to infinity.
+MAX_ABS_VALUE = 1e15
 MAX_READINGS_PER_MESSAGE = 10_000
 MAX_SENSORS_PER_READING = 256
 
@@ -34,11 +37,15 @@ def _aware_and_not_future(ts: datetime, info: ValidationInfo) -> datetime:
     now = (info.context or {}).get("now") or datetime.now(UTC)
     if ts - now > skew:
         raise ValueError(f"timestamp is more than {skew.total_seconds():.0f}s in the future")
+    max_age = (info.context or {}).get("max_age", DEFAULT_MAX_AGE)
+    if now - ts > max_age:
+        # On TimescaleDB one message of year-1 timestamps would create thousands of chunks.
+        raise ValueError(f"timestamp is older than the retention ({max_age.days} days)")
     return ts.astimezone(UTC)
 
 
 AwareTimestamp = Annotated[datetime, AfterValidator(_aware_and_not_future)]
-SensorValue = Annotated[float, Field(allow_inf_nan=False)]
+SensorValue = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
 
 
 class Reading(BaseModel):
@@ -70,10 +77,14 @@ _BATCH = TypeAdapter(TelemetryBatch)
 
 
 def parse_telemetry(
-    body: bytes | str, *, max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW, now: datetime | None = None
+    body: bytes | str, *, max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW, max_age: timedelta = DEFAULT_MAX_AGE,
+    now: datetime | None = None,
 ) -> TelemetryBatch:
-    """Validate a raw message body; raises ``pydantic.ValidationError`` on bad input."""
-    return _BATCH.validate_json(body, context={"max_future_skew": max_future_skew, "now": now})
+    """Validate a raw message body; raises ``pydantic.ValidationError`` on bad input.
+
+    Timestamps must fall in ``now - max_age .. now + max_future_skew``, values in ±`MAX_ABS_VALUE`.
+    """
+    return _BATCH.validate_json(body, context={"max_future_skew": max_future_skew, "max_age": max_age, "now": now})
 
 
 def validation_reason(exc: Exception) -> str:

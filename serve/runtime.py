@@ -176,7 +176,10 @@ class Stack:
     async def _ensure_streams(self) -> None:
         nc = await bus.connect(self.settings.nats_url, "wellpulse-setup")
         try:
-            await bus.ensure_streams(nc.jetstream())
+            s = self.settings
+            await bus.ensure_streams(nc.jetstream(), bus.StreamLimits(
+                telemetry_max_bytes=s.telemetry_stream_max_bytes, dlq_max_bytes=s.dlq_stream_max_bytes,
+                per_subject_max_msgs=s.stream_max_msgs_per_subject))
         finally:
             await nc.close()
 

@@ -3,6 +3,7 @@
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -28,16 +29,31 @@ from schema.subjects import (
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
-STREAMS: tuple[StreamConfig, ...] = (
-    StreamConfig(name=TELEMETRY_STREAM, subjects=[TELEMETRY_SUBJECTS], storage=StorageType.FILE,
-                 retention=RetentionPolicy.LIMITS, max_age=7 * DAY, duplicate_window=120.0,
-                 discard=DiscardPolicy.OLD),
-    StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE,
-                 max_age=7 * DAY, duplicate_window=120.0),
-    StreamConfig(name=DLQ_STREAM, subjects=[DLQ_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY),
-    StreamConfig(name=FIELD_STREAM, subjects=[FIELD_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY,
-                 duplicate_window=120.0),
-)
+@dataclass(frozen=True)
+class StreamLimits:
+    """Disk a feed may take: JetStream drops the oldest messages past these (they were acked long before)."""
+
+    telemetry_max_bytes: int = 4 * 1024**3
+    dlq_max_bytes: int = 256 * 1024**2
+    # One subject is one equipment's feed: a runaway gateway churns its own subject, not everyone's disk.
+    per_subject_max_msgs: int = 1_000_000
+    max_msg_size: int = 4 * 1024**2  # the HTTP ingest body limit, for NATS publishers too
+
+
+def stream_configs(limits: StreamLimits = StreamLimits()) -> tuple[StreamConfig, ...]:
+    return (
+        StreamConfig(name=TELEMETRY_STREAM, subjects=[TELEMETRY_SUBJECTS], storage=StorageType.FILE,
+                     retention=RetentionPolicy.LIMITS, max_age=7 * DAY, duplicate_window=120.0,
+                     discard=DiscardPolicy.OLD, max_bytes=limits.telemetry_max_bytes,
+                     max_msgs_per_subject=limits.per_subject_max_msgs, max_msg_size=limits.max_msg_size),
+        StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE,
+                     max_age=7 * DAY, duplicate_window=120.0),
+        StreamConfig(name=DLQ_STREAM, subjects=[DLQ_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY,
+                     max_bytes=limits.dlq_max_bytes, discard=DiscardPolicy.OLD,
+                     max_msgs_per_subject=limits.per_subject_max_msgs),
+        StreamConfig(name=FIELD_STREAM, subjects=[FIELD_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY,
+                     duplicate_window=120.0),
+    )
 
 
 async def connect(url: str, name: str) -> NATS:
@@ -52,8 +68,8 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    for config in STREAMS:
+async def ensure_streams(js: JetStreamContext, limits: StreamLimits = StreamLimits()) -> None:
+    for config in stream_configs(limits):
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)

@@ -43,9 +43,12 @@ async def test_poison_messages_go_to_dlq_and_good_ones_flow(stack: Any, http: An
         ("M-1", b'{"equipment_id": "M-1", "ts": "2026-11-22T06:00:00Z", "values": {"Flow rate": 1}}'),
         ("M-1", b'{"equipment_id": "M-1", "ts": "2026-11-22T06:00:00Z", "values": {}}'),
         ("M-1", b'[1, 2, 3]'),
+        ("M-1", b'{"equipment_id": "M-1", "ts": "0001-01-01T00:00:00Z", "values": {"flow_mcfd": 1}}'),  # year 1
+        ("M-1", json.dumps({"equipment_id": "M-1", "ts": start.isoformat(),
+                            "values": {"flow_mcfd": 1e308}}).encode()),  # finite, but overflows a bucket sum
     ]
     # Poison first, then interleaved: the good ones behind them must still arrive.
-    messages = bad[:5] + [m for pair in zip(good[:5], bad[5:], strict=True) for m in pair] + good[5:]
+    messages = bad[:5] + [m for pair in zip(good[:7], bad[5:], strict=True) for m in pair] + good[7:]
     await publish(stack.settings.nats_url, tenant, messages)
 
     async def all_good_stored() -> bool:

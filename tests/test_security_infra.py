@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import nats
 import pytest
 import websockets
+from nats.js.api import DiscardPolicy
 
 from models import MODEL_VERSION
 from tests.helpers import auth, create_tenant, new_tenant_id, normal_series, now_utc, publish, snapshot, wait_for
@@ -209,3 +211,16 @@ async def test_bodies_over_their_limit_are_413_whether_declared_or_chunked(
     assert chunked.status_code == 413, chunked.text
     assert chunked.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert (await http.get("/health")).status_code == 200  # and the server is fine
+
+
+async def test_streams_bound_their_disk_per_stream_and_per_feed(stack: Any) -> None:
+    nc = await nats.connect(stack.settings.nats_url)
+    try:
+        js = nc.jetstream()
+        for name, max_bytes in (("TELEMETRY", stack.settings.telemetry_stream_max_bytes),
+                                ("DLQ", stack.settings.dlq_stream_max_bytes)):
+            config = (await js.stream_info(name)).config
+            assert config.max_bytes == max_bytes and config.discard == DiscardPolicy.OLD
+            assert config.max_msgs_per_subject == stack.settings.stream_max_msgs_per_subject
+    finally:
+        await nc.close()

@@ -83,6 +83,13 @@ def test_telemetry_timestamps_are_normalised_to_utc_and_checked() -> None:
         parse_telemetry(json.dumps({"equipment_id": "PJ-1", "ts": future, "values": {"a": 1}}))
     assert parse_telemetry(json.dumps({"equipment_id": "PJ-1", "ts": future, "values": {"a": 1}}),
                            max_future_skew=timedelta(hours=1)).readings
+    old = (datetime.now(UTC) - timedelta(days=400)).isoformat()
+    for ts, value in ((old, 1.0), ("0001-01-01T00:00:00Z", 1.0), (future, 1e308), (future, -1e16)):
+        with pytest.raises(ValidationError):
+            parse_telemetry(json.dumps({"equipment_id": "PJ-1", "ts": ts, "values": {"a": value}}),
+                            max_future_skew=timedelta(hours=1))
+    assert parse_telemetry(json.dumps({"equipment_id": "PJ-1", "ts": old, "values": {"a": -1e15}}),
+                           max_age=timedelta(days=500)).readings
 
 
 def test_placement_is_stable_when_the_budget_changes() -> None:

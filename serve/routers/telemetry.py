@@ -51,7 +51,8 @@ async def ingest(
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
     try:
-        batch = parse_telemetry(body, max_future_skew=services.settings.max_future_skew)
+        batch = parse_telemetry(body, max_future_skew=services.settings.max_future_skew,
+                                max_age=services.settings.max_reading_age)
     except ValidationError as exc:
         raise ApiError(422, "telemetry is invalid", details=validation_details(exc.errors())) from exc
     body_hash = hashlib.sha256(body).hexdigest()
