@@ -21,8 +21,9 @@ from pydantic_settings import (
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WELLPULSE_", extra="ignore")
 
-    database_url: str | None = Field(None, description="PostgreSQL/TimescaleDB URL; unset: embedded server")
-    nats_url: str | None = Field(None, description="NATS URL (JetStream on); unset: embedded server")
+    # URLs carry passwords: kept out of repr (logs, tracebacks, test output).
+    database_url: str | None = Field(None, repr=False, description="PostgreSQL/TimescaleDB URL; unset: embedded")
+    nats_url: str | None = Field(None, repr=False, description="NATS URL (JetStream on); unset: embedded server")
     nats_feed_secret: SecretStr | None = Field(
         None, description="HMAC key from which each tenant's NATS feed password is derived; unset: one made"
         " once in <data_dir>/nats/feed.secret")
@@ -44,8 +45,8 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, ge=1, le=365)
     app_database_url: str | None = Field(
-        None, description="URL the app connects with (a role without BYPASSRLS); unset: database_url with the"
-        " user replaced by app_db_user and app_db_password")
+        None, repr=False, description="URL the app connects with (a role without BYPASSRLS); unset: database_url"
+        " with the user replaced by app_db_user and app_db_password")
     app_db_user: str = Field("wellpulse_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     app_db_password: SecretStr | None = Field(None, description="password of the app's database role")
     # argon2id cost: RFC 9106's second recommended option scaled to a 2-core server (~40 ms a hash).

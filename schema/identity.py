@@ -72,6 +72,12 @@ class MfaCode(_Strict):
     code: TotpCode
 
 
+class PasswordConfirmation(_Strict):
+    """The signed-in user's password, asked again before a sensitive change."""
+
+    password: Password
+
+
 class UserCreate(_Strict):
     email: Email
     role: RoleName

@@ -80,22 +80,14 @@ def _throttle_key(services: Services, kind: str, value: str) -> bytes:
 
 async def login(services: Services, body: LoginRequest, *, ip: str | None, user_agent: str | None,
                 request_id: str | None) -> IssuedTokens:
-    keys = [_throttle_key(services, "account", f"{body.tenant}:{body.email}")]
-    if ip:
-        keys.append(_throttle_key(services, "address", ip))
-    now = datetime.now(UTC)
-    for state in await identity.throttle_state(services.pool, keys):
-        if state.locked_until is not None and state.locked_until > now:
-            wait = max(1, int((state.locked_until - now).total_seconds() + 0.999))
-            raise ApiError(429, f"too many failed sign-ins; try again in {wait} s", code="LOGIN_THROTTLED",
-                           headers={"Retry-After": str(wait)})
+    keys = _credential_keys(services, body.tenant, body.email, ip)
+    await _attempt(services, keys)
     async with services.tenant_tx(body.tenant) as conn:
         user = await identity.get_user_for_login(conn, body.tenant, body.email)
     stored = user["password_hash"] if user is not None and user["status"] == "active" else None
     # argon2 is CPU-bound for tens of ms: off the event loop, and run for unknown users too.
     ok = await asyncio.to_thread(services.passwords.verify, stored, body.password)
     if not ok:
-        await _failed(services, keys)
         raise ApiError(401, INVALID_LOGIN, code="INVALID_CREDENTIALS")
     assert user is not None
     user_id = str(user["id"])
@@ -108,7 +100,6 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
                 raise ApiError(401, "a TOTP code is required", code="MFA_REQUIRED")
             check = verify_totp(_totp_seed(services, user), body.totp, last_step=user["mfa_last_step"])
             if not check.ok or not await identity.claim_totp_step(conn, body.tenant, user_id, check.step):
-                await _failed(services, keys)
                 raise ApiError(401, "invalid TOTP code", code="INVALID_CREDENTIALS")
         elif user["role"] == "admin" and policy["mfa_required_for_admins"]:
             mfa_setup_only = True
@@ -121,19 +112,51 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
         await audit.record(conn, AuditContext(body.tenant, "user", user_id, ip, request_id), action="login",
                            entity_type="session", entity_id=tokens.session_id, new={"client": body.client,
                                                                       "mfa": bool(user["mfa_enabled"])})
-    await identity.clear_login_failures(services.pool, keys[0])
+    await _succeeded(services, keys)
     return tokens
 
 
-async def _failed(services: Services, keys: list[bytes]) -> None:
+def _credential_keys(services: Services, tenant_id: str, email: str, ip: str | None) -> list[bytes]:
+    """Throttle keys of a credential check: the account first, then the client's address."""
+    keys = [_throttle_key(services, "account", f"{tenant_id}:{email.lower()}")]
+    if ip:
+        keys.append(_throttle_key(services, "address", ip))
+    return keys
+
+
+async def _attempt(services: Services, keys: list[bytes], *, what: str = "sign-ins",
+                   allowance: tuple[int, int] | None = None) -> None:
+    """Count an attempt on every key before the credential is checked; 429 when one of them is locked.
+
+    Every endpoint that checks a password or a code goes through here, so a stolen session cannot guess
+    the password at /auth/password, nor a TOTP code at /mfa/disable, any faster than at sign-in.
+    """
     s = services.settings
+    slowdown, lock = allowance or (s.login_slowdown_after, s.login_lock_after)
     for i, key in enumerate(keys):
         # An address may be shared (a field office's NAT): it gets five times the account's allowance.
         factor = 1 if i == 0 else 5
-        await identity.record_login_failure(
-            services.pool, key, slowdown_after=s.login_slowdown_after * factor,
-            lock_after=s.login_lock_after * factor, lock_seconds=s.login_lock_seconds,
-            forget_after=timedelta(seconds=s.login_lock_seconds))
+        state = await identity.count_attempt(
+            services.pool, key, slowdown_after=slowdown * factor, lock_after=lock * factor,
+            lock_seconds=s.login_lock_seconds, forget_after=timedelta(seconds=s.login_lock_seconds))
+        if state is None:
+            locked = (await identity.throttle_state(services.pool, [key]))[0].locked_until
+            wait = max(1, int(((locked or datetime.now(UTC)) - datetime.now(UTC)).total_seconds() + 0.999))
+            raise ApiError(429, f"too many {what}; try again in {wait} s", code="LOGIN_THROTTLED",
+                           headers={"Retry-After": str(wait)})
+
+
+async def _principal_attempt(services: Services, principal: Principal, ctx: AuditContext) -> list[bytes]:
+    """`_attempt` for a signed-in user re-entering a credential: the same account key as sign-in."""
+    keys = _credential_keys(services, principal.tenant_id, principal.email or principal.subject, ctx.ip)
+    await _attempt(services, keys)
+    return keys
+
+
+async def _succeeded(services: Services, keys: list[bytes]) -> None:
+    await identity.clear_login_failures(services.pool, keys[0])
+    for key in keys[1:]:
+        await identity.forget_attempt(services.pool, key)
 
 
 async def _new_session(services: Services, conn: Any, tenant_id: str, user_id: str, role: str, *, ip: str | None,
@@ -203,8 +226,16 @@ async def logout(services: Services, principal: Principal, ctx: AuditContext) ->
 # ---------------------------------------------------------------------- passwords
 
 
-async def forgot_password(services: Services, tenant_id: str, email: str) -> None:
-    """Sends a reset link if the account exists; the caller answers the same either way."""
+async def forgot_password(services: Services, tenant_id: str, email: str, *, ip: str | None = None) -> None:
+    """Sends a reset link if the account exists; the caller answers the same either way.
+
+    Throttled per account and per address (known or not, alike), so nobody can bomb a mailbox; a new link
+    does not void the last one (each expires, and either one works once).
+    """
+    keys = [_throttle_key(services, "reset", f"{tenant_id}:{email.lower()}")]
+    if ip:
+        keys.append(_throttle_key(services, "reset-address", ip))
+    await _attempt(services, keys, what="reset requests", allowance=(2, 5))
     s = services.settings
     async with services.tenant_tx(tenant_id) as conn:
         user = await identity.get_user_for_login(conn, tenant_id, email)
@@ -267,10 +298,12 @@ async def _use_token_set_password(services: Services, token: str, password: str,
 
 async def change_password(services: Services, principal: Principal, ctx: AuditContext, current: str, new: str,
                           ) -> None:
+    keys = await _principal_attempt(services, principal, ctx)
     async with services.tenant_tx(principal.tenant_id) as conn:
         user = await identity.get_user_secrets(conn, principal.tenant_id, principal.subject)
         if user is None or not await asyncio.to_thread(services.passwords.verify, user["password_hash"], current):
             raise ApiError(401, "current password is wrong", code="INVALID_CREDENTIALS")
+        await _succeeded(services, keys)
         try:
             check_password_policy(new, email=user["email"])
         except WeakPassword as exc:
@@ -287,12 +320,18 @@ async def change_password(services: Services, principal: Principal, ctx: AuditCo
 # ---------------------------------------------------------------------- MFA
 
 
-async def mfa_setup(services: Services, principal: Principal, ctx: AuditContext) -> tuple[str, str]:
+async def mfa_setup(services: Services, principal: Principal, ctx: AuditContext, password: str,
+                    ) -> tuple[str, str]:
+    """A new TOTP seed, after the password is given again: a stolen session alone cannot enrol its own factor."""
     secret = new_totp_secret()
+    keys = await _principal_attempt(services, principal, ctx)
     async with services.tenant_tx(principal.tenant_id) as conn:
         user = await identity.get_user_secrets(conn, principal.tenant_id, principal.subject)
         if user is None:
             raise ApiError(404, "user not found")
+        if not await asyncio.to_thread(services.passwords.verify, user["password_hash"], password):
+            raise ApiError(401, "password is wrong", code="INVALID_CREDENTIALS")
+        await _succeeded(services, keys)
         if user["mfa_enabled"]:
             raise ApiError(409, "multi-factor sign-in is already on; disable it first")
         await identity.update_user(conn, principal.tenant_id, principal.subject,
@@ -302,6 +341,7 @@ async def mfa_setup(services: Services, principal: Principal, ctx: AuditContext)
 
 
 async def mfa_enable(services: Services, principal: Principal, ctx: AuditContext, code: str) -> None:
+    keys = await _principal_attempt(services, principal, ctx)
     async with services.tenant_tx(principal.tenant_id) as conn:
         user = await identity.get_user_secrets(conn, principal.tenant_id, principal.subject)
         if user is None or not user["mfa_secret"]:
@@ -309,6 +349,7 @@ async def mfa_enable(services: Services, principal: Principal, ctx: AuditContext
         check = verify_totp(_totp_seed(services, user), code, last_step=user["mfa_last_step"])
         if not check.ok:
             raise ApiError(422, "invalid TOTP code", details=[{"field": "code", "message": "does not match"}])
+        await _succeeded(services, keys)
         await identity.update_user(conn, principal.tenant_id, principal.subject, mfa_enabled=True,
                                    mfa_last_step=check.step)
         # Sessions signed in only to enrol must sign in again, now with a code.
@@ -318,6 +359,7 @@ async def mfa_enable(services: Services, principal: Principal, ctx: AuditContext
 
 
 async def mfa_disable(services: Services, principal: Principal, ctx: AuditContext, code: str) -> None:
+    keys = await _principal_attempt(services, principal, ctx)
     async with services.tenant_tx(principal.tenant_id) as conn:
         user = await identity.get_user_secrets(conn, principal.tenant_id, principal.subject)
         if user is None or not user["mfa_enabled"]:
@@ -328,6 +370,7 @@ async def mfa_disable(services: Services, principal: Principal, ctx: AuditContex
             raise ApiError(409, "this tenant requires multi-factor sign-in for admins")
         if not verify_totp(_totp_seed(services, user), code, last_step=user["mfa_last_step"]).ok:
             raise ApiError(422, "invalid TOTP code", details=[{"field": "code", "message": "does not match"}])
+        await _succeeded(services, keys)
         await identity.update_user(conn, principal.tenant_id, principal.subject, mfa_enabled=False,
                                    mfa_secret=None, mfa_last_step=None)
         await audit.record(conn, ctx, action="mfa_disable", entity_type="user", entity_id=principal.subject)

@@ -249,10 +249,9 @@ async def touch_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: str) -
 
 async def add_one_time_token(conn: asyncpg.Connection, tenant_id: str, user_id: str, *, purpose: str,
                              digest: bytes, lifetime: timedelta) -> datetime:
-    # A new token of the same purpose makes the older unused ones void.
-    await conn.execute(
-        "UPDATE one_time_tokens SET used_at = now() WHERE tenant_id = $1 AND user_id = $2::uuid AND purpose = $3"
-        " AND used_at IS NULL", tenant_id, user_id, purpose)
+    # Older unused tokens stay valid until they expire: voiding them would let anyone who knows an address
+    # keep its owner from ever resetting (each request would kill the link just mailed). Requests are
+    # throttled instead, and using any token of a purpose voids the others (`use_one_time_token`).
     return await conn.fetchval(
         "INSERT INTO one_time_tokens (tenant_id, token_hash, user_id, purpose, expires_at)"
         " VALUES ($1, $2, $3::uuid, $4, now() + $5::interval) RETURNING expires_at",
@@ -266,7 +265,13 @@ async def use_one_time_token(conn: asyncpg.Connection, tenant_id: str, digest: b
         "UPDATE one_time_tokens SET used_at = now() WHERE tenant_id = $1 AND token_hash = $2 AND purpose = $3"
         " AND used_at IS NULL AND expires_at > now() RETURNING user_id",
         tenant_id, digest, purpose)
-    return None if user_id is None else str(user_id)
+    if user_id is None:
+        return None
+    # One use per purpose: the other links still in the mailbox die with this one.
+    await conn.execute(
+        "UPDATE one_time_tokens SET used_at = now() WHERE tenant_id = $1 AND user_id = $2 AND purpose = $3"
+        " AND used_at IS NULL", tenant_id, user_id, purpose)
+    return str(user_id)
 
 
 # ---------------------------------------------------------------- login throttling
@@ -285,27 +290,37 @@ async def throttle_state(pool: asyncpg.Pool, keys: Sequence[bytes]) -> list[Thro
     return [by_key.get(k, Throttle(0, None)) for k in keys]
 
 
-async def record_login_failure(pool: asyncpg.Pool, key: bytes, *, slowdown_after: int, lock_after: int,
-                               lock_seconds: int, forget_after: timedelta) -> Throttle:
-    """Count one failure: past ``slowdown_after`` each try waits twice as long, at ``lock_after`` it locks."""
+async def count_attempt(pool: asyncpg.Pool, key: bytes, *, slowdown_after: int, lock_after: int,
+                        lock_seconds: int, forget_after: timedelta) -> Throttle | None:
+    """Count one attempt BEFORE its credential is checked; None when the key is locked (refuse it).
+
+    Counting first and in one statement is what makes the limit hold under parallel guesses: the row
+    lock orders them, and the one past the limit sees the lock the others set. Past ``slowdown_after``
+    each attempt locks the key for twice as long as the one before, at ``lock_after`` for `lock_seconds`.
+    A success forgets the attempt (`forget_attempt` / `clear_login_failures`).
+    """
+    # The new count, and the lock it earns, in the one statement that takes the row lock: a parallel attempt
+    # waits for it, then sees the lock (PostgreSQL re-checks the WHERE on the updated row).
+    count = "CASE WHEN t.last_failure < now() - $2::interval THEN 1 ELSE t.failures + 1 END"
     row = await pool.fetchrow(
         "INSERT INTO login_throttle AS t (key, failures, last_failure) VALUES ($1, 1, now())"
         " ON CONFLICT (key) DO UPDATE SET"
-        "  failures = CASE WHEN t.last_failure < now() - $2::interval THEN 1 ELSE t.failures + 1 END,"
-        "  last_failure = now()"
-        " RETURNING failures",
-        key, forget_after)
-    failures = row["failures"]
-    if failures >= lock_after:
-        delay = float(lock_seconds)
-    elif failures > slowdown_after:
-        delay = float(min(2 ** (failures - slowdown_after - 1), lock_seconds))
-    else:
-        return Throttle(failures, None)
-    locked_until = await pool.fetchval(
-        "UPDATE login_throttle SET locked_until = now() + make_interval(secs => $2) WHERE key = $1"
-        " RETURNING locked_until", key, delay)
-    return Throttle(failures, locked_until)
+        f"  failures = {count}, last_failure = now(),"
+        f"  locked_until = CASE WHEN {count} >= $4 THEN now() + make_interval(secs => $5)"
+        f"   WHEN {count} > $3 THEN now() + make_interval(secs => least(2 ^ ({count} - $3 - 1), $5))"
+        "   ELSE NULL END"
+        " WHERE t.locked_until IS NULL OR t.locked_until <= now()"
+        " RETURNING failures, locked_until",
+        key, forget_after, slowdown_after, lock_after, float(lock_seconds))
+    if row is None:
+        return None
+    # A fresh row (the first attempt) never locks: slowdown_after >= 1 and lock_after >= 2 (config).
+    return Throttle(row["failures"], row["locked_until"])
+
+
+async def forget_attempt(pool: asyncpg.Pool, key: bytes) -> None:
+    """A counted attempt that succeeded (a shared address keeps only its failures)."""
+    await pool.execute("UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = $1", key)
 
 
 async def clear_login_failures(pool: asyncpg.Pool, key: bytes) -> None:

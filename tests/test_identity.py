@@ -499,16 +499,26 @@ async def test_forgot_and_reset_password(stack: Any, http: Any, db_conn: Any) ->
     resp = await http.post("/v1/auth/reset-password", json={"token": expiring, "new_password": PW})
     assert resp.status_code == 400 and error(resp)["code"] == "INVALID_TOKEN"
 
-    # A newer reset link voids the older one.
+    # Requests are throttled per account (a mailbox cannot be bombed), and a newer link does not void the
+    # older one (else every request would kill the link just mailed); using one voids the others.
     await http.post("/v1/auth/forgot-password", json={"tenant": tenant, "email": email})
     older = await wait_for_token(stack, email, count=3)
-    await http.post("/v1/auth/forgot-password", json={"tenant": tenant, "email": email})
+    throttled = await http.post("/v1/auth/forgot-password", json={"tenant": tenant, "email": email})
+    assert throttled.status_code == 429 and error(throttled)["code"] == "LOGIN_THROTTLED", throttled.text
+    ghost = await http.post("/v1/auth/forgot-password", json={"tenant": tenant, "email": f"nobody@{tenant}.example"})
+    assert ghost.status_code == 202  # another account: its own allowance
+
+    async def accepted() -> bool:
+        r = await http.post("/v1/auth/forgot-password", json={"tenant": tenant, "email": email})
+        return r.status_code == 202
+
+    await wait_for(accepted, timeout=10, interval=0.5)
     newer = await wait_for_token(stack, email, count=4)
-    assert (await http.post("/v1/auth/reset-password", json={"token": older, "new_password": PW})).status_code == 400
     # A reset token is no invitation token, and the reverse.
     resp = await http.post("/v1/auth/accept-invitation", json={"token": newer, "password": PW})
     assert resp.status_code == 400, resp.text
-    assert (await http.post("/v1/auth/reset-password", json={"token": newer, "new_password": PW})).status_code == 204
+    assert (await http.post("/v1/auth/reset-password", json={"token": older, "new_password": PW})).status_code == 204
+    assert (await http.post("/v1/auth/reset-password", json={"token": newer, "new_password": PW})).status_code == 400
     await login_ok(http, tenant, email, PW)
 
 
@@ -539,7 +549,7 @@ async def test_mfa_totp_login_and_replay(stack: Any, http: Any) -> None:
     await create_tenant(stack, tenant, [])
     email, _ = await add_user(stack, tenant, "operator")
     h = bearer((await login_ok(http, tenant, email))["access_token"])
-    setup = await http.post("/v1/auth/mfa/setup", headers=h)
+    setup = await http.post("/v1/auth/mfa/setup", json={"password": PW}, headers=h)
     assert setup.status_code == 200, setup.text
     secret = setup.json()["data"]["secret"]
     assert setup.json()["data"]["otpauth_uri"].startswith("otpauth://totp/")
@@ -571,7 +581,7 @@ async def test_totp_seed_sealed_at_rest_and_one_code_signs_in_once(stack: Any, h
     await create_tenant(stack, tenant, [])
     email, _ = await add_user(stack, tenant, "operator")
     h = bearer((await login_ok(http, tenant, email))["access_token"])
-    secret = (await http.post("/v1/auth/mfa/setup", headers=h)).json()["data"]["secret"]
+    secret = (await http.post("/v1/auth/mfa/setup", json={"password": PW}, headers=h)).json()["data"]["secret"]
     conn = await asyncpg.connect(stack.settings.database_url)
     try:
         stored = await conn.fetchval("SELECT mfa_secret FROM users WHERE tenant_id = $1 AND email = $2",
@@ -620,7 +630,7 @@ async def test_tenant_policy_forces_admin_mfa_enrolment(stack: Any, http: Any) -
 
     h = bearer(rotated.json()["data"]["access_token"])
     assert (await http.get("/v1/auth/me", headers=h)).status_code == 200
-    setup = await http.post("/v1/auth/mfa/setup", headers=h)
+    setup = await http.post("/v1/auth/mfa/setup", json={"password": PW}, headers=h)
     assert setup.status_code == 200, setup.text
     secret = setup.json()["data"]["secret"]
     resp = await http.post("/v1/auth/mfa/enable", json={"code": pyotp.TOTP(secret).now()}, headers=h)

@@ -1,6 +1,7 @@
 """Secure by default (issue 18): no public secrets, key rotation, secrets at rest, real client addresses,
 exposure of /metrics, security headers and CORS."""
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -27,8 +28,8 @@ from config.secrets import (
 from serve.auth import AuthError, jwt_keys, mint_access_token, verify_access_token
 from serve.edge import client_address
 from store.embedded import free_port
-from tests.helpers import create_tenant, metrics_auth, new_tenant_id
-from tests.test_identity import PW, add_user
+from tests.helpers import create_tenant, metrics_auth, new_tenant_id, wait_for
+from tests.test_identity import PW, add_user, bearer, login, login_ok
 
 TENANT, USER, SESSION = "acme", str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -37,7 +38,8 @@ def _token(secret: str) -> str:
     return mint_access_token(secret, tenant_id=TENANT, user_id=USER, session_id=SESSION, role="viewer", minutes=5)
 
 
-def test_unset_secrets_are_generated_once_private_and_reused(tmp_path: Path) -> None:
+def test_unset_secrets_are_generated_once_private_and_reused(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.delenv("WELLPULSE_APP_DB_PASSWORD", raising=False)  # the suite sets it (tests/conftest.py)
     first = resolve_secrets(Settings(data_dir=tmp_path))  # type: ignore[call-arg]
     values = {field: first.secret(field) for field in GENERATED_SECRETS}
     assert len(set(values.values())) == len(values)  # each its own
@@ -148,3 +150,38 @@ async def test_metrics_need_their_token_and_answers_carry_security_headers(stack
         assert "strict-transport-security" not in resp.headers  # public_url is http here
     docs = await http.get("/docs")
     assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+
+
+async def test_parallel_guesses_are_counted_before_they_are_checked(stack: Any, http: Any) -> None:
+    tenant = new_tenant_id("guess")
+    await create_tenant(stack, tenant, [])
+    email, _ = await add_user(stack, tenant, "operator")
+    guesses = await asyncio.gather(*(http.post("/v1/auth/login", json={
+        "tenant": tenant, "email": email, "password": f"guess number {i:04d}"}) for i in range(30)))
+    statuses = [g.status_code for g in guesses]
+    # Each attempt is counted before its password is verified: past the slow-down allowance, the rest wait.
+    assert statuses.count(401) <= stack.settings.login_lock_after, statuses
+    assert statuses.count(429) >= 30 - stack.settings.login_lock_after
+
+
+async def test_every_credential_check_is_throttled_like_sign_in(stack: Any, http: Any) -> None:
+    """A stolen session cannot guess the password at /auth/password or /mfa/setup, nor a code at /mfa/enable."""
+    tenant = new_tenant_id("reauth")
+    await create_tenant(stack, tenant, [])
+    email, _ = await add_user(stack, tenant, "operator")
+    h = bearer((await login_ok(http, tenant, email))["access_token"])
+    no_password = await http.post("/v1/auth/mfa/setup", headers=h)
+    assert no_password.status_code == 422  # enrolling a factor asks for the password again
+    for path, body in (("/v1/auth/password", lambda i: {"current_password": f"wrong guess {i:04d}",
+                                                          "new_password": "a brand new passphrase 1"}),
+                       ("/v1/auth/mfa/setup", lambda i: {"password": f"wrong guess {i:04d}"})):
+        answers = [(await http.post(path, json=body(i), headers=h)).status_code for i in range(8)]
+        assert 401 in answers and answers[-1] == 429, (path, answers)
+        await _wait_unlocked(http, tenant, email)
+
+
+async def _wait_unlocked(http: Any, tenant: str, email: str) -> None:
+    async def ok() -> bool:
+        return (await login(http, tenant, email)).status_code == 200
+
+    await wait_for(ok, timeout=40, interval=1.0)

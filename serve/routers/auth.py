@@ -11,6 +11,7 @@ from schema.identity import (
     Me,
     MfaCode,
     MfaSetup,
+    PasswordConfirmation,
     RefreshRequest,
     ResetPasswordRequest,
     TokenPair,
@@ -94,9 +95,10 @@ async def change_password(body: ChangePasswordRequest, request: Request, service
 
 
 @router.post("/forgot-password", status_code=202, responses=ERRORS)
-async def forgot_password(body: ForgotPasswordRequest, services: ServicesDep) -> dict[str, str]:
-    """Sends a single-use reset link if the account exists; the answer is the same if it does not."""
-    await identity.forgot_password(services, body.tenant, body.email)
+async def forgot_password(body: ForgotPasswordRequest, request: Request, services: ServicesDep) -> dict[str, str]:
+    """Sends a single-use reset link if the account exists; the answer is the same if it does not.
+    Throttled per account and per address (429 with `Retry-After`)."""
+    await identity.forgot_password(services, body.tenant, body.email, ip=client_ip(request))
     return {"status": "if the account exists, a reset link is on its way"}
 
 
@@ -117,9 +119,11 @@ async def accept_invitation(body: AcceptInvitationRequest, request: Request, ser
 
 
 @router.post("/mfa/setup", response_model=Envelope[MfaSetup], responses=ERRORS)
-async def mfa_setup(request: Request, services: ServicesDep, principal: CurrentUser) -> Envelope[MfaSetup]:
-    """A new TOTP secret (and its otpauth:// URI for an authenticator app); confirm with /mfa/enable."""
-    secret, uri = await identity.mfa_setup(services, principal, audit_context(request, principal))
+async def mfa_setup(body: PasswordConfirmation, request: Request, services: ServicesDep,
+                    principal: CurrentUser) -> Envelope[MfaSetup]:
+    """A new TOTP secret (and its otpauth:// URI for an authenticator app); confirm with /mfa/enable.
+    Asks for the password again: a session alone does not enrol a factor."""
+    secret, uri = await identity.mfa_setup(services, principal, audit_context(request, principal), body.password)
     return Envelope(data=MfaSetup(secret=secret, otpauth_uri=uri))
 
 
