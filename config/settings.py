@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_user_per_minute: int = Field(100, ge=1, description="requests per user per minute")
     rate_limit_tenant_per_hour: int = Field(1000, ge=1, description="requests per tenant per hour, all users")
+    rate_limit_principal_share: float = Field(
+        0.25, gt=0, le=1, description="the share of the tenant's hour one user or key may take (acknowledging and"
+        " resolving alerts count against neither)")
     rate_limit_batch_burst: int = Field(
         400, ge=0, description="extra requests per user per minute that batch endpoints (ingest, sync) may make"
         " on top of rate_limit_user_per_minute; the tenant's hourly limit still applies")

@@ -99,8 +99,11 @@ async def current_user(principal: CurrentPrincipal) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def require(permission: str, *, batch: bool = False):
-    """``Annotated[Principal, require("alerts:acknowledge")]``: the caller, if allowed and within its rate."""
+def require(permission: str, *, batch: bool = False, essential: bool = False):
+    """``Annotated[Principal, require("alerts:acknowledge")]``: the caller, if allowed and within its rate.
+
+    ``essential``: exempt from the tenant's hourly bucket (serve/ratelimit.py), for acknowledging alerts.
+    """
 
     async def check(request: Request, principal: CurrentPrincipal, services: ServicesDep) -> Principal:
         if principal.mfa_setup_only:
@@ -109,7 +112,7 @@ def require(permission: str, *, batch: bool = False):
         if not principal.can(permission):
             who = f"role {principal.role.value}" if principal.role else "this API key"
             raise ApiError(403, f"{who} lacks permission {permission}")
-        await enforce_rate_limit(request, services, principal, batch=batch)
+        await enforce_rate_limit(request, services, principal, batch=batch, essential=essential)
         return principal
 
     check.permission = permission  # type: ignore[attr-defined]  # read by the permission-matrix test

@@ -43,15 +43,28 @@ class RateLimiter(Protocol):
     async def hit(self, rules: list[Rule]) -> Decision: ...
 
 
-def rules_for(settings: Any, principal: _Principal, *, batch: bool = False) -> list[Rule]:
+def rules_for(settings: Any, principal: _Principal, *, batch: bool = False, essential: bool = False,
+              ) -> list[Rule]:
+    """The limits a request counts against.
+
+    Besides its own minute, a principal may take at most `rate_limit_principal_share` of the tenant's hour, so
+    one busy viewer cannot exhaust the bucket the whole control room shares. ``essential`` requests (an
+    operator acknowledging or resolving an alert) count only against the caller's own minute: they must get
+    through when the tenant's hour is spent.
+    """
     user_limit = settings.rate_limit_user_per_minute + (settings.rate_limit_batch_burst if batch else 0)
     kind = getattr(getattr(principal, "kind", None), "value", "user")  # users and API keys apart
-    return [
-        # tenant ids and kinds cannot contain ':', so the subject (any string, last) cannot forge another key
-        Rule(f"u:{USER_PERIOD}:{principal.tenant_id}:{kind}:{principal.subject}", user_limit, USER_PERIOD, "user"),
-        Rule(f"t:{TENANT_PERIOD}:{principal.tenant_id}", settings.rate_limit_tenant_per_hour, TENANT_PERIOD,
-             "tenant"),
-    ]
+    # tenant ids and kinds cannot contain ':', so the subject (any string, last) cannot forge another key
+    who = f"{principal.tenant_id}:{kind}:{principal.subject}"
+    rules = [Rule(f"u:{USER_PERIOD}:{who}", user_limit, USER_PERIOD, "user")]
+    if essential:
+        return rules
+    tenant_limit = settings.rate_limit_tenant_per_hour
+    share = max(1, math.ceil(tenant_limit * settings.rate_limit_principal_share))
+    if share < tenant_limit:
+        rules.append(Rule(f"s:{TENANT_PERIOD}:{who}", share, TENANT_PERIOD, "user's share of the tenant"))
+    rules.append(Rule(f"t:{TENANT_PERIOD}:{principal.tenant_id}", tenant_limit, TENANT_PERIOD, "tenant"))
+    return rules
 
 
 def build_limiter(services: Any) -> RateLimiter:
@@ -83,14 +96,15 @@ def headers_for(decision: Decision) -> dict[str, str]:
     return headers
 
 
-async def enforce_rate_limit(request: Request, services: Any, principal: _Principal, *, batch: bool = False) -> None:
+async def enforce_rate_limit(request: Request, services: Any, principal: _Principal, *, batch: bool = False,
+                             essential: bool = False) -> None:
     """Count this request against the caller's limits; ``ApiError(429)`` when over one."""
     settings = services.settings
     if not settings.rate_limit_enabled:
         return
     limiter = get_limiter(services)
     try:
-        decision = await limiter.hit(rules_for(settings, principal, batch=batch))
+        decision = await limiter.hit(rules_for(settings, principal, batch=batch, essential=essential))
     except Exception as exc:
         # Fail open: losing the limiter's storage must not take the API down with it.
         log.warning("rate limiter unavailable (%s): request admitted unchecked", type(exc).__name__)

@@ -110,9 +110,26 @@ async def test_tenant_limit_across_users(pools: Any) -> None:
     assert user3.admitted
 
 
+async def test_one_principal_takes_only_its_share_and_acknowledging_is_exempt(pools: Any) -> None:
+    """One viewer at full speed cannot spend the tenant's hour; acknowledging still works when it is spent."""
+    limiter = PostgresRateLimiter(pools[0])
+    settings = Settings(rate_limit_user_per_minute=100, rate_limit_tenant_per_hour=8, rate_limit_principal_share=0.25)
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    viewer, operators = (SimpleNamespace(tenant_id=tenant, subject="viewer"),
+                         [SimpleNamespace(tenant_id=tenant, subject=f"op-{i}") for i in range(4)])
+    hogging = [(await limiter.hit(rules_for(settings, viewer))) for _ in range(5)]
+    assert [d.allowed for d in hogging] == [True] * 2 + [False] * 3
+    assert hogging[-1].binding.rule.scope == "user's share of the tenant"
+    assert [(await limiter.hit(rules_for(settings, op))).allowed for op in operators for _ in range(2)] == (
+        [True] * 6 + [False] * 2)  # the tenant's 8: 2 of the viewer, 6 of the operators
+    essential = [await limiter.hit(rules_for(settings, operators[3], essential=True)) for _ in range(3)]
+    assert all(d.allowed for d in essential)  # an acknowledgement gets through the spent hour
+
+
 async def test_batch_burst_beyond_user_limit_bounded_by_tenant(pools: Any) -> None:
     limiter = PostgresRateLimiter(pools[0])
-    settings = Settings(rate_limit_user_per_minute=3, rate_limit_batch_burst=4, rate_limit_tenant_per_hour=20)
+    settings = Settings(rate_limit_user_per_minute=3, rate_limit_batch_burst=4, rate_limit_tenant_per_hour=20,
+                        rate_limit_principal_share=1.0)
     gateway = SimpleNamespace(tenant_id=f"t-{uuid.uuid4().hex[:8]}", subject="gateway-1")
     await at_window_start(60, within=50)  # all hits in one minute window
     assert [(await limiter.hit(rules_for(settings, gateway))).allowed for _ in range(4)] == [True] * 3 + [False]
@@ -124,7 +141,8 @@ async def test_batch_burst_beyond_user_limit_bounded_by_tenant(pools: Any) -> No
     assert not (await limiter.hit(rules_for(settings, gateway))).allowed
 
     # The tenant's limit still bounds a burst: 5 per hour here.
-    tight = Settings(rate_limit_user_per_minute=3, rate_limit_batch_burst=100, rate_limit_tenant_per_hour=5)
+    tight = Settings(rate_limit_user_per_minute=3, rate_limit_batch_burst=100, rate_limit_tenant_per_hour=5,
+                     rate_limit_principal_share=1.0)
     other = SimpleNamespace(tenant_id=f"t-{uuid.uuid4().hex[:8]}", subject="gateway-2")
     burst = [await limiter.hit(rules_for(tight, other, batch=True)) for _ in range(7)]
     assert [d.allowed for d in burst] == [True] * 5 + [False] * 2

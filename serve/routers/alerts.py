@@ -78,7 +78,7 @@ async def get_alert(
 @router.post("/{alert_id}/acknowledge", response_model=Envelope[AlertPublic], responses=ERRORS)
 async def acknowledge(
     services: ServicesDep,
-    principal: Annotated[Principal, require("alerts:acknowledge")],
+    principal: Annotated[Principal, require("alerts:acknowledge", essential=True)],
     alert_id: AlertId,
     audit: Audit,
     body: AcknowledgeRequest | None = None,
@@ -103,7 +103,7 @@ async def acknowledge(
 @router.post("/{alert_id}/resolve", response_model=Envelope[AlertPublic], responses=ERRORS)
 async def resolve(
     services: ServicesDep,
-    principal: Annotated[Principal, require("alerts:acknowledge")],
+    principal: Annotated[Principal, require("alerts:acknowledge", essential=True)],
     alert_id: AlertId,
     audit: Audit,
     body: ResolveRequest | None = None,
