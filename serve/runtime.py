@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -208,21 +209,44 @@ class Stack:
             self._ray_tmp = ray_dir
         ray_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+        auth = self._ray_auth()
+        os.environ.update(auth)  # the driver's own ray.init authenticates with the same token
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported: make it read it again
+        env = {**os.environ, **auth,
                # Serve's proxy (uvicorn) would rewrite the client address from X-Forwarded-For of any loopback
                # peer; the app decides whom to believe (WELLPULSE_TRUSTED_PROXIES, serve/edge.py) and counts spoofs.
                "FORWARDED_ALLOW_IPS": ""}
-        os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]
         ray_cli = Path(sys.executable).parent / "ray"
         log_file = open(ray_dir / "head.log", "ab")
         self.ray_head = subprocess.Popen(
+            # On loopback: a head reachable from the network runs anyone's code with the app's secrets. To
+            # spread over several machines, start a Ray cluster yourself and point RAY_ADDRESS at it.
             [str(ray_cli), "start", "--head", "--block", f"--port={port}", f"--temp-dir={ray_dir}",
+             "--node-ip-address=127.0.0.1",
              "--include-dashboard=false", "--disable-usage-stats", f"--num-cpus={max(os.cpu_count() or 2, 2)}"],
             env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log_file.close()
         wait_for_port("127.0.0.1", port, 60, self.ray_head)
         return f"127.0.0.1:{port}"
+
+    def _ray_auth(self) -> dict[str, str]:
+        """Ray's token authentication for the head we start, with a token made once in the data dir.
+
+        ``RAY_AUTH_MODE=disabled`` turns it off (the test suite does, on loopback-only heads).
+        """
+        if os.environ.get("RAY_AUTH_MODE") == "disabled":
+            log.warning("Ray token authentication is off (RAY_AUTH_MODE=disabled)")
+            return {"RAY_AUTH_MODE": "disabled"}
+        path = self.data_dir / "secrets" / "ray_auth_token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
     def _stop_ray_head(self) -> None:
         if self.ray_head is None or self.ray_head.poll() is not None:

@@ -54,8 +54,10 @@ def _alive(procs: list[psutil.Process]) -> list[str]:
 def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "wp", free_port()
     log_path = tmp_path / "up.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    for key in ("WELLPULSE_DATABASE_URL", "WELLPULSE_NATS_URL", "RAY_ADDRESS"):
+    env = dict(os.environ)
+    # As a newcomer runs it: Ray's token authentication on (the suite turns it off for its own heads).
+    for key in ("WELLPULSE_DATABASE_URL", "WELLPULSE_NATS_URL", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
+                "RAY_AUTH_TOKEN_PATH", "WELLPULSE_APP_DB_PASSWORD"):
         env.pop(key, None)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -88,6 +90,7 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert token not in log_path.read_text(errors="replace").split(token, 1)[1], "token logged after the banner"
         started_by_cli = _our_processes(psutil.Process(proc.pid), data_dir)
         assert len(started_by_cli) > 5  # servers, the Ray head, raylet, actors...
+        _assert_ray_refuses_strangers(started_by_cli)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
         try:
@@ -101,12 +104,27 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     _assert_no_secret_logged(data_dir, [log_path])
 
 
+def _assert_ray_refuses_strangers(processes: list[psutil.Process]) -> None:
+    """Whoever reaches the Ray head without its token runs no code there."""
+    head = next(p for p in processes if "start --head" in " ".join(p.cmdline()))
+    port = next(a.split("=", 1)[1] for a in head.cmdline() if a.startswith("--port="))
+    probe = ("import ray\n"
+             f"ray.init(address='127.0.0.1:{port}')\n"
+             "print('ran', ray.get(ray.remote(lambda: 41 + 1).remote()))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    done = subprocess.run([sys.executable, "-c", probe], env={**env, "RAY_AUTH_MODE": "disabled"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "ran 42" not in done.stdout
+    assert "Authentication" in done.stderr or "InvalidAuthToken" in done.stderr, done.stderr[-2000:]
+
+
 def _assert_no_secret_logged(data_dir: Path, extra_logs: list[Path]) -> None:
     """No generated secret (JWT key, DB and NATS passwords, data and signing keys, metrics token) in any log."""
     secret_files = [*(data_dir / "secrets").iterdir(), *data_dir.glob("*.password"),
                     *(data_dir / "nats").glob("*.password"), *(data_dir / "nats").glob("*.secret")]
     values = {f.name: f.read_text().strip() for f in secret_files if f.is_file()}
-    assert {"jwt_secret", "app_db_password", "data_key", "model_signing_key", "metrics_token"} <= set(values)
+    assert {"jwt_secret", "app_db_password", "data_key", "model_signing_key", "metrics_token",
+            "ray_auth_token"} <= set(values)
     logs = [*extra_logs, *(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in {".log", ".out", ".err"})]
     for log_file in logs:
         text = log_file.read_text(errors="replace")
