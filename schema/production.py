@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from schema.csvcells import restore
+
 # The wells table's own rule (schema/sql/005_assets.sql).
 WELL_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 WellId = Annotated[str, StringConstraints(pattern=WELL_ID_PATTERN)]
@@ -183,7 +185,7 @@ def parse_production_csv(text: str, *, max_lines: int = MAX_IMPORT_LINES) -> lis
                 problems.append({"field": f"line {line}",
                                  "message": f"line {line}: {len(cells)} cells, the header has {len(header)}"})
                 continue
-            values = {k: v.strip() for k, v in zip(header, cells, strict=True)
+            values = {k: restore(v.strip()) for k, v in zip(header, cells, strict=True)
                       if v.strip() and k not in IGNORED_IMPORT_COLUMNS}
             try:
                 records.append((line, ProductionCreate.model_validate(values)))

@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -21,9 +22,17 @@ class MessageSender(Protocol):
     async def send(self, *, to: str, subject: str, body: str) -> None: ...
 
 
+# Reset and invitation tokens (serve/security.py TOKEN_KINDS): whoever reads the log must not get them.
+_TOKEN = re.compile(r"wp[a-z]_[a-z0-9-]+_[A-Za-z0-9_-]+")
+
+
 class LogSender:
+    """Writes that a message went out, with its one-time links redacted: a log is read by more people than
+    the mailbox is. Use ``file:PATH`` (or a real sender) to deliver them."""
+
     async def send(self, *, to: str, subject: str, body: str) -> None:
-        log.info("message to %s: %s\n%s", to, subject, body)
+        log.info("message to %s: %s\n%s", to, subject,
+                 _TOKEN.sub("[one-time token redacted; set WELLPULSE_MESSAGE_SENDER=file:PATH to deliver it]", body))
 
 
 class FileSender:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from schema.csvcells import neutralise
 from schema.production import EXPORT_COLUMNS, NULLABLE_FIELDS, VALUE_FIELDS, ProductionCreate
 from store.audit import AuditContext
 from store.audit import record as audit_record
@@ -249,6 +250,8 @@ def _csv_value(value: Any) -> Any:
         return ""
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):
+        return neutralise(value)
     return value
 
 

@@ -217,7 +217,7 @@ async def test_csv_import_all_or_nothing_and_export_round_trip(http: Any, db_con
             f"W-2,{d[0]},1.5,10,3,24,\"comma, quoted\"\n"
             f"W-2,{d[1]},2.5,,4,,\n"
             "\n"
-            f"W-1,{d[2]},3.25,30,,12,\n")
+            f"W-1,{d[2]},3.25,30,,12,=1+2 cmd\n")  # a formula, to a spreadsheet
     before = await stored(db_conn, a)
 
     bad = text.replace(f"W-2,{d[1]},2.5", f"W-2,{d[1]},-2.5").replace(f"W-1,{d[2]},3.25,30,,12", f"W-1,{d[2]},3,x,,99")
@@ -271,11 +271,14 @@ async def test_csv_import_all_or_nothing_and_export_round_trip(http: Any, db_con
     whole = await http.get("/v1/production/export", headers=op, params={"well_id": "W-1"})
     exported = list(csv.DictReader(io.StringIO(whole.text)))
     assert len(exported) >= 2 and {x["well_id"] for x in exported} == {"W-1"}
+    # A note that a spreadsheet would run as a formula leaves as text ('=...), and comes back as it was.
+    assert [x["notes"] for x in exported if x["day"] == d[2]] == ["'=1+2 cmd"]
     r = await http.post("/v1/production/import", headers={**auth(b, "operator"), **CSV}, content=whole.text)
     assert r.status_code == 201, r.text
     b_rows = (await http.get("/v1/production", headers=auth(b, "viewer"), params={"limit": 100})).json()["data"]
     assert sorted((x["day"], x["oil_bbl"]) for x in b_rows) == sorted(
         (x["day"], float(x["oil_bbl"])) for x in exported)
+    assert [x["notes"] for x in b_rows if x["day"] == d[2]] == ["=1+2 cmd"]
 
 
 async def test_summary_by_day_week_month(stack: Any, http: Any, db_conn: Any) -> None:

@@ -2,6 +2,7 @@
 exposure of /metrics, security headers and CORS."""
 
 import asyncio
+import logging
 import os
 import stat
 import subprocess
@@ -27,6 +28,8 @@ from config.secrets import (
 )
 from serve.auth import AuthError, jwt_keys, mint_access_token, verify_access_token
 from serve.edge import client_address
+from serve.messages import LogSender
+from serve.security import new_token
 from store.embedded import free_port
 from tests.helpers import create_tenant, metrics_auth, new_tenant_id, wait_for
 from tests.test_identity import PW, add_user, bearer, login, login_ok
@@ -185,3 +188,11 @@ async def _wait_unlocked(http: Any, tenant: str, email: str) -> None:
         return (await login(http, tenant, email)).status_code == 200
 
     await wait_for(ok, timeout=40, interval=1.0)
+
+
+async def test_the_log_sender_never_writes_a_one_time_token(caplog: Any) -> None:
+    token = new_token("password_reset", "acme")
+    with caplog.at_level(logging.INFO, logger="serve.messages"):
+        await LogSender().send(to="ops@acme.example", subject="Reset", body=f"https://x/reset?token={token}\n{token}")
+    assert "ops@acme.example" in caplog.text and "redacted" in caplog.text
+    assert token not in caplog.text and token.rsplit("_", 1)[1] not in caplog.text
