@@ -3,7 +3,7 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 RAY_USAGE_STATS_ENABLED=0
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY actors ./actors
 COPY serve ./serve
 COPY models ./models
@@ -11,7 +11,7 @@ COPY schema ./schema
 COPY config ./config
 COPY store ./store
 COPY bench ./bench
-RUN pip install . && useradd --create-home wellpulse && mkdir -p /data && chown wellpulse /data
+RUN pip install -c requirements.lock . && useradd --create-home wellpulse && mkdir -p /data && chown wellpulse /data
 USER wellpulse
 ENV WELLPULSE_DATA_DIR=/data WELLPULSE_HOST=0.0.0.0 WELLPULSE_PORT=8000
 EXPOSE 8000

@@ -52,7 +52,7 @@ def _up(args: argparse.Namespace) -> int:
             stack.add_tenant(DEMO_TENANT, "Demo Oil & Gas",
                              [(e.equipment_id, e.equipment_type.value, e.equipment_id) for e in fleet])
             demo_login = _demo_users(settings)
-        _print_banner(stack, demo_login=demo_login)
+        _print_banner(stack, demo_login=demo_login, secrets_shown=not args.no_secrets_in_banner)
         asyncio.run(_serve_until_signal(stack, stop, demo=args.demo, rate=args.rate))
     except KeyboardInterrupt:
         pass
@@ -80,7 +80,7 @@ def _demo_users(settings: object) -> tuple[str, str]:
     return DEMO_OPERATOR, password
 
 
-def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None) -> None:
+def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secrets_shown: bool = True) -> None:
     settings = stack.settings  # type: ignore[attr-defined]
     migration = stack.migration  # type: ignore[attr-defined]
     lines = [
@@ -91,7 +91,13 @@ def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None) -> Non
         f"  storage    {migration.flavour if migration else '?'}",
         f"  NATS       {redact_url(settings.nats_url)}  (feed credentials: wellpulse nats feed-credentials TENANT)",
     ]
-    if demo_login:
+    if demo_login and not secrets_shown:  # logs that others read (docker compose): no password, no token
+        lines += [
+            f"  demo       tenant '{DEMO_TENANT}', {DEMO_EQUIPMENT} pieces of equipment, simulated feed with faults",
+            f"  sign-in    {DEMO_ADMIN} (admin) or {DEMO_OPERATOR} (operator), password from {PASSWORD_ENV}",
+            f"  a token:   wellpulse token --tenant {DEMO_TENANT} --email {DEMO_OPERATOR}",
+        ]
+    elif demo_login:
         token = mint_user_token(settings, settings.database_url, DEMO_TENANT, demo_login[0], 12 * 60)
         lines += [
             f"  demo       tenant '{DEMO_TENANT}', {DEMO_EQUIPMENT} pieces of equipment, simulated feed with faults",
@@ -161,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="HTTP port (default 8000)")
     up.add_argument("--data-dir", help="where embedded servers keep data (default .wellpulse)")
     up.add_argument("--rate", type=float, default=200.0, help="demo feed: sensor values per second")
+    up.add_argument("--no-secrets-in-banner", action="store_true",
+                    help="print neither the demo password nor a token (for logs that others read)")
     up.set_defaults(func=_up)
 
     sim = sub.add_parser("simulate", help="publish realistic SCADA readings with injected faults")
