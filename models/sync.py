@@ -613,7 +613,7 @@ class MemoryStore:
         record = self.records.get(change.record_id)
         history = None
         if history_needed(record, change, strategy):
-            assert record is not None
+            assert record is not None  # noqa: S101  narrows a type; not a check of input
             base = self.states.get((change.record_id, change.base_version))
             ids = concurrent_events(record, change)
             history = History(base, {e: self.changes[e] for e in ids if e in self.changes})

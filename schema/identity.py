@@ -37,7 +37,7 @@ class RefreshRequest(_Strict):
 class TokenPair(BaseModel):
     access_token: str | None = None
     refresh_token: str | None = None
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105  a name or a file name, not a secret
     expires_in: int
     mfa_setup_required: bool = False
 

@@ -24,7 +24,7 @@ from config.secrets import key_id
 from schema.ids import InvalidIdentifier, check_tenant_id
 
 ALGORITHM = "HS256"
-ACCESS_TOKEN_TYPE = "access"
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105  a name or a file name, not a secret
 
 
 class Role(StrEnum):

@@ -22,7 +22,7 @@ from serve.auth import mint_access_token
 from serve.security import PasswordHashing, WeakPassword, check_password_policy
 from store import admin
 
-PASSWORD_ENV = "WELLPULSE_ADMIN_PASSWORD"
+PASSWORD_ENV = "WELLPULSE_ADMIN_PASSWORD"  # noqa: S105  a name or a file name, not a secret
 
 
 def _settings(args: argparse.Namespace) -> Settings:

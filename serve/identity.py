@@ -89,7 +89,7 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
     ok = await asyncio.to_thread(services.passwords.verify, stored, body.password)
     if not ok:
         raise ApiError(401, INVALID_LOGIN, code="INVALID_CREDENTIALS")
-    assert user is not None
+    assert user is not None  # noqa: S101  narrows a type; not a check of input
     user_id = str(user["id"])
     async with services.tenant_tx(body.tenant) as conn:
         tenant = await identity.get_tenant(conn, body.tenant)

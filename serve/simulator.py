@@ -275,7 +275,7 @@ class FaultSchedule:
         self.kinds: tuple[FaultKind, ...] = tuple(FaultKind(k) for k in (kinds or list(FaultKind)))
         if not self.kinds:
             raise ValueError("kinds must not be empty")
-        self._rng = random.Random(f"schedule:{seed}")
+        self._rng = random.Random(f"schedule:{seed}")  # noqa: S311  simulated sensor noise, not security
         self._next: datetime | None = None
 
     def due(self, ts: datetime, fleet: Sequence[EquipmentSpec]) -> list[Fault]:
@@ -323,7 +323,7 @@ class _Unit:
     def __init__(self, spec: EquipmentSpec, seed: int):
         self.spec = spec
         # crc32, not hash(): str hashes are salted per process and would break determinism.
-        self.rng = random.Random(zlib.crc32(f"{seed}:{spec.equipment_id}".encode()))
+        self.rng = random.Random(zlib.crc32(f"{seed}:{spec.equipment_id}".encode()))  # noqa: S311  simulated sensor noise, not security
         self.sensors = spec.sensors
         self.decimals = {s.name: _decimals(s) for s in self.sensors}
         self.base = {s.name: self.rng.uniform(0.35, 0.65) for s in self.sensors}
@@ -461,7 +461,7 @@ class FeedSimulator:
         self.fleet: tuple[EquipmentSpec, ...] = tuple(fleet)
         self.schedule = schedule
         self._units = {e.equipment_id: _Unit(e, seed) for e in self.fleet}
-        self._rng = random.Random(f"faults:{seed}")
+        self._rng = random.Random(f"faults:{seed}")  # noqa: S311  simulated sensor noise, not security
         self._faults: dict[str, list[_ActiveFault]] = {eid: [] for eid in ids}
         self._pending_relative: list[Fault] = []
         self._last_value: dict[str, dict[str, float]] = {eid: {} for eid in ids}
@@ -496,10 +496,10 @@ class FeedSimulator:
     def _activate(self, fault: Fault) -> None:
         if fault.start is None:
             # "Now": the next tick, which is any timestamp after the last one generated.
-            assert self.epoch is not None
+            assert self.epoch is not None  # noqa: S101  narrows a type; not a check of input
             start = self.last_ts + timedelta(milliseconds=1) if self.last_ts else self.epoch
         elif isinstance(fault.start, timedelta):
-            assert self.epoch is not None
+            assert self.epoch is not None  # noqa: S101  narrows a type; not a check of input
             start = self.epoch + fault.start
         else:
             start = fault.start.astimezone(UTC)
@@ -584,7 +584,7 @@ class FeedSimulator:
         return out
 
     def _apply_value_fault(self, af: _ActiveFault, ts: datetime, values: dict[str, float], eid: str) -> None:
-        assert af.sensor is not None
+        assert af.sensor is not None  # noqa: S101  narrows a type; not a check of input
         spec = next(s for s in self._units[eid].sensors if s.name == af.sensor)
         span = spec.high - spec.low
         digits = self._units[eid].decimals[af.sensor]
@@ -593,7 +593,7 @@ class FeedSimulator:
             if af.end is None:
                 af.spikes_left -= 1
         elif af.kind is FaultKind.DRIFT:
-            assert af.end is not None
+            assert af.end is not None  # noqa: S101  narrows a type; not a check of input
             total = (af.end - af.start).total_seconds()
             progress = 1.0 if total <= 0 else (ts - af.start).total_seconds() / total
             # Reaches 1.25 spans above its normal value at the end: out of range well before that.

@@ -71,7 +71,7 @@ class EmbeddedPostgres:
         return self._url(self.database)
 
     def _run(self, args: list[str], **kwargs: object) -> None:
-        subprocess.run(args, check=True, user=self._user, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]
+        subprocess.run(args, check=True, user=self._user, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]  # noqa: S603  our own binaries, fixed argv, no shell
                        stderr=subprocess.PIPE, **kwargs)
 
     def start(self) -> "EmbeddedPostgres":
@@ -265,7 +265,7 @@ class EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         log_file = open(self.data_dir / "nats-server.log", "ab")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603  our own binaries, fixed argv, no shell
             [nats_server_binary(), "-c", str(self._config)],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -293,7 +293,7 @@ class EmbeddedNats:
 
     def reload(self, *, timeout: float = 10.0) -> None:
         """SIGHUP (``nats-server --signal reload``) and wait for the server to log that it reloaded."""
-        assert self.proc is not None
+        assert self.proc is not None  # noqa: S101  narrows a type; not a check of input
         log_path = self.data_dir / "nats-server.log"
         offset = _file_size(log_path)
         self.proc.send_signal(signal.SIGHUP)

@@ -139,7 +139,7 @@ class PostgresRateLimiter:
     async def _prune_quietly(self) -> None:
         try:
             await self.prune()
-        except Exception:  # best effort: a dead row costs only a little space
+        except Exception:  # best effort: a dead row costs only a little space  # noqa: S110  best effort, the caller goes on either way
             pass
 
     async def close(self) -> None:

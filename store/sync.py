@@ -591,7 +591,7 @@ async def states_at(conn: asyncpg.Connection, tenant: str, t: EntityTable, pairs
 
 async def _history(conn: asyncpg.Connection, tenant: str, item: _Item, change: Change,
                    chunk_changes: Mapping[str, Change]) -> History:
-    assert item.record is not None
+    assert item.record is not None  # noqa: S101  narrows a type; not a check of input
     if change.base_version == 0:
         base = None
     elif change.base_version in item.states:
@@ -701,7 +701,7 @@ async def _check_natural_keys(conn: asyncpg.Connection, tenant: str, work: Mappi
 def _drafts(item: _Item, before: Record | None, change: Change, out: Outcome, strategy: str,
             history: History | None, drafts: list[_ConflictDraft]) -> list[_ConflictDraft]:
     """The conflict rows an outcome makes (or the pending one it joins)."""
-    assert before is not None
+    assert before is not None  # noqa: S101  narrows a type; not a check of input
     incoming = {"event_id": change.event_id, "device_id": change.device, "client_ts": json_value(change.ts),
                 "base_version": change.base_version, "data": dict(change.data) if change.op != "delete"
                 else {DELETED: True}}
@@ -758,7 +758,7 @@ def _settlement(d: _ConflictDraft) -> dict[str, Any]:
 
 
 def _row_json(item: _Item, ctx: SyncContext, now: datetime) -> dict[str, Any]:
-    assert item.record is not None
+    assert item.record is not None  # noqa: S101  narrows a type; not a check of input
     state = item.record.state
     row = {name: state.get(name) for name in item.table.fields}
     row.update(item.extra)

@@ -322,7 +322,7 @@ async def put_chunk(request: Request, upload_id: UUID, n: Annotated[int, Path(ge
 
     async def apply(conn: asyncpg.Connection) -> store.ChunkOutcome:
         current = await store.get_upload(conn, tenant, str(upload_id), for_update=True)
-        assert current is not None
+        assert current is not None  # noqa: S101  narrows a type; not a check of input
         if current["status"] != "open":
             raise store.SyncInputError(409, "the upload is completed", [{"field": "upload_id", "message": "completed"}])
         if current["total_chunks"] is not None and n >= current["total_chunks"]:
