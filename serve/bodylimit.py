@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 
 __all__ = ["BodyLimit", "BodyTooLarge"]
 
+DRAIN_BYTES = 32 * 1024 * 1024
+
 
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` when the body passes its limit.
@@ -59,6 +61,7 @@ class BodyLimit:
         limit = self.limit_for(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _drain(receive, DRAIN_BYTES)  # unread, nothing is kept: only so the client reads our answer
             await _refuse(send, limit)
             return
         seen = 0
@@ -71,7 +74,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     if message.get("more_body", False):
-                        await _drain(receive, limit)
+                        await _drain(receive, DRAIN_BYTES)
                     raise BodyTooLarge
             return message
 
@@ -87,9 +90,10 @@ class BodyLimit:
                 await _refuse(send, limit)
 
 
-async def _drain(receive: Any, budget: int, seconds: float = 2.0) -> None:
-    """Read and drop what the client is still sending (a little of it, briefly), so it reads our 413 instead of
-    a connection reset; a client that keeps sending past that is cut off."""
+async def _drain(receive: Any, budget: int, seconds: float = 5.0) -> None:
+    """Read and drop what the client is still sending (up to `budget` bytes, briefly), so it reads our 413 instead
+    of a connection reset (a lingering close, as web servers do); a client that keeps sending past that is cut
+    off. Nothing drained is kept in memory."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             while budget > 0:

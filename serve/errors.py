@@ -75,6 +75,11 @@ def install(app: FastAPI) -> None:
         # Ray Serve's proxy takes X-Request-ID from the request (or generates one) and echoes
         # it on the response itself; we only pick it up so our logs carry it.
         request.state.request_id = current_request_id() or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        query = request.scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:
+            # PostgreSQL refuses NUL in text: refused here once, for every parameter of every endpoint.
+            return JSONResponse(envelope("VALIDATION_ERROR", "query parameters may not contain NUL characters",
+                                         [{"field": "query", "message": "contains %00"}]), status_code=422)
         response = await call_next(request)
         # X-RateLimit-* of an admitted request (serve/ratelimit.py); a 429 carries its own.
         for name, value in (getattr(request.state, "rate_limit_headers", None) or {}).items():
