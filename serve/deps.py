@@ -142,3 +142,11 @@ async def get_audit(request: Request, principal: CurrentPrincipal) -> AuditConte
 
 
 Audit = Annotated[AuditContext, Depends(get_audit)]
+
+
+def require_silence_for_open_job(principal: Principal, *, open_job: bool) -> None:
+    """An open maintenance job holds alerts: the caller must be allowed to silence them."""
+    if open_job and not principal.can("alerts:silence"):
+        who = f"role {principal.role.value}" if principal.role else "an API key"
+        raise ApiError(403, f"{who} cannot start a maintenance job: a job in progress holds the equipment's"
+                       " alerts, which needs alerts:silence")

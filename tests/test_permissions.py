@@ -49,6 +49,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/sync/uploads"): {},  # 422 when allowed: no device, no session
     ("POST", "/v1/sync/conflicts/{conflict_id}/resolve"): {"choose": "server"},  # 404 when allowed
     ("POST", "/v1/field-events"): {},  # 422 when allowed: nothing stored
+    # A finished job (an open one also needs alerts:silence, which keys never get: tests/test_security_infra.py).
+    ("POST", "/v1/equipment/{equipment_id}/maintenance"): {
+        "kind": "preventive", "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T01:00:00Z"},
 }
 
 

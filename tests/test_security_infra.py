@@ -224,3 +224,26 @@ async def test_streams_bound_their_disk_per_stream_and_per_feed(stack: Any) -> N
             assert config.max_msgs_per_subject == stack.settings.stream_max_msgs_per_subject
     finally:
         await nc.close()
+
+
+async def test_an_api_key_cannot_hold_alerts_through_a_maintenance_job(stack: Any, http: Any) -> None:
+    """Keys never get alerts:silence; an open maintenance job would silence the equipment all the same."""
+    tenant = new_tenant_id("keymaint")
+    await create_tenant(stack, tenant, [("PJ-1", "pump_jack")])
+    created = await http.post("/v1/api-keys", json={"name": "tablet", "scopes": ["field_data:write"]},
+                              headers=auth(tenant, "admin"))
+    key = bearer(created.json()["data"]["key"])
+    start = "2026-11-01T06:00:00Z"
+    refused = await http.post("/v1/equipment/PJ-1/maintenance", json={"kind": "preventive", "started_at": start},
+                              headers=key)
+    assert refused.status_code == 403 and "alerts:silence" in refused.json()["error"]["message"]
+    event = await http.post("/v1/field-events", headers=key, json={
+        "event_id": str(uuid.uuid4()), "type": "maintenance_started", "equipment_id": "PJ-1",
+        "occurred_at": start, "data": {"kind": "preventive"}})
+    assert event.status_code == 403, event.text
+    finished = await http.post("/v1/equipment/PJ-1/maintenance", headers=key, json={
+        "kind": "preventive", "started_at": start, "ended_at": "2026-11-01T07:00:00Z"})
+    assert finished.status_code == 201, finished.text  # a job already over holds nothing: a key may record it
+    operator = await http.post("/v1/equipment/PJ-1/maintenance", json={"kind": "preventive"},
+                               headers=auth(tenant, "operator"))
+    assert operator.status_code == 201, operator.text

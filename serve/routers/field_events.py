@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from schema.api import Envelope, ErrorEnvelope
 from schema.field_events import FieldEventIn, FieldEventStored, parse_event
 from serve.auth import Principal
-from serve.deps import Audit, ServicesDep, require
+from serve.deps import Audit, ServicesDep, require, require_silence_for_open_job
 from serve.errors import ApiError
 from serve.routers.sync import run_chunk
 from store import field_events as fe
@@ -47,6 +47,7 @@ async def post_field_event(request: Request, response: Response, services: Servi
     if event is None:
         raise ApiError(422, "the event is invalid", details=[{**e, "field": e["field"].removeprefix("body.")}
                                                             for e in errors])
+    require_silence_for_open_job(principal, open_job=event.type == "maintenance_started")
     device = event.device_id or f"{principal.kind.value}:{principal.subject}"
     ctx = store.SyncContext(tenant_id=principal.tenant_id, device_id=device, actor=principal.actor, audit=audit)
 

@@ -15,7 +15,7 @@ from schema.assets import DueMaintenancePublic, MaintenanceCreate, MaintenancePu
 from schema.ids import EQUIPMENT_ID_PATTERN
 from serve import assets
 from serve.auth import Principal
-from serve.deps import Audit, ServicesDep, require
+from serve.deps import Audit, ServicesDep, require, require_silence_for_open_job
 from serve.listing import list_params, page_envelope, sparse
 from store.assets import DUE_MAINTENANCE, MAINTENANCE
 from store.listing import ListQuery
@@ -55,7 +55,9 @@ async def list_maintenance(equipment_id: EquipmentId, services: ServicesDep, pri
 async def start_maintenance(equipment_id: EquipmentId, body: MaintenanceCreate, services: ServicesDep,
                             principal: FieldCrew, audit: Audit) -> Envelope[MaintenancePublic]:
     """Start a job (or record a past one with `ended_at`). A job that has started and has no `ended_at`
-    puts an operational or failed equipment into status `maintenance`."""
+    puts an operational or failed equipment into status `maintenance`. A job in progress holds the
+    equipment's alerts, so it also needs `alerts:silence` (API keys may only record finished jobs)."""
+    require_silence_for_open_job(principal, open_job=body.ended_at is None)
     record = await assets.start_maintenance(services, audit, principal, equipment_id, body)
     return Envelope(data=MaintenancePublic(**record))
 
