@@ -192,7 +192,7 @@ async def _wait_unlocked(http: Any, tenant: str, email: str) -> None:
 
 async def test_the_log_sender_never_writes_a_one_time_token(caplog: Any) -> None:
     token = new_token("password_reset", "acme")
-    with caplog.at_level(logging.INFO, logger="serve.messages"):
+    with caplog.at_level(logging.INFO, logger="wellpulse.messages"):
         await LogSender().send(to="ops@acme.example", subject="Reset", body=f"https://x/reset?token={token}\n{token}")
     assert "ops@acme.example" in caplog.text and "redacted" in caplog.text
     assert token not in caplog.text and token.rsplit("_", 1)[1] not in caplog.text
