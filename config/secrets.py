@@ -12,11 +12,12 @@ travels beside the ciphertext, so a rotated key still opens what the previous on
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "WeakSecret",
     "check_secret",
     "key_id",
+    "read_or_make_secret",
     "resolve_secrets",
     "rotate_secret",
     "sign_blob",
@@ -48,10 +50,11 @@ GENERATED_SECRETS: Mapping[str, str] = {
     "model_signing_key": "WELLPULSE_MODEL_SIGNING_KEY",
     "metrics_token": "WELLPULSE_METRICS_TOKEN",
 }
-# Optional companions: accepted (checked) when configured, read from the data dir after a rotation.
-PREVIOUS_SECRETS: Mapping[str, str] = {
-    "jwt_previous_secret": "WELLPULSE_JWT_PREVIOUS_SECRET",
-    "data_previous_key": "WELLPULSE_DATA_PREVIOUS_KEY",
+# Keys that rotate: current field -> (its previous key's field, that one's variable). The previous key is
+# accepted (checked) when configured, and read from the data dir after `rotate_secret`.
+ROTATING_SECRETS: Mapping[str, tuple[str, str]] = {
+    "jwt_secret": ("jwt_previous_secret", "WELLPULSE_JWT_PREVIOUS_SECRET"),
+    "data_key": ("data_previous_key", "WELLPULSE_DATA_PREVIOUS_KEY"),
 }
 # Values that were defaults or examples in this repository at some point: public, so never a secret.
 KNOWN_PUBLIC_SECRETS = frozenset({
@@ -106,13 +109,29 @@ def _write_private(path: Path, value: str) -> None:
     os.replace(tmp, path)
 
 
-def _read_or_make(path: Path) -> str:
-    if path.exists():
+def read_or_make_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
+    """The secret kept in `path` (mode 0600), made with `make` on first use.
+
+    Two processes starting at once get the same value: the file is created exclusively, and the loser reads
+    the winner's. Every generated secret of WellPulse is kept this way (here, the NATS passwords, the embedded
+    PostgreSQL's superuser, Ray's token).
+    """
+    with contextlib.suppress(FileNotFoundError):
         value = path.read_text().strip()
         if value:
             return value
-    value = secrets.token_urlsafe(48)
-    _write_private(path, value)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+        _write_private(path, value)  # an empty file left by a crash
+        return value
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
     return value
 
 
@@ -128,12 +147,12 @@ def resolve_secrets(settings: Settings) -> Settings:
         if configured is not None:
             check_secret(variable, configured.get_secret_value())
         else:
-            update[field] = SecretStr(_read_or_make(folder / field))
-    for field, variable in PREVIOUS_SECRETS.items():
+            update[field] = SecretStr(read_or_make_secret(folder / field))
+    for current, (field, variable) in ROTATING_SECRETS.items():
         configured = getattr(settings, field)
         if configured is not None:
             check_secret(variable, configured.get_secret_value())
-        elif (folder / field).exists() and getattr(settings, field.replace("previous_", "")) is None:
+        elif (folder / field).exists() and getattr(settings, current) is None:  # rotated in the data dir
             update[field] = SecretStr((folder / field).read_text().strip())
     return settings.model_copy(update=update) if update else settings
 
@@ -144,7 +163,7 @@ def rotate_secret(data_dir: Path, field: str) -> str:
     For the JWT key (``jwt_secret``) and the data key (``data_key``): a restarted server signs and seals with
     the new key and still accepts what the previous one made. Returns the new key's id.
     """
-    previous_field = {"jwt_secret": "jwt_previous_secret", "data_key": "data_previous_key"}[field]
+    previous_field = ROTATING_SECRETS[field][0]
     folder = Path(data_dir) / SECRETS_DIR
     current = folder / field
     if current.exists():

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from config import load_settings
-from config.secrets import WeakSecret, resolve_secrets, rotate_secret
+from config.secrets import ROTATING_SECRETS, WeakSecret, resolve_secrets, rotate_secret
 from serve.backtest import add_backtest_arguments, backtest_command
 from serve.cli_nats import add_nats_commands
 from serve.cli_tenant import PASSWORD_ENV, add_tenant_commands, mint_user_token, password_hashing
@@ -146,8 +146,7 @@ def _rotate_key(field: str, variable: str):
         settings = load_settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
         if getattr(settings, field) is not None:
             print(f"error: {variable} is configured: rotate it there (its old value goes to "
-                  f"{variable.replace('_SECRET', '_PREVIOUS_SECRET').replace('_KEY', '_PREVIOUS_KEY')}),"
-                  " then restart", file=sys.stderr)
+                  f"{ROTATING_SECRETS[field][1]}), then restart", file=sys.stderr)
             return 2
         kid = rotate_secret(Path(settings.data_dir), field)
         print(json.dumps({"rotated": field, "kid": kid, "data_dir": str(settings.data_dir),

@@ -139,9 +139,9 @@ async def _attempt(services: Services, keys: list[bytes], *, what: str = "sign-i
         state = await identity.count_attempt(
             services.pool, key, slowdown_after=slowdown * factor, lock_after=lock * factor,
             lock_seconds=s.login_lock_seconds, forget_after=timedelta(seconds=s.login_lock_seconds))
-        if state is None:
-            locked = (await identity.throttle_state(services.pool, [key]))[0].locked_until
-            wait = max(1, int(((locked or datetime.now(UTC)) - datetime.now(UTC)).total_seconds() + 0.999))
+        if state.refused:
+            locked = state.locked_until or datetime.now(UTC)
+            wait = max(1, int((locked - datetime.now(UTC)).total_seconds() + 0.999))
             raise ApiError(429, f"too many {what}; try again in {wait} s", code="LOGIN_THROTTLED",
                            headers={"Retry-After": str(wait)})
 

@@ -29,7 +29,7 @@ from ray import serve
 from actors.common import NAMESPACE
 from actors.supervisor import SUPERVISOR_NAME, Supervisor
 from config import Settings
-from config.secrets import SecretBox, resolve_secrets
+from config.secrets import SECRETS_DIR, SecretBox, read_or_make_secret, resolve_secrets
 from store import bus, db
 from store.admin import reseal_secrets
 from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
@@ -240,12 +240,8 @@ class Stack:
         if os.environ.get("RAY_AUTH_MODE") == "disabled":
             log.warning("Ray token authentication is off (RAY_AUTH_MODE=disabled)")
             return {"RAY_AUTH_MODE": "disabled"}
-        path = self.data_dir / "secrets" / "ray_auth_token"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
+        path = self.data_dir / SECRETS_DIR / "ray_auth_token"
+        read_or_make_secret(path, lambda: secrets.token_hex(32))  # the form `ray get-auth-token` makes
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
     def _stop_ray_head(self) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
+from config.secrets import read_or_make_secret
 from schema.ids import check_tenant_id
 from store import nats_auth
 
@@ -60,7 +61,7 @@ class EmbeddedPostgres:
     @property
     def password(self) -> str:
         if self._password is None:
-            self._password = _read_or_make_password(self.password_file)
+            self._password = read_or_make_secret(self.password_file)
         return self._password
 
     def _url(self, database: str) -> str:
@@ -143,7 +144,14 @@ class EmbeddedPostgres:
         hba.write_text("\n".join(line.replace("trust", "scram-sha-256") if not line.startswith("#") else line
                                  for line in lines) + "\n")
         self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "reload"])  # type: ignore[operator]
-        time.sleep(0.2)  # the postmaster rereads pg_hba.conf on SIGHUP, asynchronously
+        # The postmaster rereads pg_hba.conf on SIGHUP, asynchronously: done once trust no longer lets us in.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                psycopg.connect(f"postgresql://postgres:wrong@127.0.0.1:{self.port}/postgres").close()
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.05)
         log.info("embedded PostgreSQL now asks every connection for a password")
 
     def stop(self, *, quiet: bool = False) -> None:
@@ -160,19 +168,6 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _read_or_make_password(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    import secrets
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password)
-    return password
 
 
 RELOADED_MARK = b"Reloaded server configuration"

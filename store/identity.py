@@ -281,18 +281,12 @@ async def use_one_time_token(conn: asyncpg.Connection, tenant_id: str, digest: b
 class Throttle:
     failures: int
     locked_until: datetime | None
-
-
-async def throttle_state(pool: asyncpg.Pool, keys: Sequence[bytes]) -> list[Throttle]:
-    rows = await pool.fetch("SELECT key, failures, locked_until FROM login_throttle WHERE key = ANY($1)",
-                            list(keys))
-    by_key = {bytes(r["key"]): Throttle(r["failures"], r["locked_until"]) for r in rows}
-    return [by_key.get(k, Throttle(0, None)) for k in keys]
+    refused: bool = False  # the key was locked: this attempt was neither counted nor may it be checked
 
 
 async def count_attempt(pool: asyncpg.Pool, key: bytes, *, slowdown_after: int, lock_after: int,
-                        lock_seconds: int, forget_after: timedelta) -> Throttle | None:
-    """Count one attempt BEFORE its credential is checked; None when the key is locked (refuse it).
+                        lock_seconds: int, forget_after: timedelta) -> Throttle:
+    """Count one attempt BEFORE its credential is checked; ``refused`` (with the lock's end) when locked.
 
     Counting first and in one statement is what makes the limit hold under parallel guesses: the row
     lock orders them, and the one past the limit sees the lock the others set. Past ``slowdown_after``
@@ -313,7 +307,8 @@ async def count_attempt(pool: asyncpg.Pool, key: bytes, *, slowdown_after: int, 
         " RETURNING failures, locked_until",
         key, forget_after, slowdown_after, lock_after, float(lock_seconds))
     if row is None:
-        return None
+        locked_until = await pool.fetchval("SELECT locked_until FROM login_throttle WHERE key = $1", key)
+        return Throttle(0, locked_until, refused=True)
     # A fresh row (the first attempt) never locks: slowdown_after >= 1 and lock_after >= 2 (config).
     return Throttle(row["failures"], row["locked_until"])
 

@@ -25,12 +25,11 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from config.secrets import read_or_make_secret
 from schema.ids import check_tenant_id
 from schema.subjects import tele_tenant_filter
 
@@ -67,30 +66,13 @@ def feed_permissions(tenant_id: str) -> dict[str, object]:
     }
 
 
-def _read_or_create_secret(path: Path) -> str:
-    """A random secret kept in ``path`` (0600); made on first use. Safe against two processes racing."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    return value
-
-
 def app_password(secrets_dir: Path) -> str:
-    return _read_or_create_secret(Path(secrets_dir) / APP_PASSWORD_FILE)
+    return read_or_make_secret(Path(secrets_dir) / APP_PASSWORD_FILE)
 
 
 def feed_secret(secrets_dir: Path, configured: str | None = None) -> str:
     """``configured`` (``WELLPULSE_NATS_FEED_SECRET``) when set, else the data dir's own."""
-    return configured or _read_or_create_secret(Path(secrets_dir) / FEED_SECRET_FILE)
+    return configured or read_or_make_secret(Path(secrets_dir) / FEED_SECRET_FILE)
 
 
 def _q(value: str) -> str:

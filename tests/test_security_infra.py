@@ -16,6 +16,7 @@ import websockets
 from nats.js.api import DiscardPolicy
 
 from models import MODEL_VERSION
+from store.embedded import EmbeddedPostgres
 from tests.helpers import auth, create_tenant, new_tenant_id, normal_series, now_utc, publish, snapshot, wait_for
 from tests.test_identity import add_user, bearer, login_ok
 
@@ -52,6 +53,25 @@ async def test_app_role_cannot_make_temp_objects_and_definers_name_pg_temp_last(
     for row in configs:
         path = next(c for c in row["proconfig"] if c.startswith("search_path="))
         assert path.endswith("pg_temp"), (row["proname"], path)
+
+
+def test_an_embedded_cluster_made_with_trust_is_converted_to_passwords(tmp_path: Path) -> None:
+    """Data dirs from before passwords (initdb --auth=trust) ask for one from their next start."""
+    import psycopg
+
+    server = EmbeddedPostgres(tmp_path / "pg", database="postgres").start()
+    server.stop()
+    hba = tmp_path / "pg" / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))  # as an older WellPulse left it
+    server = EmbeddedPostgres(tmp_path / "pg", database="postgres").start()
+    try:
+        assert "trust" not in " ".join(ln for ln in hba.read_text().splitlines() if not ln.startswith("#"))
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres").close()
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    finally:
+        server.stop()
 
 
 async def test_database_asks_every_role_for_its_password(stack: Any) -> None:

@@ -96,3 +96,6 @@ async def test_attachment_names_are_metadata_never_paths(stack: Any, http: Any, 
     root = stack.settings.attachment_dir or stack.settings.data_dir / "attachments"
     stored = [p for p in root.rglob("*") if p.is_file()]
     assert stored and all(p.name == sha and root in p.parents for p in stored)
+    # Nothing named after a device's file name was written anywhere the stack writes.
+    names = {"passwd", "boot.ini", "path.jpg", "y.jpg", "..\\..\\boot.ini"}
+    assert not [p for p in stack.settings.data_dir.parent.rglob("*") if p.name in names]
