@@ -9,6 +9,7 @@ NaN and infinite values are skipped silently.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from river import anomaly
 __all__ = [
     "EWStats",
     "EquipmentAnomalyScorer",
+    "LevelNovelty",
     "SeasonalProfile",
     "SensorAnomalyDetector",
     "SnapshotAnomalyDetector",
@@ -525,6 +527,87 @@ class SeasonalProfile:
         self._means[i] = m + (d if a >= 1.0 else a * d)
 
 
+class LevelNovelty:
+    """Whether a value sits at a level this sensor has never visited before.
+
+    A value is new when it is farther than ``(max - min) / levels`` (the seen range cut into ``levels``
+    slices) from every value learned so far: a level outside the known range, or inside it but never
+    visited (a pump reading between its two usual operating points). It needs no distribution, so it
+    carries over between series of any shape and scale, and it forgets nothing: a level seen once, even
+    weeks ago, is known. `score_one` is 1.0 for a new level (after ``warmup`` values), else 0.0.
+
+    The visited levels are kept as a sorted list of points at least ``1 / resolution`` of a slice apart;
+    when more than ``max_points`` are kept every second one is dropped, so the memory stays bounded.
+
+    Parameters
+    ----------
+    levels
+        Slices of the seen range: a value is new when no learned value is within one slice of it.
+    warmup
+        Values learned before any score.
+    resolution
+        Points kept per slice.
+    max_points
+        Bound on the points kept.
+
+    Examples
+    --------
+    >>> nov = LevelNovelty(warmup=5)
+    >>> for x in [10.0, 12.0, 10.5, 30.0, 31.0, 11.0, 29.5, 30.5]:
+    ...     nov.learn_one(x)
+    >>> nov.score_one(11.2), nov.score_one(30.2)  # both usual levels
+    (0.0, 0.0)
+    >>> nov.score_one(20.0), nov.score_one(40.0)  # between them, and beyond the range
+    (1.0, 1.0)
+    >>> nov.score_one(31.5)  # just above the highest value seen: a known level
+    0.0
+
+    """
+
+    def __init__(self, levels: int = 16, warmup: int = 300, resolution: int = 4, max_points: int = 1_024) -> None:
+        if levels < 1 or resolution < 1 or max_points < 2:
+            raise ValueError("levels and resolution must be >= 1, max_points >= 2")
+        self.levels = levels
+        self.warmup = warmup
+        self.resolution = resolution
+        self.max_points = max_points
+        self.n = 0
+        self.low = math.inf
+        self.high = -math.inf
+        self._points: list[float] = []
+
+    def _distance(self, x: float) -> float:
+        pts = self._points
+        i = bisect.bisect_left(pts, x)
+        d = math.inf
+        if i < len(pts):
+            d = pts[i] - x
+        if i > 0 and x - pts[i - 1] < d:
+            d = x - pts[i - 1]
+        return d
+
+    def score_one(self, x: float) -> float:
+        """1.0 when `x` is at a level never visited (after warm-up), else 0.0 (also for NaN/inf)."""
+        if self.n < self.warmup or not math.isfinite(x) or not self.high > self.low:
+            return 0.0
+        return 1.0 if self._distance(x) > (self.high - self.low) / self.levels else 0.0
+
+    def learn_one(self, x: float) -> None:
+        """Learn that `x` is a visited level (NaN/inf are skipped)."""
+        if not math.isfinite(x):
+            return
+        self.n += 1
+        if x < self.low:
+            self.low = x
+        if x > self.high:
+            self.high = x
+        step = (self.high - self.low) / (self.levels * self.resolution)
+        if self._distance(x) > step:
+            bisect.insort(self._points, x)
+            if len(self._points) > self.max_points:
+                self._points = self._points[::2]
+
+
 class TailCalibration:
     """Tail probability of a positive statistic against its own recent past: a fading histogram on a log scale.
 
@@ -712,7 +795,11 @@ class EquipmentAnomalyScorer:
 
     `score_one` returns that calibrated score. `novelty_one` returns it only when ``T`` exceeds every
     ``T`` of the previous ``refractory`` snapshots (else 0.0): an incident is reported when it starts
-    or gets worse, not on every snapshot while it lasts (what NAB rewards). `learn_one` leaves both
+    or gets worse, not on every snapshot while it lasts (what NAB rewards). It is 1.0 when a sensor's
+    value is at a level that sensor has never visited (`LevelNovelty`, ``levels`` slices of its range):
+    a z-score against a fading baseline forgets what the series did weeks ago, the visited levels do not,
+    and the two together carry over between series far better than either alone (NAB, categories held
+    out in turn: see ``bench/anomaly_eval.py``). `learn_one` leaves both
     scores of the snapshot it learned, computed before learning it, in `last_score` and `last_novelty`,
     so a caller that learns every snapshot does not have to score it separately.
 
@@ -737,6 +824,10 @@ class EquipmentAnomalyScorer:
         During an incident the baselines learn one snapshot in this many (1: as usual).
     refractory
         Snapshots a novelty score must beat (0: `novelty_one` equals `score_one`).
+    levels
+        Slices of a sensor's range for `LevelNovelty` in `novelty_one` (0: no level novelty).
+    levels_warmup
+        Values a sensor's `LevelNovelty` learns before it answers.
     seasonal
         Also score each sensor against its time-of-day profile (`SeasonalProfile`, needs the ``ts`` of
         `learn_one`): once it has two days of data, the smoothed z of the residual joins ``T`` as one more
@@ -758,8 +849,8 @@ class EquipmentAnomalyScorer:
     >>> round(det.score_one({"a": 16.0, "b": 100.0}), 3)  # one 6 sigma value, smoothed over about 10 snapshots
     0.748
     >>> det.learn_one({"a": 16.0, "b": 100.0})
-    >>> round(det.last_score, 3), round(det.last_novelty, 3)
-    (0.748, 0.748)
+    >>> round(det.last_score, 3), round(det.last_novelty, 3)  # and 16.0 is a level "a" never visited
+    (0.748, 1.0)
     >>> det.novelty_one({"a": 10.0, "b": 100.0})  # not worse than the snapshot before: the same incident
     0.0
     >>> det.score_one({"a": float("nan")})
@@ -778,6 +869,8 @@ class EquipmentAnomalyScorer:
         incident_learn_every: int = 5,
         refractory: int = 100,
         seasonal: bool = True,
+        levels: int = 16,
+        levels_warmup: int = 300,
     ) -> None:
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
@@ -794,6 +887,9 @@ class EquipmentAnomalyScorer:
         self.incident_learn_every = incident_learn_every
         self.refractory = refractory
         self.seasonal = seasonal
+        self.levels = levels
+        self.levels_warmup = levels_warmup
+        self._visited: dict[str, LevelNovelty] = {}
         self._statistics_seen = 0
         self._incident_snapshots = 0
         self._profiles: dict[str, SeasonalProfile] = {}
@@ -854,6 +950,27 @@ class EquipmentAnomalyScorer:
     def _novel(self, t: float) -> bool:
         return not (self.refractory and self._recent and t <= max(self._recent))
 
+    def _new_level(self, x: Mapping[str, float]) -> bool:
+        visited = self.__dict__.get("_visited")  # None in checkpoints written before it existed
+        if not visited:
+            return False
+        for k, v in x.items():
+            nov = visited.get(k)
+            if nov is not None and nov.score_one(v) > 0.0:
+                return True
+        return False
+
+    def _learn_levels(self, x: Mapping[str, float]) -> None:
+        levels = self.__dict__.get("levels", 0)
+        if not levels:
+            return
+        visited = self.__dict__.setdefault("_visited", {})
+        for k, v in x.items():
+            nov = visited.get(k)
+            if nov is None:
+                nov = visited[k] = LevelNovelty(levels, self.levels_warmup)
+            nov.learn_one(v)
+
     def _known(self, x: Mapping[str, float]) -> bool:
         return any(k in self._baselines and math.isfinite(v) for k, v in x.items())
 
@@ -870,7 +987,9 @@ class EquipmentAnomalyScorer:
         return self._score(self._statistic(self._next_smoothed(x, ts)))
 
     def novelty_one(self, x: Mapping[str, float], ts: float | None = None) -> float:
-        """`score_one` when it beats the previous ``refractory`` snapshots, else 0.0."""
+        """`score_one` when it beats the previous ``refractory`` snapshots, else 0.0; 1.0 at a new level."""
+        if self._new_level(x):
+            return 1.0
         if not self._known(x):
             return 0.0
         t = self._statistic(self._next_smoothed(x, ts))
@@ -884,6 +1003,8 @@ class EquipmentAnomalyScorer:
         """
         score = novelty = 0.0
         incident = False
+        new_level = self._new_level(x)
+        self._learn_levels(x)
         if self._known(x):
             self._smoothed = self._next_smoothed(x, ts)
             t = self._last_t = self._statistic(self._smoothed)
@@ -899,7 +1020,7 @@ class EquipmentAnomalyScorer:
             if self._statistics_seen > self.calibration_delay:
                 incident = not self._calibration.update(t)
         self.last_score = score
-        self.last_novelty = novelty
+        self.last_novelty = 1.0 if new_level else novelty
         if incident:
             self._incident_snapshots += 1
             if self._incident_snapshots % self.incident_learn_every:

@@ -14,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["NabWeights", "labels_to_windows", "nab_file_score", "nab_score", "nab_sigma", "window_indices"]
+__all__ = [
+    "NabWeights",
+    "labels_to_windows",
+    "nab_file_score",
+    "nab_probation",
+    "nab_score",
+    "nab_sigma",
+    "window_indices",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +51,22 @@ def window_indices(
     return sorted(out)
 
 
+def nab_probation(n: int) -> int:
+    """Records at the start of an `n`-record file that NAB does not score: 15 %, at most 750.
+
+    >>> nab_probation(4032), nab_probation(22695)
+    (604, 750)
+    """
+    return min(math.floor(0.15 * n), 750)
+
+
 def _file_terms(n: int, windows: Sequence[tuple[int, int]], w: NabWeights) -> tuple[list[float], list[int]]:
     """Per record: its reward if it were a detection, and its window number (-1 outside every window).
 
     Inside a window of length L ending at e, record i is at y = -(e - i + 1) / L; outside, a record after
     the window ending at e is at y = (i - e) / L of that window, before the first window it costs the full
-    A_FP.
+    A_FP. Records of the probationary period (`nab_probation`) are not scored: a detection there neither
+    costs nor counts, as in NAB's own scorer (every detector is still learning there).
     """
     reward = [-w.fp] * n
     where = [-1] * n
@@ -68,6 +86,9 @@ def _file_terms(n: int, windows: Sequence[tuple[int, int]], w: NabWeights) -> tu
             where[i] = k
         prev = (s, e)
         cursor = e + 1
+    for i in range(min(nab_probation(n), n)):
+        reward[i] = 0.0
+        where[i] = -1
     return reward, where
 
 

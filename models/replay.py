@@ -37,6 +37,10 @@ class ReplayRow:
         The alert changes this snapshot caused (drift events included).
     sensor_scores
         Per-sensor anomaly scores of this snapshot.
+    novelty
+        The equipment's calibrated novelty score (`EquipmentState.equipment_novelty`): high where an incident
+        starts or gets worse, 1.0 at a level a sensor never visited; the score a threshold is put on when the
+        detector is benchmarked (0.0 when skipped).
 
     """
 
@@ -46,6 +50,7 @@ class ReplayRow:
     alert: int
     changes: tuple[AlertChange, ...] = ()
     sensor_scores: dict[str, float] = field(default_factory=dict)
+    novelty: float = 0.0
 
 
 def replay_iter(snapshots: Iterable[Snapshot], state: EquipmentState) -> Iterator[ReplayRow]:
@@ -63,7 +68,8 @@ def replay_iter(snapshots: Iterable[Snapshot], state: EquipmentState) -> Iterato
             score = max([last.get(MULTIVARIATE_KEY, 0.0), last.get(EQUIPMENT_KEY, 0.0), *scores.values()])
             score = 0.0 if score < 0.0 else 1.0 if score > 1.0 else score
         alert = 1 if any(severity_rank(s) >= warning for s in state.alerts.open_alerts().values()) else 0
-        yield ReplayRow(snap, learned, score, alert, tuple(changes), scores)
+        novelty = state.equipment_novelty if learned else 0.0
+        yield ReplayRow(snap, learned, score, alert, tuple(changes), scores, novelty)
 
 
 def replay(

@@ -295,7 +295,10 @@ class AnomalyRule(Rule):
     """Active when the equipment's anomaly score stays ≥ `level` for `for_count` snapshots in a row.
 
     The score of a snapshot is the maximum of the per-sensor scores, the multivariate score and the
-    equipment's calibrated score. The rule clears after `for_count` snapshots in a row below `level`.
+    equipment's calibrated score. The rule clears after `for_count` snapshots in a row below
+    `clear_level`, a deadband below `level` (ISA-18.2): by default ``1 - sqrt(1 - level)`` (0.9 for the
+    medium 0.99), the score whose rarity is the square root of the opening one's, so an incident whose score
+    wavers around `level` stays one alert instead of clearing and opening again.
     Its severity is `severity`, raised to critical once a score ≥ `critical_level` is seen; it only
     escalates while the alert is open, so a score hovering around `critical_level` does not flap between
     warning and critical. The alert explains itself: the sensors furthest from normal, each with its
@@ -315,16 +318,19 @@ class AnomalyRule(Rule):
         Score at or above which the alert is critical (None: ``1 - (1 - level) / 10``).
     sensitivity
         "low", "medium", "high" or a number in [0, 1]; sets `level` when it is None (`sensitivity_level`).
+    clear_level
+        Score below which a snapshot counts towards clearing (None: ``1 - sqrt(1 - level)``).
 
     Examples
     --------
     >>> from datetime import UTC, datetime
     >>> rule = AnomalyRule(for_count=2)
     >>> t = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
-    >>> for s in [0.2, 0.995, 0.9995, 0.5, 0.3]:
+    >>> for s in [0.2, 0.995, 0.9995, 0.95, 0.5, 0.3]:
     ...     print(rule.observe(Observation(t, {"x": 1.0}, scores={"x": s})))
     (False, 'warning')
     (False, 'warning')
+    (True, 'critical')
     (True, 'critical')
     (True, 'critical')
     (False, 'warning')
@@ -341,10 +347,12 @@ class AnomalyRule(Rule):
         severity: Severity = "warning",
         critical_level: float | None = None,
         sensitivity: Sensitivity = "medium",
+        clear_level: float | None = None,
     ) -> None:
         _check_id("rule_id", rule_id)
         _check_number("level", level, minimum=0.0, optional=True)
         _check_number("critical_level", critical_level, minimum=0.0, optional=True)
+        _check_number("clear_level", clear_level, minimum=0.0, optional=True)
         _check_int("for_count", for_count, 1)
         _check_severity(severity)
         base = sensitivity_level(sensitivity)
@@ -352,13 +360,18 @@ class AnomalyRule(Rule):
         crit = 1.0 - (1.0 - lvl) / 10.0 if critical_level is None else critical_level
         if lvl > 1.0 or crit > 1.0:
             raise ValueError("level and critical_level must be in [0, 1]")
+        clear = 1.0 - math.sqrt(1.0 - lvl) if clear_level is None else clear_level
+        if clear > lvl:
+            raise ValueError("clear_level must not be above level")
         self.rule_id = rule_id
         self.level = level
         self.for_count = for_count
         self.severity = severity
         self.critical_level = critical_level
         self.sensitivity = sensitivity
+        self.clear_level = clear_level
         self._level = lvl
+        self._clear = round(clear, 12)
         self._critical = round(crit, 12)
         self._active = False
         self._high = 0
@@ -384,20 +397,24 @@ class AnomalyRule(Rule):
         for s in obs.scores.values():
             if s > score:
                 score = s
-        if score >= self.effective_level:
+        level = self.effective_level
+        clear = self.__dict__.get("_clear", level)  # rules pickled before the deadband clear at `level`
+        if score >= level:
             self._high += 1
-            self._low = 0
             if score >= self.effective_critical_level:
                 self._peak = "critical"
             if not self._active and self._high >= self.for_count:
                 self._active = True
         else:
-            self._low += 1
             self._high = 0
+        if score >= clear:
+            self._low = 0
+        else:
+            self._low += 1
             if self._active and self._low >= self.for_count:
                 self._active = False
-            if not self._active:
-                self._peak = self.severity
+        if not self._active and score < level:
+            self._peak = self.severity
         return self._active, max_severity(self._peak, self.severity)
 
     def describe(self, active: bool, obs: Observation | None, ts: datetime) -> tuple[str, dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 Each row is one snapshot (its timestamp and the chosen numeric columns), learned in file order, one at a
 time, so a row's score never depends on later rows. The optional output CSV has one row per input row:
-``timestamp`` (as written in the input), ``anomaly_score`` in [0, 1] (the score the anomaly rule reads: the
-maximum of the per-sensor and multivariate scores, computed before the row is learned) and ``alert`` (1
-while an alert of any rule is open after that row, else 0). With labels, the alert column is scored per
-row: precision, recall, F1.
+``timestamp`` (as written in the input); ``anomaly_score`` in [0, 1], the equipment's calibrated novelty
+score (`EquipmentState.equipment_novelty`: a rarity of this series' own normal, given where an incident starts
+or gets worse, 1.0 at a level never visited; one threshold on it is what NAB scores); ``alert`` (1 while an
+alert of any rule is open after that row, else 0); ``rule_score``, what the anomaly rule reads (the maximum of
+the per-sensor, multivariate and equipment scores). Every score is computed before the row is learned. With
+labels, the alert column is scored per row: precision, recall, F1.
 
 `backtest_snapshots` replays stored snapshots the same way for ``POST /v1/equipment/{id}/backtest``.
 
@@ -243,7 +245,7 @@ def backtest_csv(
     rules
         The rules (default: `models.default_rules` of `equipment_type`).
     out
-        Where to write ``timestamp,anomaly_score,alert`` (one row per input row).
+        Where to write ``timestamp,anomaly_score,alert,rule_score`` (one row per input row).
     sensitivity
         Sensitivity of the default anomaly rule ("low", "medium", "high" or a number in [0, 1]).
 
@@ -267,7 +269,7 @@ def backtest_csv(
     cols = _pick_columns(header, rows, columns, {ts_col} | ({label_col} if label_col else set()))
     eq = EquipmentState("backtest", equipment_type, rules, seed=seed, sensitivity=sensitivity)
     skipped = {"bad_timestamp": 0, "not_after_previous": 0, "bad_values": 0}
-    out_rows: list[tuple[str, float, int]] = []
+    out_rows: list[tuple[str, float, int, float]] = []
     preds: list[int] = []
     truth: list[int] = []
     opened = 0
@@ -277,7 +279,7 @@ def backtest_csv(
     for row in rows:
         raw_ts = (row.get(ts_col) or "").strip()
         ts = parse_timestamp(raw_ts)
-        score = 0.0
+        score = novelty = 0.0
         alert = 1 if _alerting(eq) else 0
         if ts is None:
             skipped["bad_timestamp"] += 1
@@ -292,7 +294,7 @@ def backtest_csv(
             result_row = next(replay_iter([Snapshot(ts, values)], eq))
             if not result_row.learned:
                 skipped["not_after_previous"] += 1
-            score, alert = result_row.anomaly_score, result_row.alert
+            score, alert, novelty = result_row.anomaly_score, result_row.alert, result_row.novelty
             for ch in result_row.changes:
                 if ch.kind == "opened":
                     if ch.severity == "info":
@@ -302,7 +304,7 @@ def backtest_csv(
                         opened_at.append(len(out_rows))
         if score > best[0]:
             best = (score, raw_ts)
-        out_rows.append((raw_ts, score, alert))
+        out_rows.append((raw_ts, novelty, alert, score))
         if label_col is not None or label_map is not None:
             if label_col is not None:
                 lv = _number(row.get(label_col))
@@ -324,7 +326,7 @@ def backtest_csv(
         "alerts_opened": opened,
         "drift_events": drifts,
         "model_version": eq.model_version,
-        "alert_rows": sum(a for _, _, a in out_rows),
+        "alert_rows": sum(row[2] for row in out_rows),
         "max_score": round(best[0], 6) if out_rows else None,
         "max_score_timestamp": best[1] if out_rows else None,
     }
@@ -339,9 +341,9 @@ def backtest_csv(
         try:
             with Path(out).open("w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["timestamp", "anomaly_score", "alert"])
-                for raw_ts, score, alert in out_rows:
-                    w.writerow([raw_ts, f"{score:.6f}", alert])
+                w.writerow(["timestamp", "anomaly_score", "alert", "rule_score"])
+                for raw_ts, novelty, alert, score in out_rows:
+                    w.writerow([raw_ts, f"{novelty:.6f}", alert, f"{score:.6f}"])
         except OSError as e:
             raise BacktestError(f"cannot write {out}: {e}") from None
         result["out"] = str(out)
@@ -503,7 +505,9 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels", default=None, metavar="FILE|COLUMN", help="CSV of timestamp,label, or a 0/1 column name"
     )
     parser.add_argument("--delimiter", default=None, metavar="CHAR", help="default: sniffed (, ; tab |)")
-    parser.add_argument("--out", default=None, type=Path, metavar="FILE", help="write timestamp,anomaly_score,alert")
+    parser.add_argument(
+        "--out", default=None, type=Path, metavar="FILE", help="write timestamp,anomaly_score,alert,rule_score"
+    )
     parser.add_argument("--equipment-type", default="other", help="picks the default rules (default: other)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the multivariate detector")
     parser.add_argument(

@@ -114,8 +114,8 @@ def test_backtest_bad_input_is_a_message_not_a_traceback(tmp_path: Path, capsys:
 
 def test_nab_scorer_perfect_is_100_null_is_0() -> None:
     w = NabWeights()
-    n = 400
-    windows = [(50, 69), (200, 239), (300, 309)]
+    n = 600  # the first 15 % (90 records) are NAB's probation, not scored
+    windows = [(150, 169), (300, 339), (400, 409)]
     perfect = [0.0] * n
     for s, _ in windows:
         perfect[s] = 1.0
@@ -124,16 +124,16 @@ def test_nab_scorer_perfect_is_100_null_is_0() -> None:
         assert nab_corpus([(perfect, windows)], weights)["score"] == 100.0
         assert nab_corpus([(null, windows)], weights)["score"] == 0.0
         # A corpus of several files, one with no window: still 100 and 0.
-        assert nab_corpus([(perfect, windows), (null[:100], [])], weights)["score"] == 100.0
+        assert nab_corpus([(perfect, windows), (null[:200], [])], weights)["score"] == 100.0
     # A late detection earns less than an early one, a far false positive costs the full A_FP.
-    early = nab_file_score([1.0 if i == 50 else 0.0 for i in range(n)], [(50, 69)], 0.5, w)
-    late = nab_file_score([1.0 if i == 68 else 0.0 for i in range(n)], [(50, 69)], 0.5, w)
+    early = nab_file_score([1.0 if i == 150 else 0.0 for i in range(n)], [(150, 169)], 0.5, w)
+    late = nab_file_score([1.0 if i == 168 else 0.0 for i in range(n)], [(150, 169)], 0.5, w)
     assert early > late > 0
-    fp_far = nab_file_score([1.0 if i in (50, 399) else 0.0 for i in range(n)], [(50, 69)], 0.5, w)
-    fp_near = nab_file_score([1.0 if i in (50, 70) else 0.0 for i in range(n)], [(50, 69)], 0.5, w)
+    fp_far = nab_file_score([1.0 if i in (150, 599) else 0.0 for i in range(n)], [(150, 169)], 0.5, w)
+    fp_near = nab_file_score([1.0 if i in (150, 170) else 0.0 for i in range(n)], [(150, 169)], 0.5, w)
     assert fp_far == pytest.approx(early - 0.11, abs=1e-3)
     assert early - 0.11 < fp_near < early
-    fp_before = nab_file_score([1.0 if i in (0, 50) else 0.0 for i in range(n)], [(50, 69)], 0.5, w)
+    fp_before = nab_file_score([1.0 if i in (95, 150) else 0.0 for i in range(n)], [(150, 169)], 0.5, w)
     assert fp_before == pytest.approx(early - 0.11)
     # The sweep picks the threshold that drops the false positives of a noisy detector.
     noisy = [0.4 if i % 37 == 0 else 0.0 for i in range(n)]
@@ -153,7 +153,7 @@ def test_skab_metrics() -> None:
 
 def test_equipment_anomaly_scorer_range_statistic_and_novelty() -> None:
     rng = random.Random(5)
-    det = EquipmentAnomalyScorer(refractory=20)
+    det = EquipmentAnomalyScorer(refractory=20, levels=0)  # the statistic's own novelty gate
     stats = []
     for _ in range(1_000):
         x = {"a": rng.gauss(0.0, 1.0), "b": rng.gauss(500.0, 30.0)}
@@ -170,3 +170,64 @@ def test_equipment_anomaly_scorer_range_statistic_and_novelty() -> None:
     assert det.novelty_one({"a": 0.0, "b": 500.0}) == 0.0  # the same incident, not worse
     assert det.score_one({"a": 0.0, "b": 500.0}) > 0.0  # but still anomalous while it lasts
     assert det.novelty_one({"a": 9.0, "b": 500.0}) > 0.0  # worse: reported
+    # With level novelty (the default), a level never visited is new whatever the statistic says.
+    det = EquipmentAnomalyScorer(refractory=20)
+    for _ in range(1_000):
+        det.learn_one({"a": rng.gauss(0.0, 1.0), "b": rng.gauss(500.0, 30.0)})
+    assert det.novelty_one({"a": 12.0, "b": 500.0}) == 1.0 > det.score_one({"a": 12.0, "b": 500.0})
+    assert det.novelty_one({"a": 0.1, "b": 500.0}) < 0.5
+
+
+def test_backtest_anomaly_score_column_is_calibrated_not_saturated(tmp_path: Path) -> None:
+    """One threshold on the written column separates: normal rows score low, the spike's first row high."""
+    src = tmp_path / "feed.csv"
+    _write_csv(src, n=2_000)
+    out = tmp_path / "scores.csv"
+    backtest_csv(src, out=out)
+    rows = _read_out(out)
+    assert list(rows[0]) == ["timestamp", "anomaly_score", "alert", "rule_score"]
+    scores = [float(r["anomaly_score"]) for r in rows]
+    normal = [s for i, s in enumerate(scores) if i >= 300 and i not in range(SPIKE.start, SPIKE.stop + 100)]
+    assert sum(s >= 0.5 for s in normal) / len(normal) < 0.02
+    assert max(scores[i] for i in SPIKE) >= 0.99 > max(normal)
+    assert all(0.0 <= float(r["rule_score"]) <= 1.0 for r in rows)
+
+
+def test_level_novelty_knows_every_level_visited() -> None:
+    from models.detectors import LevelNovelty
+
+    nov = LevelNovelty(warmup=20)
+    rng = random.Random(5)
+    for i in range(2_000):  # two operating points, months apart in the stream
+        nov.learn_one(rng.gauss(50.0 if i < 1_000 else 80.0, 1.0))
+    assert nov.score_one(50.5) == 0.0 and nov.score_one(79.0) == 0.0
+    assert nov.score_one(65.0) == 1.0  # between the two: never visited
+    assert nov.score_one(120.0) == 1.0 and nov.score_one(float("nan")) == 0.0
+    assert len(nov._points) <= nov.max_points
+
+
+def test_nab_probation_is_not_scored() -> None:
+    from models.metrics import nab_probation, nab_score
+
+    w = NabWeights()
+    n = 100
+    early = [0.0] * n
+    early[5] = 1.0  # inside the first 15 %: neither a false positive nor anything else
+    assert nab_probation(n) == 15
+    assert nab_score([(early, [(60, 70)])], w) == nab_score([([0.0] * n, [(60, 70)])], w) == 0.0
+    late = [0.0] * n
+    late[20] = 1.0  # the same detection after the probation costs
+    assert nab_score([(late, [(60, 70)])], w) < 0.0
+
+
+def test_anomaly_rule_deadband_keeps_one_alert_while_the_score_wavers() -> None:
+    from models.rules import AnomalyRule, Observation
+
+    rule = AnomalyRule()  # medium: opens at 0.99, clears below 0.9
+    assert rule.effective_level == 0.99 and rule._clear == 0.9
+    t = datetime(2026, 11, 22, tzinfo=UTC)
+    states = [rule.observe(Observation(t, {"x": 1.0}, scores={"x": s}))[0] for s in
+              [0.995] * 3 + [0.95, 0.98, 0.93] * 5 + [0.5] * 3]
+    assert states[2] and all(states[2:-1]) and not states[-1]
+    with pytest.raises(ValueError, match="clear_level"):
+        AnomalyRule(level=0.9, clear_level=0.95)
