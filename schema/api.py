@@ -78,3 +78,5 @@ class HealthReport(BaseModel):
     status: str
     storage: str
     checks: dict[str, Any]
+    warnings: list[str] = Field(default_factory=list, description="healthy now, but heading for trouble "
+                                "(e.g. a stream past 80 % of its disk limit)")

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Response
 from schema.api import HealthReport
 from serve.deps import ServicesDep
 from serve.services import Services
+from store import bus
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 3.0
+STREAM_WARN_PERCENT = 80.0
 
 
 async def check_db(services: Services) -> dict[str, Any]:
@@ -18,9 +20,25 @@ async def check_db(services: Services) -> dict[str, Any]:
     return {"ok": True, "storage": services.flavour}
 
 
+async def stream_usage(services: Services) -> list[dict[str, Any]]:
+    """Disk each stream with a byte limit takes, against that limit (JetStream drops its oldest messages there)."""
+    out = []
+    for config in bus.stream_configs():
+        info = await services.js.stream_info(config.name)
+        limit = info.config.max_bytes or 0
+        if limit > 0:
+            used = info.state.bytes
+            out.append({"stream": config.name, "bytes": used, "max_bytes": limit,
+                        "percent": round(100.0 * used / limit, 1)})
+    return out
+
+
 async def check_nats(services: Services) -> dict[str, Any]:
     info = await asyncio.wait_for(services.js.account_info(), CHECK_TIMEOUT)
-    return {"ok": services.nc.is_connected, "streams": info.streams}
+    usage = await asyncio.wait_for(stream_usage(services), CHECK_TIMEOUT)
+    warnings = [f"stream {u['stream']} at {u['percent']} % of its {u['max_bytes']} bytes: past 100 % its oldest"
+                " messages are dropped, read or not" for u in usage if u["percent"] >= STREAM_WARN_PERCENT]
+    return {"ok": services.nc.is_connected, "streams": info.streams, "stream_usage": usage, "warnings": warnings}
 
 
 async def check_ray(services: Services) -> dict[str, Any]:
@@ -48,7 +66,9 @@ async def health(services: ServicesDep, response: Response) -> HealthReport:
     checks = dict(zip(CHECKS, results, strict=True))
     ok = all(c["ok"] for c in checks.values())
     response.status_code = 200 if ok else 503
-    return HealthReport(status="ok" if ok else "degraded", storage=services.flavour, checks=checks)
+    warnings = [w for c in checks.values() for w in c.get("warnings", ())]
+    return HealthReport(status="ok" if ok else "degraded", storage=services.flavour, checks=checks,
+                        warnings=warnings)
 
 
 @router.get("/health/{part}", response_model=dict[str, Any])
