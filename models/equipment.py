@@ -33,6 +33,10 @@ MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
 DRIFT_PREFIX = "drift_"
 RUNTIME_GAP_SECONDS = 300.0  # a longer gap between readings counts as this much runtime
+VERDICT_WIDEN = 1.5  # a false alarm widens its sensors' normal by this factor ...
+MAX_TOLERANCE = 8.0  # ... up to this many times the learned spread
+VERDICTS_KEPT = 1000  # alert ids whose verdict was applied, remembered so that a replay is applied once
+_SQRT2 = math.sqrt(2.0)
 ANOMALY_LEVEL_WEIGHT = 0.01  # EW weight of the anomaly level (a failure feature)
 
 
@@ -159,6 +163,8 @@ class EquipmentState:
         self.values_seen = 0
         self.skipped = 0
         self.last_scores: dict[str, float] = {}
+        self.tolerance: dict[str, float] = {}  # per sensor, widened by false-alarm verdicts (`apply_verdict`)
+        self.verdicts: dict[int, str] = {}  # alert id -> verdict applied
 
     # -- rules and alerts ---------------------------------------------------------------------------
 
@@ -247,6 +253,7 @@ class EquipmentState:
         orphans_checked = False
         isfinite = math.isfinite
         needs_change = self.alerts.needs_change
+        tolerance = self.__dict__.get("tolerance")
         for snap in snapshots:
             ts = _utc(snap.ts)
             if last is not None and ts <= last:
@@ -274,6 +281,10 @@ class EquipmentState:
                 if det is None:
                     det = detectors[name] = SensorAnomalyDetector(warmup=warmup)
                 score, z, mean, std = det.step(v)  # scored against the baseline before learning v
+                if tolerance and z is not None and name in tolerance:  # a normal widened by false alarms
+                    t = tolerance[name]
+                    z, std = z / t, std * t
+                    score = math.erf(abs(z) / (det.z_scale * _SQRT2))
                 scores[name] = score
                 baselines[name] = (mean, std)
                 if drifts is not None and z is not None:
@@ -281,6 +292,8 @@ class EquipmentState:
                     if dd is None:
                         dd = drifts[name] = SensorDriftDetector()
                     zs = scorer.seasonal_z(name, v, tsf) if daily else None
+                    if zs is not None and tolerance and name in tolerance:
+                        zs /= tolerance[name]
                     if dd.update(z if zs is None else zs):
                         drifted.append((name, z))
             mv = multivariate.score_learn_one(values, baselines)
@@ -453,6 +466,38 @@ class EquipmentState:
         self.failure.adopt(shared)
         self.failure_probability = self.failure.predict_proba_one(self.failure_features())
 
+    def apply_verdict(self, alert_id: int, rule_id: str, verdict: str, sensors: Sequence[str]) -> bool:
+        """Learn an operator's verdict on alert `alert_id` of `rule_id` about `sensors`; False when it was applied.
+
+        ``false_alarm`` on an anomaly or drift alert widens each sensor's normal (its tolerance, by
+        `VERDICT_WIDEN` up to `MAX_TOLERANCE`): its z-scores, scores and drift input are divided by it, so the
+        same pattern scores lower next time. ``planned`` (an operating change) re-baselines the sensors (all of
+        them when the alert names none) without alerting. ``real`` changes no model. Pure; applied once per
+        alert id.
+        """
+        verdicts = self.__dict__.setdefault("verdicts", {})
+        if alert_id in verdicts:
+            return False
+        verdicts[alert_id] = verdict
+        while len(verdicts) > VERDICTS_KEPT:
+            del verdicts[next(iter(verdicts))]
+        anomaly = rule_id.startswith(DRIFT_PREFIX) or any(
+            isinstance(r, AnomalyRule) for r in self.rules if r.rule_id == rule_id)
+        names = [s for s in sensors if s in self.detectors] or (list(self.detectors) if verdict == "planned" else [])
+        if verdict == "false_alarm" and anomaly:
+            tolerance = self.__dict__.setdefault("tolerance", {})
+            for name in names:
+                tolerance[name] = min(MAX_TOLERANCE, tolerance.get(name, 1.0) * VERDICT_WIDEN)
+        elif verdict == "planned":
+            for name in names:
+                self.detectors[name].rebaseline()
+                self.multivariate.rebaseline(name)
+                dd = self.drift_detectors.get(name)
+                if dd is not None:
+                    dd.reset()
+                self.rebaselining[name] = self.warmup
+        return True
+
     def tick(self, now: datetime) -> list[AlertChange]:
         """Evaluate the wall-clock rules (stale data) at `now`; return the alert changes."""
         now = _utc(now)
@@ -519,6 +564,7 @@ class EquipmentState:
                 "drifts": 0 if dd is None else dd.drifts,
                 "last_drift_ts": self.drift_events.get(name),
                 "rebaselining": name in self.rebaselining,
+                "tolerance": self.__dict__.get("tolerance", {}).get(name, 1.0),
             }
         f = self.failure
         return {

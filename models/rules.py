@@ -24,6 +24,7 @@ from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 
 __all__ = [
     "RULE_KINDS",
+    "RULE_OPTIONS",
     "SENSITIVITIES",
     "AnomalyRule",
     "FailureRiskRule",
@@ -38,6 +39,7 @@ __all__ = [
     "build_rule",
     "default_rules",
     "sensitivity_level",
+    "with_options",
 ]
 
 Verdict = tuple[bool, Severity]
@@ -141,6 +143,10 @@ class Rule(abc.ABC):
 
     rule_id: str
     severity: Severity
+    # Alarm options of any rule (`RULE_OPTIONS`, set by `with_options`): the store applies them (latched: the
+    # alert stays until acknowledged; requires_running: suppressed while the equipment is not running).
+    latched: bool = False
+    requires_running: bool = False
 
     def observe(self, obs: Observation) -> Verdict | None:
         """Verdict after one learned snapshot, or None for no opinion."""
@@ -159,13 +165,16 @@ class Rule(abc.ABC):
         """Start as active (an alert was open before a restart), so it does not resolve then reopen."""
 
     def params(self) -> dict[str, Any]:
-        """The constructor arguments of this rule."""
+        """The constructor arguments of this rule, then its alarm options that are set."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
+        return {**{name: getattr(self, name) for name in names},
+                **{name: True for name in RULE_OPTIONS if getattr(self, name)}}
 
     def clone(self) -> Rule:
         """A fresh rule with the same settings and no state."""
-        return type(self)(**self.params())
+        params = self.params()
+        options = {name: params.pop(name) for name in RULE_OPTIONS if name in params}
+        return with_options(type(self)(**params), **options)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -821,6 +830,26 @@ _KINDS: dict[str, type[Rule]] = {
     "rate_of_change": RateOfChangeRule,
 }
 RULE_KINDS: tuple[str, ...] = tuple(_KINDS)
+RULE_OPTIONS: tuple[str, ...] = ("latched", "requires_running")
+
+
+def with_options(rule: Rule, **options: Any) -> Rule:
+    """Set a rule's alarm options (`RULE_OPTIONS`, booleans); returns the rule. Raises `ValueError` otherwise.
+
+    >>> with_options(StuckSensorRule(), latched=True)
+    StuckSensorRule(rule_id='stuck_sensor', min_repeats=30, severity='warning', latched=True)
+
+    """
+    for name, value in options.items():
+        if name not in RULE_OPTIONS:
+            raise ValueError(f"unknown rule option {name!r}; expected one of: {', '.join(RULE_OPTIONS)}")
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        if value:
+            setattr(rule, name, True)
+        else:
+            rule.__dict__.pop(name, None)
+    return rule
 
 
 def build_rule(rule_id: str, kind: str, params: dict[str, Any], sensitivity: Sensitivity | None = None) -> Rule:
@@ -849,17 +878,20 @@ for_seconds=0.0, severity='warning')
     if not isinstance(params, Mapping):
         raise ValueError(f"params of rule {rule_id!r} must be a mapping, got {type(params).__name__}")
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "rule_id")]
+    options = {name: params[name] for name in RULE_OPTIONS if name in params}
+    params = {k: v for k, v in params.items() if k not in options}
+    accepted_all = [*accepted, *RULE_OPTIONS]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(
             f"unknown parameter(s) {', '.join(unknown)} for {kind} rule {rule_id!r}; "
-            f"accepted: {', '.join(accepted)}"
+            f"accepted: {', '.join(accepted_all)}"
         )
     kwargs = dict(params)
     if sensitivity is not None and "sensitivity" in accepted and "sensitivity" not in kwargs:
         kwargs["sensitivity"] = sensitivity
     try:
-        return cls(rule_id=rule_id, **kwargs)
+        return with_options(cls(rule_id=rule_id, **kwargs), **options)
     except TypeError as e:  # a missing required parameter
         raise ValueError(f"bad parameters for {kind} rule {rule_id!r}: {e}") from None
     except ValueError as e:
