@@ -13,7 +13,7 @@ import river
 
 from models.alerts import AlertStateMachine
 from models.detectors import EquipmentAnomalyScorer, SensorAnomalyDetector, SnapshotAnomalyDetector
-from models.drift import SensorDriftDetector
+from models.drift import LevelDriftDetector
 from models.events import AlertChange, Severity, Snapshot
 from models.failure import DEFAULT_HORIZON_SECONDS, Example, FailurePredictor
 from models.rules import AnomalyRule, Observation, Rule, Sensitivity, default_rules
@@ -27,7 +27,7 @@ __all__ = [
     "EquipmentState",
 ]
 
-MODEL_SCHEMA = 3  # bump when the pickled layout or the meaning of a score changes
+MODEL_SCHEMA = 4  # bump when the pickled layout or the meaning of a score changes (4: level drift)
 MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
@@ -38,6 +38,13 @@ MAX_TOLERANCE = 8.0  # ... up to this many times the learned spread
 VERDICTS_KEPT = 1000  # alert ids whose verdict was applied, remembered so that a replay is applied once
 _SQRT2 = math.sqrt(2.0)
 ANOMALY_LEVEL_WEIGHT = 0.01  # EW weight of the anomaly level (a failure feature)
+# Sensors that read exactly zero when the machine is stopped (a pump-off controller resting a pump jack):
+# a snapshot with all of them at zero is the equipment stopped, not a fault. See `EquipmentState`.
+RUNNING_SENSORS: dict[str, tuple[str, ...]] = {"pump_jack": ("strokes_per_minute", "motor_current_a")}
+# An operating change (see `EquipmentState._drift_changes`): the drifted sensor moved by at least STEP_SIGMA
+# within its detector's step span, and another sensor of the equipment by at least CORROBORATE_SIGMA.
+STEP_SIGMA = 1.5
+CORROBORATE_SIGMA = 1.0
 
 
 def _r(x: float) -> float:
@@ -59,9 +66,21 @@ class EquipmentState:
     chi-square-like statistic in `equipment_statistic`), all before learning; then the detectors learn and
     every rule is evaluated through the `AlertStateMachine`.
 
-    Drift: each sensor's z-score feeds a `SensorDriftDetector` (Page-Hinkley). A drift opens an "info" alert
+    Drift: each sensor's value feeds a `LevelDriftDetector` (a CUSUM of its distance from its normal level in
+    σ of its normal variation over hours, cycles included, on reading time). A drift opens an "info" alert
     ``drift_<sensor>`` and re-baselines the sensor in every detector; the alert resolves once the new
     baseline is learned (`warmup` values), so the anomaly model adapts instead of alerting for ever.
+    Unless it was an operating change: when the drifted sensor changed abruptly (a step of at least
+    `STEP_SIGMA` σ within minutes) and another sensor of the equipment stepped at the same time (at least
+    `CORROBORATE_SIGMA` σ), the equipment's physics moved, not one sensor: an operator changed a set point
+    (strokes per minute, and the motor current and rod load with them). Then the moved sensors are
+    re-baselined in every model without an alert (counted in `operating_changes`). A failing sensor drifts
+    alone; a failing machine (a bearing wearing) moves several sensors, but over hours, not in a step.
+
+    Stopped: a snapshot in which every `RUNNING_SENSORS` sensor of the type reads zero is the machine at rest
+    (a pump-off controller), a state, not an anomaly: the models neither score nor learn it, and the rules
+    see it without values (the stale-data rule still counts it as data; open alerts on values clear as they
+    would on normal data). Counted in `stopped_snapshots`.
 
     Failure: every hour of reading time the features (`failure_features`) are sampled into a
     `FailurePredictor`; field events label them (`record_failure`, `record_maintenance`), and
@@ -143,7 +162,9 @@ class EquipmentState:
         self.equipment_score = 0.0
         self.equipment_novelty = 0.0
         self.equipment_statistic = 0.0
-        self.drift_detectors: dict[str, SensorDriftDetector] = {}
+        self.drift_detectors: dict[str, LevelDriftDetector] = {}
+        self.operating_changes = 0
+        self.stopped_snapshots = 0
         self.rebaselining: dict[str, int] = {}
         self.drift_events: dict[str, str] = {}
         self.drifts_since_maintenance = 0
@@ -272,7 +293,15 @@ class EquipmentState:
                 if isfinite(raw):
                     values[name] = raw
             tsf = ts.timestamp()
-            daily = tsf >= scorer.daily_from  # once the daily cycle is known, drift is measured off-cycle
+            if self._stopped(values):
+                self.stopped_snapshots += 1
+                obs = Observation(ts, {}, failure_probability=self.failure_probability)
+                for rule in rules:
+                    change = self._apply(rule, rule.observe(obs), obs, ts)
+                    if change is not None:
+                        changes.append(change)
+                last = ts
+                continue
             scores: dict[str, float] = {}
             baselines: dict[str, tuple[float, float]] = {}
             drifted: list[tuple[str, float]] = []
@@ -287,15 +316,12 @@ class EquipmentState:
                     score = math.erf(abs(z) / (det.z_scale * _SQRT2))
                 scores[name] = score
                 baselines[name] = (mean, std)
-                if drifts is not None and z is not None:
+                if drifts is not None:
                     dd = drifts.get(name)
                     if dd is None:
-                        dd = drifts[name] = SensorDriftDetector()
-                    zs = scorer.seasonal_z(name, v, tsf) if daily else None
-                    if zs is not None and tolerance and name in tolerance:
-                        zs /= tolerance[name]
-                    if dd.update(z if zs is None else zs):
-                        drifted.append((name, z))
+                        dd = drifts[name] = LevelDriftDetector()
+                    if dd.update(v, tsf, tolerance.get(name, 1.0) if tolerance else 1.0):
+                        drifted.append((name, dd.last_d))
             mv = multivariate.score_learn_one(values, baselines)
             scorer.learn_one(values, tsf)
             eq_score = self.equipment_score = scorer.last_score
@@ -333,6 +359,26 @@ class EquipmentState:
 
     # -- drift ----------------------------------------------------------------------------------------
 
+    def _stopped(self, values: dict[str, float]) -> bool:
+        """Whether the snapshot is of the machine at rest (every running sensor of its type reads zero)."""
+        names = RUNNING_SENSORS.get(self.equipment_type)
+        if not names:
+            return False
+        for name in names:
+            v = values.get(name)
+            if v is None or v != 0.0:
+                return False
+        return True
+
+    def _operating_change(self, name: str) -> list[str]:
+        """The sensors that moved with `name` in an operating change (empty: a drift of `name`)."""
+        dd = self.drift_detectors[name]
+        step = dd.drift_step
+        if abs(step) < STEP_SIGMA or (step > 0) != (dd.direction == "up"):
+            return []
+        others = [o for o, od in self.drift_detectors.items() if o != name and abs(od.step()) >= CORROBORATE_SIGMA]
+        return [name, *others] if others else []
+
     def _drift_changes(
         self,
         ts: datetime,
@@ -364,6 +410,17 @@ class EquipmentState:
         for name, z in drifted:
             dd = self.drift_detectors[name]
             mean, std = baselines[name]
+            moved = self._operating_change(name)
+            if moved:
+                self.operating_changes += 1
+                for other in moved:
+                    if other != name:
+                        self.drift_detectors[other].rebaseline()
+                    if other in self.detectors:
+                        self.detectors[other].rebaseline()
+                    self.multivariate.rebaseline(other)
+                    self.scorer.rebaseline(other)
+                continue
             self.detectors[name].rebaseline()
             self.multivariate.rebaseline(name)
             dd.reset()

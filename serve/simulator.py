@@ -2,8 +2,10 @@
 
 Why it exists: the pipeline (ingest, detectors, alerts) has to be exercised end to end without real
 field equipment, with data that looks like the field's: levels that sit inside their normal ranges,
-follow a daily cycle, move together where physics couples them, and break in the ways real feeds break
-(spikes, drifting and stuck sensors, comms outages, store-and-forward resends).
+follow a daily cycle, move together where physics couples them, change operating point when an operator
+says so, stop and start (pump-off control), arrive late now and then, and break in the ways real feeds and
+machines break (spikes, drifting and stuck sensors, comms outages, store-and-forward resends, and failure
+precursors that develop over hours: a compressor's bearing wearing, a valve leaking).
 
 Two layers, so the interesting part is testable without a server:
 
@@ -14,6 +16,12 @@ Two layers, so the interesting part is testable without a server:
   to JetStream ``tele.<tenant>.<equipment>`` with ``Nats-Msg-Id`` so resends dedup; ``simctl.<tenant>``
   accepts faults on demand while it runs. :func:`add_simulate_arguments` / :func:`simulate_command` are
   the ``wellpulse simulate`` CLI.
+
+Ground truth: every fault the simulator injects (scheduled, given with ``--fault`` or sent on ``simctl``)
+becomes one record (kind, equipment, sensor(s), start, end; see :meth:`FeedSimulator.drain_truth`), written
+as a JSON line to ``--truth PATH`` and published on ``simctl.<tenant>.faults``, so alert quality can be
+measured against what really happened (``python -m bench.alert_quality``). Operating changes, pump stops
+and late data are normal behaviour, not faults: they are not in the truth.
 
 >>> sim = FeedSimulator(demo_fleet(2), seed=1)
 >>> [m["equipment_id"] for m in sim.next_snapshots(datetime(2026, 1, 1, tzinfo=UTC))]
@@ -39,7 +47,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,12 +69,14 @@ from store.nats_auth import FEED_USER_PREFIX, feed_inbox_prefix, redact_url, url
 __all__ = [
     "DEFAULT_NATS_URL",
     "FLEET_MIX",
+    "PRECURSOR_FAULTS",
     "EquipmentSpec",
     "Fault",
     "FaultKind",
     "FaultSchedule",
     "FeedSimulator",
     "MessageBatcher",
+    "NormalBehaviour",
     "SimMessage",
     "SimulationStats",
     "add_simulate_arguments",
@@ -75,8 +86,10 @@ __all__ = [
     "parse_fault_spec",
     "run_simulation",
     "simctl_subject",
+    "simctl_truth_subject",
     "simulate_command",
     "snapshot_interval",
+    "truth_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,9 +202,21 @@ class FaultKind(StrEnum):
     STUCK = "stuck"  # the sensor repeats its last value exactly
     COMMS_LOSS = "comms_loss"  # the equipment sends nothing
     LATE_BATCH = "late_batch"  # outage, then everything held is sent at once (store-and-forward)
+    # Failure precursors: the machine, not the sensor, goes wrong, slowly, and several sensors show it.
+    BEARING_WEAR = "bearing_wear"  # compressor: vibration rises, accelerating, and the discharge runs hotter
+    VALVE_LEAK = "valve_leak"  # compressor: a leaking valve recompresses gas: hotter discharge, less pressure
 
 
 VALUE_FAULTS = frozenset({FaultKind.SPIKE, FaultKind.DRIFT, FaultKind.STUCK})
+
+# What each precursor does at full development, per sensor, in standard deviations of that sensor's normal
+# variation (signed), and the power of the progress it follows (2: slow at first, accelerating at the end,
+# as wear does). ``Fault.magnitude`` scales the first sensor's figure; the others keep their proportion.
+PRECURSOR_FAULTS: dict[FaultKind, tuple[tuple[str, float], ...]] = {
+    FaultKind.BEARING_WEAR: (("vibration_mm_s", 6.0), ("discharge_temp_f", 3.0)),
+    FaultKind.VALVE_LEAK: (("discharge_temp_f", 6.0), ("discharge_psi", -3.0)),
+}
+PRECURSOR_POWER: dict[FaultKind, float] = {FaultKind.BEARING_WEAR: 2.0, FaultKind.VALVE_LEAK: 1.5}
 
 # Duration when a fault does not say; ``None`` for a spike means "the next SPIKE_DEFAULT_READINGS
 # readings", because a spike is a count of bad samples, not a span of time.
@@ -202,7 +227,19 @@ DEFAULT_FAULT_DURATION: dict[FaultKind, timedelta | None] = {
     # Longer than the default stale-data rule (60 s), so an outage is something to see.
     FaultKind.COMMS_LOSS: timedelta(seconds=90),
     FaultKind.LATE_BATCH: timedelta(seconds=90),
+    FaultKind.BEARING_WEAR: timedelta(hours=6),
+    FaultKind.VALVE_LEAK: timedelta(hours=4),
 }
+
+
+def _fault_fits(kind: FaultKind, equipment: EquipmentSpec) -> bool:
+    """Whether ``equipment`` can have a ``kind`` fault (precursors need the sensors they move)."""
+    if kind in VALUE_FAULTS:
+        return bool(equipment.sensors)
+    if kind in PRECURSOR_FAULTS:
+        names = {s.name for s in equipment.sensors}
+        return all(name in names for name, _ in PRECURSOR_FAULTS[kind])
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +248,15 @@ class Fault:
 
     ``start``: ``None`` = at the next tick; a ``timedelta`` = that long after the simulator's first tick
     (what the CLI's ``@START_S`` means); a ``datetime`` = at that instant. ``duration``: ``None`` = the
-    kind's default (see DEFAULT_FAULT_DURATION). ``sensor`` is ignored by comms faults; ``None`` on a
-    value fault lets the simulator pick one of the equipment's sensors.
+    kind's default (see DEFAULT_FAULT_DURATION). ``sensor`` is ignored by comms faults and precursors
+    (they move the sensors :data:`PRECURSOR_FAULTS` names); ``None`` on a value fault lets the simulator pick
+    one of the equipment's sensors.
+
+    ``magnitude``: for a drift, the total change in standard deviations of the sensor's normal variation
+    (as the simulator has generated it so far, daily cycle and all); ``None`` = 1.25 spans of the normal
+    range (far out of range: what the demo shows). For a precursor, the first sensor's change at full
+    development, in the same unit (``None`` = :data:`PRECURSOR_FAULTS`'s). ``ramp``: how long a drift takes
+    to reach its magnitude, after which it holds until the end (``None`` = the whole duration).
     """
 
     kind: FaultKind
@@ -220,6 +264,8 @@ class Fault:
     sensor: str | None = None
     start: datetime | timedelta | None = None
     duration: timedelta | None = None
+    magnitude: float | None = None
+    ramp: timedelta | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", FaultKind(self.kind))
@@ -230,6 +276,10 @@ class Fault:
             raise ValueError("fault start must be timezone-aware")
         if self.duration is not None and self.duration < timedelta(0):
             raise ValueError("fault duration must not be negative")
+        if self.magnitude is not None and not math.isfinite(self.magnitude):
+            raise ValueError("fault magnitude must be a finite number")
+        if self.ramp is not None and self.ramp <= timedelta(0):
+            raise ValueError("fault ramp must be positive")
 
 
 @dataclass(slots=True)
@@ -243,6 +293,8 @@ class _ActiveFault:
     spikes_left: int = 0
     stuck_value: float | None = None
     held: list[dict[str, Any]] = field(default_factory=list)
+    sigma: dict[str, float] = field(default_factory=dict)  # normal std of the sensors it moves, at its start
+    normal: bool = False  # a normal late delivery, not a fault: never in the truth
 
     @property
     def kind(self) -> FaultKind:
@@ -290,7 +342,7 @@ class FaultSchedule:
 
     def _random_fault(self, start: datetime, fleet: Sequence[EquipmentSpec]) -> Fault:
         equipment = self._rng.choice(fleet)
-        kinds = self.kinds if equipment.sensors else tuple(k for k in self.kinds if k not in VALUE_FAULTS)
+        kinds = tuple(k for k in self.kinds if _fault_fits(k, equipment))
         kind = self._rng.choice(kinds or (FaultKind.COMMS_LOSS,))
         sensor = self._rng.choice(equipment.sensors).name if kind in VALUE_FAULTS else None
         duration: timedelta | None
@@ -300,6 +352,8 @@ class FaultSchedule:
             duration = timedelta(seconds=self._rng.uniform(300, 900))
         elif kind is FaultKind.STUCK:
             duration = timedelta(seconds=self._rng.uniform(60, 180))
+        elif kind in PRECURSOR_FAULTS:
+            duration = timedelta(hours=self._rng.uniform(2, 6))
         else:
             duration = timedelta(seconds=self._rng.uniform(10, 60))
         return Fault(kind, equipment.equipment_id, sensor, start, duration)
@@ -312,16 +366,56 @@ class FaultSchedule:
 _TWO_PI = 2.0 * math.pi
 
 
+@dataclass(frozen=True, slots=True)
+class NormalBehaviour:
+    """How often healthy equipment does the normal things that are not faults (rates per equipment).
+
+    ``setpoint_changes_per_day``: an operator steps a setpoint (a pump jack's strokes per minute, a
+    compressor's discharge pressure) by ``setpoint_step`` (normalised units, either way); the coupled sensors
+    follow at once (motor current and rod load; discharge temperature), which is how such a change looks
+    in the field. ``pump_on_hours`` / ``pump_off_minutes``: a pump jack's pump-off controller runs it, then
+    stops it (strokes and motor current read 0, the rods hang at their static load) to let the well fill.
+    ``late_per_day`` / ``late_seconds``: the gateway holds a few readings and sends them late in one batch
+    (store-and-forward after a short link drop), under the stale-data limit. :meth:`none` turns all off.
+    """
+
+    setpoint_changes_per_day: float = 0.5
+    setpoint_step: tuple[float, float] = (0.1, 0.2)
+    pump_on_hours: tuple[float, float] = (4.0, 10.0)
+    pump_off_minutes: tuple[float, float] = (15.0, 45.0)
+    late_per_day: float = 2.0
+    late_seconds: tuple[float, float] = (15.0, 40.0)
+
+    @classmethod
+    def none(cls) -> NormalBehaviour:
+        """Only the daily cycle, the dump and tank cycles, the slow walk and the noise."""
+        return cls(setpoint_changes_per_day=0.0, pump_on_hours=(math.inf, math.inf), late_per_day=0.0)
+
+
+# The sensor an operator sets on each type; the others follow it through the physics in `_Unit.step`.
+SETPOINT_SENSOR: dict[EquipmentType, str] = {
+    EquipmentType.PUMP_JACK: "strokes_per_minute",
+    EquipmentType.COMPRESSOR: "discharge_psi",
+}
+
+
 class _Unit:
     """State of one equipment. Values are computed in normalised units (0 = low, 1 = high of the range).
 
     Each sensor = base level + daily cycle + a bounded slow random walk + bounded noise. The bounds are
     chosen so the sum stays inside the normal range (base 0.35-0.65, cycle <= 0.08, walk <= 0.1, noise
     <= 0.045), so a fault-free feed never trips a threshold rule on its own; a clamp is the safety net.
+    An operator's setpoint offset (kept so the base stays within 0.25-0.75) moves the setpoint sensor and,
+    through the physics, the sensors coupled to it. A stopped pump jack reports 0 strokes and 0 A (the only
+    values outside the normal range that a healthy feed sends).
+
+    The unit also keeps the running mean and standard deviation of every sensor's fault-free values while
+    running (`normal_std`): "σ of the sensor's normal variation" for faults given in σ.
     """
 
-    def __init__(self, spec: EquipmentSpec, seed: int):
+    def __init__(self, spec: EquipmentSpec, seed: int, normal: NormalBehaviour | None = None):
         self.spec = spec
+        self.normal = NormalBehaviour() if normal is None else normal
         # crc32, not hash(): str hashes are salted per process and would break determinism.
         self.rng = random.Random(zlib.crc32(f"{seed}:{spec.equipment_id}".encode()))  # noqa: S311  simulated sensor noise, not security
         self.sensors = spec.sensors
@@ -341,6 +435,70 @@ class _Unit:
         self.tank_hauling = False
         self.tank_haul_at = self.rng.uniform(0.85, 0.95)
         self.tank_haul_to = self.rng.uniform(0.05, 0.12)
+        # Normal behaviour's own stream: turning a behaviour off leaves the rest of the feed as it was.
+        self.ops_rng = random.Random(zlib.crc32(f"ops:{seed}:{spec.equipment_id}".encode()))  # noqa: S311  simulated operations, not security
+        self.setpoint = SETPOINT_SENSOR.get(spec.equipment_type)
+        self.offset = 0.0
+        self.next_setpoint: datetime | None = None
+        self.running = True
+        self.next_toggle: datetime | None = None
+        self.next_late: datetime | None = None
+        self._moments: dict[str, list[float]] = {s.name: [0.0, 0.0, 0.0] for s in self.sensors}
+
+    def normal_std(self, name: str) -> float | None:
+        """Standard deviation of ``name``'s fault-free values so far (None before 30 values)."""
+        n, _, m2 = self._moments[name]
+        return math.sqrt(m2 / n) if n >= 30 else None
+
+    def _learn_normal(self, values: dict[str, float]) -> None:
+        for name, v in values.items():
+            m = self._moments[name]
+            m[0] += 1
+            d = v - m[1]
+            m[1] += d / m[0]
+            m[2] += d * (v - m[1])
+
+    def _after(self, ts: datetime, per_day: float) -> datetime | None:
+        """When a Poisson event of ``per_day`` next happens after ``ts`` (None: never)."""
+        if per_day <= 0:
+            return None
+        return ts + timedelta(days=self.ops_rng.expovariate(per_day))
+
+    def _operate(self, ts: datetime) -> None:
+        """Operator set-point changes and pump-off control, on their own schedules (simulated time)."""
+        normal = self.normal
+        if self.setpoint is not None:
+            if self.next_setpoint is None:
+                self.next_setpoint = self._after(ts, normal.setpoint_changes_per_day)
+            while self.next_setpoint is not None and ts >= self.next_setpoint:
+                step = self.ops_rng.uniform(*normal.setpoint_step) * self.ops_rng.choice((-1.0, 1.0))
+                level = self.base[self.setpoint] + self.offset
+                if not 0.25 <= level + step <= 0.75:
+                    step = -step
+                self.offset += step
+                self.next_setpoint = self._after(self.next_setpoint, normal.setpoint_changes_per_day)
+        if self.spec.equipment_type is EquipmentType.PUMP_JACK and math.isfinite(normal.pump_on_hours[1]):
+            if self.next_toggle is None:
+                self.next_toggle = ts + timedelta(hours=self.ops_rng.uniform(0.0, normal.pump_on_hours[1]))
+            while ts >= self.next_toggle:
+                self.running = not self.running
+                if self.running:
+                    span = timedelta(hours=self.ops_rng.uniform(*normal.pump_on_hours))
+                else:
+                    span = timedelta(minutes=self.ops_rng.uniform(*normal.pump_off_minutes))
+                self.next_toggle += span
+
+    def late_due(self, ts: datetime) -> timedelta | None:
+        """If a normal late delivery starts at ``ts``, how long the gateway holds the readings."""
+        per_day = self.normal.late_per_day
+        if per_day <= 0:
+            return None
+        if self.next_late is None:
+            self.next_late = self._after(ts, per_day)
+        if self.next_late is None or ts < self.next_late:
+            return None
+        self.next_late = self._after(ts, per_day)
+        return timedelta(seconds=self.ops_rng.uniform(*self.normal.late_seconds))
 
     def _noise(self, sd: float) -> float:
         return max(-3 * sd, min(3 * sd, self.rng.gauss(0.0, sd)))
@@ -349,7 +507,8 @@ class _Unit:
         w = 0.97 * self.walk[name] + self.rng.gauss(0.0, 0.01)
         self.walk[name] = w = max(-0.1, min(0.1, w))
         cycle = self.amp[name] * math.sin(_TWO_PI * day_frac + self.phase[name])
-        return self.base[name] + cycle + w + self._noise(0.015)
+        offset = self.offset if name == self.setpoint else 0.0
+        return self.base[name] + offset + cycle + w + self._noise(0.015)
 
     def _step_tank(self, dt: float) -> float:
         # Piecewise: the tank may cross a fill/haul turning point inside one (possibly long) step.
@@ -384,9 +543,22 @@ class _Unit:
         """Advance to ``ts`` and return the true values (rounded like a transmitter reports them)."""
         dt = 0.0 if self.last_ts is None else (ts - self.last_ts).total_seconds()
         self.last_ts = ts
+        self._operate(ts)
         day_frac = (ts.hour * 3600 + ts.minute * 60 + ts.second + ts.microsecond / 1e6) / 86400.0
         u: dict[str, float] = {}
         kind = self.spec.equipment_type
+        if kind is EquipmentType.PUMP_JACK and not self.running:
+            # Stopped by the pump-off controller: no strokes, no current; the rods hang at their static
+            # weight; the pressures carry on (their random walks keep moving).
+            for name in ("strokes_per_minute", "polished_rod_load_lbf"):
+                self._normal(name, day_frac)
+            u["polished_rod_load_lbf"] = 0.3 + self._noise(0.01)
+            u["tubing_psi"] = self._normal("tubing_psi", day_frac)
+            u["casing_psi"] = self._normal("casing_psi", day_frac)
+            out = self._scale(u)
+            out["strokes_per_minute"] = 0.0
+            out["motor_current_a"] = 0.0
+            return {s.name: out[s.name] for s in self.sensors}
         if kind is EquipmentType.PUMP_JACK:
             spm = self._normal("strokes_per_minute", day_frac)
             u["strokes_per_minute"] = spm
@@ -412,10 +584,17 @@ class _Unit:
         else:
             for s in self.sensors:
                 u[s.name] = self._normal(s.name, day_frac)
+        out = self._scale(u)
+        self._learn_normal(out)
+        return out
+
+    def _scale(self, u: dict[str, float]) -> dict[str, float]:
+        """Normalised values to engineering units, clamped inside the range and rounded like a transmitter."""
         out: dict[str, float] = {}
         for s in self.sensors:
-            x = max(0.02, min(0.98, u[s.name]))
-            out[s.name] = round(s.low + x * (s.high - s.low), self.decimals[s.name])
+            if s.name in u:
+                x = max(0.02, min(0.98, u[s.name]))
+                out[s.name] = round(s.low + x * (s.high - s.low), self.decimals[s.name])
         return out
 
 
@@ -444,23 +623,54 @@ def _message(equipment_id: str, snapshots: list[dict[str, Any]], batch: bool = F
     )
 
 
+def truth_record(fault: Fault, equipment_type: str, sensors: Sequence[str], start: datetime,
+                 end: datetime | None, magnitude_sigma: float | None = None) -> dict[str, Any]:
+    """The ground-truth record of one injected fault (JSON-ready; one line of ``--truth``).
+
+    ``sensor`` is the sensor a value fault hits (None for comms faults and precursors); ``sensors`` every
+    sensor the fault moves (empty for comms faults); ``end`` is None for a spike counted in readings
+    (``readings`` says how many), which ends with its last spiked reading.
+    """
+    record: dict[str, Any] = {
+        "kind": fault.kind.value,
+        "equipment_id": fault.equipment_id,
+        "equipment_type": equipment_type,
+        "sensor": sensors[0] if fault.kind in VALUE_FAULTS and sensors else None,
+        "sensors": list(sensors),
+        "start": format_ts(start),
+        "end": None if end is None else format_ts(end),
+    }
+    if end is None:
+        record["readings"] = SPIKE_DEFAULT_READINGS
+    if magnitude_sigma is not None:
+        record["magnitude_sigma"] = round(magnitude_sigma, 3)
+    return record
+
+
 class FeedSimulator:
     """Pure, seeded generator of a fleet's telemetry, with faults.
 
     Each equipment has its own random stream (seeded from ``seed`` and its id), so one equipment's
     faults or outages never change what the others report; injecting the same faults at the same
-    timestamps reproduces a run exactly.
+    timestamps reproduces a run exactly. ``normal`` sets the normal behaviour (see `NormalBehaviour`).
+    Every fault activated is recorded in `truth` (see `truth_record`); `drain_truth` hands out the new ones.
     """
 
     def __init__(
-        self, fleet: Sequence[EquipmentSpec], seed: int = 0, schedule: FaultSchedule | None = None
+        self,
+        fleet: Sequence[EquipmentSpec],
+        seed: int = 0,
+        schedule: FaultSchedule | None = None,
+        normal: NormalBehaviour | None = None,
     ) -> None:
         ids = [e.equipment_id for e in fleet]
         if len(set(ids)) != len(ids):
             raise ValueError("equipment ids must be unique")
         self.fleet: tuple[EquipmentSpec, ...] = tuple(fleet)
         self.schedule = schedule
-        self._units = {e.equipment_id: _Unit(e, seed) for e in self.fleet}
+        self._units = {e.equipment_id: _Unit(e, seed, normal) for e in self.fleet}
+        self.truth: list[dict[str, Any]] = []
+        self._truth_sent = 0
         self._rng = random.Random(f"faults:{seed}")  # noqa: S311  simulated sensor noise, not security
         self._faults: dict[str, list[_ActiveFault]] = {eid: [] for eid in ids}
         self._pending_relative: list[Fault] = []
@@ -480,6 +690,9 @@ class FeedSimulator:
         if unit is None:
             raise ValueError(f"unknown equipment {fault.equipment_id!r}")
         names = [s.name for s in unit.sensors]
+        if fault.kind in PRECURSOR_FAULTS and not _fault_fits(fault.kind, unit.spec):
+            raise ValueError(f"{fault.equipment_id} has no {' and '.join(n for n, _ in PRECURSOR_FAULTS[fault.kind])} "
+                             f"for a {fault.kind} fault")
         if fault.kind in VALUE_FAULTS:
             if not names:
                 raise ValueError(f"{fault.equipment_id} has no sensors for a {fault.kind} fault")
@@ -511,7 +724,23 @@ class FeedSimulator:
         active = _ActiveFault(fault, sensor if fault.kind in VALUE_FAULTS else None, start, end)
         if end is None:
             active.spikes_left = SPIKE_DEFAULT_READINGS
+        unit = self._units[fault.equipment_id]
+        moved: list[str] = []
+        magnitude: float | None = None
+        if fault.kind in PRECURSOR_FAULTS:
+            moved = [name for name, _ in PRECURSOR_FAULTS[fault.kind]]
+            first = PRECURSOR_FAULTS[fault.kind][0][1]
+            magnitude = abs(first) if fault.magnitude is None else fault.magnitude
+        elif active.sensor is not None:
+            moved = [active.sensor]
+            if fault.kind is FaultKind.DRIFT:
+                magnitude = fault.magnitude
+        for name in moved:
+            spec = next(s for s in unit.sensors if s.name == name)
+            # Before the unit has a normal to measure (the first tick), a tenth of the range stands in.
+            active.sigma[name] = unit.normal_std(name) or 0.1 * (spec.high - spec.low)
         self._faults[fault.equipment_id].append(active)
+        self.truth.append(truth_record(fault, unit.spec.equipment_type.value, moved, start, end, magnitude))
         # Said out loud so whoever watches the alerts can tell what they should be seeing.
         log.info("fault %s on %s%s from %s%s", fault.kind.value, fault.equipment_id,
                  f" ({active.sensor})" if active.sensor else "", start.isoformat(timespec="seconds"),
@@ -520,7 +749,19 @@ class FeedSimulator:
     @property
     def active_faults(self) -> list[Fault]:
         """Faults injected and not yet over (including ones scheduled to start later)."""
-        return [a.fault for faults in self._faults.values() for a in faults] + list(self._pending_relative)
+        return [a.fault for faults in self._faults.values() for a in faults if not a.normal] + list(
+            self._pending_relative
+        )
+
+    def drain_truth(self) -> list[dict[str, Any]]:
+        """Truth records of the faults activated since the last call (all of them stay in `truth`)."""
+        new = self.truth[self._truth_sent :]
+        self._truth_sent = len(self.truth)
+        return new
+
+    def normal_std(self, equipment_id: str, sensor: str) -> float | None:
+        """Standard deviation of a sensor's fault-free values so far (None before 30 values)."""
+        return self._units[equipment_id].normal_std(sensor)
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -556,7 +797,12 @@ class FeedSimulator:
         out: list[SimMessage] = []
         for spec in self.fleet:
             eid = spec.equipment_id
-            values = self._units[eid].step(ts)
+            unit = self._units[eid]
+            values = unit.step(ts)
+            late = unit.late_due(ts)
+            if late is not None:  # normal store-and-forward: held a little, sent as one batch
+                held = _ActiveFault(Fault(FaultKind.LATE_BATCH, eid), None, ts, ts + late, normal=True)
+                self._faults[eid].append(held)
             faults = self._faults[eid]
             held_by: _ActiveFault | None = None
             silent = False
@@ -567,6 +813,8 @@ class FeedSimulator:
                     silent = True
                 elif af.kind is FaultKind.LATE_BATCH:
                     held_by = af
+                elif af.kind in PRECURSOR_FAULTS:
+                    self._apply_precursor(af, ts, values, eid)
                 else:
                     self._apply_value_fault(af, ts, values, eid)
             self._last_value[eid].update(values)
@@ -594,14 +842,31 @@ class FeedSimulator:
                 af.spikes_left -= 1
         elif af.kind is FaultKind.DRIFT:
             assert af.end is not None  # noqa: S101  narrows a type; not a check of input
-            total = (af.end - af.start).total_seconds()
-            progress = 1.0 if total <= 0 else (ts - af.start).total_seconds() / total
-            # Reaches 1.25 spans above its normal value at the end: out of range well before that.
-            values[af.sensor] = round(values[af.sensor] + 1.25 * span * progress, digits)
+            ramp = af.fault.ramp.total_seconds() if af.fault.ramp is not None else (af.end - af.start).total_seconds()
+            progress = 1.0 if ramp <= 0 else min(1.0, (ts - af.start).total_seconds() / ramp)
+            if af.fault.magnitude is None:
+                # Reaches 1.25 spans above its normal value at the end: out of range well before that.
+                values[af.sensor] = round(values[af.sensor] + 1.25 * span * progress, digits)
+            else:
+                shift = af.fault.magnitude * af.sigma[af.sensor] * progress
+                values[af.sensor] = round(values[af.sensor] + shift, digits)
         elif af.kind is FaultKind.STUCK:
             if af.stuck_value is None:
                 af.stuck_value = self._last_value[eid].get(af.sensor, values[af.sensor])
             values[af.sensor] = af.stuck_value
+
+    def _apply_precursor(self, af: _ActiveFault, ts: datetime, values: dict[str, float], eid: str) -> None:
+        """A developing failure: each sensor it moves shifts by its share of the magnitude times progress**power."""
+        assert af.end is not None  # noqa: S101  narrows a type; not a check of input
+        total = (af.end - af.start).total_seconds()
+        progress = 1.0 if total <= 0 else min(1.0, (ts - af.start).total_seconds() / total)
+        grown = progress ** PRECURSOR_POWER[af.kind]
+        effects = PRECURSOR_FAULTS[af.kind]
+        scale = 1.0 if af.fault.magnitude is None else af.fault.magnitude / abs(effects[0][1])
+        digits = self._units[eid].decimals
+        for name, sigmas in effects:
+            if name in values:
+                values[name] = round(values[name] + scale * sigmas * af.sigma[name] * grown, digits[name])
 
     @staticmethod
     def _release(eid: str, held: list[dict[str, Any]]) -> list[SimMessage]:
@@ -680,6 +945,16 @@ def simctl_subject(tenant_id: str) -> str:
     Outside ``tele.>`` on purpose: control traffic must not land in the TELEMETRY stream.
     """
     return f"simctl.{check_tenant_id(tenant_id)}"
+
+
+def simctl_truth_subject(tenant_id: str) -> str:
+    """Core-NATS subject on which the simulator announces each fault it injects (a `truth_record`).
+
+    Beside the control subject, not on it: the simulator does not hear its own announcements. Only a
+    connection allowed to publish there sends them (the app's; a tenant's feed user may publish telemetry
+    only), the ``--truth`` file has them in every case.
+    """
+    return f"{simctl_subject(tenant_id)}.faults"
 
 
 @dataclass(slots=True)
@@ -850,6 +1125,13 @@ class _Publisher:
         self.sweep(force_age=0.0)
 
 
+def _open_truth(path: str | os.PathLike[str]) -> TextIO:
+    """The ground-truth file, opened for appending (a restarted feed adds to what it recorded)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.open("a", encoding="utf-8")
+
+
 async def run_simulation(
     nats_url: str,
     tenant: str,
@@ -863,6 +1145,8 @@ async def run_simulation(
     snapshots_per_message: int = 1,
     stop: asyncio.Event | None = None,
     ensure_stream: bool = True,
+    truth_path: str | os.PathLike[str] | None = None,
+    normal: NormalBehaviour | None = None,
 ) -> SimulationStats:
     """Publish a demo fleet's telemetry to JetStream at ``rate`` sensor values per second.
 
@@ -870,7 +1154,8 @@ async def run_simulation(
     accumulates drift and a stall is caught up by publishing the overdue ticks back to back. Each tick's
     timestamp is its scheduled instant, so the data stays evenly spaced whatever the scheduler did.
     Runs until ``duration`` seconds of ticks were generated or ``stop`` is set; the snapshots still held
-    (partial batches, late batches mid-outage) are sent before returning.
+    (partial batches, late batches mid-outage) are sent before returning. Each fault, as it starts, is
+    appended to ``truth_path`` (JSON lines, flushed at once) and published on `simctl_truth_subject`.
     """
     import nats
 
@@ -882,9 +1167,10 @@ async def run_simulation(
     fleet = demo_fleet(equipment)
     interval = snapshot_interval(fleet, rate)
     schedule = FaultSchedule(fault_every, seed=seed) if fault_every else None
-    sim = FeedSimulator(fleet, seed=seed, schedule=schedule)
+    sim = FeedSimulator(fleet, seed=seed, schedule=schedule, normal=normal)
     for fault in faults or []:
         sim.inject(fault)  # raises before connecting if a fault names unknown equipment
+    truth_file = None if truth_path is None else _open_truth(truth_path)  # closed in the finally below
     batcher = MessageBatcher(snapshots_per_message)
     stop = stop or asyncio.Event()
     stats = SimulationStats()
@@ -913,6 +1199,7 @@ async def run_simulation(
             ctl = _ControlMessage.model_validate_json(msg.data)
             duration_td = None if ctl.duration_s is None else timedelta(seconds=ctl.duration_s)
             fault = Fault(ctl.kind, ctl.equipment_id, ctl.sensor, None, duration_td)
+            recorded = len(sim.truth)
             sim.inject(fault)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError too
             log.warning("ignored bad control message on %s: %s", msg.subject, exc)
@@ -920,9 +1207,25 @@ async def run_simulation(
         else:
             log.info("injected %s on %s (%s)", fault.kind, fault.equipment_id, fault.sensor or "-")
             reply = {"ok": True}
+            if len(sim.truth) > recorded:  # activated now (else at the first tick): say what it is
+                reply["fault"] = sim.truth[-1]
         if msg.reply:
             with contextlib.suppress(Exception):
                 await nc.publish(msg.reply, orjson.dumps(reply))
+
+    # A feed user may not publish outside its telemetry subjects: its faults go to the truth file only.
+    announce = not (url_user(nats_url) or "").startswith(FEED_USER_PREFIX)
+    truth_subject = simctl_truth_subject(tenant)
+
+    async def record_truth() -> None:
+        for record in sim.drain_truth():
+            line = orjson.dumps(record)
+            if truth_file is not None:
+                truth_file.write(line.decode() + "\n")
+                truth_file.flush()
+            if announce:
+                with contextlib.suppress(Exception):  # an announcement lost must not stop the feed
+                    await nc.publish(truth_subject, line)
 
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -953,6 +1256,8 @@ async def run_simulation(
             for message in sim.next_messages(ts):
                 for out in batcher.add(message):
                     await publisher.publish(out)
+            if len(sim.truth) > sim._truth_sent:
+                await record_truth()
             if k % 64 == 0:
                 publisher.sweep()
             k += 1
@@ -962,6 +1267,10 @@ async def run_simulation(
     finally:
         stats.elapsed_s = round(loop.time() - t0, 3)
         stats.faults_injected = sim.faults_injected
+        with contextlib.suppress(Exception):
+            await record_truth()
+        if truth_file is not None:
+            truth_file.close()
         try:
             await nc.drain()
         except Exception:  # e.g. still reconnecting: drain refuses, but the client must not leak
@@ -1079,6 +1388,18 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"inject a fault (repeatable); kinds: {', '.join(FaultKind)}",
     )
     parser.add_argument(
+        "--truth",
+        default=None,
+        metavar="PATH",
+        help="append every injected fault (kind, equipment, sensor, start, end) to PATH as JSON lines",
+    )
+    parser.add_argument(
+        "--no-normal-operations",
+        dest="normal_operations",
+        action="store_false",
+        help="no set-point changes, pump-off cycles or late data (only cycles, walk and noise)",
+    )
+    parser.add_argument(
         "--snapshots-per-message",
         type=_arg_type(_positive(int), "count"),
         default=1,
@@ -1133,6 +1454,8 @@ def simulate_command(args: argparse.Namespace) -> int:
                 faults=faults,
                 snapshots_per_message=args.snapshots_per_message,
                 stop=stop,
+                truth_path=getattr(args, "truth", None),
+                normal=None if getattr(args, "normal_operations", True) else NormalBehaviour.none(),
             )
         finally:
             for sig in installed:

@@ -29,6 +29,7 @@ from serve.simulator import (
     FaultSchedule,
     FeedSimulator,
     MessageBatcher,
+    NormalBehaviour,
     add_simulate_arguments,
     demo_fleet,
     format_ts,
@@ -106,7 +107,7 @@ def test_same_seed_same_feed_and_other_seed_differs() -> None:
 
 def test_values_stay_in_range_over_a_day_without_faults() -> None:
     fleet = demo_fleet(20)
-    sim = FeedSimulator(fleet, seed=3)
+    sim = FeedSimulator(fleet, seed=3, normal=NormalBehaviour.none())
     ticks = run_ticks(sim, 24 * 60 * 2, step_s=30.0)  # a full daily cycle and several tank hauls
     for bodies in ticks:
         assert len(bodies) == len(fleet)
