@@ -21,9 +21,12 @@ from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
 from config import Settings
 from config.secrets import UntrustedBlob, sign_blob, verify_blob
 from models import MODEL_VERSION, AlertChange, EquipmentState, FailurePredictor, Snapshot, build_rule, default_rules
+from models.alerts import alarm_profile, with_expected_band
 from models.failure import Example
+from models.rules import AnomalyRule
 from schema.alerts import AlertEvent
 from schema.subjects import alerts_subject
+from store import alerts as alert_store
 from store import db
 from store import predictions as prediction_store
 
@@ -53,12 +56,23 @@ def rules_for(equipment_id: str, equipment_type: str, rule_rows: Sequence[dict[s
     ]
 
 
-def to_change_rows(changes: Sequence[AlertChange]) -> list[db.AlertChangeRow]:
-    return [
-        db.AlertChangeRow(kind=c.kind, equipment_id=c.equipment_id, rule_id=c.rule_id, severity=c.severity,
-                          ts=c.ts, message=c.message, details=c.details)
-        for c in changes
-    ]
+def to_change_rows(changes: Sequence[AlertChange], entities: dict[str, EquipmentState] | None = None,
+                   ) -> list[alert_store.AlarmChange]:
+    """The store's rows of model changes, each with its rule's alarm profile (latched, requires running, low
+    pressure, sensors); an anomaly alert's sensors also get their expected band."""
+    rows = []
+    for c in changes:
+        entity = (entities or {}).get(c.equipment_id)
+        rule = None if entity is None else next((r for r in entity.rules if r.rule_id == c.rule_id), None)
+        details = c.details
+        if isinstance(rule, AnomalyRule):
+            details = with_expected_band(details, entity.__dict__.get("tolerance"))  # type: ignore[union-attr]
+        profile = alarm_profile(rule, details)
+        rows.append(alert_store.AlarmChange(
+            kind=c.kind, equipment_id=c.equipment_id, rule_id=c.rule_id, severity=c.severity, ts=c.ts,
+            message=c.message, details=details, latched=profile.latched, requires_running=profile.requires_running,
+            low_pressure=profile.low_pressure, sensors=profile.sensors))
+    return rows
 
 
 async def publish_alert_events(js: Any, tenant_id: str, events: Sequence[Any]) -> None:
@@ -195,10 +209,11 @@ class EquipmentActor:
                                   self._model_key)
             if shared is not None:
                 entity.adopt_failure_model(shared)
-        open_alerts = await db.load_open_alerts(self._pool, self.tenant_id, [equipment_id])
+        open_alerts = await alert_store.load_open_alerts(self._pool, self.tenant_id, [equipment_id])
         entity.restore_open_alerts((r["rule_id"], r["severity"]) for r in open_alerts)
         self.entities[equipment_id] = entity
         await self._learn_field_records([equipment_id])
+        await self._learn_verdicts([equipment_id])
         if not restored:
             return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
@@ -214,7 +229,7 @@ class EquipmentActor:
     async def _emit(self, changes: Sequence[AlertChange]) -> None:
         if not changes:
             return
-        events = await db.persist_alert_changes(self._pool, self.tenant_id, to_change_rows(changes))
+        events = await alert_store.persist_changes(self._pool, self.tenant_id, to_change_rows(changes, self.entities))
         self.counters["alert_events"] += len(events)
         await publish_alert_events(self._js, self.tenant_id, events)
 
@@ -290,6 +305,25 @@ class EquipmentActor:
             for equipment_id, entity in self.entities.items():
                 entity.set_rules(self._rules_of(equipment_id)[1])
             await self._learn_field_records(list(self.entities))
+            await self._learn_verdicts(list(self.entities))
+
+    async def _learn_verdicts(self, equipment_ids: list[str]) -> int:
+        """Operators' verdicts these entities have not learned (`EquipmentState.apply_verdict`): saved at once,
+        then marked learned in the store. A verdict sent twice (a crash between the two) is applied once: the
+        entity remembers the alerts it learned. The API's ``ctl.<tenant>`` nudge brings them here; the periodic
+        reload catches a lost one. Returns the verdicts applied."""
+        pending = await alert_store.pending_verdicts(self._pool, self.tenant_id, equipment_ids)
+        applied = 0
+        for r in pending:
+            entity = self.entities.get(r["equipment_id"])
+            if entity is not None and entity.apply_verdict(r["id"], r["rule_id"], r["verdict"], r["sensors"]):
+                self._unsaved[r["equipment_id"]] += 1
+                applied += 1
+        if applied:
+            await self._checkpoint()
+        if pending:
+            await alert_store.mark_verdicts_applied(self._pool, self.tenant_id, [r["id"] for r in pending])
+        return applied
 
     async def _learn_field_records(self, equipment_ids: list[str]) -> None:
         """Maintenance windows and ``failure_repair`` jobs of these entities, for their failure models.

@@ -546,12 +546,13 @@ class EquipmentState:
             for name in names:
                 tolerance[name] = min(MAX_TOLERANCE, tolerance.get(name, 1.0) * VERDICT_WIDEN)
         elif verdict == "planned":
-            for name in names:
+            for name in names:  # as an operating change the models saw themselves
                 self.detectors[name].rebaseline()
                 self.multivariate.rebaseline(name)
+                self.scorer.rebaseline(name)
                 dd = self.drift_detectors.get(name)
                 if dd is not None:
-                    dd.reset()
+                    dd.rebaseline()
                 self.rebaselining[name] = self.warmup
         return True
 

@@ -1,11 +1,12 @@
-"""Alerts, their events (as they travel on the ALERTS stream and over the WebSocket) and silences."""
+"""Alerts, their events (as they travel on the ALERTS stream and over the WebSocket), the alarm states of
+ISA-18.2 (shelve, out of service), verdicts, alarm KPIs and silences."""
 
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schema.ids import EquipmentId
 
@@ -17,6 +18,8 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 class AlertState(StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
+    SHELVED = "shelved"  # put aside by an operator until shelved_until
+    SUPPRESSED = "suppressed"  # by design: sensor out of service, equipment not running, upstream cause
     RESOLVED = "resolved"
 
 
@@ -26,6 +29,16 @@ class AlertEventKind(StrEnum):
     ESCALATED = "escalated"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    CLEARED = "cleared"  # the condition cleared, the alert stays (latched and unacknowledged, or shelved)
+    SHELVED = "shelved"
+    UNSHELVED = "unshelved"
+    SUPPRESSED = "suppressed"
+    UNSUPPRESSED = "unsuppressed"
+    VERDICT = "verdict"  # a verdict given to an alert that changed state no more
+
+
+Verdict = Literal["real", "false_alarm", "planned"]
+SuppressedReason = Literal["out_of_service", "maintenance", "equipment_stopped", "upstream"]
 
 
 class AlertEvent(BaseModel):
@@ -67,15 +80,131 @@ class Alert(BaseModel):
     resolved_at: datetime | None = None
     resolved_by: str | None = Field(None, description="Who resolved it by hand (null: the condition cleared).")
     resolve_comment: str | None = None
+    occurrences: int = Field(1, description="Times its condition came (back) while it stayed open: a chattering "
+                             "alert held open, a latched or shelved one whose condition returned.")
+    cleared_at: datetime | None = Field(None, description="Its condition cleared but it stays: latched and not "
+                                        "yet acknowledged (\"cleared, awaiting acknowledgement\"), or shelved.")
+    latched: bool = False
+    sensors: list[str] = Field(default_factory=list, description="The sensors it is about.")
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
+    shelve_reason: str | None = None
+    suppressed_reason: SuppressedReason | None = None
+    verdict: Verdict | None = None
+    verdict_by: str | None = None
+    verdict_at: datetime | None = None
+
+
+_VERDICT = Field(None, description="real, false_alarm (teaches the models: an anomaly or drift alert widens its "
+                 "sensors' normal) or planned (an operating change: the models re-baseline its sensors). Given once: "
+                 "the same verdict again changes nothing, another one is a 409.")
+
+
+class AcknowledgeBody(BaseModel):
+    """Acknowledge, with an optional comment and verdict. A latched alert whose condition cleared resolves."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "comment": "crew on the way", "verdict": "real"}]})
+
+    comment: str | None = Field(None, max_length=2000, pattern=NO_NUL)
+    verdict: Verdict | None = _VERDICT
 
 
 class ResolveRequest(BaseModel):
     """A manual resolve: the alert closes now, whatever the rule still sees (a new alert opens when the
-    condition clears and comes back, or its rule reports a new severity)."""
+    condition clears and comes back, or its rule reports a new severity). A resolved alert takes a verdict
+    it has none of yet."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"comment": "replaced the seal"}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"comment": "replaced the seal",
+                                                                                 "verdict": "real"}]})
 
     comment: str | None = Field(None, max_length=2000, pattern=NO_NUL)
+    verdict: Verdict | None = _VERDICT
+
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=NO_NUL)]
+
+
+class ShelveRequest(BaseModel):
+    """Shelve for `minutes` (at most the tenant's `max_shelve_minutes`, default 480): the alert returns open and
+    unacknowledged when they end, or earlier if its condition clears and comes back."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "minutes": 120, "reason": "known issue, crew scheduled for tomorrow"}]})
+
+    minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)]
+    reason: Reason
+
+
+class OutOfServiceRequest(BaseModel):
+    """Take a sensor out of service: its alerts are suppressed until it returns (DELETE) or `until`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "reason": "transmitter replaced, calibrating", "until": "2026-11-23T18:00:00Z"}]})
+
+    reason: Reason
+    until: AwareDatetime | None = Field(None, description="RFC 3339 with a zone, in the future; none: until DELETE.")
+
+
+class OutOfService(BaseModel):
+    id: UUID
+    equipment_id: str
+    sensor: str
+    reason: str
+    since: datetime
+    until: datetime | None = None
+    created_by: str
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+
+
+# ---------------------------------------------------------------- KPIs
+
+
+class Duration(BaseModel):
+    count: int = Field(description="Alerts it is measured over.")
+    mean_seconds: float | None = None
+    p90_seconds: float | None = None
+
+
+class VerdictCounts(BaseModel):
+    real: int
+    false_alarm: int
+    planned: int
+    precision: float | None = Field(description="real / (real + false_alarm); null without such verdicts.")
+
+
+class KeyCount(BaseModel):
+    equipment_id: str
+    rule_id: str
+    equipment_type: str | None = None
+    count: int | None = None
+    max_openings_per_minute: int | None = None
+
+
+class KpiPart(BaseModel):
+    openings: int = Field(description="Alerts annunciated in the span (opened, or opened when a suppression ended).")
+    alerts_per_10min_mean: float = Field(description="Over every 10-minute period of the span, empty ones too.")
+    alerts_per_10min_max: int
+    flood_periods: int = Field(description="10-minute periods with more than 10 openings.")
+    flood_share: float
+    chattering: list[KeyCount] = Field(description="Keys (equipment, rule) opening ≥ 3 times within 1 minute.")
+    stale: int = Field(description="Alerts open more than 24 h at the end of the span (or now).")
+    bad_actors: list[KeyCount] = Field(description="The 10 keys with the most openings.")
+    time_to_acknowledge: Duration
+    time_to_resolve: Duration
+    verdicts: VerdictCounts
+
+
+class AlertKpis(BaseModel):
+    from_: datetime = Field(alias="from", serialization_alias="from")
+    to: datetime
+    periods: int = Field(description="10-minute periods in the span.")
+    tenant: KpiPart
+    by_equipment_type: dict[str, KpiPart]
+    precision_by_rule: dict[str, VerdictCounts]
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class AlertDetail(Alert):

@@ -22,7 +22,14 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class _Params(BaseModel):
+    """Every kind also takes the alarm options ``latched`` and ``requires_running``."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    latched: bool = Field(False, description="The alert stays open until acknowledged even when the condition "
+                          "clears (shown as cleared, awaiting acknowledgement); acknowledging it then resolves it.")
+    requires_running: bool = Field(False, description="Meaningful only while the equipment runs (a low flow, a "
+                                   "low current): suppressed while it is in maintenance, failed or decommissioned.")
 
 
 class ThresholdParams(_Params):

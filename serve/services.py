@@ -83,6 +83,12 @@ class Services:
         except Exception:  # the change is committed; the actors' own periodic reload catches up
             log.warning("could not notify the actors of tenant %s (%s)", tenant_id, reload, exc_info=True)
 
+    async def send_verdict(self, tenant_id: str, equipment_id: str) -> None:
+        """An operator's verdict on one of this equipment's alerts is committed: the equipment actor learns it
+        (`EquipmentState.apply_verdict`) from the store at its reload, which this nudge starts now; the store
+        marks what it learned, so a lost nudge only waits for the periodic reload."""
+        await self.notify_actors(tenant_id, "verdict", equipment_id=equipment_id)
+
     def supervisor(self) -> Any:
         return ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
 

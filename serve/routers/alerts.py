@@ -1,4 +1,5 @@
-"""Alerts: list, read (with their events), acknowledge, resolve; and the live WebSocket feed."""
+"""Alerts: list, read (with their events), acknowledge and resolve (with a verdict), shelve and unshelve, the
+alarm KPIs; and the live WebSocket feed."""
 
 import asyncio
 import contextlib
@@ -6,14 +7,23 @@ import json
 import logging
 import re
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from schema.alerts import SEVERITY_RANK, AlertDetail, AlertEvent, ResolveRequest
-from schema.api import AcknowledgeRequest, AlertPublic, Envelope, ErrorEnvelope
+from schema.alerts import (
+    SEVERITY_RANK,
+    AcknowledgeBody,
+    AlertDetail,
+    AlertEvent,
+    AlertKpis,
+    ResolveRequest,
+    ShelveRequest,
+)
+from schema.api import AlertPublic, Envelope, ErrorEnvelope
 from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import alerts_subject
 from serve.auth import Principal
@@ -27,6 +37,8 @@ from store import alerts as store
 from store import audit as audit_log
 from store import db
 from store.listing import ListQuery, fetch_page
+
+MAX_KPI_DAYS = 92
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 log = logging.getLogger(__name__)
@@ -60,6 +72,39 @@ async def list_alerts(
     return page_envelope(rows, total, q)
 
 
+@router.get("/kpis", response_model=Envelope[AlertKpis], response_model_by_alias=True, responses=ERRORS)
+async def kpis(
+    services: ServicesDep,
+    principal: Annotated[Principal, require("alerts:read")],
+    start: Annotated[datetime | None, Query(alias="from", description="RFC 3339 with a zone; default: 24 h "
+                                             "before `to`.")] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="RFC 3339 with a zone; default now.")] = None,
+) -> dict[str, Any]:
+    """Alarm health (ISA-18.2) over [from, to), for the tenant and per equipment type: alerts per 10 minutes
+    (mean, max, share of periods in flood: > 10), chattering keys (≥ 3 openings within 1 minute), stale alerts
+    (open > 24 h), the top 10 bad actors, mean and p90 time to acknowledge and to resolve, and precision
+    from operators' verdicts per rule and per equipment type. At most 92 days."""
+    start, end = _kpi_span(start, end)
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        data = await store.alert_kpis(conn, principal.tenant_id, start, end)
+    return {"data": AlertKpis.model_validate(data).model_dump(mode="json", by_alias=True)}
+
+
+def _kpi_span(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise ApiError(422, f"{name} needs a time zone",
+                           details=[{"field": name, "message": "RFC 3339 with a zone"}])
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(hours=24)
+    if start >= end:
+        raise ApiError(422, "from must be before to", details=[{"field": "from", "message": "must be before to"}])
+    if end - start > timedelta(days=MAX_KPI_DAYS):
+        raise ApiError(422, f"at most {MAX_KPI_DAYS} days",
+                       details=[{"field": "from", "message": f"at most {MAX_KPI_DAYS} days before to"}])
+    return start, end
+
+
 @router.get("/{alert_id}", response_model=Envelope[AlertDetail], responses=ERRORS)
 async def get_alert(
     services: ServicesDep,
@@ -81,23 +126,21 @@ async def acknowledge(
     principal: Annotated[Principal, require("alerts:acknowledge", essential=True)],
     alert_id: AlertId,
     audit: Audit,
-    body: AcknowledgeRequest | None = None,
+    body: AcknowledgeBody | None = None,
 ) -> Envelope[AlertPublic]:
-    comment = body.comment if body else None
+    """Acknowledge an open alert, with an optional comment and verdict. A latched alert whose condition
+    cleared resolves. Acknowledging again changes nothing (a verdict not given before is recorded). A
+    resolved, shelved or suppressed alert: 409."""
+    comment, verdict = (body.comment, body.verdict) if body else (None, None)
     async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, event = await db.acknowledge_alert(conn, principal.tenant_id, alert_id, actor=principal.actor,
-                                                  comment=comment, now=datetime.now(UTC))
-        if event is not None:
+        alert, events = await _conflicts(store.acknowledge_alert(
+            conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict,
+            now=datetime.now(UTC)))
+        if events:
             await audit_log.record(conn, audit, action="acknowledge", entity_type="alert", entity_id=str(alert_id),
-                                   old={"state": "open"}, new={"state": alert["state"], "comment": comment})
-    if alert is None:
-        raise ApiError(404, f"alert {alert_id} not found")
-    if event is None:
-        if alert["state"] == "resolved":
-            raise ApiError(409, "alert is already resolved")
-        return Envelope(data=AlertPublic(**dict(alert)))  # already acknowledged: same answer, no new event
-    await _publish(services, principal.tenant_id, event)
-    return Envelope(data=AlertPublic(**dict(alert)))
+                                   old={"state": "open"}, new={"state": alert["state"], "comment": comment,
+                                                               "verdict": verdict})
+    return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
 
 
 @router.post("/{alert_id}/resolve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -111,18 +154,76 @@ async def resolve(
     """Close an open or acknowledged alert by hand, with an optional comment. Resolving a resolved alert
     changes nothing and answers the same. A new alert opens once the condition clears and comes back (or
     its rule reports a new severity)."""
-    comment = body.comment if body else None
+    comment, verdict = (body.comment, body.verdict) if body else (None, None)
     async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, event = await store.resolve_alert(conn, principal.tenant_id, alert_id, actor=principal.actor,
-                                                 comment=comment, now=datetime.now(UTC))
-        if event is not None:
+        alert, events = await _conflicts(store.resolve_alert(
+            conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict,
+            now=datetime.now(UTC)))
+        if events:
             await audit_log.record(conn, audit, action="resolve", entity_type="alert", entity_id=str(alert_id),
-                                   new={"state": "resolved", "comment": comment})
+                                   new={"state": "resolved", "comment": comment, "verdict": verdict})
+    return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
+
+
+@router.post("/{alert_id}/shelve", response_model=Envelope[AlertPublic], responses=ERRORS)
+async def shelve(
+    services: ServicesDep,
+    principal: Annotated[Principal, require("alerts:silence")],
+    alert_id: AlertId,
+    audit: Audit,
+    body: ShelveRequest,
+) -> Envelope[AlertPublic]:
+    """Put an open or acknowledged alert aside for `minutes` (at most the tenant's `max_shelve_minutes`, default
+    8 h) with a reason. It returns open and unacknowledged when the time ends, or earlier when its condition
+    clears and comes back. Shelving a shelved alert sets a new end. A resolved or suppressed alert: 409."""
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        alert, events = await _conflicts(store.shelve_alert(
+            conn, principal.tenant_id, alert_id, minutes=body.minutes, reason=body.reason, actor=principal.actor,
+            now=datetime.now(UTC)))
+        if events:
+            await audit_log.record(conn, audit, action="shelve", entity_type="alert", entity_id=str(alert_id),
+                                   new={"minutes": body.minutes, "reason": body.reason})
+    return await _answer(services, principal.tenant_id, alert_id, alert, events, None)
+
+
+@router.post("/{alert_id}/unshelve", response_model=Envelope[AlertPublic], responses=ERRORS)
+async def unshelve(
+    services: ServicesDep,
+    principal: Annotated[Principal, require("alerts:silence")],
+    alert_id: AlertId,
+    audit: Audit,
+) -> Envelope[AlertPublic]:
+    """Return a shelved alert now: open and unacknowledged (resolved if its condition cleared meanwhile)."""
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        alert, events = await _conflicts(store.unshelve_alert(conn, principal.tenant_id, alert_id,
+                                                              actor=principal.actor, now=datetime.now(UTC)))
+        if events:
+            await audit_log.record(conn, audit, action="unshelve", entity_type="alert", entity_id=str(alert_id))
+    return await _answer(services, principal.tenant_id, alert_id, alert, events, None)
+
+
+async def _conflicts(call: Any) -> tuple[Any, list[Any]]:
+    """The store's answer; a state it refuses becomes the error envelope naming the field."""
+    try:
+        return await call
+    except store.AlertConflict as exc:
+        raise ApiError(exc.status, exc.message, details=[{"field": exc.field, "message": exc.message}]) from None
+
+
+async def _answer(services: Services, tenant_id: str, alert_id: int, alert: Any, events: Sequence[Any],
+                  verdict: str | None) -> Envelope[AlertPublic]:
+    """Publish what changed (after the commit) and answer with the alert; a verdict also goes to the models."""
     if alert is None:
         raise ApiError(404, f"alert {alert_id} not found")
-    if event is not None:
-        await _publish(services, principal.tenant_id, event)
+    await publish_events(services, tenant_id, events)
+    if verdict is not None and any(e["kind"] in ("acknowledged", "resolved", "verdict") for e in events):
+        await services.send_verdict(tenant_id, alert["equipment_id"])
     return Envelope(data=AlertPublic(**dict(alert)))
+
+
+async def publish_events(services: Services, tenant_id: str, rows: Sequence[Any]) -> None:
+    for row in rows:
+        await _publish(services, tenant_id, row)
 
 
 async def _publish(services: Services, tenant_id: str, row: Any) -> None:

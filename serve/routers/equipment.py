@@ -1,20 +1,27 @@
-"""Equipment: the registry (CRUD, type, status, well assignment) and its sensor list.
+"""Equipment: the registry (CRUD, type, status, well assignment), its sensor list, and sensors out of service.
 
 Readings live in ``serve/routers/readings.py``; maintenance in ``serve/routers/maintenance.py``
 (included first, so that ``/v1/equipment/due-maintenance`` is not read as an equipment id).
 """
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from schema.alerts import OutOfService, OutOfServiceRequest
 from schema.api import Envelope, ErrorEnvelope
 from schema.assets import EquipmentCreate, EquipmentPublic, EquipmentUpdate, SensorList, SensorPublic
 from schema.ids import EQUIPMENT_ID_PATTERN
 from serve import assets
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
+from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
+from serve.routers.alerts import publish_events
+from store import alerts as alert_store
+from store import audit as audit_log
+from store import db
 from store.assets import EQUIPMENT
 from store.listing import ListQuery
 
@@ -24,6 +31,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 Reader = Annotated[Principal, require("assets:read")]
 Writer = Annotated[Principal, require("assets:write")]
 EquipmentId = Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN, description="the equipment's id")]
+SensorName = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,64}$", description="the sensor's name")]
+Silencer = Annotated[Principal, require("alerts:silence")]
 
 
 @router.get("", response_model=Envelope[list[sparse(EquipmentPublic)]], response_model_exclude_unset=True,
@@ -78,3 +87,42 @@ async def put_sensors(equipment_id: EquipmentId, body: SensorList, services: Ser
     """Replace the sensor list (a sensor kept keeps its `created_at`)."""
     sensors = await assets.put_sensors(services, audit, equipment_id, body.sensors)
     return Envelope(data=[SensorPublic(**s) for s in sensors])
+
+
+@router.post("/{equipment_id}/sensors/{sensor}/out-of-service", response_model=Envelope[OutOfService],
+             responses=ERRORS)
+async def take_out_of_service(equipment_id: EquipmentId, sensor: SensorName, body: OutOfServiceRequest,
+                              services: ServicesDep, principal: Silencer, audit: Audit) -> Envelope[OutOfService]:
+    """Take a sensor out of service (under repair, known bad) with a reason, until `until` or DELETE: the alerts
+    about it (every sensor of the alert out of service) are suppressed now and while it lasts. Again on a sensor
+    out of service: the new reason and end."""
+    if body.until is not None and body.until <= datetime.now(UTC):
+        raise ApiError(422, "until must be in the future", details=[{"field": "until", "message": "in the past"}])
+    tenant_id = principal.tenant_id
+    async with services.tenant_tx(tenant_id) as conn:
+        if not await db.equipment_exists(conn, tenant_id, equipment_id):
+            raise ApiError(404, f"equipment {equipment_id} not found")
+        row, events = await alert_store.set_out_of_service(conn, tenant_id, equipment_id, sensor, reason=body.reason,
+                                                           until=body.until, actor=principal.actor)
+        await audit_log.record(conn, audit, action="out_of_service", entity_type="equipment", entity_id=equipment_id,
+                               new={"sensor": sensor, "reason": body.reason,
+                                    "until": None if body.until is None else body.until.isoformat()})
+    await publish_events(services, tenant_id, events)
+    return Envelope(data=OutOfService(**dict(row)))
+
+
+@router.delete("/{equipment_id}/sensors/{sensor}/out-of-service", status_code=204, responses=ERRORS)
+async def return_to_service(equipment_id: EquipmentId, sensor: SensorName, services: ServicesDep,
+                            principal: Silencer, audit: Audit) -> Response:
+    """Return a sensor to service: its suppressed alerts whose condition still holds come back now. A sensor
+    that is not out of service: 404."""
+    tenant_id = principal.tenant_id
+    async with services.tenant_tx(tenant_id) as conn:
+        row, events = await alert_store.end_out_of_service(conn, tenant_id, equipment_id, sensor,
+                                                           actor=principal.actor)
+        if row is None:
+            raise ApiError(404, f"sensor {sensor} of {equipment_id} is not out of service")
+        await audit_log.record(conn, audit, action="return_to_service", entity_type="equipment",
+                               entity_id=equipment_id, old={"sensor": sensor, "reason": row["reason"]})
+    await publish_events(services, tenant_id, events)
+    return Response(status_code=204)
