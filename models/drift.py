@@ -158,6 +158,9 @@ class LevelDriftDetector:
         Memory of the slow level the novelty gate compares (and the width of its buckets).
     recent_seconds
         The latest stretch of level history that the novelty gate leaves out (where a drift starts).
+    novelty_margin
+        How far (σ) beyond the levels seen before a level must be to be new (the low point of a tank's
+        haul is never quite where it was the last time).
 
     Examples
     --------
@@ -185,7 +188,7 @@ class LevelDriftDetector:
     def __init__(
         self,
         reference_seconds: float = 86_400.0,
-        allowance: float = 1.75,
+        allowance: float = 2.0,
         threshold: float = 500.0,
         clip: float = 4.0,
         warmup_seconds: float = 1_200.0,
@@ -194,6 +197,7 @@ class LevelDriftDetector:
         step_seconds: float = 600.0,
         level_seconds: float = 900.0,
         recent_seconds: float = 7_200.0,
+        novelty_margin: float = 0.5,
     ) -> None:
         if reference_seconds <= 0 or threshold <= 0 or clip <= 0 or allowance < 0 or step_seconds <= 0:
             raise ValueError("reference_seconds, threshold, clip and step_seconds must be > 0, allowance >= 0")
@@ -207,6 +211,7 @@ class LevelDriftDetector:
         self.step_seconds = step_seconds
         self.level_seconds = level_seconds
         self.recent_seconds = recent_seconds
+        self.novelty_margin = novelty_margin
         self.drifts = 0
         self.direction: str | None = None
         self.n = 0
@@ -214,6 +219,7 @@ class LevelDriftDetector:
         self.var = 0.0
         self.last_d = 0.0
         self.drift_step = 0.0  # `step` when the last drift was signalled (before re-baselining)
+        self.drift_ts: float | None = None  # when it was signalled
         self._first: float | None = None
         self._seen = 0  # values since the (re)start
         self._last: float | None = None
@@ -276,6 +282,7 @@ class LevelDriftDetector:
         self._learn(x, dt)
         if drifted:
             self.drift_step = self.step()
+            self.drift_ts = ts
             self.rebaseline(self._fast if self._fast is not None else x)
         return drifted
 
@@ -300,9 +307,10 @@ class LevelDriftDetector:
         older = [r for r in self._ranges if r[0] + self.level_seconds <= last - self.recent_seconds]
         if not older:
             return True
+        margin = self.novelty_margin * self.std
         if up:
-            return slow > max(r[2] for r in older)
-        return slow < min(r[1] for r in older)
+            return slow > max(r[2] for r in older) + margin
+        return slow < min(r[1] for r in older) - margin
 
     def _track_step(self, x: float, ts: float, dt: float) -> None:
         """Level of the last minute, remembered once a minute for ``2 * step_seconds``; the slow level's
@@ -341,6 +349,12 @@ class LevelDriftDetector:
                 if tj - ti <= self.step_seconds and abs(lj - li) > abs(best):
                     best = lj - li
         return best / self.std
+
+    def recent_step(self) -> float:
+        """`step`, or, within ``step_seconds`` of a drift signalled (and re-baselined) here, the step then."""
+        if self.drift_ts is not None and self._last is not None and self._last - self.drift_ts <= self.step_seconds:
+            return self.drift_step
+        return self.step()
 
     def reset(self) -> None:
         """Re-baseline at the last minute's level (an operating change the caller was told about)."""

@@ -376,7 +376,8 @@ class EquipmentState:
         step = dd.drift_step
         if abs(step) < STEP_SIGMA or (step > 0) != (dd.direction == "up"):
             return []
-        others = [o for o, od in self.drift_detectors.items() if o != name and abs(od.step()) >= CORROBORATE_SIGMA]
+        others = [o for o, od in self.drift_detectors.items()
+                  if o != name and abs(od.recent_step()) >= CORROBORATE_SIGMA]
         return [name, *others] if others else []
 
     def _drift_changes(

@@ -82,6 +82,7 @@ __all__ = [
     "add_simulate_arguments",
     "demo_fleet",
     "ensure_telemetry_stream",
+    "fault_fits",
     "format_ts",
     "parse_fault_spec",
     "run_simulation",
@@ -232,7 +233,7 @@ DEFAULT_FAULT_DURATION: dict[FaultKind, timedelta | None] = {
 }
 
 
-def _fault_fits(kind: FaultKind, equipment: EquipmentSpec) -> bool:
+def fault_fits(kind: FaultKind, equipment: EquipmentSpec) -> bool:
     """Whether ``equipment`` can have a ``kind`` fault (precursors need the sensors they move)."""
     if kind in VALUE_FAULTS:
         return bool(equipment.sensors)
@@ -342,7 +343,7 @@ class FaultSchedule:
 
     def _random_fault(self, start: datetime, fleet: Sequence[EquipmentSpec]) -> Fault:
         equipment = self._rng.choice(fleet)
-        kinds = tuple(k for k in self.kinds if _fault_fits(k, equipment))
+        kinds = tuple(k for k in self.kinds if fault_fits(k, equipment))
         kind = self._rng.choice(kinds or (FaultKind.COMMS_LOSS,))
         sensor = self._rng.choice(equipment.sensors).name if kind in VALUE_FAULTS else None
         duration: timedelta | None
@@ -690,7 +691,7 @@ class FeedSimulator:
         if unit is None:
             raise ValueError(f"unknown equipment {fault.equipment_id!r}")
         names = [s.name for s in unit.sensors]
-        if fault.kind in PRECURSOR_FAULTS and not _fault_fits(fault.kind, unit.spec):
+        if fault.kind in PRECURSOR_FAULTS and not fault_fits(fault.kind, unit.spec):
             raise ValueError(f"{fault.equipment_id} has no {' and '.join(n for n, _ in PRECURSOR_FAULTS[fault.kind])} "
                              f"for a {fault.kind} fault")
         if fault.kind in VALUE_FAULTS:
