@@ -429,7 +429,10 @@ async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url
                 await asyncio.sleep(0.1)
         else:
             pytest.fail("simulator never answered on simctl.beta")
-        assert json.loads(reply.data) == {"ok": True}
+        answer = json.loads(reply.data)
+        assert answer["ok"] is True
+        # The reply carries the fault's ground truth (it starts at the next tick).
+        assert answer["fault"]["kind"] == "spike" and answer["fault"]["sensor"] == "tubing_psi"
         for bad in [b"not json", b'{"equipment_id": "PJ-9999", "kind": "spike"}', b'{"kind": "melt"}']:
             reply = await nc.request("simctl.beta", bad, timeout=2)
             assert json.loads(reply.data)["ok"] is False
@@ -472,3 +475,97 @@ def test_simulate_command_prints_a_json_summary(nats_url: str, capsys: pytest.Ca
     assert summary["tenant"] == "gamma"
     assert summary["faults_injected"] == 1
     assert summary["messages"] > 0 and summary["publish_errors"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ground truth and normal behaviour (issue 11)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_every_injected_fault_is_recorded_in_the_truth() -> None:
+    fleet = demo_fleet(10)
+    sim = FeedSimulator(fleet, seed=3, schedule=FaultSchedule(20, seed=3))
+    sim.inject(Fault(FaultKind.STUCK, "SEP-0003", "pressure_psi", timedelta(seconds=5), timedelta(seconds=30)))
+    sim.inject(Fault(FaultKind.BEARING_WEAR, "CMP-0002", start=timedelta(seconds=10), duration=timedelta(hours=2)))
+    run_ticks(sim, 200)
+    truth = sim.drain_truth()
+    assert len(truth) == sim.faults_injected == 2 + 9  # two given, one scheduled every 20 s after the first
+    assert sim.drain_truth() == [] and sim.truth == truth
+    stuck = truth[0]
+    assert stuck == {"kind": "stuck", "equipment_id": "SEP-0003", "equipment_type": "separator",
+                     "sensor": "pressure_psi", "sensors": ["pressure_psi"],
+                     "start": format_ts(T0 + timedelta(seconds=5)), "end": format_ts(T0 + timedelta(seconds=35))}
+    wear = truth[1]
+    assert wear["kind"] == "bearing_wear" and wear["sensor"] is None
+    assert wear["sensors"] == ["vibration_mm_s", "discharge_temp_f"]
+    for record in truth:
+        json.dumps(record)
+        assert record["equipment_id"] in {e.equipment_id for e in fleet}
+        if record["kind"] == "spike":
+            assert record["end"] is None and record["readings"] == simulator.SPIKE_DEFAULT_READINGS
+
+
+def test_precursor_develops_over_hours_on_both_sensors() -> None:
+    spec = EquipmentSpec("CMP-0001", EquipmentType.COMPRESSOR)
+    clean = FeedSimulator([spec], seed=8, normal=NormalBehaviour.none())
+    worn = FeedSimulator([spec], seed=8, normal=NormalBehaviour.none())
+    worn.inject(Fault(FaultKind.BEARING_WEAR, "CMP-0001", start=timedelta(hours=2), duration=timedelta(hours=4)))
+    diffs = []
+    for k in range(7 * 60):
+        ts = T0 + timedelta(minutes=k)
+        a, b = clean.next_snapshots(ts)[0]["values"], worn.next_snapshots(ts)[0]["values"]
+        diffs.append({n: b[n] - a[n] for n in a})
+    sigma = worn.truth[0]
+    assert sigma["start"] == format_ts(T0 + timedelta(hours=2))
+    assert all(d["vibration_mm_s"] == 0 and d["discharge_temp_f"] == 0 for d in diffs[:120])
+    vib = [d["vibration_mm_s"] for d in diffs[120:360]]
+    assert vib[60] < vib[120] < vib[-1] and vib[-1] > 4 * vib[60]  # slow first, accelerating
+    assert diffs[350]["discharge_temp_f"] > 0 and diffs[350]["discharge_psi"] == 0
+    assert all(d["vibration_mm_s"] == 0 for d in diffs[361:])  # repaired at the end
+
+
+def test_normal_behaviour_is_deterministic_and_not_a_fault() -> None:
+    fleet = demo_fleet(10)
+    normal = NormalBehaviour(setpoint_changes_per_day=6.0, pump_on_hours=(1.0, 2.0), late_per_day=24.0)
+
+    def run() -> tuple[list[list[dict[str, Any]]], FeedSimulator]:
+        sim = FeedSimulator(fleet, seed=2, normal=normal)
+        return run_ticks(sim, 6 * 360, step_s=10.0), sim
+
+    ticks, sim = run()
+    assert ticks == run()[0]
+    assert sim.truth == [] and sim.faults_injected == 0 and sim.active_faults == []
+    pj = [live(b, "PJ-0001") for b in ticks]
+    stopped = [p for p in pj if p is not None and p["values"]["strokes_per_minute"] == 0.0]
+    assert stopped and all(p["values"]["motor_current_a"] == 0.0 for p in stopped)
+    assert any("readings" in b for bodies in ticks for b in bodies)  # late data arrived as batches
+
+
+async def test_run_simulation_writes_the_truth_file_and_announces_on_simctl(nats_url: str, tmp_path: Any) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    got: list[dict[str, Any]] = []
+
+    async def on_fault(msg: Any) -> None:
+        got.append(json.loads(msg.data))
+
+    await nc.subscribe(simulator.simctl_truth_subject("delta"), cb=on_fault)
+    await nc.flush()
+    path = tmp_path / "truth" / "faults.jsonl"
+    try:
+        stats = await run_simulation(
+            nats_url, "delta", equipment=3, rate=300.0, duration=1.0, fault_every=None, truth_path=path,
+            faults=[parse_fault_spec("stuck:SEP-0003:pressure_psi@0.2+0.3"),
+                    parse_fault_spec("comms_loss:PJ-0001@0.5")],
+        )
+        await asyncio.sleep(0.3)
+    finally:
+        await nc.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert stats.faults_injected == 2
+    assert [(r["kind"], r["equipment_id"], r["sensor"]) for r in lines] == [
+        ("stuck", "SEP-0003", "pressure_psi"), ("comms_loss", "PJ-0001", None)]
+    assert got == lines
+    start = datetime.fromisoformat(lines[0]["start"])
+    assert datetime.fromisoformat(lines[0]["end"]) - start == timedelta(milliseconds=300)

@@ -1,0 +1,112 @@
+"""Drift bars of issue 11, on the simulator's own sensors (pure: no servers).
+
+"σ" is the sensor's normal variation as the simulator generated it (daily cycle, slow walk, noise, dump and
+fill cycles included), measured on the fault-free feed of the same seed. Bars: a lasting step of 0.8 σ opens
+no drift alert; a ramp to 3 σ (over an hour) opens one within 2 hours of its start; a separator's level that
+only cycles opens none; an operator's set-point change (the coupled sensors move with it) re-baselines
+without an alert.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models import EquipmentState, Snapshot, default_rules
+from models.drift import LevelDriftDetector
+from serve.simulator import EquipmentSpec, EquipmentType, FeedSimulator, NormalBehaviour
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+POLL = timedelta(seconds=10)
+WARM = 26 * 360  # 26 hours of 10-second polls before the change (a day: the daily cycle is learned)
+
+
+def feed(spec: EquipmentSpec, ticks: int, seed: int) -> list[Snapshot]:
+    sim = FeedSimulator([spec], seed=seed, normal=NormalBehaviour.none())
+    return [Snapshot(T0 + k * POLL, sim.next_snapshots(T0 + k * POLL)[0]["values"]) for k in range(ticks)]
+
+
+def drift_openings(spec: EquipmentSpec, snaps: list[Snapshot]) -> list:
+    eq = EquipmentState(spec.equipment_id, spec.equipment_type.value, default_rules(spec.equipment_type.value))
+    return [c for c in eq.learn_many(snaps) if c.kind == "opened" and c.rule_id.startswith("drift_")]
+
+
+CASES = [
+    (EquipmentSpec("CMP-0001", EquipmentType.COMPRESSOR), "discharge_temp_f", seed) for seed in (1, 2)
+] + [
+    (EquipmentSpec("MTR-0001", EquipmentType.METER), "flow_mcfd", seed) for seed in (3, 4)
+] + [(EquipmentSpec("SEP-0001", EquipmentType.SEPARATOR), "pressure_psi", 5)]
+
+# Measured, not yet met: on a sensor with a daily cycle, a lasting 0.8 σ step takes the daily peak to levels the
+# sensor has not visited, and a 3 σ ramp that starts at the daily trough stays under yesterday's peak for
+# hours. Both need the reference to follow the time of day (open; see the bench's README figures). Strict:
+# these turn into failures the day they pass, so the marks come off then.
+OPEN = pytest.mark.xfail(strict=True, reason="drift reference does not follow the time of day yet")
+STEP_CASES = [pytest.param(*c, marks=OPEN) if i in (0, 1, 2) else c for i, c in enumerate(CASES)]
+RAMP_CASES = [pytest.param(*c, marks=OPEN) if i in (0, 4) else c for i, c in enumerate(CASES)]
+
+
+@pytest.mark.parametrize(("spec", "sensor", "seed"), STEP_CASES)
+def test_a_step_under_one_sigma_opens_no_drift_alert(spec: EquipmentSpec, sensor: str, seed: int) -> None:
+    snaps = feed(spec, WARM + 8 * 360, seed)
+    sigma = statistics.pstdev(s.values[sensor] for s in snaps[:WARM])
+    stepped = snaps[:WARM] + [Snapshot(s.ts, {**s.values, sensor: s.values[sensor] + 0.8 * sigma})
+                              for s in snaps[WARM:]]
+    after = [c for c in drift_openings(spec, stepped) if c.ts >= snaps[WARM].ts]
+    assert after == []
+
+
+@pytest.mark.parametrize(("spec", "sensor", "seed"), RAMP_CASES)
+def test_a_ramp_to_three_sigma_opens_a_drift_alert_within_two_hours(spec: EquipmentSpec, sensor: str,
+                                                                     seed: int) -> None:
+    snaps = feed(spec, WARM + 4 * 360, seed)
+    sigma = statistics.pstdev(s.values[sensor] for s in snaps[:WARM])
+    ramp = 360  # an hour
+    drifted = snaps[:WARM] + [
+        Snapshot(s.ts, {**s.values, sensor: s.values[sensor] + 3.0 * sigma * min(1.0, k / ramp)})
+        for k, s in enumerate(snaps[WARM:])
+    ]
+    start = snaps[WARM].ts
+    found = [c for c in drift_openings(spec, drifted) if c.ts >= start and c.rule_id == f"drift_{sensor}"]
+    assert found, "the drift was not detected"
+    assert found[0].ts - start <= timedelta(hours=2)
+    assert found[0].details["direction"] == "up"
+
+
+def test_a_cycling_separator_level_opens_no_drift_alert_over_two_days() -> None:
+    spec = EquipmentSpec("SEP-0003", EquipmentType.SEPARATOR)
+    snaps = feed(spec, 2 * 8_640, seed=7)
+    assert [c for c in drift_openings(spec, snaps) if c.rule_id == "drift_level_in"] == []
+
+
+def test_an_operator_set_point_change_rebaselines_without_an_alert() -> None:
+    spec = EquipmentSpec("PJ-0001", EquipmentType.PUMP_JACK)
+    sim = FeedSimulator([spec], seed=3, normal=NormalBehaviour.none())
+    eq = EquipmentState(spec.equipment_id, spec.equipment_type.value)
+    unit = sim._units[spec.equipment_id]
+    changes = []
+    for k in range(WARM + 3 * 360):
+        if k == WARM:
+            unit.offset = 0.2 if unit.base["strokes_per_minute"] < 0.55 else -0.2  # the operator's step
+        ts = T0 + k * POLL
+        changes += eq.learn_many([Snapshot(ts, sim.next_snapshots(ts)[0]["values"])])
+    after = [c for c in changes if c.kind == "opened" and c.ts >= T0 + WARM * POLL]
+    assert [c for c in after if c.rule_id.startswith("drift_")] == []
+    assert eq.operating_changes >= 1
+
+
+def test_level_drift_detector_ignores_late_and_bad_values_and_pickles() -> None:
+    import math
+    import pickle
+
+    det = LevelDriftDetector(warmup_seconds=0.0, min_instances=2)
+    assert det.update(1.0, 10.0) is False
+    assert det.update(2.0, 5.0) is False  # older than the last one: ignored
+    assert det.update(math.nan, 20.0) is False
+    assert det.n == 1
+    clone = pickle.loads(pickle.dumps(det))
+    assert clone.mean == det.mean and clone.n == 1
+    with pytest.raises(ValueError):
+        LevelDriftDetector(threshold=0.0)
