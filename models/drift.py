@@ -121,7 +121,7 @@ class LevelDriftDetector:
       ``S+ = max(0, S+ + (d - allowance) dt)`` and likewise downwards. A lasting level beyond ``allowance``
       σ accumulates; the normal cycle never leaves ``± allowance`` (> 1.73) for long, and a change smaller
       than 1 σ only adds noise excursions that a drift of ``allowance - 1`` σ per second drains. A drift is
-      signalled when a sum passes ``threshold`` σ-seconds (default 500: a lasting 3 σ level takes about 7
+      signalled when a sum passes ``threshold`` σ-seconds (default 400: a lasting 3 σ level takes about 7
       minutes; a ramp to 3 σ over an hour is signalled about 50 minutes after it starts).
     - Nothing is signalled before ``warmup_seconds`` of reading time and ``min_instances`` values; until
       then the reference is the plain running mean and variance. After that it learns each value
@@ -165,7 +165,7 @@ class LevelDriftDetector:
     Examples
     --------
     A separator's level dumping every five minutes (a sawtooth of ± 30 % of its range), read every 10 s
-    for a day: no drift. Then a calibration shift of 3 σ: signalled 8 minutes and 20 s later.
+    for a day: no drift. Then a calibration shift of 3 σ: signalled 8 minutes and 30 s later.
 
     >>> det = LevelDriftDetector()
     >>> saw = [24.0 + 7.2 * (2.0 * ((t % 300) / 300) - 1.0) for t in range(0, 86_400, 10)]
@@ -174,7 +174,7 @@ class LevelDriftDetector:
     >>> round(det.std, 2), det.direction
     (4.15, None)
     >>> next(t for t in range(0, 3_600, 10) if det.update(saw[t // 10] + 3 * 4.15, 86_400.0 + t))
-    500
+    510
     >>> det.drifts, det.direction
     (1, 'up')
 
@@ -189,7 +189,7 @@ class LevelDriftDetector:
         self,
         reference_seconds: float = 86_400.0,
         allowance: float = 2.0,
-        threshold: float = 500.0,
+        threshold: float = 400.0,
         clip: float = 4.0,
         warmup_seconds: float = 1_200.0,
         min_instances: int = 100,
