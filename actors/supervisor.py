@@ -28,18 +28,39 @@ class Supervisor:
         self.tenants: dict[str, Any] = {}
         self._pool = None
         self._watch: asyncio.Task | None = None
+        self._sync_lock = asyncio.Lock()
+        self._pool_lock = asyncio.Lock()
         self.last_error: str | None = None
+        # Ray restarts a killed supervisor by running __init__ again, and nobody calls `start` then: resume by
+        # ourselves (the TenantActors died with it, being its own; their consumers and checkpoints are durable).
+        self._boot = asyncio.get_running_loop().create_task(self._resume())
+
+    async def _resume(self) -> None:
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as exc:  # the database may be the reason we died: keep trying, never crash-loop
+                self.last_error = repr(exc)
+                log.warning("supervisor start failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(WATCH_SECONDS)
 
     async def start(self) -> list[str]:
         """Idempotent: create missing TenantActors and begin watching them."""
-        if self._pool is None:
-            self._pool = await db.create_pool(self.settings.resolved_app_database_url(), min_size=1, max_size=2)
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await db.create_pool(self.settings.resolved_app_database_url(), min_size=1,
+                                                  max_size=2)
         await self._sync_tenants()
         if self._watch is None or self._watch.done():
             self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
         return sorted(self.tenants)
 
     async def _sync_tenants(self) -> None:
+        async with self._sync_lock:  # the boot, the watch and add_tenant may ask at once
+            await self._sync_tenants_locked()
+
+    async def _sync_tenants_locked(self) -> None:
         active = await db.list_active_tenants(self._pool)
         for tenant_id in active:
             if tenant_id not in self.tenants:

@@ -15,6 +15,7 @@ from serve.bodylimit import BodyTooLarge
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
+RETRY_AFTER_UNAVAILABLE_S = 5
 
 _CODES = {
     400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
@@ -111,5 +112,29 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if backing_service_down(exc):
+            # PostgreSQL or NATS is down or restarting: not the client's fault, and not a bug; retry soon.
+            log.warning("backing service unavailable (request %s): %s", getattr(request.state, "request_id", "-"),
+                        type(exc).__name__)
+            return JSONResponse(envelope("UNAVAILABLE", "a backing service is unavailable; retry shortly"),
+                                status_code=503, headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
         log.exception("unhandled error (request %s)", getattr(request.state, "request_id", "-"))
         return JSONResponse(envelope("INTERNAL", "internal error"), status_code=500)
+
+
+def backing_service_down(exc: BaseException) -> bool:
+    """Whether `exc` says the database or the bus cannot be reached (as opposed to a bug or bad data)."""
+    import asyncpg
+    import nats.errors
+
+    down = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+            asyncpg.OperatorInterventionError, asyncpg.ConnectionDoesNotExistError,
+            nats.errors.ConnectionClosedError, nats.errors.NoServersError, nats.errors.TimeoutError,
+            nats.errors.ConnectionReconnectingError, nats.errors.OutboundBufferLimitError)
+    if isinstance(exc, down):
+        return True
+    # A pooled connection the server closed under us; other InterfaceErrors are our own misuse.
+    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and backing_service_down(cause)

@@ -79,3 +79,26 @@ async def _at_least(count: Any, n: int) -> bool:
 
 async def _checkpointed(db_conn: Any, tenant: str) -> bool:
     return await db_conn.fetchval("SELECT count(*) FROM model_checkpoints WHERE tenant_id = $1", tenant) == 2
+
+
+async def test_a_killed_supervisor_comes_back_and_ingest_resumes(stack: Any, db_conn: Any) -> None:
+    """The supervisor's TenantActors die with it (they are its own): Ray restarts it, and it must bring them
+    back by itself, with nobody calling `start`; what was published meanwhile is stored once."""
+    from actors.supervisor import SUPERVISOR_NAME
+
+    tenant = new_tenant_id("supkill")
+    await create_tenant(stack, tenant, [("MTR-1", "meter")])
+    start = now_utc() - timedelta(minutes=10)
+
+    async def count() -> int:
+        return await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant)
+
+    await publish(stack.settings.nats_url, tenant, readings("MTR-1", start, 0, 200))
+    await wait_for(lambda: _at_least(count, 200))
+    ray.kill(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE), no_restart=False)
+    await publish(stack.settings.nats_url, tenant, readings("MTR-1", start, 200, 300))
+    await wait_for(lambda: _at_least(count, 500), timeout=60)
+    await asyncio.sleep(1)
+    assert await count() == 500
+    status = await ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE).status.remote()
+    assert status["tenants"][tenant]["running"]
