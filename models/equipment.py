@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import sys
+from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from models.drift import LevelDriftDetector
 from models.events import AlertChange, Severity, Snapshot
 from models.failure import DEFAULT_HORIZON_SECONDS, Example, FailurePredictor
 from models.rules import AnomalyRule, Observation, Rule, Sensitivity, default_rules
+from schema.equipment import SENSORS_BY_TYPE, SETPOINT_SENSOR
 
 __all__ = [
     "DRIFT_PREFIX",
@@ -45,6 +47,16 @@ RUNNING_SENSORS: dict[str, tuple[str, ...]] = {"pump_jack": ("strokes_per_minute
 # within its detector's step span, and another sensor of the equipment by at least CORROBORATE_SIGMA.
 STEP_SIGMA = 1.5
 CORROBORATE_SIGMA = 1.0
+# A set point's step (see `EquipmentState._setpoint_step`): at least this many σ of its own noise (a commanded
+# value barely moves between changes) and this share of its operating range.
+SETPOINT_STEP_SIGMA = 4.0
+SETPOINT_MIN_STEP = 0.03
+SETPOINT_STEP_READINGS = 3  # the step is measured against the reading this many readings back
+_SETPOINTS: dict[str, tuple[str, float, float]] = {
+    t.value: (name, spec.low, spec.high)
+    for t, name in SETPOINT_SENSOR.items()
+    for spec in SENSORS_BY_TYPE[t] if spec.name == name
+}
 
 
 def _r(x: float) -> float:
@@ -76,6 +88,11 @@ class EquipmentState:
     (strokes per minute, and the motor current and rod load with them). Then the moved sensors are
     re-baselined in every model without an alert (counted in `operating_changes`). A failing sensor drifts
     alone; a failing machine (a bearing wearing) moves several sensors, but over hours, not in a step.
+
+    Set points: a step of the type's set point (`schema.equipment.SETPOINT_SENSOR`: a pump jack's speed, a
+    compressor's discharge pressure) inside its operating range, within a few readings, is an operator's
+    change: every sensor is re-baselined at once (counted in `setpoint_changes`), and drift stays silent while
+    the other sensors settle at their new levels.
 
     Stopped: a snapshot in which every `RUNNING_SENSORS` sensor of the type reads zero is the machine at rest
     (a pump-off controller), a state, not an anomaly: the models neither score nor learn it, and the rules
@@ -164,6 +181,7 @@ class EquipmentState:
         self.equipment_statistic = 0.0
         self.drift_detectors: dict[str, LevelDriftDetector] = {}
         self.operating_changes = 0
+        self.setpoint_changes = 0
         self.stopped_snapshots = 0
         self.rebaselining: dict[str, int] = {}
         self.drift_events: dict[str, str] = {}
@@ -302,6 +320,8 @@ class EquipmentState:
                         changes.append(change)
                 last = ts
                 continue
+            if self._setpoint_step(values):
+                self._rebaseline_operating_change(values)
             scores: dict[str, float] = {}
             baselines: dict[str, tuple[float, float]] = {}
             drifted: list[tuple[str, float]] = []
@@ -339,6 +359,7 @@ class EquipmentState:
             self.anomaly_level += ANOMALY_LEVEL_WEIGHT * (top - self.anomaly_level)
             if failure.due(ts):
                 self._sample_failure(ts)
+            drifted = self._settle(drifted)
             if drifted or self.rebaselining:
                 changes.extend(self._drift_changes(ts, values, drifted, baselines))
             obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
@@ -369,6 +390,59 @@ class EquipmentState:
             if v is None or v != 0.0:
                 return False
         return True
+
+    def _setpoint_step(self, values: dict[str, float]) -> bool:
+        """Whether this snapshot steps the type's set point (`schema.equipment.SETPOINT_SENSOR`) to a new level
+        inside its operating range: an operator's (or the controller's) change, which the other sensors follow.
+
+        A fault does not do that: a failing sensor drifts or sticks, a spike leaves the range, and a failing
+        machine moves its sensors over hours with the set point where it was.
+        """
+        spec = _SETPOINTS.get(self.equipment_type)
+        if spec is None:
+            return False
+        name, low, high = spec
+        v = values.get(name)
+        if v is None:
+            return False
+        recent = self.__dict__.get("_setpoint_recent")  # absent from checkpoints written before it
+        if recent is None:
+            recent = self._setpoint_recent = deque(maxlen=SETPOINT_STEP_READINGS)
+        previous = recent[0] if len(recent) == recent.maxlen else None
+        recent.append(v)
+        det = self.detectors.get(name)
+        if previous is None or det is None or det.n < self.warmup or not (low <= v <= high and low <= previous <= high):
+            return False
+        # Within a few readings (a ramp, a drifting sensor, never steps, however far it goes), and away from
+        # the learned level (noise between two readings is not a step either).
+        step, floor = v - previous, SETPOINT_STEP_SIGMA * det.std
+        if abs(step) >= SETPOINT_MIN_STEP * (high - low) and abs(step) >= floor and abs(v - det.mean) >= floor:
+            recent.clear()  # one change, counted once
+            return True
+        return False
+
+    def _rebaseline_operating_change(self, values: dict[str, float]) -> None:
+        """Every sensor starts a new normal: the anomaly models warm up again (scoring nothing meanwhile), and
+        the drift detectors, silent while the others follow the set point, take the level they settle at."""
+        self.operating_changes += 1
+        self.setpoint_changes = self.__dict__.get("setpoint_changes", 0) + 1
+        for name in values:
+            if name in self.detectors:
+                self.detectors[name].rebaseline()
+            self.multivariate.rebaseline(name)
+            self.scorer.rebaseline(name)
+        self._settling = self.warmup
+
+    def _settle(self, drifted: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """While sensors settle after a set-point change, drift is theirs to have: re-baseline at the end."""
+        left = self.__dict__.get("_settling", 0)
+        if not left:
+            return drifted
+        self._settling = left - 1
+        if left == 1:
+            for dd in self.drift_detectors.values():
+                dd.rebaseline()
+        return []
 
     def _operating_change(self, name: str) -> list[str]:
         """The sensors that moved with `name` in an operating change (empty: a drift of `name`)."""

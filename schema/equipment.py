@@ -50,6 +50,14 @@ SENSORS_BY_TYPE: dict[EquipmentType, tuple[SensorSpec, ...]] = {
     EquipmentType.OTHER: (),
 }
 
+# The sensor an operator (or the unit's controller) sets on each type: a pump jack's speed, a compressor's
+# discharge pressure. The others follow it through the machine's physics, so a step of it inside its operating
+# range is an operating change, not a fault (models.EquipmentState re-baselines on it).
+SETPOINT_SENSOR: dict[EquipmentType, str] = {
+    EquipmentType.PUMP_JACK: "strokes_per_minute",
+    EquipmentType.COMPRESSOR: "discharge_psi",
+}
+
 ID_PREFIX_BY_TYPE: dict[EquipmentType, str] = {
     EquipmentType.PUMP_JACK: "PJ",
     EquipmentType.COMPRESSOR: "CMP",
