@@ -828,6 +828,9 @@ class EquipmentAnomalyScorer:
         Slices of a sensor's range for `LevelNovelty` in `novelty_one` (0: no level novelty).
     levels_warmup
         Values a sensor's `LevelNovelty` learns before it answers.
+    tolerance
+        Per sensor, a factor its z-scores are divided by (an operator said its alerts were false alarms:
+        `EquipmentState.apply_verdict`); missing sensors count 1.
     seasonal
         Also score each sensor against its time-of-day profile (`SeasonalProfile`, needs the ``ts`` of
         `learn_one`): once it has two days of data, the smoothed z of the residual joins ``T`` as one more
@@ -871,6 +874,7 @@ class EquipmentAnomalyScorer:
         seasonal: bool = True,
         levels: int = 16,
         levels_warmup: int = 300,
+        tolerance: Mapping[str, float] | None = None,
     ) -> None:
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
@@ -889,6 +893,7 @@ class EquipmentAnomalyScorer:
         self.seasonal = seasonal
         self.levels = levels
         self.levels_warmup = levels_warmup
+        self.tolerance = tolerance
         self._visited: dict[str, LevelNovelty] = {}
         self._statistics_seen = 0
         self._incident_snapshots = 0
@@ -914,22 +919,25 @@ class EquipmentAnomalyScorer:
         warmup = self.warmup
         baselines = self._baselines
         profiles = self._profiles if ts is not None and ts >= self._daily_from else None
+        tolerance = self.__dict__.get("tolerance") or {}
         sqrt = math.sqrt
         for k, v in x.items():
             s = baselines.get(k)
             if s is None or s.n < warmup or not math.isfinite(v):
                 continue
+            widen = tolerance.get(k, 1.0)
             if profiles:
                 p = profiles.get(k)
                 if p is not None:
                     zd = p.z(v, ts)  # type: ignore[arg-type]
                     if zd is not None:
+                        zd /= widen
                         kd = k + "@daily"
                         prev = out.get(kd)
                         out[kd] = zd if prev is None else prev + a * (zd - prev)
             m = s.mean  # s.z(v), inline: this runs once per sensor value
             sd, floor = sqrt(s.var), s.rel_min_std * abs(m) + _ABS_MIN_STD
-            z = (v - m) / (sd if sd > floor else floor)
+            z = (v - m) / (sd if sd > floor else floor) / widen
             prev = out.get(k)
             out[k] = z if prev is None else prev + a * (z - prev)
         return out

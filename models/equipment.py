@@ -620,6 +620,7 @@ class EquipmentState:
             tolerance = self.__dict__.setdefault("tolerance", {})
             for name in names:
                 tolerance[name] = min(MAX_TOLERANCE, tolerance.get(name, 1.0) * VERDICT_WIDEN)
+            self.scorer.tolerance = tolerance  # the equipment's calibrated score widens with the sensor scores
         elif verdict == "planned":
             for name in names:  # as an operating change the models saw themselves
                 self.detectors[name].rebaseline()

@@ -46,6 +46,21 @@ def test_false_alarm_lowers_the_next_score_of_the_same_pattern() -> None:
     assert after.apply_verdict(9, "p_high", "false_alarm", ["p"]) and after.tolerance == {"p": VERDICT_WIDEN}
 
 
+def test_false_alarm_also_widens_the_equipment_score() -> None:
+    """The equipment's calibrated statistic reads the same sensors: a false alarm lowers it too."""
+    rows = [{"p": normal(i), "q": 50.0 + ((i * 13) % 7 - 3) * 0.5} for i in range(2_000)]
+    models = []
+    for widen in (False, True):
+        eq = EquipmentState("MTR-1", "meter", [AnomalyRule(for_count=1)], drift=False)
+        eq.learn_many([Snapshot(T0 + timedelta(seconds=i), r) for i, r in enumerate(rows)])
+        if widen:
+            eq.apply_verdict(3, "anomaly", "false_alarm", ["p"])
+        models.append(eq)
+    shifted = {"p": 806.0, "q": 50.0}
+    stats = [eq.scorer.statistic_one(shifted, (T0 + timedelta(seconds=2_000)).timestamp()) for eq in models]
+    assert 0.0 < stats[1] < stats[0], stats
+
+
 def test_planned_rebaselines_without_alerting() -> None:
     eq = trained()
     assert eq.apply_verdict(1, "anomaly", "planned", ["p"])
