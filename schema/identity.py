@@ -174,6 +174,8 @@ class TenantSettings(BaseModel):
     escalate_after_minutes: int | None = Field(
         None, description="Open alerts not acknowledged for this long are escalated (severity raised once); "
                           "null: the server's default (WELLPULSE_ESCALATE_AFTER_SECONDS, 15 minutes).")
+    max_shelve_minutes: int = Field(
+        480, description="The longest an operator may shelve an alert (ISA-18.2): it returns unacknowledged after.")
     sync_strategies: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_STRATEGIES),
         description="How offline sync settles conflicts, per entity type (the defaults where the tenant set none).")
@@ -191,6 +193,7 @@ class TenantSettings(BaseModel):
 
 
 EscalateAfterMinutes = Annotated[int, Field(ge=1, le=7 * 24 * 60)]
+MaxShelveMinutes = Annotated[int, Field(ge=1, le=7 * 24 * 60)]
 SensitivityByType = dict[Literal["pump_jack", "compressor", "separator", "tank_battery", "meter", "other"],
                          AnomalySensitivity]
 
@@ -201,6 +204,7 @@ class TenantSettingsUpdate(_Strict):
     units: Literal["imperial", "metric"] | None = None
     mfa_required_for_admins: bool | None = None
     escalate_after_minutes: EscalateAfterMinutes | None = Field(None, description="1 minute to 7 days.")
+    max_shelve_minutes: MaxShelveMinutes | None = Field(None, description="1 minute to 7 days (default 8 hours).")
     sync_strategies: SyncStrategies | None = Field(
         None, description="Per entity type (manual_reading, production_record, maintenance_record, inspection, note,"
         " attachment): newest_wins, highest_value, manual_review, merge or keep_both. Replaces the previous map;"

@@ -43,7 +43,7 @@ from store.audit import AuditContext
 log = logging.getLogger(__name__)
 INVALID_LOGIN = "invalid tenant, email or password"
 TENANT_SETTING_DEFAULTS: dict[str, Any] = {"timezone": "UTC", "units": "imperial", "mfa_required_for_admins": False,
-                                           "escalate_after_minutes": None,
+                                           "escalate_after_minutes": None, "max_shelve_minutes": 480,
                                            "sync_strategies": {},  # TenantSettings fills in the defaults
                                            "anomaly_sensitivity": "medium", "anomaly_sensitivity_by_type": {}}
 

@@ -72,8 +72,12 @@ async def next_event(ws: Any, kind: str, timeout: float = 20.0) -> dict[str, Any
 async def test_shelve_expiry_tenant_maximum_and_bad_input(stack: Any, http: Any, db_conn: Any) -> None:
     tenant = new_tenant_id("shelve")
     await create_tenant(stack, tenant, [("MTR-1", "meter")], rules=[threshold("p_high", "p", high=20.0)])
-    await db_conn.execute("UPDATE tenants SET settings = settings || '{\"max_shelve_minutes\": 60}' WHERE id = $1",
-                          tenant)
+    admin = auth(tenant, "admin")
+    assert (await http.get("/v1/tenant/settings", headers=admin)).json()["data"]["max_shelve_minutes"] == 480
+    r = await http.patch("/v1/tenant/settings", headers=admin, json={"max_shelve_minutes": 0})
+    assert r.status_code == 422 and error_fields(r) == ["max_shelve_minutes"], r.text
+    r = await http.patch("/v1/tenant/settings", headers=admin, json={"max_shelve_minutes": 60})
+    assert r.status_code == 200 and r.json()["data"]["max_shelve_minutes"] == 60, r.text
     feed = Feed(stack, tenant, "MTR-1")
     await feed.send({"p": 25.0})
     alert = await alert_of(db_conn, tenant, "p_high", state="open")
