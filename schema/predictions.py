@@ -157,3 +157,7 @@ class BacktestResult(BaseModel):
     alerts_truncated: bool = False
     drift_events: int
     scores: list[ScorePoint] | None = None
+    verdicts: dict[str, Any] | None = Field(
+        None, description="Agreement with the operators' verdicts on the alerts raised live in the range (null: none"
+        " judged): per verdict how many were judged and how many the replay raised again (same rule, within"
+        " `match_within_s`), with `precision` (real among the raised-again real and false alarms) and `recall`.")

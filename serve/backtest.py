@@ -47,6 +47,7 @@ __all__ = [
     "load_rules",
     "nab_standard_score",
     "parse_timestamp",
+    "verdict_agreement",
 ]
 
 TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "date_time")
@@ -450,6 +451,47 @@ def backtest_snapshots(
     if max_points is not None:
         result["scores"] = downsample(series, max_points)
     return result
+
+
+VERDICT_MATCH_SECONDS = 600.0
+
+
+def verdict_agreement(replayed: Sequence[dict[str, Any]], judged: Sequence[dict[str, Any]],
+                      within_s: float = VERDICT_MATCH_SECONDS) -> dict[str, Any]:
+    """How a replay agrees with what operators said of the alerts the live system raised in the same range.
+
+    A judged alert is raised again when the replay opened an alert of the same rule within `within_s` of its
+    opening. ``precision`` is the share of the raised-again ``real`` and ``false_alarm`` alerts that were real;
+    ``recall`` the share of the ``real`` ones raised again; ``planned`` ones (operating changes) are counted
+    apart. None where there is nothing to divide by.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t = datetime(2026, 11, 22, tzinfo=UTC)
+    >>> replay = [{"rule_id": "anomaly", "opened_at": t + timedelta(seconds=30)}]
+    >>> judged = [{"rule_id": "anomaly", "opened_at": t, "verdict": "real"},
+    ...           {"rule_id": "anomaly", "opened_at": t + timedelta(hours=5), "verdict": "false_alarm"}]
+    >>> a = verdict_agreement(replay, judged)
+    >>> a["precision"], a["recall"], a["false_alarm"]
+    (1.0, 1.0, {'judged': 1, 'raised_again': 0})
+    """
+    by_rule: dict[str, list[datetime]] = {}
+    for alert in replayed:
+        by_rule.setdefault(alert["rule_id"], []).append(alert["opened_at"])
+    counts = {v: {"judged": 0, "raised_again": 0} for v in ("real", "false_alarm", "planned")}
+    for alert in judged:
+        verdict = alert["verdict"]
+        if verdict not in counts:
+            continue
+        counts[verdict]["judged"] += 1
+        if any(abs((t - alert["opened_at"]).total_seconds()) <= within_s for t in by_rule.get(alert["rule_id"], ())):
+            counts[verdict]["raised_again"] += 1
+    real, false = counts["real"]["raised_again"], counts["false_alarm"]["raised_again"]
+    return {
+        **counts,
+        "precision": round(real / (real + false), 4) if real + false else None,
+        "recall": round(real / counts["real"]["judged"], 4) if counts["real"]["judged"] else None,
+        "match_within_s": within_s,
+    }
 
 
 def downsample(series: Sequence[tuple[datetime, float, int]], max_points: int) -> list[dict[str, Any]]:

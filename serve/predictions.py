@@ -14,9 +14,10 @@ from typing import Any
 from actors.equipment import rules_for
 from models import Rule, Snapshot, build_rule, default_rules
 from schema.predictions import MAX_BACKTEST_DAYS, BacktestRequest
-from serve.backtest import backtest_snapshots
+from serve.backtest import backtest_snapshots, verdict_agreement
 from serve.errors import ApiError
 from serve.services import Services
+from store import alerts as alert_store
 from store import audit as audit_log
 from store import db
 from store import predictions as store
@@ -149,6 +150,8 @@ async def backtest(services: Services, tenant_id: str, equipment_id: str, body: 
         stored = [dict(r) for r in await db.list_rules(conn, tenant_id)]
         rows = await store.snapshots_between(conn, tenant_id, equipment_id, body.start, body.end,
                                              MAX_BACKTEST_SNAPSHOTS + 1)
+        judged = [dict(r) for r in await alert_store.judged_alerts(conn, tenant_id, equipment_id, body.start,
+                                                                    body.end)]
     if len(rows) > MAX_BACKTEST_SNAPSHOTS:
         raise ApiError(422, "range too large", details=[
             {"field": "to", "message": f"the range holds more than {MAX_BACKTEST_SNAPSHOTS} snapshots; narrow it"}])
@@ -159,4 +162,6 @@ async def backtest(services: Services, tenant_id: str, equipment_id: str, body: 
         sensitivity=body.sensitivity, seed=services.settings.model_seed,
         max_points=body.max_points if body.include_scores else None,
     )
-    return {"equipment_id": equipment_id, "equipment_type": etype, "start": body.start, "end": body.end, **result}
+    verdicts = verdict_agreement(result["alerts"], judged) if judged else None
+    return {"equipment_id": equipment_id, "equipment_type": etype, "start": body.start, "end": body.end, **result,
+            "verdicts": verdicts}

@@ -570,6 +570,15 @@ async def escalate_after_seconds(conn: Executor, tenant_id: str) -> float | None
 # ---------------------------------------------------------------- verdicts for the models
 
 
+async def judged_alerts(conn: Executor, tenant_id: str, equipment_id: str, start: datetime,
+                        end: datetime) -> list[asyncpg.Record]:
+    """The equipment's alerts opened in ``[start, end)`` that an operator gave a verdict (for backtests)."""
+    return await conn.fetch(
+        "SELECT id, rule_id, opened_at, verdict FROM alerts WHERE tenant_id = $1 AND equipment_id = $2"
+        " AND verdict IS NOT NULL AND opened_at >= $3 AND opened_at < $4 ORDER BY opened_at LIMIT 10000",
+        tenant_id, equipment_id, start, end)
+
+
 async def pending_verdicts(pool: Executor, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
     """Verdicts the models of these equipment have not learned yet, oldest first."""
     return await pool.fetch(

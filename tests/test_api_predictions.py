@@ -201,6 +201,30 @@ async def test_backtest_over_stored_readings(http: Any, fleet: dict[str, Any]) -
     assert opened(half.json()["data"]["alerts"]) == opened(out["alerts"]) != []
 
 
+async def test_backtest_reports_agreement_with_verdicts(http: Any, fleet: dict[str, Any], db_conn: Any) -> None:
+    """Operators judged two alerts the live system raised: the replay raises the real one again, not the false
+    alarm; precision and recall against those verdicts come back with the backtest."""
+    a, stamps = fleet["a"], fleet["stamps"]
+    await learned(http, a, "PJ-1", N)
+    body = {"from": stamps[0].isoformat(), "to": (stamps[-1] + timedelta(seconds=1)).isoformat(),
+            "rules": [{"id": "psi_watch", "kind": "threshold",
+                       "params": {"sensor": "tubing_psi", "high": 1_000, "severity": "warning"}}]}
+    r = await http.post("/v1/equipment/PJ-1/backtest", headers=auth(a, "viewer"), json=body)
+    assert r.status_code == 200 and r.json()["data"]["verdicts"] is None  # nothing judged yet
+    for at, verdict in ((stamps[min(SPIKES)], "real"), (stamps[10], "false_alarm")):
+        await db_conn.execute(
+            "INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, opened_at, resolved_at,"
+            " verdict, verdict_by, verdict_at) VALUES ($1, 'PJ-1', 'psi_watch', 'resolved', 'warning', 'm', $2, $2,"
+            " $3, 'op', now())", a, at, verdict)
+    r = await http.post("/v1/equipment/PJ-1/backtest", headers=auth(a, "viewer"), json=body)
+    v = r.json()["data"]["verdicts"]
+    assert v["real"] == {"judged": 1, "raised_again": 1} and v["false_alarm"] == {"judged": 1, "raised_again": 0}
+    assert v["precision"] == 1.0 and v["recall"] == 1.0
+    # Another tenant's verdicts never count here.
+    other = await http.post("/v1/equipment/PJ-B/backtest", headers=auth(fleet["b"], "viewer"), json=body)
+    assert other.status_code == 200 and other.json()["data"]["verdicts"] is None
+
+
 async def test_backtest_bad_input(http: Any, fleet: dict[str, Any]) -> None:
     a, b = fleet["a"], fleet["b"]
     t0 = now_utc().replace(microsecond=0)
