@@ -1,4 +1,5 @@
-"""Concept drift per sensor: the Page-Hinkley test (as River's ``drift.PageHinkley``) on the sensor's clipped z-score.
+"""Concept drift per sensor: `LevelDriftDetector` (a CUSUM of the residual from the sensor's time-of-day profile, what
+the equipment runs) and `SensorDriftDetector` (the Page-Hinkley test on a clipped z-score).
 
 A drift is a lasting change of a sensor's normal (a new set point, a recalibrated gauge, a slow wear
 trend), not a spike: the test sees each z-score clipped to ``± clip``, so a single outlier moves its
@@ -105,92 +106,140 @@ class SensorDriftDetector:
 
 
 class LevelDriftDetector:
-    """Drift of one sensor's level against its normal variation, daily and process cycles included.
+    """Drift of one sensor's level against its normal *for the time of day*, in σ of its normal variation.
 
-    Why not a z-score against the anomaly baseline: that baseline forgets within a few hundred values, so
-    its standard deviation is the short-term noise, and a separator whose level fills and dumps every few
-    minutes, a tank that fills for hours, or a daily swing all look like "drifts" of many σ (the demo
-    reported ``level_in drifted up: 23.41 (z=+0.6)`` on separators that were only cycling). Here:
+    A drift is a lasting change of a sensor's level (a recalibrated gauge, a slow wear trend), not a daily
+    cycle, a separator's dump cycle or a spike. Two regimes:
 
-    - The **reference** is the sensor's mean and standard deviation over ``reference_seconds`` of reading
-      time (an exponentially weighted mean and variance whose weights follow the time between readings, so
-      the answer does not depend on the polling rate). Over hours, σ contains the whole normal cycle:
-      a sawtooth spans ±1.73 σ, a sine ±1.41 σ.
-    - Each value's distance from the reference, ``d = (x - mean) / σ`` clipped to ``± clip`` (a spike counts
-      as a short excursion, not as a drift), feeds a two-sided CUSUM in **σ-seconds**:
-      ``S+ = max(0, S+ + (d - allowance) dt)`` and likewise downwards. A lasting level beyond ``allowance``
-      σ accumulates; the normal cycle never leaves ``± allowance`` (> 1.73) for long, and a change smaller
-      than 1 σ only adds noise excursions that a drift of ``allowance - 1`` σ per second drains. A drift is
-      signalled when a sum passes ``threshold`` σ-seconds (default 400: a lasting 3 σ level takes about 7
-      minutes; a ramp to 3 σ over an hour is signalled about 50 minutes after it starts).
-    - Nothing is signalled before ``warmup_seconds`` of reading time and ``min_instances`` values; until
-      then the reference is the plain running mean and variance. After that it learns each value
-      winsorised at ``± allowance`` σ, so a drift in progress does not become its own reference.
-    - A level the sensor has been at before is not a drift: a drift is signalled only when the slow level
-      (``level_seconds``) is also beyond every slow level of the reference period, leaving out the last
-      ``recent_seconds`` (where the drift itself starts). The top of a daily or a fill cycle was visited
-      yesterday; a sensor that lost its calibration goes where it has never been.
+    **Time of day (once ``profile_ready_periods`` days of history are there, two by default).** A profile of the
+    sensor's expected value by time of day (``buckets`` slots a period, each an exponentially weighted mean
+    with a memory of ``profile_periods`` periods, read by linear interpolation between slot centres) gives
+    the residual ``r = x - expected(t)``; its level ``L``, an exponentially weighted mean over
+    ``smoothing_seconds`` of reading time, averages the noise and the fast cycles out. ``u = L / σ`` (σ: the
+    sensor's normal variation, daily cycle included; see below) feeds a two-sided CUSUM in **σ-seconds**:
+    ``S+ = max(0, S+ + (u - a) dt)`` and likewise downwards, and a drift is signalled when a sum passes
+    ``threshold``. The allowance ``a`` is the larger of
 
-    After a drift the reference moves to the new level (σ is kept: a level change is not a change of
-    variability) and the sums restart. The detector also keeps the level of the last few minutes
-    (`step`): how much of a change happened within ``step_seconds``, in σ. The equipment uses it to tell an
-    operator's set-point change (abrupt, and seen on other sensors at the same time) from a drift.
+    - ``allowance`` (in σ of the sensor): a change smaller than that is not a drift, however significant
+      (the bar: nothing on a change under 1 σ), and
+    - ``significance`` times σ_L, the normal variation of the residual level itself (learned from the day
+      the profile first answers): a sensor whose residual wanders (a tank that fills over hours on no daily
+      schedule) needs a larger level to tell a drift from its normal.
+
+    With the defaults a lasting 3 σ level is signalled about 25 minutes after it is reached, a ramp to 3 σ
+    over an hour about 70 minutes after it starts. The profile learns each value winsorised at the
+    allowance, only while the residual level is within ``quiet`` σ (ten times slower, ``unquiet_rate``,
+    while it is beyond without evidence: a new normal under the allowance is learned, slowly), and not at
+    all while a sum holds evidence, so a drift in progress does not become its own normal.
+
+    **Before that (conservative).** The reference is the sensor's mean over ``reference_seconds``; each
+    value's distance ``d = (x - mean) / σ`` (clipped to ``± clip``) feeds the same CUSUM with the larger
+    ``early_allowance`` (and ``early_threshold``), and a drift is signalled only when the slow level
+    (``level_seconds``) is also beyond every slow level of the reference period before the last
+    ``recent_seconds`` (``novelty_margin`` σ beyond): the top of a daily or a fill cycle was visited
+    yesterday, a sensor that lost its calibration goes where it has never been. Only large, new levels are
+    drifts then. Nothing is signalled before ``warmup_seconds`` of reading time and ``min_instances`` values.
+
+    σ, the sensor's normal variation (`std`), is an exponentially weighted standard deviation over
+    ``reference_seconds`` (weights follow the time between readings, so the answer does not depend on the
+    polling rate), cycles included: a sine spans ± 1.41 σ, a sawtooth ± 1.73 σ. It learns each value
+    winsorised at ``winsor`` σ.
+
+    After a drift, or when the caller re-baselines (an operating change), the sensor settles for
+    ``settle_seconds``: nothing is signalled, the residuals are averaged, and the profile then moves by that
+    average (the daily shape is kept, the level is new); σ keeps its memory (a level change is not a change of
+    variability). The detector also keeps the level of the last few minutes (`step`): how much of a change
+    happened within ``step_seconds``, in σ. The equipment uses it to tell an operator's set-point change
+    (abrupt, and seen on other sensors at the same time) from a drift.
 
     Parameters
     ----------
     reference_seconds
-        Memory of the reference (reading time).
+        Memory of σ and of the early reference (reading time).
     allowance
-        Distance from the reference, in σ, that a lasting level must exceed to accumulate evidence.
+        Smallest residual level (σ of the sensor) that accumulates evidence once the profile is ready.
     threshold
         Evidence (σ-seconds beyond the allowance) that signals a drift.
     clip
         Distances are clipped to ``± clip`` σ.
     warmup_seconds
-        Reading time before a drift can be signalled.
+        Reading time before a drift can be signalled (and after a re-baseline, before the profile is ready).
     min_instances
-        Values before a drift can be signalled.
+        Values before a drift can be signalled (idem).
     max_gap_seconds
         A longer gap between readings counts as this long.
     step_seconds
         Span within which a change counts as a step (see `step`).
     level_seconds
-        Memory of the slow level the novelty gate compares (and the width of its buckets).
+        Memory of the slow level the early novelty gate compares (and the width of its buckets).
     recent_seconds
-        The latest stretch of level history that the novelty gate leaves out (where a drift starts).
+        The latest stretch of level history that the early novelty gate leaves out (where a drift starts).
     novelty_margin
-        How far (σ) beyond the levels seen before a level must be to be new (the low point of a tank's
-        haul is never quite where it was the last time).
+        How far (σ) beyond the levels seen before a level must be to be new, before the profile is ready.
+    early_allowance
+        The allowance (σ) before the profile is ready.
+    early_threshold
+        The threshold (σ-seconds) before the profile is ready.
+    period_seconds
+        Length of the cycle the profile follows (a day).
+    buckets
+        Slots of the profile per period.
+    profile_periods
+        Memory of each slot, in periods.
+    profile_ready_periods
+        Periods of history before drift is measured against the profile.
+    smoothing_seconds
+        Time constant of the residual level ``L``.
+    significance
+        The allowance is at least this many σ_L (the residual level's normal variation).
+    settle_seconds
+        After a re-baseline, time over which the new level is measured (nothing signalled meanwhile).
+    winsor
+        σ and the mean learn each value winsorised at this many σ (after ``min_instances`` values).
+    quiet
+        Once the profile is ready, the profile and σ learn only while the residual level is within this many
+        σ and no evidence accumulates (σ_L while no evidence accumulates).
+    unquiet_rate
+        The profile's learning rate, relative, while the residual level is beyond ``quiet`` σ without evidence.
 
     Examples
     --------
-    A separator's level dumping every five minutes (a sawtooth of ± 30 % of its range), read every 10 s
-    for a day: no drift. Then a calibration shift of 3 σ: signalled 8 minutes and 30 s later.
+    A sensor with a daily cycle (± 10) and noise, read every minute for three days: no drift (before the
+    profile is ready the early test sees the cycle's top as a level visited before). Then a calibration
+    shift of 3 σ (σ about 7.1): signalled 27 minutes later, upwards. A shift of 0.8 σ is not signalled.
 
+    >>> import copy, math, random
+    >>> rng = random.Random(1)
+    >>> def value(t: float) -> float:
+    ...     return 50.0 + 10.0 * math.sin(2 * math.pi * t / 86_400) + rng.gauss(0.0, 1.5)
     >>> det = LevelDriftDetector()
-    >>> saw = [24.0 + 7.2 * (2.0 * ((t % 300) / 300) - 1.0) for t in range(0, 86_400, 10)]
-    >>> any(det.update(x, float(t * 10)) for t, x in enumerate(saw))
+    >>> any(det.update(value(t), t) for t in range(0, 3 * 86_400, 60))
     False
-    >>> round(det.std, 2), det.direction
-    (4.15, None)
-    >>> next(t for t in range(0, 3_600, 10) if det.update(saw[t // 10] + 3 * 4.15, 86_400.0 + t))
-    510
+    >>> round(det.std, 1), det.profile_ready()
+    (7.1, True)
+    >>> quiet = copy.deepcopy(det)
+    >>> next(t for t in range(0, 7_200, 60) if det.update(value(259_200 + t) + 3 * 7.1, 259_200.0 + t))
+    1620
     >>> det.drifts, det.direction
     (1, 'up')
+    >>> any(quiet.update(value(259_200 + t) + 0.8 * 7.1, 259_200.0 + t) for t in range(0, 86_400, 60))
+    False
 
     References
     ----------
     [^1]: Page, E. S., 1954. Continuous inspection schemes. Biometrika 41, 100-115.
     [^2]: Montgomery, D. C., 2009. Introduction to Statistical Quality Control, 6th ed., ch. 9 (CUSUM).
+    [^3]: Cleveland, R. B. et al., 1990. STL: a seasonal-trend decomposition procedure based on loess. Journal of
+        Official Statistics 6, 3-73 (the residual of a seasonal profile as the series to monitor).
 
     """
 
     def __init__(
         self,
         reference_seconds: float = 86_400.0,
-        allowance: float = 2.0,
-        threshold: float = 400.0,
-        clip: float = 4.0,
+        allowance: float = 1.75,
+        threshold: float = 500.0,
+        clip: float = 5.0,
         warmup_seconds: float = 1_200.0,
         min_instances: int = 100,
         max_gap_seconds: float = 60.0,
@@ -198,9 +247,23 @@ class LevelDriftDetector:
         level_seconds: float = 900.0,
         recent_seconds: float = 7_200.0,
         novelty_margin: float = 0.5,
+        early_allowance: float = 2.25,
+        early_threshold: float = 400.0,
+        period_seconds: float = 86_400.0,
+        buckets: int = 24,
+        profile_periods: float = 3.0,
+        profile_ready_periods: float = 2.0,
+        smoothing_seconds: float = 750.0,
+        significance: float = 3.5,
+        settle_seconds: float = 1_800.0,
+        winsor: float = 2.5,
+        quiet: float = 1.0,
+        unquiet_rate: float = 0.1,
     ) -> None:
         if reference_seconds <= 0 or threshold <= 0 or clip <= 0 or allowance < 0 or step_seconds <= 0:
             raise ValueError("reference_seconds, threshold, clip and step_seconds must be > 0, allowance >= 0")
+        if period_seconds <= 0 or buckets < 2 or profile_periods <= 0 or smoothing_seconds <= 0:
+            raise ValueError("period_seconds, profile_periods and smoothing_seconds must be > 0, buckets >= 2")
         self.reference_seconds = reference_seconds
         self.allowance = allowance
         self.threshold = threshold
@@ -212,6 +275,18 @@ class LevelDriftDetector:
         self.level_seconds = level_seconds
         self.recent_seconds = recent_seconds
         self.novelty_margin = novelty_margin
+        self.early_allowance = early_allowance
+        self.early_threshold = early_threshold
+        self.period_seconds = period_seconds
+        self.buckets = buckets
+        self.profile_periods = profile_periods
+        self.profile_ready_periods = profile_ready_periods
+        self.smoothing_seconds = smoothing_seconds
+        self.significance = significance
+        self.settle_seconds = settle_seconds
+        self.winsor = winsor
+        self.quiet = quiet
+        self.unquiet_rate = unquiet_rate
         self.drifts = 0
         self.direction: str | None = None
         self.n = 0
@@ -220,7 +295,10 @@ class LevelDriftDetector:
         self.last_d = 0.0
         self.drift_step = 0.0  # `step` when the last drift was signalled (before re-baselining)
         self.drift_ts: float | None = None  # when it was signalled
+        self.residual_level: float | None = None  # L: None until every slot of the profile has a value
+        self.residual_var = 0.0  # σ_L², the residual level's normal variation
         self._first: float | None = None
+        self._origin: float | None = None  # first reading ever (the profile's age)
         self._seen = 0  # values since the (re)start
         self._last: float | None = None
         self._up = 0.0
@@ -229,6 +307,13 @@ class LevelDriftDetector:
         self._history: list[tuple[float, float]] = []
         self._slow: float | None = None
         self._ranges: list[list[float]] = []  # [bucket start, lowest, highest] of the slow level
+        self._slots: list[float] = []  # the profile: EW mean per slot ...
+        self._counts: list[int] = []  # ... and values it has seen
+        self._residual_n = 0
+        self._settle_until: float | None = None  # re-levelling after a re-baseline until then ...
+        self._settle_sum = 0.0  # ... from the residuals seen meanwhile
+        self._settle_n = 0
+        self._quiet = True  # whether the last value was normal for its time of day (profile ready)
 
     @property
     def std(self) -> float:
@@ -241,13 +326,33 @@ class LevelDriftDetector:
         return max(self._up, self._down) / self.threshold
 
     def ready(self) -> bool:
-        """Whether a drift can be signalled (warm-up over)."""
+        """Whether the early test can signal a drift (its warm-up, or a re-baseline's, is over)."""
         return (
             self._first is not None
             and self._seen >= self.min_instances
             and self._last is not None
             and self._last - self._first >= self.warmup_seconds
         )
+
+    def profile_ready(self) -> bool:
+        """Whether drift is measured against the time-of-day profile (enough history, every slot seen)."""
+        return (
+            self.residual_level is not None
+            and self._origin is not None
+            and self._last is not None
+            and self._last - self._origin >= self.profile_ready_periods * self.period_seconds
+        )
+
+    def expected(self, ts: float) -> float | None:
+        """The profile's value at epoch seconds `ts` (None until every slot has a value)."""
+        if self.residual_level is None and not (self._counts and all(self._counts)):
+            return None
+        width = self.period_seconds / self.buckets
+        pos = ts / width - 0.5
+        i = math.floor(pos)
+        frac = pos - i
+        slots, b = self._slots, self.buckets
+        return slots[i % b] + frac * (slots[(i + 1) % b] - slots[i % b])
 
     def update(self, x: float, ts: float, tolerance: float = 1.0) -> bool:
         """Learn value `x` read at epoch seconds `ts`; True when a drift is signalled (`direction` says which).
@@ -259,32 +364,126 @@ class LevelDriftDetector:
             return False
         if self._first is None:
             self._first = ts
+        if self._origin is None:
+            self._origin = ts
         dt = 0.0 if self._last is None else min(ts - self._last, self.max_gap_seconds)
         self._last = ts
         self._seen += 1
         self._track_step(x, ts, dt)
-        drifted = False
-        ready = self.ready()
-        if ready:
-            d = (x - self.mean) / (self.std * tolerance)
-            d = self.clip if d > self.clip else -self.clip if d < -self.clip else d
-            self.last_d = d
-            self._up = max(0.0, self._up + (d - self.allowance) * dt)
-            self._down = max(0.0, self._down + (-d - self.allowance) * dt)
-            up, down = self._up > self.threshold, self._down > self.threshold
-            if (up and self._novel(True)) or (down and self._novel(False)):
-                drifted = True
-                self.drifts += 1
-                self.direction = "up" if self._up > self._down else "down"
-        if ready:  # winsorised at the allowance: a drift in progress barely moves its own reference
-            limit = self.allowance * self.std
+        if self.profile_ready():
+            drifted = self._test_profile(x, ts, dt, tolerance)
+        else:
+            drifted = self._test_level(x, dt, tolerance)
+            self._learn_profile(x, ts, dt)
+        if self.n >= self.min_instances:  # winsorised: a drift or a spike barely moves σ
+            limit = self.winsor * self.std
             x = self.mean + limit if x > self.mean + limit else self.mean - limit if x < self.mean - limit else x
-        self._learn(x, dt)
+        if self._quiet or not self.profile_ready():
+            self._learn(x, dt)
         if drifted:
+            self.drifts += 1
             self.drift_step = self.step()
             self.drift_ts = ts
             self.rebaseline(self._fast if self._fast is not None else x)
         return drifted
+
+    def _test_level(self, x: float, dt: float, tolerance: float) -> bool:
+        """The early test (before the profile is ready): distance from the mean, gated by novelty."""
+        if not self.ready():
+            return False
+        d = (x - self.mean) / (self.std * tolerance)
+        d = self.clip if d > self.clip else -self.clip if d < -self.clip else d
+        self.last_d = d
+        a, h = self.early_allowance, self.early_threshold
+        self._up = max(0.0, self._up + (d - a) * dt)
+        self._down = max(0.0, self._down + (-d - a) * dt)
+        up, down = self._up > h, self._down > h
+        if (up and self._novel(True)) or (down and self._novel(False)):
+            self.direction = "up" if self._up > self._down else "down"
+            return True
+        return False
+
+    def _test_profile(self, x: float, ts: float, dt: float, tolerance: float) -> bool:
+        """The time-of-day test: the residual level's CUSUM; the profile and σ_L learn when it is quiet."""
+        expected = self.expected(ts)
+        assert expected is not None  # noqa: S101  profile_ready() says every slot has a value
+        r = x - expected
+        if self._settle_until is not None:  # re-levelling after a re-baseline: measure, do not test
+            self._settle_sum += r
+            self._settle_n += 1
+            if ts >= self._settle_until:
+                self._relevel()
+            return False
+        level = self._smooth(r, dt)
+        std = self.std
+        u = level / (std * tolerance)
+        u = self.clip if u > self.clip else -self.clip if u < -self.clip else u
+        self.last_d = u
+        a = max(self.allowance, self.significance * math.sqrt(self.residual_var) / std)
+        self._up = max(0.0, self._up + (u - a) * dt)
+        self._down = max(0.0, self._down + (-u - a) * dt)
+        # A level beyond ``quiet`` σ, or evidence accumulating, may be a drift starting: the profile, σ_L and σ
+        # do not learn it (else a drift in progress would become its own normal and detection would lag).
+        # A level that stays out of that band without becoming a drift is a new normal, learned ten times slower.
+        evidence = self._up > 0.0 or self._down > 0.0
+        self._quiet = abs(u) < self.quiet and not evidence
+        if not evidence:
+            self._learn_residual(level, dt)
+            self._learn_profile(x, ts, dt, expected=expected, rate=1.0 if self._quiet else self.unquiet_rate)
+        if self._up > self.threshold or self._down > self.threshold:
+            self.direction = "up" if self._up > self._down else "down"
+            return True
+        return False
+
+    def _smooth(self, r: float, dt: float) -> float:
+        level = self.residual_level
+        level = r if level is None else level + (-math.expm1(-dt / self.smoothing_seconds)) * (r - level)
+        self.residual_level = level
+        return level
+
+    def _learn_residual(self, level: float, dt: float) -> None:
+        """σ_L²: mean square of the residual level (around 0, the profile's own level), winsorised at the
+        allowance, a plain mean while young, then exponentially weighted over ``reference_seconds``."""
+        cap = self.allowance * self.std
+        sq = min(level * level, cap * cap)
+        self._residual_n += 1
+        a = max(1.0 / self._residual_n, -math.expm1(-dt / (self.profile_periods * self.period_seconds)))
+        self.residual_var += a * (sq - self.residual_var)
+
+    def _learn_profile(self, x: float, ts: float, dt: float, *, expected: float | None = None,
+                       rate: float = 1.0) -> None:
+        """Learn `x` into its slot (winsorised at the allowance around the profile once it answers, with its
+        weight times `rate`); start the residual level once every slot has a value."""
+        b = self.buckets
+        if not self._counts:
+            self._slots = [0.0] * b
+            self._counts = [0] * b
+        if expected is None and all(self._counts):
+            expected = self.expected(ts)
+        if expected is not None:
+            limit = self.allowance * self.std
+            r = x - expected
+            if self.residual_level is None:
+                self._smooth(r, dt)
+            elif not self.profile_ready():
+                self._learn_residual(self._smooth(r, dt), dt)
+            x = expected + (limit if r > limit else -limit if r < -limit else r)
+        width = self.period_seconds / b
+        i = int(ts // width) % b
+        n = self._counts[i] = self._counts[i] + 1
+        a = max(1.0 / n, rate * dt / (width * self.profile_periods))
+        m = self._slots[i]
+        self._slots[i] = x if n == 1 else m + min(a, 1.0) * (x - m)
+
+    def _relevel(self) -> None:
+        """End of a settling: the profile moves by the mean residual seen meanwhile, the evidence restarts."""
+        if self._settle_n:
+            shift = self._settle_sum / self._settle_n
+            self._slots = [m + shift for m in self._slots]
+        self._settle_until = None
+        self._settle_sum, self._settle_n = 0.0, 0
+        self.residual_level = 0.0
+        self._up = self._down = 0.0
 
     def _learn(self, x: float, dt: float) -> None:
         """Running mean and variance while young (weight 1/n), exponentially weighted in time after that."""
@@ -361,13 +560,14 @@ class LevelDriftDetector:
         self.rebaseline()
 
     def rebaseline(self, level: float | None = None) -> None:
-        """Take `level` (default: the last minute's) as the new normal and restart the evidence.
+        """Take a new normal level and restart the evidence.
 
-        The reference's mean moves to the new level and keeps learning at its usual pace; σ keeps its
-        memory (a level change is not a change of variability). Nothing is signalled for another
-        `warmup_seconds`. Should the "drift" have been a cycle longer than the reference has seen, the mean
-        drifts back to the cycle's centre and σ, measured around a mean that was off, grows: the detector
-        learns that the normal swing is wider than it thought.
+        Once the profile is ready, the sensor settles for ``settle_seconds``: nothing is signalled, and the
+        profile then moves by the mean residual of that time (a level measured over minutes, not one reading).
+        Before, the early reference's mean moves to `level` (default: the last minute's) and nothing is
+        signalled for another ``warmup_seconds``. σ keeps its memory (a level change is not a change of
+        variability): should the "drift" have been a cycle longer than the reference has seen, σ, measured
+        around a mean that was off, grows, and the detector learns that the normal swing is wider.
         """
         if level is None:
             level = self._fast
@@ -377,3 +577,6 @@ class LevelDriftDetector:
         self._first = self._last
         self._up = self._down = 0.0
         self._history = [(self._last, self._fast)] if self._last is not None and self._fast is not None else []
+        if self.profile_ready() and self._last is not None:
+            self._settle_until = self._last + self.settle_seconds
+            self._settle_sum, self._settle_n = 0.0, 0

@@ -29,7 +29,7 @@ __all__ = [
     "EquipmentState",
 ]
 
-MODEL_SCHEMA = 4  # bump when the pickled layout or the meaning of a score changes (4: level drift)
+MODEL_SCHEMA = 5  # bump when the pickled layout or the meaning of a score changes (5: drift by time of day)
 MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
@@ -78,8 +78,9 @@ class EquipmentState:
     chi-square-like statistic in `equipment_statistic`), all before learning; then the detectors learn and
     every rule is evaluated through the `AlertStateMachine`.
 
-    Drift: each sensor's value feeds a `LevelDriftDetector` (a CUSUM of its distance from its normal level in
-    σ of its normal variation over hours, cycles included, on reading time). A drift opens an "info" alert
+    Drift: each sensor's value feeds a `LevelDriftDetector` (from the sensor's third day, a CUSUM of its
+    residual level from its time-of-day profile, in σ of its normal variation, on reading time; a conservative
+    test of new levels before). A drift opens an "info" alert
     ``drift_<sensor>`` and re-baselines the sensor in every detector; the alert resolves once the new
     baseline is learned (`warmup` values), so the anomaly model adapts instead of alerting for ever.
     Unless it was an operating change: when the drifted sensor changed abruptly (a step of at least
