@@ -119,7 +119,7 @@ async def _serve_until_signal(stack: "object", stop: asyncio.Event, *, demo: boo
         settings = stack.settings  # type: ignore[attr-defined]
         feed = asyncio.create_task(run_simulation(
             settings.nats_url, DEMO_TENANT, equipment=DEMO_EQUIPMENT, rate=rate, fault_every=30.0, stop=stop,
-            ensure_stream=False))
+            ensure_stream=False, truth_path=Path(settings.data_dir) / "demo-truth.jsonl"))
     await stop.wait()
     if feed is not None:
         with contextlib.suppress(Exception):

@@ -111,6 +111,7 @@ FLEET_MIX: tuple[tuple[EquipmentType, int], ...] = (
 # NATS at 1 MiB per payload by default (a pump-jack snapshot is ~170 bytes, so 5,000 fit with room).
 LATE_BATCH_MAX_READINGS = min(5_000, MAX_READINGS_PER_MESSAGE)
 SPIKE_DEFAULT_READINGS = 3
+NORMAL_EVENTS_KEPT = 1_000  # per equipment (`FeedSimulator.normal_events`)
 # The DB key and the dedup id both carry millisecond timestamps; two snapshots of one equipment in the
 # same millisecond would collapse into one, so the pacing never goes below this.
 MIN_SNAPSHOT_INTERVAL_S = 0.001
@@ -445,6 +446,8 @@ class _Unit:
         self.next_toggle: datetime | None = None
         self.next_late: datetime | None = None
         self._moments: dict[str, list[float]] = {s.name: [0.0, 0.0, 0.0] for s in self.sensors}
+        # The normal events of late (not faults, not in the truth): what a false alert can be traced to.
+        self.events: deque[tuple[datetime, str]] = deque(maxlen=NORMAL_EVENTS_KEPT)
 
     def normal_std(self, name: str) -> float | None:
         """Standard deviation of ``name``'s fault-free values so far (None before 30 values)."""
@@ -477,12 +480,14 @@ class _Unit:
                 if not 0.25 <= level + step <= 0.75:
                     step = -step
                 self.offset += step
+                self.events.append((self.next_setpoint, "setpoint_change"))
                 self.next_setpoint = self._after(self.next_setpoint, normal.setpoint_changes_per_day)
         if self.spec.equipment_type is EquipmentType.PUMP_JACK and math.isfinite(normal.pump_on_hours[1]):
             if self.next_toggle is None:
                 self.next_toggle = ts + timedelta(hours=self.ops_rng.uniform(0.0, normal.pump_on_hours[1]))
             while ts >= self.next_toggle:
                 self.running = not self.running
+                self.events.append((self.next_toggle, "pump_start" if self.running else "pump_stop"))
                 if self.running:
                     span = timedelta(hours=self.ops_rng.uniform(*normal.pump_on_hours))
                 else:
@@ -499,6 +504,7 @@ class _Unit:
         if self.next_late is None or ts < self.next_late:
             return None
         self.next_late = self._after(ts, per_day)
+        self.events.append((ts, "late_delivery"))
         return timedelta(seconds=self.ops_rng.uniform(*self.normal.late_seconds))
 
     def _noise(self, sd: float) -> float:
@@ -764,6 +770,11 @@ class FeedSimulator:
         """Standard deviation of a sensor's fault-free values so far (None before 30 values)."""
         return self._units[equipment_id].normal_std(sensor)
 
+    def normal_events(self, equipment_id: str) -> list[tuple[datetime, str]]:
+        """The latest normal events of one equipment, oldest first (at most NORMAL_EVENTS_KEPT): operator
+        set-point changes, pump stops and starts, late deliveries. Not faults: what a false alert may follow."""
+        return list(self._units[equipment_id].events)
+
     # -- generation -----------------------------------------------------------------------------
 
     def next_snapshots(self, ts: datetime) -> list[dict[str, Any]]:
@@ -951,9 +962,9 @@ def simctl_subject(tenant_id: str) -> str:
 def simctl_truth_subject(tenant_id: str) -> str:
     """Core-NATS subject on which the simulator announces each fault it injects (a `truth_record`).
 
-    Beside the control subject, not on it: the simulator does not hear its own announcements. Only a
-    connection allowed to publish there sends them (the app's; a tenant's feed user may publish telemetry
-    only), the ``--truth`` file has them in every case.
+    Beside the control subject, not on it: the simulator does not hear its own announcements. The app's
+    connection and the tenant's feed user (``store.nats_auth.feed_permissions``) may publish there; the
+    ``--truth`` file has them too.
     """
     return f"{simctl_subject(tenant_id)}.faults"
 
@@ -1200,22 +1211,19 @@ async def run_simulation(
             ctl = _ControlMessage.model_validate_json(msg.data)
             duration_td = None if ctl.duration_s is None else timedelta(seconds=ctl.duration_s)
             fault = Fault(ctl.kind, ctl.equipment_id, ctl.sensor, None, duration_td)
-            recorded = len(sim.truth)
             sim.inject(fault)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError too
             log.warning("ignored bad control message on %s: %s", msg.subject, exc)
             reply: dict[str, Any] = {"ok": False, "error": str(exc)}
         else:
             log.info("injected %s on %s (%s)", fault.kind, fault.equipment_id, fault.sensor or "-")
+            # {"ok": true} only (the contract of tests/test_nats_auth): the fault's ground truth is announced
+            # on simctl_truth_subject, by the app's connection and by a feed user alike, and in the truth file.
             reply = {"ok": True}
-            if len(sim.truth) > recorded:  # activated now (else at the first tick): say what it is
-                reply["fault"] = sim.truth[-1]
         if msg.reply:
             with contextlib.suppress(Exception):
                 await nc.publish(msg.reply, orjson.dumps(reply))
 
-    # A feed user may not publish outside its telemetry subjects: its faults go to the truth file only.
-    announce = not (url_user(nats_url) or "").startswith(FEED_USER_PREFIX)
     truth_subject = simctl_truth_subject(tenant)
 
     async def record_truth() -> None:
@@ -1224,9 +1232,8 @@ async def run_simulation(
             if truth_file is not None:
                 truth_file.write(line.decode() + "\n")
                 truth_file.flush()
-            if announce:
-                with contextlib.suppress(Exception):  # an announcement lost must not stop the feed
-                    await nc.publish(truth_subject, line)
+            with contextlib.suppress(Exception):  # an announcement lost must not stop the feed
+                await nc.publish(truth_subject, line)
 
     loop = asyncio.get_running_loop()
     t0 = loop.time()

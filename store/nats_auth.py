@@ -5,7 +5,8 @@
 - Tenant ``t``'s feed user is ``feed-t``; its password is ``base64url(HMAC-SHA256(feed_secret, t))``, stable
   and printable (``wellpulse nats feed-credentials t``) without being stored. The feed secret comes from
   ``WELLPULSE_NATS_FEED_SECRET`` or else from ``feed.secret`` (0600), made once.
-- A feed user may publish only to ``tele.<t>.>``. To get JetStream PubAcks it may subscribe to its own inbox
+- A feed user may publish only to ``tele.<t>.>`` and ``simctl.<t>.faults`` (the simulator's ground truth: each
+  fault it injects, announced beside its control subject). To get JetStream PubAcks it may subscribe to its own inbox
   prefix ``_INBOX.feed-<t>.>`` only (nats-py: ``connect(inbox_prefix=feed_inbox_prefix(t))``), so it cannot
   read other clients' replies, and to ``simctl.<t>`` (the simulator's fault control), answering requests it
   receives (``allow_responses``). No ``$JS.API``, no other tenant, no other stream.
@@ -53,6 +54,11 @@ def _simctl_subject(tenant_id: str) -> str:
     return f"simctl.{check_tenant_id(tenant_id)}"
 
 
+def _simctl_truth_subject(tenant_id: str) -> str:
+    # Same as serve.simulator.simctl_truth_subject; a test keeps them equal.
+    return f"{_simctl_subject(tenant_id)}.faults"
+
+
 def feed_password(feed_secret: str, tenant_id: str) -> str:
     digest = hmac.new(feed_secret.encode(), check_tenant_id(tenant_id).encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -60,7 +66,7 @@ def feed_password(feed_secret: str, tenant_id: str) -> str:
 
 def feed_permissions(tenant_id: str) -> dict[str, object]:
     return {
-        "publish": {"allow": [tele_tenant_filter(tenant_id)]},
+        "publish": {"allow": [tele_tenant_filter(tenant_id), _simctl_truth_subject(tenant_id)]},
         "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", _simctl_subject(tenant_id)]},
         "allow_responses": True,
     }

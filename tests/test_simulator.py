@@ -419,6 +419,12 @@ async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url
         )
     )
     nc = await nats.connect(nats_url)
+    announced: list[dict[str, Any]] = []
+
+    async def on_fault(msg: Any) -> None:
+        announced.append(json.loads(msg.data))
+
+    await nc.subscribe(simulator.simctl_truth_subject("beta"), cb=on_fault)
     try:
         good = b'{"equipment_id": "PJ-0001", "kind": "spike", "sensor": "tubing_psi"}'
         for _ in range(50):  # until the simulator has subscribed
@@ -429,14 +435,13 @@ async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url
                 await asyncio.sleep(0.1)
         else:
             pytest.fail("simulator never answered on simctl.beta")
-        answer = json.loads(reply.data)
-        assert answer["ok"] is True
-        # The reply carries the fault's ground truth (it starts at the next tick).
-        assert answer["fault"]["kind"] == "spike" and answer["fault"]["sensor"] == "tubing_psi"
+        assert json.loads(reply.data) == {"ok": True}
         for bad in [b"not json", b'{"equipment_id": "PJ-9999", "kind": "spike"}', b'{"kind": "melt"}']:
             reply = await nc.request("simctl.beta", bad, timeout=2)
             assert json.loads(reply.data)["ok"] is False
         await asyncio.sleep(0.5)
+        # The fault's ground truth is announced beside the control subject (it starts at the next tick).
+        assert [(r["kind"], r["sensor"]) for r in announced] == [("spike", "tubing_psi")]
     finally:
         stop.set()
         await nc.close()
@@ -539,6 +544,12 @@ def test_normal_behaviour_is_deterministic_and_not_a_fault() -> None:
     stopped = [p for p in pj if p is not None and p["values"]["strokes_per_minute"] == 0.0]
     assert stopped and all(p["values"]["motor_current_a"] == 0.0 for p in stopped)
     assert any("readings" in b for bodies in ticks for b in bodies)  # late data arrived as batches
+    # Recorded as normal events (what a false alert can be traced to), in time order, never in the truth.
+    events = sim.normal_events("PJ-0001")
+    assert {"setpoint_change", "pump_stop", "pump_start", "late_delivery"} <= {kind for _, kind in events}
+    assert [ts for ts, _ in events] == sorted(ts for ts, _ in events)
+    first_stop = next(ts for ts, kind in events if kind == "pump_stop")
+    assert T0 <= first_stop <= datetime.fromisoformat(stopped[0]["ts"])
 
 
 async def test_run_simulation_writes_the_truth_file_and_announces_on_simctl(nats_url: str, tmp_path: Any) -> None:
@@ -569,3 +580,42 @@ async def test_run_simulation_writes_the_truth_file_and_announces_on_simctl(nats
     assert got == lines
     start = datetime.fromisoformat(lines[0]["start"])
     assert datetime.fromisoformat(lines[0]["end"]) - start == timedelta(milliseconds=300)
+
+
+def test_a_feed_user_may_announce_its_tenants_faults_only() -> None:
+    from store import nats_auth
+
+    allowed = nats_auth.feed_permissions("delta")["publish"]["allow"]  # type: ignore[index]
+    assert simulator.simctl_truth_subject("delta") in allowed
+    assert simulator.simctl_subject("delta") not in allowed and "simctl.>" not in allowed
+
+
+async def test_run_simulation_as_a_feed_user_announces_the_truth(tmp_path: Any) -> None:
+    import nats
+
+    from store.embedded import EmbeddedNats
+
+    server = EmbeddedNats(tmp_path / "nats", tenants=["echo"]).start()
+    got: list[dict[str, Any]] = []
+    try:
+        app = await nats.connect(server.url)
+        await simulator.ensure_telemetry_stream(app.jetstream())  # the app makes the stream, not the feed
+
+        async def on_fault(msg: Any) -> None:
+            got.append(json.loads(msg.data))
+
+        await app.subscribe(simulator.simctl_truth_subject("echo"), cb=on_fault)
+        await app.flush()
+        path = tmp_path / "truth.jsonl"
+        try:
+            stats = await run_simulation(server.feed_url("echo"), "echo", equipment=2, rate=200.0, duration=1.0,
+                                         fault_every=None, truth_path=path,
+                                         faults=[parse_fault_spec("spike:PJ-0001:tubing_psi@0.2")])
+            await asyncio.sleep(0.3)
+        finally:
+            await app.close()
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["kind"] for r in lines] == ["spike"] and got == lines
+    assert stats.publish_errors == 0 and stats.acked == stats.messages > 0
