@@ -139,7 +139,7 @@ async def acknowledge(
         if events:
             await audit_log.record(conn, audit, action="acknowledge", entity_type="alert", entity_id=str(alert_id),
                                    old={"state": "open"}, new={"state": alert["state"], "comment": comment,
-                                                               "verdict": verdict})
+                                                               **({"verdict": verdict} if verdict else {})})
     return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
 
 
@@ -161,7 +161,8 @@ async def resolve(
             now=datetime.now(UTC)))
         if events:
             await audit_log.record(conn, audit, action="resolve", entity_type="alert", entity_id=str(alert_id),
-                                   new={"state": "resolved", "comment": comment, "verdict": verdict})
+                                   new={"state": "resolved", "comment": comment,
+                                        **({"verdict": verdict} if verdict else {})})
     return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
 
 
