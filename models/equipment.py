@@ -446,13 +446,18 @@ class EquipmentState:
         return []
 
     def _operating_change(self, name: str) -> list[str]:
-        """The sensors that moved with `name` in an operating change (empty: a drift of `name`)."""
+        """The sensors that moved with `name` in an operating change (empty: a drift of `name`).
+
+        A sensor corroborates when it stepped too and its level stays moved (its drift detector's distance
+        `last_d` is at least CORROBORATE_SIGMA as well): within ten minutes a sensor's noise alone often makes a
+        one-minute level move by 1 σ, and that had real drifts taken for operating changes and not reported.
+        """
         dd = self.drift_detectors[name]
         step = dd.drift_step
         if abs(step) < STEP_SIGMA or (step > 0) != (dd.direction == "up"):
             return []
         others = [o for o, od in self.drift_detectors.items()
-                  if o != name and abs(od.recent_step()) >= CORROBORATE_SIGMA]
+                  if o != name and abs(od.recent_step()) >= CORROBORATE_SIGMA and abs(od.last_d) >= CORROBORATE_SIGMA]
         return [name, *others] if others else []
 
     def _drift_changes(
