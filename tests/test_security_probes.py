@@ -83,6 +83,10 @@ async def test_attachment_names_are_metadata_never_paths(stack: Any, http: Any, 
     h = auth(probe_tenant, "operator")
     content = b"gauge photo bytes"
     sha = hashlib.sha256(content).hexdigest()
+    root = stack.settings.attachment_dir or stack.settings.data_dir / "attachments"
+    # Other test modules of this worker may have stored attachments in the same stack: only what this test
+    # writes is looked at.
+    before = {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
     for name in ("../../../../etc/passwd", "..\\..\\boot.ini", "/abs/path.jpg", "x/../../y.jpg"):
         aid = str(uuid.uuid4())
         synced = await http.post("/v1/sync", headers=h, json={"device_id": "probe-tab", "cursor": 0, "changes": [{
@@ -93,9 +97,8 @@ async def test_attachment_names_are_metadata_never_paths(stack: Any, http: Any, 
         if synced.status_code == 200:
             put = await http.put(f"/v1/sync/attachments/{aid}/content", headers=h, content=content)
             assert put.status_code == 200, put.text
-    root = stack.settings.attachment_dir or stack.settings.data_dir / "attachments"
-    stored = [p for p in root.rglob("*") if p.is_file()]
-    assert stored and all(p.name == sha and root in p.parents for p in stored)
+    stored = [p for p in root.rglob("*") if p.is_file() and p not in before]
+    assert stored and all(p.name == sha and root / probe_tenant in p.parents for p in stored), stored
     # Nothing named after a device's file name was written anywhere the stack writes.
     names = {"passwd", "boot.ini", "path.jpg", "y.jpg", "..\\..\\boot.ini"}
     assert not [p for p in stack.settings.data_dir.parent.rglob("*") if p.name in names]
