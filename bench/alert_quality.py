@@ -13,8 +13,8 @@ each sensor, held 30 s), faster than real time, in ``--workers`` processes.
 Warm-up: ``--warmup-hours`` defaults to two simulated days. The drift detectors measure a sensor's level
 against its time-of-day profile from its third day (``models.drift.LevelDriftDetector``; before, they only
 signal large levels never seen), and the anomaly models learn their normal meanwhile: faults start and counting
-begins after the warm-up. The bench runs about 750 times faster than real time on two cores, so the 72
-simulated hours of the default run take about six minutes.
+begins after the warm-up. The 72 simulated hours of the default run took about 17 minutes of one core
+(``--workers`` splits the fleet across processes).
 
 Counting: every alert opening in the measured period counts. An opening matches a fault when it is on that
 equipment, between the fault's start and its end plus ``--grace-minutes``, and, when the rule names a sensor
