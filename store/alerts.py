@@ -2,8 +2,8 @@
 the alarm states of ISA-18.2 (shelved, latched, suppressed by design, out-of-service sensors), silences,
 releasing what a silence or a suppression held back, and the alarm KPIs.
 
-What the models decide is written by `persist_changes` (the actors' path; it holds alerts back while their
-equipment or rule is silenced, as `store.db.persist_alert_changes` does, and applies the alarm states).
+What the models and the field's inspections decide is written by `persist_changes`, the one writer of
+model-made alerts: it holds alerts back while their equipment or rule is silenced and applies the alarm states.
 Everything here takes the tenant's connection and filters on the tenant; events are committed before they
 are published, like every alert event.
 
@@ -30,7 +30,6 @@ from store.db import (
     _connection,
     _insert_event,
     _serialize_tenant_events,
-    _suppressed,
 )
 from store.listing import FieldSpec, ResourceSpec
 
@@ -155,8 +154,12 @@ async def persist_changes(pool: Executor, tenant_id: str, changes: Sequence[Alar
                           ) -> list[asyncpg.Record]:
     """Apply model decisions to ``alerts`` and append ``alert_events``, in one transaction; returns the events.
 
-    Like `store.db.persist_alert_changes` (idempotent against replays; silences hold a new alert back in
-    ``suppressed_alerts``), plus the alarm states:
+    Idempotent against replays after a crash: an "opened" for a key that already has an open alert becomes an
+    update of it (or nothing, if nothing changed); a "resolved" for a key with no open alert is dropped.
+    Silences (``wellpulse_silenced``: a live silence of the equipment or rule, or the equipment in maintenance)
+    hold a new alert back in ``suppressed_alerts`` (no alert, no event; a later "resolved" deletes it, and
+    `release_suppressed` opens it once the silence is over; being rows, they survive actor restarts). Then the
+    alarm states:
 
     - a new alert that is suppressed by design (`wellpulse_design_suppression`) opens ``suppressed`` (event
       "suppressed"; the housekeeping opens it when that ends);
@@ -179,7 +182,7 @@ async def persist_changes(pool: Executor, tenant_id: str, changes: Sequence[Alar
                 " AND rule_id = $3 AND state <> 'resolved' FOR UPDATE",
                 tenant_id, ch.equipment_id, ch.rule_id,
             )
-            if current is None and await _suppressed(conn, tenant_id, ch):  # type: ignore[arg-type]  # same fields
+            if current is None and await _suppressed(conn, tenant_id, ch):
                 continue
             change = await (_close(conn, current, ch) if ch.kind == "resolved"
                             else _open(conn, tenant_id, ch) if current is None else _update(conn, current, ch))
@@ -188,6 +191,25 @@ async def persist_changes(pool: Executor, tenant_id: str, changes: Sequence[Alar
                 events.append(await _insert_event(conn, tenant_id, alert, kind, actor, ch.ts,
                                                   message=message, details=details))
     return events
+
+
+async def _suppressed(conn: asyncpg.Connection, tenant_id: str, ch: AlarmChange) -> bool:
+    """For a key with no open alert: keep ``suppressed_alerts`` in step with ``ch``; True if it was held back."""
+    if ch.kind != "resolved" and await conn.fetchval(
+            "SELECT wellpulse_silenced($1, $2, $3, now())", tenant_id, ch.equipment_id, ch.rule_id):
+        await conn.execute(
+            "INSERT INTO suppressed_alerts (tenant_id, equipment_id, rule_id, severity, message, details,"
+            " suppressed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, equipment_id, rule_id)"
+            " DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message, details = EXCLUDED.details,"
+            " updated_at = now()",
+            tenant_id, ch.equipment_id, ch.rule_id, ch.severity, ch.message, ch.details, ch.ts,
+        )
+        return True
+    await conn.execute(
+        "DELETE FROM suppressed_alerts WHERE tenant_id = $1 AND equipment_id = $2 AND rule_id = $3",
+        tenant_id, ch.equipment_id, ch.rule_id,
+    )
+    return False
 
 
 Change = tuple[asyncpg.Record, str, str, dict[str, Any]] | None  # (alert, event kind, message, details)

@@ -330,19 +330,6 @@ _ALERT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class AlertChangeRow:
-    """What the models decided, in the shape the alert writer needs."""
-
-    kind: str  # opened | updated | resolved
-    equipment_id: str
-    rule_id: str
-    severity: str
-    ts: datetime
-    message: str
-    details: dict[str, Any]
-
-
 async def _serialize_tenant_events(conn: asyncpg.Connection, tenant_id: str) -> None:
     # seq comes from a sequence, and concurrent transactions may commit out of seq order;
     # a client that resumes "since seq" would then skip the slower one. Taking a
@@ -363,107 +350,6 @@ async def _insert_event(
         alert["severity"], message if message is not None else alert["message"],
         details if details is not None else alert["details"], actor, occurred_at,
     )
-
-
-async def persist_alert_changes(
-    pool: Executor, tenant_id: str, changes: Sequence[AlertChangeRow], *, actor: str = "system"
-) -> list[asyncpg.Record]:
-    """Apply model decisions to ``alerts`` and append ``alert_events``, in one transaction.
-
-    Idempotent against replays after a crash: an "opened" for a key that already has an
-    open alert becomes an update of it (or nothing, if nothing changed); a "resolved" for
-    a key with no open alert is dropped.
-
-    Silences (``wellpulse_silenced``: a live silence of the equipment or rule, or the
-    equipment in maintenance) are applied here, where every path of every model ends: a
-    change that would open an alert for a silenced key is kept in ``suppressed_alerts``
-    instead (no alert, no event, nothing published); a later "resolved" deletes it, and
-    `store.alerts.release_suppressed` opens it once the silence is over. Alerts already
-    open when a silence starts keep being updated and resolved. Being rows, suppressed
-    conditions survive actor restarts (`load_open_alerts` hands them to the models as open).
-    """
-    events: list[asyncpg.Record] = []
-    if not changes:
-        return events
-    async with _connection(pool) as conn, conn.transaction():
-        await _serialize_tenant_events(conn, tenant_id)
-        for ch in changes:
-            current = await conn.fetchrow(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND equipment_id = $2"
-                " AND rule_id = $3 AND state <> 'resolved' FOR UPDATE",
-                tenant_id, ch.equipment_id, ch.rule_id,
-            )
-            if current is None and await _suppressed(conn, tenant_id, ch):
-                continue
-            if ch.kind == "resolved":
-                if current is None:
-                    continue
-                alert = await conn.fetchrow(
-                    f"UPDATE alerts SET state = 'resolved', resolved_at = $2, updated_at = now()"
-                    f" WHERE id = $1 RETURNING {_ALERT_COLUMNS}",
-                    current["id"], ch.ts,
-                )
-                kind = "resolved"
-            elif current is None:
-                alert = await conn.fetchrow(
-                    f"INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, details,"
-                    f" opened_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7) RETURNING {_ALERT_COLUMNS}",
-                    tenant_id, ch.equipment_id, ch.rule_id, ch.severity, ch.message, ch.details, ch.ts,
-                )
-                kind = "opened"
-            else:
-                if current["severity"] == ch.severity and ch.kind == "opened":
-                    continue  # a replayed "opened" for an alert that is already open
-                alert = await conn.fetchrow(
-                    f"UPDATE alerts SET severity = $2, message = $3, details = $4, updated_at = now()"
-                    f" WHERE id = $1 RETURNING {_ALERT_COLUMNS}",
-                    current["id"], ch.severity, ch.message, ch.details,
-                )
-                kind = "updated"
-            events.append(await _insert_event(conn, tenant_id, alert, kind, actor, ch.ts,
-                                              message=ch.message, details=ch.details))
-    return events
-
-
-async def _suppressed(conn: asyncpg.Connection, tenant_id: str, ch: AlertChangeRow) -> bool:
-    """For a key with no open alert: keep ``suppressed_alerts`` in step with ``ch``; True if it was held back."""
-    if ch.kind != "resolved" and await conn.fetchval(
-            "SELECT wellpulse_silenced($1, $2, $3, now())", tenant_id, ch.equipment_id, ch.rule_id):
-        await conn.execute(
-            "INSERT INTO suppressed_alerts (tenant_id, equipment_id, rule_id, severity, message, details,"
-            " suppressed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, equipment_id, rule_id)"
-            " DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message, details = EXCLUDED.details,"
-            " updated_at = now()",
-            tenant_id, ch.equipment_id, ch.rule_id, ch.severity, ch.message, ch.details, ch.ts,
-        )
-        return True
-    await conn.execute(
-        "DELETE FROM suppressed_alerts WHERE tenant_id = $1 AND equipment_id = $2 AND rule_id = $3",
-        tenant_id, ch.equipment_id, ch.rule_id,
-    )
-    return False
-
-
-async def acknowledge_alert(
-    pool: Executor, tenant_id: str, alert_id: int, *, actor: str, comment: str | None, now: datetime
-) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
-    """Returns (alert, event); event is None when it was already acknowledged or resolved."""
-    async with _connection(pool) as conn, conn.transaction():
-        await _serialize_tenant_events(conn, tenant_id)
-        alert = await conn.fetchrow(
-            f"UPDATE alerts SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $4,"
-            f" ack_comment = $5, updated_at = now() WHERE tenant_id = $1 AND id = $2 AND state = 'open'"
-            f" RETURNING {_ALERT_COLUMNS}",
-            tenant_id, alert_id, now, actor, comment,
-        )
-        if alert is None:
-            existing = await conn.fetchrow(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2", tenant_id, alert_id
-            )
-            return existing, None
-        event = await _insert_event(conn, tenant_id, alert, "acknowledged", actor, now,
-                                    message=f"acknowledged by {actor}", details={"comment": comment})
-        return alert, event
 
 
 async def escalate_overdue(
@@ -488,17 +374,6 @@ async def escalate_overdue(
                                     message=f"escalated to {a['severity']}: not acknowledged since {a['opened_at']}",
                                     details={"opened_at": a["opened_at"].isoformat()})
                 for a in alerts]
-
-
-async def load_open_alerts(pool: Executor, tenant_id: str, equipment_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """Alerts the models must take as open: those not resolved, and those held back by a silence."""
-    return await pool.fetch(
-        "SELECT equipment_id, rule_id, severity FROM alerts"
-        " WHERE tenant_id = $1 AND equipment_id = ANY($2) AND state <> 'resolved'"
-        " UNION ALL SELECT equipment_id, rule_id, severity FROM suppressed_alerts"
-        " WHERE tenant_id = $1 AND equipment_id = ANY($2)",
-        tenant_id, list(equipment_ids),
-    )
 
 
 async def events_since(pool: Executor, tenant_id: str, since: int, limit: int) -> list[asyncpg.Record]:

@@ -26,7 +26,7 @@ import orjson
 
 from schema.alerts import SEVERITY_RANK
 from schema.subjects import field_subject
-from store import db
+from store import alerts as alert_store
 
 INSPECTION_RULE = "inspection"
 MAINTENANCE_STARTED = "maintenance_started"
@@ -179,14 +179,14 @@ async def raise_inspection_alerts(conn: asyncpg.Connection, tenant_id: str, repo
         " AND equipment_id = ANY($3::text[])", tenant_id, INSPECTION_RULE, list(worst))
     current = {r["equipment_id"]: r["severity"] for r in open_rows}
     changes = [
-        db.AlertChangeRow(kind="opened", equipment_id=r.equipment_id, rule_id=INSPECTION_RULE, severity=r.severity,
-                          ts=r.at, message=f"inspection finding: {r.description}"[:500],
-                          details={"event_id": r.event_id, "inspection_id": r.inspection_id,
-                                   "finding": r.description})
+        alert_store.AlarmChange(kind="opened", equipment_id=r.equipment_id, rule_id=INSPECTION_RULE,
+                                severity=r.severity, ts=r.at, message=f"inspection finding: {r.description}"[:500],
+                                details={"event_id": r.event_id, "inspection_id": r.inspection_id,
+                                         "finding": r.description})
         for r in worst.values()
         if r.equipment_id not in current or SEVERITY_RANK[r.severity] > SEVERITY_RANK[current[r.equipment_id]]
     ]
-    return await db.persist_alert_changes(conn, tenant_id, changes, actor=actor)
+    return await alert_store.persist_changes(conn, tenant_id, changes, actor=actor)
 
 
 # ---------------------------------------------------------------- FIELD stream

@@ -6,6 +6,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from store import alerts as alert_store
 from store import db
 from store.migrate import POSTGRES, TIMESCALE, migrate
 
@@ -98,17 +99,17 @@ async def test_alert_writer_keeps_one_open_alert_per_key(database_url: str) -> N
     pool = await db.create_pool(database_url)
     try:
         await pool.execute("INSERT INTO tenants (id, name) VALUES ('alerts-t', 'x') ON CONFLICT DO NOTHING")
-        opened = db.AlertChangeRow("opened", "PJ-1", "r1", "warning", T0, "high", {"v": 1})
-        events = await db.persist_alert_changes(pool, "alerts-t", [opened])
+        opened = alert_store.AlarmChange("opened", "PJ-1", "r1", "warning", T0, "high", {"v": 1})
+        events = await alert_store.persist_changes(pool, "alerts-t", [opened])
         assert [e["kind"] for e in events] == ["opened"]
         # A replay after a crash repeats the decision: no second alert, no second event.
-        assert await db.persist_alert_changes(pool, "alerts-t", [opened]) == []
-        worse = db.AlertChangeRow("updated", "PJ-1", "r1", "critical", T0, "higher", {"v": 2})
-        assert [e["kind"] for e in await db.persist_alert_changes(pool, "alerts-t", [worse])] == ["updated"]
-        resolved = db.AlertChangeRow("resolved", "PJ-1", "r1", "critical", T0, "ok", {})
-        assert [e["kind"] for e in await db.persist_alert_changes(pool, "alerts-t", [resolved])] == ["resolved"]
-        assert await db.persist_alert_changes(pool, "alerts-t", [resolved]) == []
-        reopened = await db.persist_alert_changes(pool, "alerts-t", [opened])
+        assert await alert_store.persist_changes(pool, "alerts-t", [opened]) == []
+        worse = alert_store.AlarmChange("updated", "PJ-1", "r1", "critical", T0, "higher", {"v": 2})
+        assert [e["kind"] for e in await alert_store.persist_changes(pool, "alerts-t", [worse])] == ["updated"]
+        resolved = alert_store.AlarmChange("resolved", "PJ-1", "r1", "critical", T0, "ok", {})
+        assert [e["kind"] for e in await alert_store.persist_changes(pool, "alerts-t", [resolved])] == ["resolved"]
+        assert await alert_store.persist_changes(pool, "alerts-t", [resolved]) == []
+        reopened = await alert_store.persist_changes(pool, "alerts-t", [opened])
         assert reopened[0]["alert_id"] != events[0]["alert_id"]
         seqs = [e["seq"] for e in await db.events_since(pool, "alerts-t", 0, 100)]
         assert seqs == sorted(seqs) and len(seqs) == 4
@@ -126,10 +127,11 @@ async def test_unacknowledged_alerts_escalate_once_and_acknowledged_ones_never(d
     try:
         await pool.execute("INSERT INTO tenants (id, name) VALUES ('esc-t', 'x') ON CONFLICT DO NOTHING")
         for rule in ("r-open", "r-acked"):
-            await db.persist_alert_changes(
-                pool, "esc-t", [db.AlertChangeRow("opened", "PJ-1", rule, "warning", T0, "high", {})])
+            await alert_store.persist_changes(
+                pool, "esc-t", [alert_store.AlarmChange("opened", "PJ-1", rule, "warning", T0, "high", {})])
         acked_id = await pool.fetchval("SELECT id FROM alerts WHERE tenant_id = 'esc-t' AND rule_id = 'r-acked'")
-        _, ack_event = await db.acknowledge_alert(pool, "esc-t", acked_id, actor="ops", comment="on it", now=T0)
+        _, (ack_event,) = await alert_store.acknowledge_alert(pool, "esc-t", acked_id, actor="ops", comment="on it",
+                                                             now=T0)
         assert ack_event["message"] == "acknowledged by ops" and ack_event["details"] == {"comment": "on it"}
         now = T0 + timedelta(hours=1)
         escalated = await db.escalate_overdue(pool, "esc-t", older_than=now - timedelta(minutes=15), now=now)

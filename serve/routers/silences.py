@@ -1,5 +1,5 @@
 """Silences: no alert opens (or pages anyone) for an equipment, a rule, or a rule on one equipment, for a
-while. A condition that holds when the silence ends opens its alert then (see `store.db.persist_alert_changes`).
+while. A condition that holds when the silence ends opens its alert then (see `store.alerts.persist_changes`).
 
 Equipment in maintenance is silenced the same way, without a silence row (``wellpulse_silenced``).
 """
