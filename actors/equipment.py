@@ -21,9 +21,8 @@ from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
 from config import Settings
 from config.secrets import UntrustedBlob, sign_blob, verify_blob
 from models import MODEL_VERSION, AlertChange, EquipmentState, FailurePredictor, Snapshot, build_rule, default_rules
-from models.alerts import alarm_profile, with_expected_band
+from models.alerts import alarm_profile
 from models.failure import Example
-from models.rules import AnomalyRule
 from schema.alerts import AlertEvent
 from schema.subjects import alerts_subject
 from store import alerts as alert_store
@@ -59,14 +58,12 @@ def rules_for(equipment_id: str, equipment_type: str, rule_rows: Sequence[dict[s
 def to_change_rows(changes: Sequence[AlertChange], entities: dict[str, EquipmentState] | None = None,
                    ) -> list[alert_store.AlarmChange]:
     """The store's rows of model changes, each with its rule's alarm profile (latched, requires running, low
-    pressure, sensors); an anomaly alert's sensors also get their expected band."""
+    pressure, sensors)."""
     rows = []
     for c in changes:
         entity = (entities or {}).get(c.equipment_id)
         rule = None if entity is None else next((r for r in entity.rules if r.rule_id == c.rule_id), None)
         details = c.details
-        if isinstance(rule, AnomalyRule):
-            details = with_expected_band(details, entity.__dict__.get("tolerance"))  # type: ignore[union-attr]
         profile = alarm_profile(rule, details)
         rows.append(alert_store.AlarmChange(
             kind=c.kind, equipment_id=c.equipment_id, rule_id=c.rule_id, severity=c.severity, ts=c.ts,

@@ -1,8 +1,7 @@
 """Alert state machine: at most one open alert per rule, changes returned as `AlertChange` events.
 
-Also the pure parts of alarm management (ISA-18.2) that the store applies: what a rule's alert depends on
-(`alarm_profile`: latched, needs the equipment running, a low-pressure alert, its sensors) and the expected
-band of an anomaly alert's sensors (`with_expected_band`).
+Also the pure part of alarm management (ISA-18.2) that the store applies: what a rule's alert depends on
+(`alarm_profile`: latched, needs the equipment running, a low-pressure alert, its sensors).
 """
 
 from __future__ import annotations
@@ -11,13 +10,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from statistics import NormalDist
 from typing import Any
 
 from models.events import AlertChange, Severity, severity_rank
 
 __all__ = ["CHATTER_COUNT", "CHATTER_SECONDS", "AlarmProfile", "AlertStateMachine", "alarm_profile",
-           "with_expected_band"]
+]
 
 CHATTER_COUNT = 3  # openings of one key ...
 CHATTER_SECONDS = 60.0  # ... within this much reading time make it chatter (ISA-18.2's usual figure)
@@ -252,36 +250,3 @@ def alarm_profile(rule: Any, details: Mapping[str, Any]) -> AlarmProfile:
         low_pressure=low_only and bool(_PRESSURE_SENSOR.search(name)),
         sensors=sensors,
     )
-
-
-def with_expected_band(details: Mapping[str, Any], tolerance: Mapping[str, float] | None = None,
-                       z_scale: float = 2.0) -> dict[str, Any]:
-    """An anomaly alert's details with each sensor's expected band at the rule's level.
-
-    The band is ``expected_mean ± z * expected_std`` where ``z`` is the deviation whose per-sensor score
-    equals ``level`` (scores are ``erf(|z| / (z_scale * sqrt(2)))``), widened by the sensor's tolerance
-    (operators' false-alarm verdicts). Details without a level or sensors are returned as they are.
-
-    >>> d = with_expected_band({"level": 0.99, "sensors": [{"sensor": "p", "value": 900.0,
-    ...                         "expected_mean": 800.0, "expected_std": 10.0}]})
-    >>> d["sensors"][0]["expected_band"], d["sensors"][0]["outside_band"]
-    ([748.483, 851.517], True)
-
-    """
-    out = dict(details)
-    level, sensors = details.get("level"), details.get("sensors")
-    if not isinstance(level, int | float) or not 0.0 < level < 1.0 or not isinstance(sensors, list):
-        return out
-    z = NormalDist().inv_cdf((1.0 + level) / 2.0) * z_scale
-    banded = []
-    for e in sensors:
-        if isinstance(e, Mapping) and isinstance(e.get("expected_mean"), int | float) \
-                and isinstance(e.get("expected_std"), int | float):
-            half = z * float(e["expected_std"]) * (tolerance or {}).get(str(e.get("sensor")), 1.0)
-            band = [round(e["expected_mean"] - half, 3), round(e["expected_mean"] + half, 3)]
-            value = e.get("value")
-            outside = isinstance(value, int | float) and not band[0] <= value <= band[1]
-            e = {**e, "expected_band": band, "outside_band": outside}
-        banded.append(e)
-    out["sensors"] = banded
-    return out

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from river import anomaly
 
 __all__ = [
+    "DEFAULT_Z_SCALE",
     "EWStats",
     "EquipmentAnomalyScorer",
     "LevelNovelty",
@@ -27,6 +28,7 @@ __all__ = [
 
 _SQRT2 = math.sqrt(2.0)
 _ABS_MIN_STD = 1e-9
+DEFAULT_Z_SCALE = 2.0  # `SensorAnomalyDetector`'s: a per-sensor score is erf(|z| / (DEFAULT_Z_SCALE * sqrt(2)))
 
 
 class EWStats:
@@ -174,7 +176,7 @@ class SensorAnomalyDetector:
         warmup: int = 30,
         fading_factor: float = 0.01,
         clip: float = 3.0,
-        z_scale: float = 2.0,
+        z_scale: float = DEFAULT_Z_SCALE,
         rel_min_std: float = 1e-3,
     ) -> None:
         if z_scale <= 0:

@@ -17,8 +17,10 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from statistics import NormalDist
 from typing import Any, Literal
 
+from models.detectors import DEFAULT_Z_SCALE
 from models.events import SEVERITIES, Severity, max_severity
 from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 
@@ -430,10 +432,14 @@ class AnomalyRule(Rule):
         level = self.effective_level
         if obs is None:
             return "anomaly score unknown", {"level": level}
+        # The band a sensor's value may move in before its own score reaches `level` (the baselines' spread is
+        # already widened by operators' false-alarm verdicts).
+        half_width = NormalDist().inv_cdf((1.0 + min(level, 1.0 - 1e-12)) / 2.0) * DEFAULT_Z_SCALE
         explained = []
         for name, value in obs.values.items():
             mean, std = obs.baselines.get(name, (value, 0.0))
             z = (value - mean) / std if std > 0 else 0.0
+            band = [round(mean - half_width * std, 3), round(mean + half_width * std, 3)]
             explained.append(
                 {
                     "sensor": name,
@@ -442,6 +448,8 @@ class AnomalyRule(Rule):
                     "z": _r(z),
                     "expected_mean": _r(mean),
                     "expected_std": _r(std),
+                    "expected_band": band,
+                    "outside_band": not band[0] <= value <= band[1],
                 }
             )
         explained.sort(key=lambda e: (-e["score"], -abs(e["z"])))

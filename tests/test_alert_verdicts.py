@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from models import EquipmentState, Snapshot
 from models.equipment import VERDICT_WIDEN
 from models.rules import AnomalyRule
@@ -44,6 +46,22 @@ def test_false_alarm_lowers_the_next_score_of_the_same_pattern() -> None:
     # A real alert, or a false alarm on a threshold rule, changes no model.
     assert after.apply_verdict(8, "anomaly", "real", ["p"]) and after.tolerance == {"p": VERDICT_WIDEN}
     assert after.apply_verdict(9, "p_high", "false_alarm", ["p"]) and after.tolerance == {"p": VERDICT_WIDEN}
+
+
+def test_the_expected_band_widens_once_with_a_false_alarm() -> None:
+    """An anomaly alert's band is where a sensor's own score stays under the rule's level; a false alarm
+    widens it by exactly its factor (the baselines carry the tolerance; nothing applies it twice)."""
+    widths = []
+    for widen in (False, True):
+        eq = trained()
+        if widen:
+            eq.apply_verdict(1, "anomaly", "false_alarm", ["p"])
+        changes = eq.learn_many([Snapshot(T0 + timedelta(seconds=400), {"p": 900.0})])
+        sensor = next(c for c in changes if c.kind == "opened").details["sensors"][0]
+        low, high = sensor["expected_band"]
+        assert low < sensor["expected_mean"] < high < 900.0 and sensor["outside_band"] is True
+        widths.append(high - low)
+    assert widths[1] / widths[0] == pytest.approx(VERDICT_WIDEN, rel=1e-3)
 
 
 def test_false_alarm_also_widens_the_equipment_score() -> None:
