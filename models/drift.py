@@ -18,6 +18,9 @@ __all__ = ["LevelDriftDetector", "SensorDriftDetector"]
 class SensorDriftDetector:
     """Page-Hinkley change detection on one sensor's z-score (both directions).
 
+    No longer run by `EquipmentState` (`LevelDriftDetector` replaced it in model schema 4); it stays so that
+    checkpoints written before unpickle, and their drift detectors are then dropped and re-learned.
+
     The input is the sensor's z-score against its own running baseline (computed before the value is
     learned), clipped to ``± clip``. Under normal operation it has mean 0 and variance about 1, so the
     settings are in standard deviations and do not depend on the sensor's units: ``delta`` is the
@@ -554,10 +557,6 @@ class LevelDriftDetector:
         if self.drift_ts is not None and self._last is not None and self._last - self.drift_ts <= self.step_seconds:
             return self.drift_step
         return self.step()
-
-    def reset(self) -> None:
-        """Re-baseline at the last minute's level (an operating change the caller was told about)."""
-        self.rebaseline()
 
     def rebaseline(self, level: float | None = None) -> None:
         """Take a new normal level and restart the evidence.

@@ -428,11 +428,20 @@ class EquipmentState:
         self.operating_changes += 1
         self.setpoint_changes = self.__dict__.get("setpoint_changes", 0) + 1
         for name in values:
-            if name in self.detectors:
-                self.detectors[name].rebaseline()
-            self.multivariate.rebaseline(name)
-            self.scorer.rebaseline(name)
+            self._rebaseline(name, drift=False)
         self._settling = self.warmup
+
+    def _rebaseline(self, name: str, *, scorer: bool = True, drift: bool = True) -> None:
+        """Start a new normal for sensor `name` in the anomaly models (and its drift detector, with `drift`)."""
+        det = self.detectors.get(name)
+        if det is not None:
+            det.rebaseline()
+        self.multivariate.rebaseline(name)
+        if scorer:
+            self.scorer.rebaseline(name)
+        dd = self.drift_detectors.get(name) if drift else None
+        if dd is not None:
+            dd.rebaseline()
 
     def _settle(self, drifted: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """While sensors settle after a set-point change, drift is theirs to have: re-baseline at the end."""
@@ -495,16 +504,9 @@ class EquipmentState:
             if moved:
                 self.operating_changes += 1
                 for other in moved:
-                    if other != name:
-                        self.drift_detectors[other].rebaseline()
-                    if other in self.detectors:
-                        self.detectors[other].rebaseline()
-                    self.multivariate.rebaseline(other)
-                    self.scorer.rebaseline(other)
+                    self._rebaseline(other, drift=other != name)  # `name`'s own detector restarted when it signalled
                 continue
-            self.detectors[name].rebaseline()
-            self.multivariate.rebaseline(name)
-            dd.reset()
+            self._rebaseline(name, scorer=False)  # the equipment's scorer keeps following, as it learns slowly
             self.rebaselining[name] = self.warmup
             self.drift_events[name] = ts.isoformat()
             self.drifts_since_maintenance += 1
@@ -629,12 +631,7 @@ class EquipmentState:
             self.scorer.tolerance = tolerance  # the equipment's calibrated score widens with the sensor scores
         elif verdict == "planned":
             for name in names:  # as an operating change the models saw themselves
-                self.detectors[name].rebaseline()
-                self.multivariate.rebaseline(name)
-                self.scorer.rebaseline(name)
-                dd = self.drift_detectors.get(name)
-                if dd is not None:
-                    dd.rebaseline()
+                self._rebaseline(name)
                 self.rebaselining[name] = self.warmup
         return True
 
