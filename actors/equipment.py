@@ -128,11 +128,18 @@ def teach_shared(stored: prediction_store.TypeModel | None, examples: Sequence[E
 
 
 def restore_entity(blob: bytes, key: str) -> EquipmentState | None:
-    """A checkpointed entity, or None when the blob is not signed by this installation (never unpickled)."""
+    """A checkpointed entity, or None when the blob is not signed by this installation (never unpickled) or
+    cannot be read by this version (a class it names is gone): a fresh model then, never an actor that fails on
+    every message of the equipment."""
     try:
-        return EquipmentState.from_bytes(verify_blob(key, blob))
+        data = verify_blob(key, blob)
     except UntrustedBlob as exc:
         log.error("model checkpoint refused (%s): a fresh model warms up instead", exc)
+        return None
+    try:
+        return EquipmentState.from_bytes(data)
+    except Exception as exc:  # any unpickling failure of our own, signed blob
+        log.error("model checkpoint unreadable (%s: %s): a fresh model warms up instead", type(exc).__name__, exc)
         return None
 
 

@@ -156,3 +156,18 @@ def test_cost_pump_jack_10000_snapshots_runs() -> None:
     eq = EquipmentState("PJ-9", "pump_jack", seed=0)
     eq.learn_many(pump_jack_feed(10_000, seed=8))
     assert eq.samples_seen == 10_000
+
+
+def test_a_checkpoint_this_version_cannot_read_restores_as_a_fresh_model() -> None:
+    """A signed checkpoint naming a class that no longer exists: a fresh model, not an actor failing on every
+    message of the equipment; a readable one restores."""
+    from actors.equipment import restore_entity
+    from config.secrets import sign_blob
+
+    key = "k" * 32
+    gone = b"cmodels.no_such_module\nGone\n)\x81."  # a pickle of models.no_such_module.Gone()
+    assert restore_entity(sign_blob(key, gone), key) is None
+    eq = EquipmentState("PJ-1", "pump_jack")
+    eq.learn_many(pump_jack_feed(50))
+    restored = restore_entity(sign_blob(key, eq.to_bytes()), key)
+    assert restored is not None and restored.samples_seen == 50
