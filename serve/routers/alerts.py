@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -132,15 +132,10 @@ async def acknowledge(
     cleared resolves. Acknowledging again changes nothing (a verdict not given before is recorded). A
     resolved, shelved or suppressed alert: 409."""
     comment, verdict = (body.comment, body.verdict) if body else (None, None)
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, events = await _conflicts(store.acknowledge_alert(
-            conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict,
-            now=datetime.now(UTC)))
-        if events:
-            await audit_log.record(conn, audit, action="acknowledge", entity_type="alert", entity_id=str(alert_id),
-                                   old={"state": "open"}, new={"state": alert["state"], "comment": comment,
-                                                               **({"verdict": verdict} if verdict else {})})
-    return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
+    return await _act(services, principal, audit, alert_id, "acknowledge", lambda conn, now: store.acknowledge_alert(
+        conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict, now=now),
+        old={"state": "open"}, new=lambda alert: {"state": alert["state"], "comment": comment,
+                                                  **({"verdict": verdict} if verdict else {})}, verdict=verdict)
 
 
 @router.post("/{alert_id}/resolve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -155,15 +150,10 @@ async def resolve(
     changes nothing and answers the same. A new alert opens once the condition clears and comes back (or
     its rule reports a new severity)."""
     comment, verdict = (body.comment, body.verdict) if body else (None, None)
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, events = await _conflicts(store.resolve_alert(
-            conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict,
-            now=datetime.now(UTC)))
-        if events:
-            await audit_log.record(conn, audit, action="resolve", entity_type="alert", entity_id=str(alert_id),
-                                   new={"state": "resolved", "comment": comment,
-                                        **({"verdict": verdict} if verdict else {})})
-    return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
+    return await _act(services, principal, audit, alert_id, "resolve", lambda conn, now: store.resolve_alert(
+        conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict, now=now),
+        new=lambda alert: {"state": "resolved", "comment": comment, **({"verdict": verdict} if verdict else {})},
+        verdict=verdict)
 
 
 @router.post("/{alert_id}/shelve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -177,14 +167,9 @@ async def shelve(
     """Put an open or acknowledged alert aside for `minutes` (at most the tenant's `max_shelve_minutes`, default
     8 h) with a reason. It returns open and unacknowledged when the time ends, or earlier when its condition
     clears and comes back. Shelving a shelved alert sets a new end. A resolved or suppressed alert: 409."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, events = await _conflicts(store.shelve_alert(
-            conn, principal.tenant_id, alert_id, minutes=body.minutes, reason=body.reason, actor=principal.actor,
-            now=datetime.now(UTC)))
-        if events:
-            await audit_log.record(conn, audit, action="shelve", entity_type="alert", entity_id=str(alert_id),
-                                   new={"minutes": body.minutes, "reason": body.reason})
-    return await _answer(services, principal.tenant_id, alert_id, alert, events, None)
+    return await _act(services, principal, audit, alert_id, "shelve", lambda conn, now: store.shelve_alert(
+        conn, principal.tenant_id, alert_id, minutes=body.minutes, reason=body.reason, actor=principal.actor,
+        now=now), new=lambda alert: {"minutes": body.minutes, "reason": body.reason})
 
 
 @router.post("/{alert_id}/unshelve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -195,20 +180,26 @@ async def unshelve(
     audit: Audit,
 ) -> Envelope[AlertPublic]:
     """Return a shelved alert now: open and unacknowledged (resolved if its condition cleared meanwhile)."""
+    return await _act(services, principal, audit, alert_id, "unshelve", lambda conn, now: store.unshelve_alert(
+        conn, principal.tenant_id, alert_id, actor=principal.actor, now=now))
+
+
+async def _act(services: Services, principal: Principal, audit: Any, alert_id: int, action: str,
+               call: Callable[[Any, datetime], Awaitable[tuple[Any, list[Any]]]], *,
+               old: dict[str, Any] | None = None, new: Callable[[Any], dict[str, Any]] | None = None,
+               verdict: str | None = None) -> Envelope[AlertPublic]:
+    """One operator action on an alert: the store's change in the tenant's transaction, audited when it changed
+    something, then answered and published. A state the store refuses becomes the error envelope naming the
+    field."""
     async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, events = await _conflicts(store.unshelve_alert(conn, principal.tenant_id, alert_id,
-                                                              actor=principal.actor, now=datetime.now(UTC)))
+        try:
+            alert, events = await call(conn, datetime.now(UTC))
+        except store.AlertConflict as exc:
+            raise ApiError(exc.status, exc.message, details=[{"field": exc.field, "message": exc.message}]) from None
         if events:
-            await audit_log.record(conn, audit, action="unshelve", entity_type="alert", entity_id=str(alert_id))
-    return await _answer(services, principal.tenant_id, alert_id, alert, events, None)
-
-
-async def _conflicts(call: Any) -> tuple[Any, list[Any]]:
-    """The store's answer; a state it refuses becomes the error envelope naming the field."""
-    try:
-        return await call
-    except store.AlertConflict as exc:
-        raise ApiError(exc.status, exc.message, details=[{"field": exc.field, "message": exc.message}]) from None
+            await audit_log.record(conn, audit, action=action, entity_type="alert", entity_id=str(alert_id), old=old,
+                                   new=None if new is None else new(alert))
+    return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
 
 
 async def _answer(services: Services, tenant_id: str, alert_id: int, alert: Any, events: Sequence[Any],
