@@ -57,6 +57,23 @@ def authz_subject(tenant_id: str) -> str:
 AUTHZ_SUBJECTS = "authz.>"
 
 
+def simctl_subject(tenant_id: str) -> str:
+    """Core NATS: a running simulator accepts faults for ``tenant_id`` on demand here.
+
+    Outside ``tele.>`` on purpose: control traffic must not land in the TELEMETRY stream.
+    """
+    return f"simctl.{check_tenant_id(tenant_id)}"
+
+
+def simctl_truth_subject(tenant_id: str) -> str:
+    """Core NATS: the simulator announces each fault it injects (its ground truth) here.
+
+    Beside the control subject, not on it: the simulator does not hear its own announcements. The app's
+    connection and the tenant's feed user (``store.nats_auth.feed_permissions``) may publish there.
+    """
+    return f"{simctl_subject(tenant_id)}.faults"
+
+
 def split_tele_subject(subject: str) -> tuple[str, str]:
     """Tenant and equipment of a ``tele.<tenant>.<equipment>`` subject, validated."""
     parts = subject.split(".")

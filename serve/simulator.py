@@ -53,7 +53,7 @@ from typing import Any, TextIO
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from schema.equipment import ID_PREFIX_BY_TYPE, SENSORS_BY_TYPE, EquipmentType, SensorSpec
+from schema.equipment import ID_PREFIX_BY_TYPE, SENSORS_BY_TYPE, SETPOINT_SENSOR, EquipmentType, SensorSpec
 from schema.ids import (
     EquipmentId,
     InvalidIdentifier,
@@ -62,7 +62,13 @@ from schema.ids import (
     check_sensor,
     check_tenant_id,
 )
-from schema.subjects import TELEMETRY_STREAM, TELEMETRY_SUBJECTS, tele_subject
+from schema.subjects import (
+    TELEMETRY_STREAM,
+    TELEMETRY_SUBJECTS,
+    simctl_subject,
+    simctl_truth_subject,
+    tele_subject,
+)
 from schema.telemetry import MAX_READINGS_PER_MESSAGE
 from store.nats_auth import FEED_USER_PREFIX, feed_inbox_prefix, redact_url, url_user
 
@@ -394,11 +400,6 @@ class NormalBehaviour:
         return cls(setpoint_changes_per_day=0.0, pump_on_hours=(math.inf, math.inf), late_per_day=0.0)
 
 
-# The sensor an operator sets on each type; the others follow it through the physics in `_Unit.step`.
-SETPOINT_SENSOR: dict[EquipmentType, str] = {
-    EquipmentType.PUMP_JACK: "strokes_per_minute",
-    EquipmentType.COMPRESSOR: "discharge_psi",
-}
 
 
 class _Unit:
@@ -949,24 +950,6 @@ ACK_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 TELEMETRY_DUPLICATE_WINDOW_S = 120.0
 TELEMETRY_MAX_AGE_S = 7 * 24 * 3600.0
-
-
-def simctl_subject(tenant_id: str) -> str:
-    """Core-NATS subject on which a running simulator accepts faults for ``tenant_id`` on demand.
-
-    Outside ``tele.>`` on purpose: control traffic must not land in the TELEMETRY stream.
-    """
-    return f"simctl.{check_tenant_id(tenant_id)}"
-
-
-def simctl_truth_subject(tenant_id: str) -> str:
-    """Core-NATS subject on which the simulator announces each fault it injects (a `truth_record`).
-
-    Beside the control subject, not on it: the simulator does not hear its own announcements. The app's
-    connection and the tenant's feed user (``store.nats_auth.feed_permissions``) may publish there; the
-    ``--truth`` file has them too.
-    """
-    return f"{simctl_subject(tenant_id)}.faults"
 
 
 @dataclass(slots=True)

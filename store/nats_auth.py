@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from config.secrets import read_or_make_secret
 from schema.ids import check_tenant_id
-from schema.subjects import tele_tenant_filter
+from schema.subjects import simctl_subject, simctl_truth_subject, tele_tenant_filter
 
 APP_USER = "wellpulse-app"
 FEED_USER_PREFIX = "feed-"
@@ -49,16 +49,6 @@ def feed_inbox_prefix(tenant_id: str) -> str:
     return f"_INBOX.{feed_user(tenant_id)}"
 
 
-def _simctl_subject(tenant_id: str) -> str:
-    # Same as serve.simulator.simctl_subject (store/ may not import serve/); a test keeps them equal.
-    return f"simctl.{check_tenant_id(tenant_id)}"
-
-
-def _simctl_truth_subject(tenant_id: str) -> str:
-    # Same as serve.simulator.simctl_truth_subject; a test keeps them equal.
-    return f"{_simctl_subject(tenant_id)}.faults"
-
-
 def feed_password(feed_secret: str, tenant_id: str) -> str:
     digest = hmac.new(feed_secret.encode(), check_tenant_id(tenant_id).encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -66,8 +56,8 @@ def feed_password(feed_secret: str, tenant_id: str) -> str:
 
 def feed_permissions(tenant_id: str) -> dict[str, object]:
     return {
-        "publish": {"allow": [tele_tenant_filter(tenant_id), _simctl_truth_subject(tenant_id)]},
-        "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", _simctl_subject(tenant_id)]},
+        "publish": {"allow": [tele_tenant_filter(tenant_id), simctl_truth_subject(tenant_id)]},
+        "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", simctl_subject(tenant_id)]},
         "allow_responses": True,
     }
 
