@@ -495,16 +495,19 @@ async def sweep_alarm_states(conn: asyncpg.Connection, tenant_id: str) -> list[a
     return events
 
 
-async def _sweep_due(conn: Executor, tenant_id: str) -> bool:
-    """Whether `sweep_alarm_states` has anything to do (read only; no lock taken in the usual case)."""
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state = 'shelved' AND shelved_until <= now())"
+async def _housekeeping_due(conn: Executor, tenant_id: str) -> tuple[bool, bool]:
+    """Whether a silence holds an alert back, and whether `sweep_alarm_states` has anything to do, in one read
+    (no lock taken in the usual case, where both are False)."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM suppressed_alerts WHERE tenant_id = $1) AS held,"
+        " EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state = 'shelved' AND shelved_until <= now())"
         " OR EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state = 'suppressed'"
         "  AND wellpulse_design_suppression(tenant_id, equipment_id, sensors, requires_running, low_pressure, now())"
         "  IS NULL)"
         " OR EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state IN ('open', 'acknowledged')"
         "  AND cleared_at IS NULL AND wellpulse_design_suppression(tenant_id, equipment_id, sensors,"
-        "  requires_running, low_pressure, now()) IS NOT NULL)", tenant_id))
+        "  requires_running, low_pressure, now()) IS NOT NULL) AS due", tenant_id)
+    return bool(row["held"]), bool(row["due"])
 
 
 OOS_COLUMNS = "id, equipment_id, sensor, reason, since, until, created_by, ended_at, ended_by"
@@ -549,9 +552,7 @@ async def release_suppressed(pool: Executor, tenant_id: str) -> list[asyncpg.Rec
     A held-back row exists only while its condition holds (the models' "resolved" deletes it), so
     each one released is an alert that still applies. It opens now: that is when operators hear of it.
     """
-    async with _connection(pool) as conn:
-        held = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM suppressed_alerts WHERE tenant_id = $1)", tenant_id)
-        due = await _sweep_due(conn, tenant_id)
+    held, due = await _housekeeping_due(pool, tenant_id)
     if not held and not due:
         return []  # the usual case: no lock taken
     async with _connection(pool) as conn, conn.transaction():
