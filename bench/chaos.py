@@ -170,27 +170,18 @@ class Operator:
                 await asyncio.sleep(0.5)
 
 
-async def _stored(pool: asyncpg.Pool) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM readings"))
-
-
-async def _wait_progress(pool_url: str, before: int, timeout: float) -> float | None:
+async def _wait_progress(url: str, before: int, timeout: float) -> float | None:
     """Seconds until the readings table grows past `before` (None: it did not within `timeout`)."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
-        with contextlib.suppress(Exception):
-            conn = await asyncpg.connect(pool_url, timeout=3)
-            try:
-                if int(await conn.fetchval("SELECT count(*) FROM readings")) > before:
-                    return round(time.monotonic() - began, 2)
-            finally:
-                await conn.close()
+        if await _count_safe(url) > before:
+            return round(time.monotonic() - began, 2)
         await asyncio.sleep(0.5)
     return None
 
 
 async def _count(url: str) -> int:
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(url, timeout=3)
     try:
         return int(await conn.fetchval("SELECT count(*) FROM readings"))
     finally:

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from config import load_settings
+from config import Settings, load_settings
 from config.secrets import ROTATING_SECRETS, WeakSecret, resolve_secrets, rotate_secret
 from serve.backtest import add_backtest_arguments, backtest_command
 from serve.cli_nats import add_nats_commands
@@ -141,7 +141,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_url_for_admin(args: argparse.Namespace) -> tuple[str | None, object]:
+def _database_url_for_admin(args: argparse.Namespace, settings: Settings) -> tuple[str | None, object]:
     """The owner's URL of the app database: --database-url, else the environment, else a running ``up`` of the
     data dir; else the data dir's embedded server, started for the command (returned second, to stop)."""
     from serve.runtime import load_runtime_urls
@@ -149,7 +149,6 @@ def _database_url_for_admin(args: argparse.Namespace) -> tuple[str | None, objec
 
     if args.database_url:
         return args.database_url, None
-    settings = load_settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
     if settings.database_url:
         return settings.database_url, None
     running = load_runtime_urls(settings.data_dir).get("database_url")
@@ -165,7 +164,8 @@ def _database_url_for_admin(args: argparse.Namespace) -> tuple[str | None, objec
 def _backup(args: argparse.Namespace) -> int:
     from store.backup import BackupError, backup_database, restore_database
 
-    url, server = _database_url_for_admin(args)
+    settings = load_settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+    url, server = _database_url_for_admin(args, settings)
     if url is None:
         print("error: no database: set WELLPULSE_DATABASE_URL, pass --database-url, or --data-dir of a "
               "wellpulse up that ran before", file=sys.stderr)
@@ -176,7 +176,7 @@ def _backup(args: argparse.Namespace) -> int:
             print(json.dumps({"backup": str(args.out), "bytes": size}))
         else:
             restore_database(url, Path(args.file))
-            settings = resolve_secrets(load_settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {})))
+            settings = resolve_secrets(settings)
             from store.migrate import migrate
 
             # The dump carries no grants: give the app role its rights again (and apply newer migrations).
