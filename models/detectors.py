@@ -921,7 +921,7 @@ class EquipmentAnomalyScorer:
         warmup = self.warmup
         baselines = self._baselines
         profiles = self._profiles if ts is not None and ts >= self._daily_from else None
-        tolerance = self.__dict__.get("tolerance") or {}
+        tolerance = self.tolerance or {}
         sqrt = math.sqrt
         for k, v in x.items():
             s = baselines.get(k)
@@ -961,7 +961,7 @@ class EquipmentAnomalyScorer:
         return not (self.refractory and self._recent and t <= max(self._recent))
 
     def _new_level(self, x: Mapping[str, float]) -> bool:
-        visited = self.__dict__.get("_visited")  # None in checkpoints written before it existed
+        visited = self._visited
         if not visited:
             return False
         for k, v in x.items():
@@ -971,10 +971,10 @@ class EquipmentAnomalyScorer:
         return False
 
     def _learn_levels(self, x: Mapping[str, float]) -> None:
-        levels = self.__dict__.get("levels", 0)
+        levels = self.levels
         if not levels:
             return
-        visited = self.__dict__.setdefault("_visited", {})
+        visited = self._visited
         for k, v in x.items():
             nov = visited.get(k)
             if nov is None:

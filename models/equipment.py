@@ -152,6 +152,10 @@ class EquipmentState:
 
     """
 
+    # Working state made on first use (class defaults, so a checkpoint of this version without them loads).
+    _setpoint_recent: deque[float] | None = None  # the set point's last readings (`_setpoint_step`)
+    _settling = 0  # snapshots left before the drift detectors re-baseline after a set-point change
+
     def __init__(
         self,
         equipment_id: str,
@@ -293,7 +297,7 @@ class EquipmentState:
         orphans_checked = False
         isfinite = math.isfinite
         needs_change = self.alerts.needs_change
-        tolerance = self.__dict__.get("tolerance")
+        tolerance = self.tolerance
         for snap in snapshots:
             ts = _utc(snap.ts)
             if last is not None and ts <= last:
@@ -406,7 +410,7 @@ class EquipmentState:
         v = values.get(name)
         if v is None:
             return False
-        recent = self.__dict__.get("_setpoint_recent")  # absent from checkpoints written before it
+        recent = self._setpoint_recent
         if recent is None:
             recent = self._setpoint_recent = deque(maxlen=SETPOINT_STEP_READINGS)
         previous = recent[0] if len(recent) == recent.maxlen else None
@@ -426,7 +430,7 @@ class EquipmentState:
         """Every sensor starts a new normal: the anomaly models warm up again (scoring nothing meanwhile), and
         the drift detectors, silent while the others follow the set point, take the level they settle at."""
         self.operating_changes += 1
-        self.setpoint_changes = self.__dict__.get("setpoint_changes", 0) + 1
+        self.setpoint_changes += 1
         for name in values:
             self._rebaseline(name, drift=False)
         self._settling = self.warmup
@@ -445,7 +449,7 @@ class EquipmentState:
 
     def _settle(self, drifted: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """While sensors settle after a set-point change, drift is theirs to have: re-baseline at the end."""
-        left = self.__dict__.get("_settling", 0)
+        left = self._settling
         if not left:
             return drifted
         self._settling = left - 1
@@ -615,7 +619,7 @@ class EquipmentState:
         them when the alert names none) without alerting. ``real`` changes no model. Pure; applied once per
         alert id.
         """
-        verdicts = self.__dict__.setdefault("verdicts", {})
+        verdicts = self.verdicts
         if alert_id in verdicts:
             return False
         verdicts[alert_id] = verdict
@@ -625,7 +629,7 @@ class EquipmentState:
             isinstance(r, AnomalyRule) for r in self.rules if r.rule_id == rule_id)
         names = [s for s in sensors if s in self.detectors] or (list(self.detectors) if verdict == "planned" else [])
         if verdict == "false_alarm" and anomaly:
-            tolerance = self.__dict__.setdefault("tolerance", {})
+            tolerance = self.tolerance
             for name in names:
                 tolerance[name] = min(MAX_TOLERANCE, tolerance.get(name, 1.0) * VERDICT_WIDEN)
             self.scorer.tolerance = tolerance  # the equipment's calibrated score widens with the sensor scores
@@ -701,7 +705,7 @@ class EquipmentState:
                 "drifts": 0 if dd is None else dd.drifts,
                 "last_drift_ts": self.drift_events.get(name),
                 "rebaselining": name in self.rebaselining,
-                "tolerance": self.__dict__.get("tolerance", {}).get(name, 1.0),
+                "tolerance": self.tolerance.get(name, 1.0),
             }
         f = self.failure
         return {
