@@ -20,7 +20,17 @@ import ray
 from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
 from config import Settings
 from config.secrets import UntrustedBlob, sign_blob, verify_blob
-from models import MODEL_VERSION, AlertChange, EquipmentState, FailurePredictor, Snapshot, build_rule, default_rules
+from models import (
+    MODEL_VERSION,
+    AlertChange,
+    EquipmentState,
+    FailurePredictor,
+    Rule,
+    Sensitivity,
+    Snapshot,
+    rules_for_equipment,
+    tenant_rules_for,
+)
 from models.alerts import alarm_profile
 from models.failure import Example
 from schema.alerts import AlertEvent
@@ -35,24 +45,16 @@ CATCH_UP_LIMIT = 20_000
 TICK_SECONDS = 5.0
 
 
-def build_rules(equipment_type: str, custom: Sequence[dict[str, Any]], sensitivity: str = "medium") -> list:
-    """Defaults for the type (the anomaly rule at `sensitivity`), overridden or extended by the tenant's own rules."""
-    rules = {r.rule_id: r for r in default_rules(equipment_type, sensitivity)}
-    for spec in custom:
-        try:
-            rule = build_rule(spec["id"], spec["kind"], dict(spec["params"] or {}))
-        except ValueError as exc:
-            log.warning("rule %s ignored: %s", spec["id"], exc)
-            continue
-        rules[rule.rule_id] = rule
-    return list(rules.values())
-
-
-def rules_for(equipment_id: str, equipment_type: str, rule_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        r for r in rule_rows
-        if (r["equipment_id"] in (None, equipment_id)) and (r["equipment_type"] in (None, equipment_type))
-    ]
+def build_rules(equipment_id: str, equipment_type: str, rule_rows: Sequence[dict[str, Any]],
+                sensitivity: Sensitivity = "medium") -> list[Rule]:
+    """What an equipment runs (`models.rules_for_equipment`): its type's defaults and the tenant's rules that
+    apply to it (`rule_rows`, all of the tenant's), at its sensitivity. A rule that cannot be built is logged and
+    left out: one bad row must not stop the tenant's equipment."""
+    rules, rejected = rules_for_equipment(equipment_type, tenant_rules_for(rule_rows, equipment_id, equipment_type),
+                                          sensitivity)
+    for bad in rejected:
+        log.warning("rule %s ignored: %s", bad.rule_id, bad.reason)
+    return rules
 
 
 def to_change_rows(changes: Sequence[AlertChange], entities: dict[str, EquipmentState] | None = None,
@@ -185,11 +187,11 @@ class EquipmentActor:
             e.equipment_id: e.anomaly_sensitivity or by_type.get(e.type) or default or "medium" for e in equipment}
         self._rule_rows = [dict(r) for r in await db.list_rules(self._pool, self.tenant_id)]
 
-    def _rules_of(self, equipment_id: str) -> tuple[str, list]:
-        """(type, rules) of an equipment: type defaults at its sensitivity, then the tenant's own rules."""
+    def _rules_of(self, equipment_id: str) -> tuple[str, list[Rule]]:
+        """(type, rules) of an equipment: type defaults, then the tenant's own rules, at its sensitivity."""
         etype = (self._registry or {}).get(equipment_id, "other")
         sensitivity = self._sensitivity.get(equipment_id, "medium")
-        return etype, build_rules(etype, rules_for(equipment_id, etype, self._rule_rows or []), sensitivity)
+        return etype, build_rules(equipment_id, etype, self._rule_rows or [], sensitivity)
 
     async def _entity(self, equipment_id: str) -> EquipmentState:
         entity = self.entities.get(equipment_id)

@@ -14,11 +14,11 @@ import abc
 import inspect
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from models.detectors import DEFAULT_Z_SCALE
 from models.events import SEVERITIES, Severity, max_severity
@@ -29,10 +29,13 @@ __all__ = [
     "RULE_OPTIONS",
     "SENSITIVITIES",
     "AnomalyRule",
+    "EquipmentRules",
     "FailureRiskRule",
     "Observation",
     "RateOfChangeRule",
+    "RejectedRule",
     "Rule",
+    "RuleSpec",
     "Sensitivity",
     "StaleDataRule",
     "StuckSensorRule",
@@ -40,7 +43,9 @@ __all__ = [
     "Verdict",
     "build_rule",
     "default_rules",
+    "rules_for_equipment",
     "sensitivity_level",
+    "tenant_rules_for",
     "with_options",
 ]
 
@@ -959,3 +964,84 @@ for_seconds=5.0, severity='critical')
                 )
             )
     return rules
+
+
+RuleSpec = Mapping[str, Any]
+"""A rule in its registry form: ``{"id": ..., "kind": ..., "params": {...}}`` (`build_rule`); a tenant's stored
+rule also names the ``equipment_id`` and ``equipment_type`` it is for (None: every one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRule:
+    """A spec `rules_for_equipment` left out: its position among the specs it was given and why."""
+
+    index: int
+    rule_id: str | None
+    reason: str
+
+
+class EquipmentRules(NamedTuple):
+    """What `rules_for_equipment` returns: the rules to run and the specs it could not build."""
+
+    rules: list[Rule]
+    rejected: list[RejectedRule]
+
+
+def tenant_rules_for(rule_rows: Iterable[RuleSpec], equipment_id: str, equipment_type: str) -> list[RuleSpec]:
+    """The tenant's rules that apply to one equipment: those for every equipment, for its type or for it alone.
+
+    Examples
+    --------
+    >>> rows = [{"id": "a", "equipment_id": None, "equipment_type": None},
+    ...         {"id": "b", "equipment_id": None, "equipment_type": "compressor"},
+    ...         {"id": "c", "equipment_id": "PJ-2", "equipment_type": None},
+    ...         {"id": "d", "equipment_id": "PJ-1", "equipment_type": "pump_jack"}]
+    >>> [r["id"] for r in tenant_rules_for(rows, "PJ-1", "pump_jack")]
+    ['a', 'd']
+
+    """
+    return [
+        row for row in rule_rows
+        if row.get("equipment_id") in (None, equipment_id) and row.get("equipment_type") in (None, equipment_type)
+    ]
+
+
+def rules_for_equipment(equipment_type: str, specs: Iterable[RuleSpec],
+                        sensitivity: Sensitivity = "medium") -> EquipmentRules:
+    """The rules an equipment runs: its type's defaults at `sensitivity`, replaced or extended by `specs` in order.
+
+    A spec replaces the rule of the same id (a default or an earlier spec) or is added. The equipment's
+    `sensitivity` goes to every rule that takes one and does not set its own (`build_rule`): a tenant's
+    anomaly rule follows the equipment as the default one does. A spec that cannot be built is left out and
+    returned in `rejected`; the caller decides whether that is a warning or an error.
+
+    Examples
+    --------
+    >>> specs = [{"id": "anomaly", "kind": "anomaly", "params": {"severity": "critical"}},
+    ...          {"id": "hot", "kind": "threshold", "params": {"sensor": "discharge_temp_f"}},
+    ...          {"kind": "threshold"}]
+    >>> rules, rejected = rules_for_equipment("compressor", specs, "high")
+    >>> anomaly = next(r for r in rules if r.rule_id == "anomaly")
+    >>> anomaly.severity, anomaly.sensitivity
+    ('critical', 'high')
+    >>> [(r.index, r.rule_id) for r in rejected]
+    [(1, 'hot'), (2, None)]
+    >>> rejected[1].reason
+    'rule #2 needs an id and a kind'
+
+    """
+    rules = {r.rule_id: r for r in default_rules(equipment_type, sensitivity)}
+    rejected: list[RejectedRule] = []
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, Mapping) or "id" not in spec or "kind" not in spec:
+            rejected.append(RejectedRule(index, None, f"rule #{index} needs an id and a kind"))
+            continue
+        rule_id, params = str(spec["id"]), spec.get("params") or {}
+        try:
+            rule = build_rule(rule_id, str(spec["kind"]), dict(params) if isinstance(params, Mapping) else params,
+                              sensitivity)
+        except ValueError as exc:
+            rejected.append(RejectedRule(index, rule_id, str(exc)))
+            continue
+        rules[rule.rule_id] = rule
+    return EquipmentRules(list(rules.values()), rejected)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models import DRIFT_PREFIX, EquipmentState, Rule, Sensitivity, Snapshot, build_rule, default_rules
+from models import DRIFT_PREFIX, EquipmentState, Rule, Sensitivity, Snapshot, rules_for_equipment
 from models.events import severity_rank
 from models.metrics import NabWeights, labels_to_windows, nab_score
 from models.replay import replay_iter
@@ -513,7 +513,8 @@ def downsample(series: Sequence[tuple[datetime, float, int]], max_points: int) -
 
 
 def load_rules(path: Path, equipment_type: str = "other", sensitivity: Sensitivity = "medium") -> list[Rule]:
-    """The default rules of `equipment_type`, overridden or extended by a JSON file of rules.
+    """The default rules of `equipment_type`, overridden or extended by a JSON file of rules, at `sensitivity`
+    (`models.rules_for_equipment`, as the actors build them).
 
     The file holds a list of ``{"id": ..., "kind": ..., "params": {...}}`` (the registry form of
     `models.build_rule`). Raises `BacktestError` on an unreadable file or a bad rule.
@@ -524,16 +525,10 @@ def load_rules(path: Path, equipment_type: str = "other", sensitivity: Sensitivi
         raise BacktestError(f"{path}: cannot read rules: {e}") from None
     if not isinstance(specs, list):
         raise BacktestError(f"{path}: rules must be a JSON list of {{id, kind, params}}")
-    rules = {r.rule_id: r for r in default_rules(equipment_type, sensitivity)}
-    for i, spec in enumerate(specs):
-        if not isinstance(spec, dict) or "id" not in spec or "kind" not in spec:
-            raise BacktestError(f"{path}: rule #{i} needs an id and a kind")
-        try:
-            rule = build_rule(str(spec["id"]), str(spec["kind"]), dict(spec.get("params") or {}), sensitivity)
-        except ValueError as e:
-            raise BacktestError(f"{path}: {e}") from None
-        rules[rule.rule_id] = rule
-    return list(rules.values())
+    rules, rejected = rules_for_equipment(equipment_type, specs, sensitivity)
+    if rejected:
+        raise BacktestError(f"{path}: {rejected[0].reason}")
+    return rules
 
 
 def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:

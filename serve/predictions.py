@@ -11,8 +11,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from actors.equipment import rules_for
-from models import Rule, Snapshot, build_rule, default_rules
+from models import Rule, Snapshot, rules_for_equipment, tenant_rules_for
 from schema.predictions import MAX_BACKTEST_DAYS, BacktestRequest
 from serve.backtest import backtest_snapshots, verdict_agreement
 from serve.errors import ApiError
@@ -118,22 +117,17 @@ async def report_failure(services: Services, tenant_id: str, equipment_id: str, 
 
 
 def _rules(equipment_id: str, equipment_type: str, stored: list[dict[str, Any]], body: BacktestRequest) -> list[Rule]:
-    """What the actor runs (the type's defaults, the tenant's rules) with the request's rules on top."""
-    sensitivity = body.sensitivity
-    rules = {r.rule_id: r for r in default_rules(equipment_type, sensitivity)}
-    for spec in rules_for(equipment_id, equipment_type, stored):
-        try:
-            rule = build_rule(spec["id"], spec["kind"], dict(spec["params"] or {}), sensitivity)
-        except ValueError:
-            continue  # the actors skip it too
-        rules[rule.rule_id] = rule
-    for i, spec in enumerate(body.rules):
-        try:
-            rule = build_rule(spec.id, spec.kind, dict(spec.params), sensitivity)
-        except ValueError as exc:
-            raise ApiError(422, "invalid rule", details=[{"field": f"rules.{i}", "message": str(exc)}]) from exc
-        rules[rule.rule_id] = rule
-    return list(rules.values())
+    """What the actor runs (the type's defaults, the tenant's rules) with the request's rules on top, all at the
+    request's sensitivity. A stored rule that cannot be built is skipped, as the actors skip it; a bad rule of the
+    request is the caller's mistake (422)."""
+    tenant = tenant_rules_for(stored, equipment_id, equipment_type)
+    requested = [spec.model_dump() for spec in body.rules]
+    rules, rejected = rules_for_equipment(equipment_type, [*tenant, *requested], body.sensitivity)
+    for bad in rejected:
+        if bad.index >= len(tenant):
+            raise ApiError(422, "invalid rule", details=[{"field": f"rules.{bad.index - len(tenant)}",
+                                                          "message": bad.reason}])
+    return rules
 
 
 async def backtest(services: Services, tenant_id: str, equipment_id: str, body: BacktestRequest) -> dict[str, Any]:
