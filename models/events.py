@@ -1,4 +1,5 @@
-"""Value objects exchanged between `models` and the actors: snapshots in, alert changes out.
+"""Value objects exchanged between `models` and the actors: snapshots in, alert changes out (and, from
+`schema.severity`, the severities of the changes and their order).
 
 Examples
 --------
@@ -20,38 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+# The severities and their order are the schema's (the API and the store read them there too).
+from schema.severity import SEVERITIES, Severity, max_severity, severity_rank
+
 __all__ = ["SEVERITIES", "AlertChange", "ChangeKind", "Severity", "Snapshot", "max_severity", "severity_rank"]
 
-Severity = Literal["info", "warning", "critical"]
 ChangeKind = Literal["opened", "updated", "resolved"]
-
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
-_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
-
-
-def severity_rank(severity: str) -> int:
-    """Return the order of a severity: info 0 < warning 1 < critical 2.
-
-    Raises `ValueError` for anything else.
-
-    >>> [severity_rank(s) for s in SEVERITIES]
-    [0, 1, 2]
-
-    """
-    try:
-        return _RANK[severity]
-    except KeyError:
-        raise ValueError(f"unknown severity {severity!r}; expected one of {', '.join(SEVERITIES)}") from None
-
-
-def max_severity(a: Severity, b: Severity) -> Severity:
-    """Return the higher of two severities.
-
-    >>> max_severity("info", "warning")
-    'warning'
-
-    """
-    return a if severity_rank(a) >= severity_rank(b) else b
 
 
 @dataclass(frozen=True, slots=True)

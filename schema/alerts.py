@@ -9,10 +9,10 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schema.ids import EquipmentId
+from schema.severity import SEVERITY_RANK as SEVERITY_RANK  # the order, defined in schema.severity
+from schema.severity import Severity
 
-Severity = Literal["info", "warning", "critical"]
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
-SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 class AlertState(StrEnum):

@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from schema.severity import Severity
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 MAX_BACKTEST_DAYS = 31
 MAX_BACKTEST_RULES = 50
@@ -130,7 +132,7 @@ class BacktestRuleCount(BaseModel):
 
 class BacktestAlert(BaseModel):
     rule_id: str
-    severity: Literal["info", "warning", "critical"] = Field(description="The highest it reached.")
+    severity: Severity = Field(description="The highest it reached.")
     opened_at: datetime
     resolved_at: datetime | None = None
     message: str

@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 from nats.aio.client import Client as NATS
 
-from schema.alerts import SEVERITY_RANK, AlertEvent
+from schema.alerts import AlertEvent
+from schema.severity import SEVERITY_RANK
 from schema.subjects import alerts_tenant_filter
 from store import db
 

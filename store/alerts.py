@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from schema.severity import SEVERITIES, SEVERITY_RANK
 from store.db import (
     _ALERT_COLUMNS,
     _EVENT_COLUMNS,
@@ -42,7 +43,8 @@ VERDICTS = ("real", "false_alarm", "planned")
 _ALIASED_COLUMNS = ", ".join("a." + c.strip() for c in ALERT_COLUMNS.split(","))  # the same, of alias a
 DEFAULT_MAX_SHELVE_MINUTES = 8 * 60
 
-SEVERITY_RANK_SQL = "CASE severity WHEN 'info' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
+# The order of schema.severity in SQL (the column is NOT NULL and checked: every row has one of them).
+SEVERITY_RANK_SQL = "CASE severity " + " ".join(f"WHEN '{s}' THEN {SEVERITY_RANK[s]}" for s in SEVERITIES) + " END"
 ALERTS = ResourceSpec(
     name="alerts", from_sql="alerts", default_sort="-opened_at",
     fields=(
@@ -50,7 +52,7 @@ ALERTS = ResourceSpec(
         FieldSpec("equipment_id", "equipment_id"),
         FieldSpec("rule_id", "rule_id"),
         FieldSpec("state", "state", "enum", enum=STATES),
-        FieldSpec("severity", "severity", "enum", enum=("info", "warning", "critical")),
+        FieldSpec("severity", "severity", "enum", enum=SEVERITIES),
         FieldSpec("message", "message", sortable=False),
         FieldSpec("details", "details", filterable=False, sortable=False),
         FieldSpec("opened_at", "opened_at", "timestamp"),

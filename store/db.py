@@ -4,6 +4,7 @@ Every function takes the tenant id and every statement filters on it; identifier
 arrive already validated and travel as parameters, never as SQL text.
 """
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from schema.severity import SEVERITIES
 from store import telemetry
 
 READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
@@ -352,6 +354,11 @@ async def _insert_event(
     )
 
 
+# One step up the order of schema.severity; critical stays critical.
+_ESCALATED_SEVERITY_SQL = ("CASE severity " + " ".join(
+    f"WHEN '{lower}' THEN '{higher}'" for lower, higher in itertools.pairwise(SEVERITIES)) + " ELSE severity END")
+
+
 async def escalate_overdue(
     pool: Executor, tenant_id: str, *, older_than: datetime, now: datetime
 ) -> list[asyncpg.Record]:
@@ -363,7 +370,7 @@ async def escalate_overdue(
     async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alerts = await conn.fetch(
-            f"UPDATE alerts SET severity = CASE severity WHEN 'info' THEN 'warning' ELSE 'critical' END,"
+            f"UPDATE alerts SET severity = {_ESCALATED_SEVERITY_SQL},"
             f" escalated_at = $3, updated_at = now()"
             f" WHERE tenant_id = $1 AND state = 'open' AND escalated_at IS NULL AND opened_at < $2"
             f" AND NOT wellpulse_silenced(tenant_id, equipment_id, rule_id, $3)"

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from schema.alerts import SEVERITY_RANK
+from schema.severity import SEVERITY_RANK
 from schema.subjects import field_subject
 from store import alerts as alert_store
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from schema.severity import SEVERITIES
 from store.listing import FieldSpec, ResourceSpec
 
 SEVERITY_SQL = "coalesce(severity, params->>'severity', 'warning')"
@@ -24,7 +25,7 @@ RULES = ResourceSpec(
         FieldSpec("description", "description", sortable=False),
         FieldSpec("kind", "kind", "enum", enum=("threshold", "rate_of_change", "stale_data", "stuck_sensor",
                                                  "anomaly", "failure_risk")),
-        FieldSpec("severity", SEVERITY_SQL, "enum", enum=("info", "warning", "critical")),
+        FieldSpec("severity", SEVERITY_SQL, "enum", enum=SEVERITIES),
         FieldSpec("equipment_id", "equipment_id"),
         FieldSpec("equipment_type", "equipment_type", "enum",
                   enum=("pump_jack", "compressor", "separator", "tank_battery", "meter", "other")),

@@ -9,13 +9,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from schema.alerts import (
-    SEVERITY_RANK,
     AcknowledgeBody,
     AlertDetail,
     AlertEvent,
@@ -25,6 +24,7 @@ from schema.alerts import (
 )
 from schema.api import AlertPublic, Envelope, ErrorEnvelope
 from schema.ids import InvalidIdentifier, check_equipment_id
+from schema.severity import SEVERITIES, SEVERITY_RANK, Severity
 from schema.subjects import alerts_subject
 from serve.auth import Principal
 from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
@@ -42,7 +42,6 @@ MAX_KPI_DAYS = 92
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 log = logging.getLogger(__name__)
-SeverityName = Literal["info", "warning", "critical"]
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
 ERRORS = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 WS_POLICY_VIOLATION = 1008
@@ -57,7 +56,7 @@ async def list_alerts(
     services: ServicesDep,
     principal: Annotated[Principal, require("alerts:read")],
     q: Annotated[ListQuery, list_params(store.ALERTS, reserved={"min_severity", "well_id"})],
-    min_severity: Annotated[SeverityName, Query(description="Only alerts at least this severe.")] = "info",
+    min_severity: Annotated[Severity, Query(description="Only alerts at least this severe.")] = "info",
     well_id: Annotated[str | None, Query(max_length=2000, description=(
         "Alerts of the equipment serving this well (`W-1`), or one of these wells (`in:W-1,W-2`)."))] = None,
 ) -> dict[str, Any]:
@@ -239,7 +238,7 @@ def _well_ids(raw: str) -> list[str]:
 def _ws_filters(equipment: str | None, min_severity: str) -> tuple[frozenset[str] | None, int]:
     ids = frozenset(check_equipment_id(e.strip()) for e in equipment.split(",") if e.strip()) if equipment else None
     if min_severity not in SEVERITY_RANK:
-        raise ValueError("min_severity must be info, warning or critical")
+        raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
     return ids, SEVERITY_RANK[min_severity]
 
 
