@@ -15,6 +15,20 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "schema" / "sql"
 TIMESCALE = "timescaledb"
 POSTGRES = "postgresql"
 _MIGRATION_LOCK = 0x57E11_0001  # pg_advisory_lock key: one migrator at a time
+# Four files once shared the number 006 (and none had 012): they were renumbered, in the order they were always
+# applied. `schema_migrations` of a database migrated before, or restored from a backup taken before, still holds
+# the old names; they are renamed before the run so that nothing is applied twice.
+RENAMED_MIGRATIONS: dict[str, str] = {
+    "006_readings_1h.timescale.sql": "007_readings_1h.timescale.sql",
+    "006_readings_1h_index.timescale.sql": "008_readings_1h_index.timescale.sql",
+    "006_readings_hourly.sql": "009_readings_hourly.sql",
+    "007_rules_alerts.sql": "010_rules_alerts.sql",
+    "008_predictions.sql": "011_predictions.sql",
+    "009_sync.sql": "012_sync.sql",
+    "010_sensitivity.sql": "013_sensitivity.sql",
+    "011_alarm_management.sql": "014_alarm_management.sql",
+    "013_hardening.sql": "015_hardening.sql",
+}
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +105,7 @@ def migrate(database_url: str, *, retention_days: int = 365, compress_after_days
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
+            _rename_recorded_migrations(conn)
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             applied: list[str] = []
             for path in sorted(SQL_DIR.glob("*.sql")):
@@ -113,6 +128,18 @@ def migrate(database_url: str, *, retention_days: int = 365, compress_after_days
     log.info("storage: %s%s; migrations applied: %s", flavour,
              f" {ts_version}" if ts_version else "", applied or "none pending")
     return MigrationResult(flavour=flavour, applied=applied, timescale_version=ts_version)
+
+
+def _rename_recorded_migrations(conn: psycopg.Connection) -> None:
+    """Give the migrations recorded under an old name (`RENAMED_MIGRATIONS`) their new one, keeping when they
+    were applied. Called under the migration lock; one transaction, so a run sees all of them renamed or none."""
+    with conn.transaction():
+        for old, new in RENAMED_MIGRATIONS.items():
+            conn.execute(
+                "UPDATE schema_migrations SET version = %s WHERE version = %s"
+                " AND NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = %s)", (new, old, new))
+        # Should both names be recorded (a hand-edited table), the new one stands.
+        conn.execute("DELETE FROM schema_migrations WHERE version = ANY(%s)", (list(RENAMED_MIGRATIONS),))
 
 
 def _apply_timescale_policies(conn: psycopg.Connection, retention_days: int, compress_after_days: int) -> None:

@@ -5,6 +5,7 @@ Each starts once per session on free ports under a temp dir. Set
 database is created on it and dropped afterwards).
 """
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -39,6 +40,16 @@ def _drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def _database_on(server_url: str) -> Iterator[str]:
+    """URL of a fresh database on the server, dropped on the way out."""
+    url, name = _fresh_database(server_url)
+    try:
+        yield url
+    finally:
+        _drop_database(server_url, name)
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a PostgreSQL server's maintenance database."""
@@ -59,20 +70,21 @@ def timescale_url() -> Iterator[str]:
     server = os.environ.get("WELLPULSE_TEST_TIMESCALE_URL")
     if not server:
         pytest.skip("WELLPULSE_TEST_TIMESCALE_URL is not set: TimescaleDB path not tested on this machine")
-    url, name = _fresh_database(server)
-    try:
+    with _database_on(server) as url:
         yield url
-    finally:
-        _drop_database(server, name)
 
 
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> Iterator[str]:
-    url, name = _fresh_database(pg_server)
-    try:
+    with _database_on(pg_server) as url:
         yield url
-    finally:
-        _drop_database(pg_server, name)
+
+
+@pytest.fixture
+def fresh_database(pg_server: str) -> Iterator[str]:
+    """A database of its own for one test (one that must start empty), dropped after it."""
+    with _database_on(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
--- TimescaleDB only (after 006_readings_1h.timescale.sql, which may already have run).
+-- TimescaleDB only (after 007_readings_1h.timescale.sql, which may already have run).
 -- A series query names tenant, equipment and sensor; the aggregates' own indexes cover one column
 -- each with the bucket. Measured on 3 M readings: 24 hours of 1-minute buckets 36 -> 8 ms,
 -- 30 days of 1-hour buckets 6 -> 5 ms.

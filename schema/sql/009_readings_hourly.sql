@@ -1,6 +1,6 @@
 -- Plain PostgreSQL only: an hourly rollup of readings, so that 1-hour and 1-day buckets over
 -- weeks do not aggregate every raw row on read (a 30-day hourly query of one equipment reads
--- 216k rows there). TimescaleDB has its continuous aggregates instead (006_readings_1h.timescale.sql).
+-- 216k rows there). TimescaleDB has its continuous aggregates instead (007_readings_1h.timescale.sql).
 --
 -- Filled on read (store/telemetry.py): a bucketed query makes sure its equipment's closed hours
 -- are rolled up, remembers the rolled-up span in readings_hourly_range, and computes the hours
