@@ -14,7 +14,7 @@
 6. read the server changes after the device's cursor (``sync_changes``, written by triggers for
    every change whoever made it), leaving out the device's own changes applied as sent.
 
-Publishing to NATS and telling the actors happen after the commit (serve/routers/sync.py).
+Publishing to NATS and telling the actors happen after the commit (serve/sync.py).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from schema.field_events import FieldEventIn, FieldEventStored, parse_event
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require, require_silence_for_open_job
 from serve.errors import ApiError
-from serve.routers.sync import run_chunk
+from serve.sync import run_chunk
 from store import field_events as fe
 from store import sync as store
 

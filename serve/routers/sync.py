@@ -1,19 +1,15 @@
 """Offline sync for field devices: chunks of changes, upload sessions, conflicts, device status, attachments.
 
-A chunk is applied in one transaction (store/sync.py). Its answer is stored with it: a retry after
-a dropped connection (the same ``Idempotency-Key``, the same upload chunk, or the same body) gets
-that answer again (``Idempotent-Replayed: true``) and applies nothing twice. After the commit, its
-field events go to ``field.<tenant>.<equipment>``, its alert events to the ALERTS stream, and the
-tenant's actors are told when silences (maintenance) or the registry (equipment status) changed.
+A chunk is applied in one transaction (store/sync.py) by `serve.sync.run_chunk`. Its answer is stored with it: a
+retry after a dropped connection (the same ``Idempotency-Key``, the same upload chunk, or the same body) gets that
+answer again (``Idempotent-Replayed: true``) and applies nothing twice. After the commit, its field events go to
+``field.<tenant>.<equipment>``, its alert events to the ALERTS stream, and the tenant's actors are told when
+silences (maintenance) or the registry (equipment status) changed.
 """
 
-import asyncio
-import contextlib
 import hashlib
-import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -22,7 +18,6 @@ import orjson
 from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from actors.equipment import publish_alert_events
 from schema.api import Envelope, ErrorEnvelope
 from schema.field_events import parse_events
 from schema.sync import (
@@ -45,16 +40,14 @@ from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
-from serve.predictions import report_failure
 from serve.services import Services
+from serve.sync import ChunkAnswer, after_commit, run_chunk
 from store import audit as audit_log
-from store import field_events as fe
 from store import sync as store
 from store.attachments import build_storage, sha256_hex
 from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
-log = logging.getLogger(__name__)
 Writer = Annotated[Principal, require("sync:write")]
 BatchWriter = Annotated[Principal, require("sync:write", batch=True)]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -63,7 +56,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorEnvelope, "description": "The chunk is larger than the server takes"},
     422: {"model": ErrorEnvelope},
 }
-DEADLOCK_RETRIES = 3
 IdempotencyKey = Annotated[str | None, Header(max_length=255, description="a retry with it gets the first answer")]
 
 
@@ -108,19 +100,6 @@ def _parse_chunk(services: Services, changes: list[Any], events: list[Any]) -> t
     return parsed, parsed_events
 
 
-@dataclass
-class ChunkAnswer:
-    """A chunk's answer as JSON (serialized once: stored as the receipt and sent as it is), and whether
-    it is a stored one sent again."""
-
-    json: bytes
-    replayed: bool
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return orjson.loads(self.json)
-
-
 def _answer(answer: ChunkAnswer, started: float) -> Response:
     """The envelope of a chunk's answer (its shape is `SyncResult`): a thousand applied changes and the changes
     pulled back would otherwise be validated and encoded again by the response model. ``Server-Timing``
@@ -135,121 +114,6 @@ def _answer(answer: ChunkAnswer, started: float) -> Response:
 def _context(principal: Principal, audit: Any, device_id: str, upload_id: str | None = None) -> store.SyncContext:
     return store.SyncContext(tenant_id=principal.tenant_id, device_id=device_id, actor=principal.actor, audit=audit,
                              upload_id=upload_id)
-
-
-async def run_chunk(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
-                    apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]],
-                    track_device: bool = True) -> ChunkAnswer:
-    """Apply a chunk once, or answer with what it answered the first time. Runs to its end even if the client
-    leaves."""
-    task = asyncio.ensure_future(_run_chunk(services, ctx, key=key, body_hash=body_hash, apply=apply,
-                                            track_device=track_device))
-    # A dropped connection cancels the request; the chunk still commits (or not) as a whole and
-    # stores its answer, which the device's retry then gets.
-    return await asyncio.shield(task)
-
-
-async def _run_chunk(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
-                     apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]],
-                     track_device: bool) -> ChunkAnswer:
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            return await _attempt(services, ctx, key=key, body_hash=body_hash, apply=apply)
-        except store.SyncInputError as exc:
-            if track_device:
-                await _record_error(services, ctx, exc.message)
-            raise ApiError(exc.status, exc.message, details=exc.details, code=exc.code) from exc
-        except asyncpg.DeadlockDetectedError:
-            if attempt == DEADLOCK_RETRIES - 1:
-                raise
-            log.warning("sync chunk of %s/%s hit a deadlock; retrying", ctx.tenant_id, ctx.device_id)
-    raise AssertionError("unreachable")
-
-
-async def _attempt(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
-                   apply: Callable[[asyncpg.Connection], Awaitable[store.ChunkOutcome]]) -> ChunkAnswer:
-    async with services.tenant_tx(ctx.tenant_id) as conn:
-        stored = await store.find_receipt(conn, ctx.tenant_id, key) if key is not None else None
-        if stored is None:
-            outcome = await apply(conn)
-            answer = ChunkAnswer(orjson.dumps(outcome.result), replayed=False)
-            if key is not None:
-                await store.save_receipt(conn, ctx.tenant_id, key, ctx.device_id, body_hash, answer.json)
-        elif stored["body_hash"] != body_hash:
-            raise ApiError(409, "this chunk's key was already used with a different body",
-                           code="IDEMPOTENCY_KEY_REUSED", details=[{"field": "Idempotency-Key", "message": "reused"}])
-        else:
-            answer = ChunkAnswer(stored["response"].encode(), replayed=True)
-            messages = await _stored_messages(conn, ctx.tenant_id, answer.data)
-    if not answer.replayed:
-        await after_commit(services, ctx.tenant_id, outcome)
-        return answer
-    # A replay: its events may never have been published (a crash between commit and publish).
-    publish_later(services, ctx.tenant_id, messages, [])
-    return answer
-
-
-async def _stored_messages(conn: asyncpg.Connection, tenant: str, result: dict[str, Any]) -> list[fe.Outgoing]:
-    ids = [a["event_id"] for a in result.get("applied", []) if a.get("outcome") != "duplicate"]
-    rows = await fe.events_by_id(conn, tenant, ids)
-    order = {event_id: i for i, event_id in enumerate(ids)}
-    return fe.messages(tenant, [fe.FieldEventRow(
-        event_id=r["event_id"], type=r["type"], actor="", outcome=r["outcome"], occurred_at=r["occurred_at"],
-        content_hash=r["content_hash"], device_id=r["device_id"], entity_type=r["entity_type"],
-        record_id=r["record_id"], equipment_id=r["equipment_id"], version=r["version"],
-        data=r["data"] if isinstance(r["data"], dict) else orjson.loads(r["data"]),
-        effects=r["effects"] if isinstance(r["effects"], list) else orjson.loads(r["effects"]))
-        for r in sorted(rows.values(), key=lambda r: order[r["event_id"]])])
-
-
-async def _record_error(services: Services, ctx: store.SyncContext, message: str) -> None:
-    with contextlib.suppress(Exception):  # the device's status is a courtesy; the answer is the 4xx
-        async with services.tenant_tx(ctx.tenant_id) as conn:
-            await store.record_device_error(conn, ctx.tenant_id, ctx.device_id, ctx.actor, message)
-
-
-_PUBLISHING: set[asyncio.Task] = set()
-
-
-def publish_later(services: Services, tenant: str, messages: list[fe.Outgoing], alert_events: list[Any]) -> None:
-    """Publish committed events without holding the answer back: the device hears first, NATS acks follow.
-
-    The rows are committed; a failure here is logged, and a device's retry (its stored answer)
-    publishes the chunk's events again (``Nats-Msg-Id`` drops what JetStream already has).
-    """
-    if not messages and not alert_events:
-        return
-
-    async def run() -> None:
-        try:
-            await fe.publish(services.js, messages)
-            await publish_alert_events(services.js, tenant, alert_events)
-        except Exception:
-            log.warning("field events of tenant %s not published", tenant, exc_info=True)
-
-    task = asyncio.get_running_loop().create_task(run())
-    _PUBLISHING.add(task)
-    task.add_done_callback(_PUBLISHING.discard)
-
-
-async def after_commit(services: Services, tenant: str, outcome: store.ChunkOutcome) -> None:
-    """What a committed chunk causes outside the database: NATS messages, the actors told, failure labels."""
-    publish_later(services, tenant, outcome.messages, outcome.alert_events)
-    if outcome.reloads:
-        await services.notify_actors(tenant, *sorted(outcome.reloads))
-    if outcome.failures:
-        await label_failures(services, tenant, outcome.failures)
-
-
-async def label_failures(services: Services, tenant: str, failures: list[dict[str, Any]]) -> None:
-    """Reported failures as labels for the failure model: the equipment's actor learns each one
-    (`serve.predictions.report_failure`, through ``ctl.<tenant>``). A ``failure_repair`` maintenance record
-    is not sent here: the actors read those from the table themselves."""
-    for failure in failures:
-        try:
-            await report_failure(services, tenant, failure["equipment_id"], failure["at"])
-        except Exception:  # the event is stored and published; the label waits for the next report
-            log.warning("failure label for %s/%s not sent", tenant, failure["equipment_id"], exc_info=True)
 
 
 # ---------------------------------------------------------------------- POST /v1/sync
