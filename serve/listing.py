@@ -2,7 +2,8 @@
 
 The parsing and SQL live in ``store.listing``; this module documents the parameters in
 OpenAPI, maps :class:`~store.listing.ListQueryError` to a 422 envelope naming the field,
-and builds ``{"data": [...], "meta": {"pagination": {...}}}``. A route::
+and builds ``{"data": [...], "meta": {"pagination": {...}}}`` (`json_envelope`: as JSON already, for large
+answers). A route::
 
     WELLS = ResourceSpec(name="wells", from_sql="wells", default_sort="-created_at", deleted_column="deleted_at",
                          fields=(FieldSpec("id", "id"), FieldSpec("name", "name"), ...))
@@ -31,9 +32,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+import orjson
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, Field, create_model
 
+from schema.api import Pagination
 from serve.errors import ApiError
 from store.listing import (
     DEFAULT_LIMIT,
@@ -48,7 +51,7 @@ from store.listing import (
     parse_list_query,
 )
 
-__all__ = ["list_params", "page_envelope", "sparse"]
+__all__ = ["json_envelope", "list_params", "page_envelope", "sparse"]
 
 _TYPE_HINTS = {
     "text": "text", "int": "integer", "float": "number", "bool": "true or false", "uuid": "UUID",
@@ -138,6 +141,18 @@ def page_envelope(rows: Sequence[dict[str, Any]], total: int, q: ListQuery) -> d
     {'data': [{'id': 1}], 'meta': {'pagination': {'page': 3, 'limit': 20, 'total': 41}}}
     """
     return {"data": list(rows), "meta": {"pagination": {"page": q.page, "limit": q.limit, "total": total}}}
+
+
+def json_envelope(data: list[dict[str, Any]], pagination: Pagination | None = None) -> Response:
+    """``{"data": ..., "meta": ...}`` serialized by orjson, skipping FastAPI's re-validation of the answer.
+
+    Series are thousands of plain rows of our own: building a model per row and validating it
+    again cost ~35 ms for 1,440 buckets, orjson ~1 ms (bench/api.py). The route still declares
+    its ``response_model`` for OpenAPI, and the JSON is the same (UTC times end in ``Z``).
+    """
+    meta = {"pagination": pagination.model_dump() if pagination else None}
+    return Response(orjson.dumps({"data": data, "meta": meta}, option=orjson.OPT_UTC_Z),
+                    media_type="application/json")
 
 
 @cache

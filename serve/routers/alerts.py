@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from actors.equipment import publish_alert_events
 from schema.alerts import (
     AcknowledgeBody,
     AlertDetail,
@@ -25,7 +26,6 @@ from schema.alerts import (
 from schema.api import AlertPublic, Envelope, ErrorEnvelope
 from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.severity import SEVERITIES, SEVERITY_RANK, Severity
-from schema.subjects import alerts_subject
 from serve.auth import Principal
 from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
 from serve.errors import ApiError
@@ -206,22 +206,10 @@ async def _answer(services: Services, tenant_id: str, alert_id: int, alert: Any,
     """Publish what changed (after the commit) and answer with the alert; a verdict also goes to the models."""
     if alert is None:
         raise ApiError(404, f"alert {alert_id} not found")
-    await publish_events(services, tenant_id, events)
+    await publish_alert_events(services.js, tenant_id, events)
     if verdict is not None and any(e["kind"] in ("acknowledged", "resolved", "verdict") for e in events):
         await services.send_verdict(tenant_id, alert["equipment_id"])
     return Envelope(data=AlertPublic(**dict(alert)))
-
-
-async def publish_events(services: Services, tenant_id: str, rows: Sequence[Any]) -> None:
-    for row in rows:
-        await _publish(services, tenant_id, row)
-
-
-async def _publish(services: Services, tenant_id: str, row: Any) -> None:
-    """On ALERTS after the commit, like the models' events; Nats-Msg-Id makes a republish harmless."""
-    ev = AlertEvent(**dict(row))
-    await services.js.publish(alerts_subject(tenant_id, ev.equipment_id), ev.model_dump_json().encode(),
-                              headers={"Nats-Msg-Id": f"alert-event-{ev.seq}"})
 
 
 def _well_ids(raw: str) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from actors.equipment import publish_alert_events
 from schema.alerts import OutOfService, OutOfServiceRequest
 from schema.api import Envelope, ErrorEnvelope
 from schema.assets import EquipmentCreate, EquipmentPublic, EquipmentUpdate, SensorList, SensorPublic
@@ -18,7 +19,6 @@ from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
-from serve.routers.alerts import publish_events
 from store import alerts as alert_store
 from store import audit as audit_log
 from store import db
@@ -107,7 +107,7 @@ async def take_out_of_service(equipment_id: EquipmentId, sensor: SensorName, bod
         await audit_log.record(conn, audit, action="out_of_service", entity_type="equipment", entity_id=equipment_id,
                                new={"sensor": sensor, "reason": body.reason,
                                     "until": None if body.until is None else body.until.isoformat()})
-    await publish_events(services, tenant_id, events)
+    await publish_alert_events(services.js, tenant_id, events)
     return Envelope(data=OutOfService(**dict(row)))
 
 
@@ -124,5 +124,5 @@ async def return_to_service(equipment_id: EquipmentId, sensor: SensorName, servi
             raise ApiError(404, f"sensor {sensor} of {equipment_id} is not out of service")
         await audit_log.record(conn, audit, action="return_to_service", entity_type="equipment",
                                entity_id=equipment_id, old={"sensor": sensor, "reason": row["reason"]})
-    await publish_events(services, tenant_id, events)
+    await publish_alert_events(services.js, tenant_id, events)
     return Response(status_code=204)

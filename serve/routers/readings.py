@@ -4,9 +4,8 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
@@ -16,6 +15,7 @@ from schema.telemetry import LatestValue
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError
+from serve.listing import json_envelope
 from store import db
 from store import telemetry as telemetry_store
 
@@ -35,18 +35,6 @@ def align_down(ts: datetime, size: timedelta) -> datetime:
 def align_up(ts: datetime, size: timedelta) -> datetime:
     down = align_down(ts, size)
     return down if down == ts else down + size
-
-
-def json_envelope(data: list[dict[str, Any]], pagination: Pagination | None = None) -> Response:
-    """``{"data": ..., "meta": ...}`` serialized by orjson, skipping FastAPI's re-validation of the answer.
-
-    Series are thousands of plain rows of our own: building a model per row and validating it
-    again cost ~35 ms for 1,440 buckets, orjson ~1 ms (bench/api.py). The route still declares
-    its ``response_model`` for OpenAPI, and the JSON is the same (UTC times end in ``Z``).
-    """
-    meta = {"pagination": pagination.model_dump() if pagination else None}
-    return Response(orjson.dumps({"data": data, "meta": meta}, option=orjson.OPT_UTC_Z),
-                    media_type="application/json")
 
 
 def encode_cursor(ts: datetime, sensor: str) -> str:

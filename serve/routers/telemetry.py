@@ -16,7 +16,7 @@ from schema.telemetry import EquipmentLatest, parse_telemetry
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError, validation_details
-from serve.routers.readings import json_envelope
+from serve.listing import json_envelope
 from serve.services import Services
 from store import telemetry as telemetry_store
 
