@@ -1,0 +1,67 @@
+"""Which way the imports point (docs/architecture.md, "Rooms"): read from the source with `ast`, nothing imported.
+
+``schema`` and ``config`` import nothing of ours, ``models`` only ``schema``, ``store`` nothing above it (``actors``,
+``serve``, ``bench``), and no router imports another: what two routers share lives in a service (``serve/*.py``).
+Imports inside functions count too.
+"""
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAY_NOT_IMPORT = {
+    "schema": {"config", "models", "store", "actors", "serve", "bench"},
+    "config": {"schema", "models", "store", "actors", "serve", "bench"},
+    "models": {"config", "store", "actors", "serve", "bench"},
+    "store": {"actors", "serve", "bench"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import in the file; ``from a import b`` yields ``a.b`` (``b`` may be a module)."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join([*package[:len(package) - node.level + 1], node.module or ""] if node.level else
+                            [node.module or ""]).strip(".")
+            yield from ((node.lineno, f"{base}.{alias.name}") for alias in node.names)
+
+
+def files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def test_the_graph_is_read() -> None:
+    found = {name for _, name in imported(ROOT / "serve" / "routers" / "field_events.py")}
+    assert "serve.sync.run_chunk" in found and "store.sync" in found
+    assert module_name(ROOT / "serve" / "routers" / "__init__.py") == "serve.routers"
+
+
+@pytest.mark.parametrize("package", sorted(MAY_NOT_IMPORT))
+def test_lower_packages_do_not_import_higher_ones(package: str) -> None:
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in files(package)
+             for line, name in imported(path) if name.split(".")[0] in MAY_NOT_IMPORT[package]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_router_imports_another() -> None:
+    wrong = []
+    for path in files("serve/routers"):
+        own = module_name(path)
+        for line, name in imported(path):
+            parts = name.split(".")
+            if parts[:2] == ["serve", "routers"] and len(parts) > 2 and ".".join(parts[:3]) != own:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not wrong, "\n".join(wrong)
