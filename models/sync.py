@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
+from schema.errors import DomainError, InvalidInput, NotFound
 from schema.sync import DEFAULT_STRATEGIES
 
 __all__ = [
@@ -93,23 +94,20 @@ API_DEVICE = "api"  # writes made outside sync (the REST API): no device, clock 
 _COPY_NAMESPACE = uuid.UUID("6f1c2a57-58d0-4c39-9a55-2f0c3d0a9e11")
 
 
-class SyncRuleError(ValueError):
+class SyncRuleError(DomainError):
     """A change that cannot be applied at all; ``field`` names what is wrong with it."""
 
-    status = 422
-
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, [{"field": field, "message": message}])
         self.field = field
-        self.message = message
 
 
-class UnknownRecord(SyncRuleError):
-    status = 404
+class UnknownRecord(SyncRuleError, NotFound):
+    """An update or delete of a record that does not exist."""
 
 
-class FutureVersion(SyncRuleError):
-    status = 422
+class FutureVersion(SyncRuleError, InvalidInput):
+    """A change based on a version the record has not reached."""
 
 
 # ---------------------------------------------------------------- value objects

@@ -1,4 +1,8 @@
-"""The error envelope of DESIGN.md section 7, request ids, and the handlers that keep 500s out."""
+"""The error envelope of DESIGN.md section 7, request ids, and the handlers that keep 500s out.
+
+Below the entry points nothing knows HTTP: the domain and the store raise `schema.errors` classes, which
+`REFUSALS` maps to a status and a code, here and nowhere else. Routes raise `ApiError` for what they parse.
+"""
 
 import logging
 import uuid
@@ -10,6 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from schema.errors import (
+    ChunkOutOfOrder,
+    Conflict,
+    DomainError,
+    EventIdReused,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotFound,
+)
 from serve.bodylimit import BodyTooLarge
 
 log = logging.getLogger(__name__)
@@ -24,6 +37,17 @@ _CODES = {
 }
 
 
+# The status and code of each domain refusal; the most specific class of an error listed here wins.
+REFUSALS: dict[type[DomainError], tuple[int, str]] = {
+    NotFound: (404, "NOT_FOUND"),
+    Conflict: (409, "CONFLICT"),
+    InvalidInput: (422, "VALIDATION_ERROR"),
+    EventIdReused: (409, "DUPLICATE_EVENT"),
+    ChunkOutOfOrder: (409, "CHUNK_OUT_OF_ORDER"),
+    IdempotencyKeyReused: (409, "IDEMPOTENCY_KEY_REUSED"),
+}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, code: str | None = None,
                  details: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> None:
@@ -33,6 +57,21 @@ class ApiError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers
+
+    @classmethod
+    def refusal(cls, exc: DomainError) -> "ApiError":
+        """The answer to a domain refusal (`REFUSALS`); a class it does not list is a bug, answered as one (500).
+
+        >>> e = ApiError.refusal(EventIdReused("an event id was reused", [{"field": "x", "message": "reused"}]))
+        >>> e.status, e.code, e.message
+        (409, 'DUPLICATE_EVENT', 'an event id was reused')
+        """
+        for kind in type(exc).__mro__:
+            if kind in REFUSALS:
+                status, code = REFUSALS[kind]
+                return cls(status, exc.message, code=code, details=exc.details)
+        log.error("no status for the refusal %s: %s", type(exc).__name__, exc.message)
+        return cls(500, "internal error", code="INTERNAL")
 
 
 def current_request_id() -> str | None:
@@ -98,6 +137,10 @@ def install(app: FastAPI) -> None:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(envelope(exc.code, exc.message, exc.details), status_code=exc.status,
                             headers=exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def refused(request: Request, exc: DomainError) -> JSONResponse:
+        return await api_error(request, ApiError.refusal(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

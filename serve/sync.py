@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from actors.equipment import publish_alert_events
-from serve.errors import ApiError
+from schema.errors import DomainError, IdempotencyKeyReused
 from serve.predictions import report_failure
 from serve.services import Services
 from store import field_events as fe
@@ -61,10 +61,12 @@ async def _run_chunk(services: Services, ctx: store.SyncContext, *, key: str | N
     for attempt in range(DEADLOCK_RETRIES):
         try:
             return await _attempt(services, ctx, key=key, body_hash=body_hash, apply=apply)
-        except store.SyncInputError as exc:
+        except IdempotencyKeyReused:
+            raise
+        except DomainError as exc:
             if track_device:
                 await _record_error(services, ctx, exc.message)
-            raise ApiError(exc.status, exc.message, details=exc.details, code=exc.code) from exc
+            raise
         except asyncpg.DeadlockDetectedError:
             if attempt == DEADLOCK_RETRIES - 1:
                 raise
@@ -82,8 +84,8 @@ async def _attempt(services: Services, ctx: store.SyncContext, *, key: str | Non
             if key is not None:
                 await store.save_receipt(conn, ctx.tenant_id, key, ctx.device_id, body_hash, answer.json)
         elif stored["body_hash"] != body_hash:
-            raise ApiError(409, "this chunk's key was already used with a different body",
-                           code="IDEMPOTENCY_KEY_REUSED", details=[{"field": "Idempotency-Key", "message": "reused"}])
+            raise IdempotencyKeyReused("this chunk's key was already used with a different body",
+                                       [{"field": "Idempotency-Key", "message": "reused"}])
         else:
             answer = ChunkAnswer(stored["response"].encode(), replayed=True)
             messages = await _stored_messages(conn, ctx.tenant_id, answer.data)

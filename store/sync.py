@@ -4,11 +4,11 @@
 
 1. serialise the tenant's sync writers (an advisory lock) and name the device as the origin of
    every change this transaction makes (``wellpulse.sync_origin``, read by the change-log trigger);
-2. refuse event ids already used with other content (409), unknown references (404);
+2. refuse event ids already used with other content (`EventIdReused`), unknown references (`NotFound`);
 3. lock the records the chunk touches, with their per-field stamps (the ``sync_stamps`` column);
    fields changed through the REST API since sync last wrote a record get API stamps;
 4. apply the changes in order with `models.sync.apply_change` (the tenant's strategy per entity
-   type); nothing is written until every change has passed (a 4xx names the offending one);
+   type); nothing is written until every change has passed (a `DomainError` names the offending one);
 5. write the records, stamps, aliases, field events, conflicts, their effects (equipment status,
    inspection alerts) and one audit row for the chunk plus one per conflict;
 6. read the server changes after the device's cursor (``sync_changes``, written by triggers for
@@ -51,6 +51,7 @@ from models.sync import (
     resolve_review,
     strategy_for,
 )
+from schema.errors import Conflict, DomainError, EventIdReused, InvalidInput, NotFound
 from schema.field_events import ParsedEvent
 from schema.sync import ENTITY_MODELS, ParsedChange, error_path, patch_model
 from store import audit as audit_log
@@ -61,17 +62,6 @@ from store.listing import FieldSpec, ResourceSpec
 APPLY_LOCK = "sync_apply:"
 CHANGES_LOCK = "sync_changes:"
 _EVENT_NAMESPACE = uuid.UUID("8a3d4c1e-7f25-4b8e-a0a6-5b1d2c3e4f50")
-
-
-class SyncInputError(Exception):
-    """A chunk that cannot be applied: ``details`` name each offending change."""
-
-    def __init__(self, status: int, message: str, details: list[dict[str, str]], code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-        self.code = code
 
 
 # ---------------------------------------------------------------- entity tables
@@ -215,7 +205,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
                       events: Sequence[ParsedEvent] = (), *, cursor: int = 0, pull: bool = True,
                       pull_limit: int = 1000, now: datetime | None = None, track_device: bool = True,
                       ) -> ChunkOutcome:
-    """Apply one chunk in the caller's transaction; raise `SyncInputError` (nothing applied) if any change fails.
+    """Apply one chunk in the caller's transaction; raise a `DomainError` (nothing applied) if any change fails.
 
     ``track_device``: keep the device's sync status (not for a single event posted without a device).
     """
@@ -225,7 +215,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
     if pull:
         latest = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM sync_changes WHERE tenant_id = $1", tenant)
         if cursor > latest:
-            raise SyncInputError(422, "cursor is ahead of the server", [
+            raise InvalidInput("cursor is ahead of the server", [
                 {"field": "cursor", "message": f"the latest server change is {latest}; a cursor never passes it"}])
     strategies = await tenant_strategies(conn, tenant)
     duplicates = await _duplicates(conn, tenant, changes, events)
@@ -238,7 +228,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
     drafts: list[_ConflictDraft] = []
     new_aliases: list[tuple[str, str, str]] = []
     chunk_changes: dict[str, Change] = {}
-    errors: list[tuple[int, dict[str, str]]] = []
+    errors: list[tuple[type[DomainError], dict[str, str]]] = []
     failures: list[dict[str, Any]] = []
     findings: list[fe.FindingReport] = []
 
@@ -253,7 +243,8 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
                                history=history)
         except SyncRuleError as exc:
             where = id_field if exc.field == "id" else exc.field
-            errors.append((exc.status, {"field": f"{path}.{where}", "message": exc.message}))
+            errors.append((NotFound if isinstance(exc, NotFound) else InvalidInput,
+                           {"field": f"{path}.{where}", "message": exc.message}))
             return None
         before = item.record
         item.record = out.record
@@ -328,7 +319,7 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
                                    _Item(TABLES["maintenance_record"], target, None, None))
             if op == "update" and item.record is not None:
                 if item.record.state.get("equipment_id") != ev.equipment_id:
-                    errors.append((422, {"field": f"{ev.path}.data.maintenance_id",
+                    errors.append((InvalidInput, {"field": f"{ev.path}.data.maintenance_id",
                                          "message": f"maintenance {target} is not a job of {ev.equipment_id}"}))
                     continue
                 if item.record.state.get("ended_at") is not None:
@@ -357,9 +348,8 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
         seen[ev.event_id] = applied[-1]
 
     if errors:
-        status = errors[0][0]
-        raise SyncInputError(status, "no change of the chunk was applied: " + errors[0][1]["message"],
-                             [d for _, d in errors][:100])
+        refusal = errors[0][0]
+        raise refusal("no change of the chunk was applied: " + errors[0][1]["message"], [d for _, d in errors][:100])
     _validate_states(work)
     await _check_natural_keys(conn, tenant, work)
 
@@ -447,7 +437,7 @@ async def tenant_strategies(conn: asyncpg.Connection, tenant_id: str) -> dict[st
 
 async def _duplicates(conn: asyncpg.Connection, tenant: str, changes: Sequence[ParsedChange],
                       events: Sequence[ParsedEvent]) -> dict[str, asyncpg.Record]:
-    """Event ids already stored with the same content (applied once: skipped); other content: 409."""
+    """Event ids already stored with the same content (applied once: skipped); other content: `EventIdReused`."""
     items = [*changes, *events]
     stored = await fe.events_by_id(conn, tenant, [i.event_id for i in items])
     errors, seen = [], {}
@@ -461,7 +451,7 @@ async def _duplicates(conn: asyncpg.Connection, tenant: str, changes: Sequence[P
                            "message": f"event {item.event_id} appears twice in the chunk with different content"})
         seen[item.event_id] = item.content_hash
     if errors:
-        raise SyncInputError(409, "an event id was reused with different content", errors, code="DUPLICATE_EVENT")
+        raise EventIdReused("an event id was reused with different content", errors)
     # The same event twice in one chunk: the second is a duplicate of the first.
     return stored
 
@@ -645,7 +635,7 @@ async def _check_references(conn: asyncpg.Connection, tenant: str, changes: Sequ
         errors += [{"field": path, "message": f"no {'equipment' if table == 'equipment' else 'well'} {value!r}"}
                    for value, path in refs if value not in found]
     if errors:
-        raise SyncInputError(404, "the chunk names something that does not exist", errors[:100])
+        raise NotFound("the chunk names something that does not exist", errors[:100])
 
 
 def _validate_states(work: Mapping[tuple[str, str], _Item]) -> None:
@@ -665,7 +655,7 @@ def _validate_states(work: Mapping[tuple[str, str], _Item]) -> None:
                     continue
                 errors.append({"field": error_path(f"{item.last_path}.data", loc), "message": str(e.get("msg"))})
     if errors:
-        raise SyncInputError(422, "a change would leave a record invalid", errors[:100])
+        raise InvalidInput("a change would leave a record invalid", errors[:100])
 
 
 async def _check_natural_keys(conn: asyncpg.Connection, tenant: str, work: Mapping[tuple[str, str], _Item]) -> None:
@@ -695,7 +685,7 @@ async def _check_natural_keys(conn: asyncpg.Connection, tenant: str, work: Mappi
                 errors.append({"field": f"{item.last_path}.data.day",
                                "message": f"well {key[0]} already has record {other} on {key[1]}"})
     if errors:
-        raise SyncInputError(409, "one production record per well and day", errors[:100])
+        raise Conflict("one production record per well and day", errors[:100])
 
 
 def _drafts(item: _Item, before: Record | None, change: Change, out: Outcome, strategy: str,
@@ -1021,15 +1011,15 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
     await _begin(conn, tenant, reviewer)
     conflict = await get_conflict(conn, tenant, conflict_id, for_update=True)
     if conflict is None:
-        raise SyncInputError(404, f"conflict {conflict_id} not found", [{"field": "id", "message": "unknown"}])
+        raise NotFound(f"conflict {conflict_id} not found", [{"field": "id", "message": "unknown"}])
     if conflict["status"] != "pending":
-        raise SyncInputError(409, "the conflict is already settled", [{"field": "id", "message": "settled"}])
+        raise Conflict("the conflict is already settled", [{"field": "id", "message": "settled"}])
     t = TABLES[conflict["entity"]]
     record_id = str(conflict["record_id"])
     row = await conn.fetchrow(f"SELECT {t.read_columns} FROM {t.table} WHERE tenant_id = $1 AND id = $2::uuid"
                               f" FOR UPDATE", tenant, record_id)
     if row is None:
-        raise SyncInputError(404, "the record of the conflict is gone", [{"field": "id", "message": "no record"}])
+        raise NotFound("the record of the conflict is gone", [{"field": "id", "message": "no record"}])
     state = row_state(t, row)
     record = Record(state, row["version"], decode_stamps(_jsonb(row["sync_stamps"]) or {}, state), pending_review=True)
     versions = _jsonb(conflict["versions"]) or []
@@ -1037,7 +1027,7 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
         try:
             patch = patch_model(t.entity).model_validate(data).model_dump(mode="json", exclude_unset=True)
         except ValidationError as exc:
-            raise SyncInputError(422, "data is invalid", [
+            raise InvalidInput("data is invalid", [
                 {"field": error_path("data", e.get("loc", ())), "message": str(e.get("msg"))} for e in exc.errors()
             ]) from exc
         chosen = {**state, **patch}
@@ -1046,13 +1036,13 @@ async def resolve_conflict(conn: asyncpg.Connection, ctx: SyncContext, conflict_
     else:
         match = [v for v in versions if v.get("event_id") == choose]
         if not match or match[0].get("state") is None:
-            raise SyncInputError(422, "choose names no version of this conflict", [
+            raise InvalidInput("choose names no version of this conflict", [
                 {"field": "choose", "message": "one of the conflict's version event ids, or 'server'"}])
         chosen = dict(match[0]["state"])
     try:
         ENTITY_MODELS[t.entity].model_validate({k: v for k, v in chosen.items() if k != DELETED})
     except ValidationError as exc:
-        raise SyncInputError(422, "the chosen version is not a valid record", [
+        raise InvalidInput("the chosen version is not a valid record", [
             {"field": error_path("data", e.get("loc", ())), "message": str(e.get("msg"))} for e in exc.errors()
         ]) from exc
     event_id = str(uuid.uuid4())

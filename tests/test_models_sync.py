@@ -25,6 +25,7 @@ from models.sync import (
     resolve_review,
     strategy_for,
 )
+from schema.errors import InvalidInput, NotFound
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 RID = "5c4e1f9a-8d2b-4b0e-9f6a-1c2d3e4f5a6b"
@@ -178,11 +179,12 @@ def test_unknown_records_and_future_versions_are_refused() -> None:
     nw = strategy_for("manual_reading")
     with pytest.raises(UnknownRecord) as unknown:
         apply_change(None, edit("ev", "tab", 1, {"value": 1.0}), nw)
-    assert (unknown.value.field, unknown.value.status) == ("id", 404)
+    assert unknown.value.field == "id" and isinstance(unknown.value, NotFound)
     record = seeded("manual_reading", READING).records[RID]
     with pytest.raises(FutureVersion) as future:
         apply_change(record, edit("ev", "tab", 1, {"value": 1.0}, base=7), nw)
     assert future.value.field == "version" and "version 1" in future.value.message
+    assert isinstance(future.value, InvalidInput)
 
 
 def test_api_writes_are_concurrent_with_stale_device_changes() -> None:

@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from schema.api import Envelope, ErrorEnvelope
+from schema.errors import DomainError
 from schema.field_events import FieldEventIn, FieldEventStored, parse_event
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require, require_silence_for_open_job
@@ -57,7 +58,7 @@ async def post_field_event(request: Request, response: Response, services: Servi
     try:
         result = (await run_chunk(services, ctx, key=None, body_hash=event.content_hash, apply=apply,
                                   track_device=event.device_id is not None)).data
-    except ApiError as exc:  # details name the event's own fields, as for a 422
+    except DomainError as exc:  # details name the event's own fields, as for a 422
         exc.details = [{**d, "field": d["field"].removeprefix("body.")} for d in exc.details]
         raise
     answer = result["applied"][0]

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from schema.api import Envelope, ErrorEnvelope
+from schema.errors import ChunkOutOfOrder, Conflict, InvalidInput
 from schema.field_events import parse_events
 from schema.sync import (
     ATTACHMENT_CONTENT_TYPES,
@@ -188,13 +189,13 @@ async def put_chunk(request: Request, upload_id: UUID, n: Annotated[int, Path(ge
         current = await store.get_upload(conn, tenant, str(upload_id), for_update=True)
         assert current is not None  # noqa: S101  narrows a type; not a check of input
         if current["status"] != "open":
-            raise store.SyncInputError(409, "the upload is completed", [{"field": "upload_id", "message": "completed"}])
+            raise Conflict("the upload is completed", [{"field": "upload_id", "message": "completed"}])
         if current["total_chunks"] is not None and n >= current["total_chunks"]:
-            raise store.SyncInputError(422, f"the upload has {current['total_chunks']} chunks",
-                                       [{"field": "n", "message": f"at most {current['total_chunks'] - 1}"}])
+            raise InvalidInput(f"the upload has {current['total_chunks']} chunks",
+                               [{"field": "n", "message": f"at most {current['total_chunks'] - 1}"}])
         if n != current["next_chunk"]:
-            raise store.SyncInputError(409, f"send chunk {current['next_chunk']} next", [
-                {"field": "n", "message": f"expected chunk {current['next_chunk']}"}], code="CHUNK_OUT_OF_ORDER")
+            raise ChunkOutOfOrder(f"send chunk {current['next_chunk']} next", [
+                {"field": "n", "message": f"expected chunk {current['next_chunk']}"}])
         outcome = await store.apply_chunk(conn, ctx, changes, events, pull=False)
         advanced = await store.advance_upload(conn, tenant, str(upload_id), outcome.applied, outcome.conflicts)
         outcome.result.update(upload_id=str(upload_id), chunk=n, cursor=advanced["cursor"])
@@ -258,12 +259,9 @@ async def resolve_conflict(conflict_id: UUID, body: ResolveRequest, services: Se
     version that flows to every device."""
     ctx = _context(principal, audit, f"review:{principal.subject}")
     choose = str(body.choose) if body.choose is not None else None
-    try:
-        async with services.tenant_tx(principal.tenant_id) as conn:
-            outcome = await store.resolve_conflict(conn, ctx, str(conflict_id), choose=choose, data=body.data,
-                                                   comment=body.comment)
-    except store.SyncInputError as exc:
-        raise ApiError(exc.status, exc.message, details=exc.details, code=exc.code) from exc
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        outcome = await store.resolve_conflict(conn, ctx, str(conflict_id), choose=choose, data=body.data,
+                                               comment=body.comment)
     await after_commit(services, principal.tenant_id, outcome)
     return Envelope(data=ConflictPublic(**outcome.result))
 
