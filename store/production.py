@@ -1,8 +1,8 @@
 """Daily production records: SQL, and the checks that need the database (wells, duplicates, today).
 
 Every statement filters on the tenant; the caller runs them inside ``tenant_tx`` so row-level
-security backs the filter. Problems with the input are raised as :class:`RecordProblem`
-naming the field (``records.3.day``, ``line 4.oil_bbl``, or just ``day``), which the router
+security backs the filter. Problems with the input are raised as `InvalidInput` or `Conflict`
+(``schema.errors``) naming the field (``records.3.day``, ``line 4.oil_bbl``, or just ``day``), which the API
 turns into the error envelope.
 """
 
@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from schema.csvcells import neutralise
+from schema.errors import Conflict, InvalidInput
 from schema.production import EXPORT_COLUMNS, NULLABLE_FIELDS, VALUE_FIELDS, ProductionCreate
 from store.audit import AuditContext
 from store.audit import record as audit_record
@@ -45,16 +46,6 @@ PRODUCTION = ResourceSpec(
         FieldSpec("updated_at", "updated_at", "timestamp"),
     ),
 )
-
-
-class RecordProblem(Exception):
-    """Input the database refuses: 422 (bad record) or 409 (a record for that well and day exists)."""
-
-    def __init__(self, status: int, message: str, details: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details[:MAX_DETAILS]
 
 
 Label = Callable[[int, str], str]
@@ -115,9 +106,9 @@ async def _existing_days(conn: asyncpg.Connection, tenant_id: str, keys: Sequenc
 
 async def check_records(conn: asyncpg.Connection, tenant_id: str, records: Sequence[ProductionCreate],
                         label: Label, *, exclude: UUID | None = None) -> None:
-    """Raise :class:`RecordProblem` unless every record may be stored: 422 for bad input (a day in
-    the future, an unknown well, the same well and day twice in the input), else 409 when a
-    record for that well and day is already stored."""
+    """Raise unless every record may be stored: `InvalidInput` for bad input (a day in the future, an unknown
+    well, the same well and day twice in the input), else `Conflict` when a record for that well and day is
+    already stored."""
     today = await tenant_today(conn, tenant_id)
     wells = await live_wells(conn, tenant_id, [r.well_id for r in records])
     invalid: list[dict[str, str]] = []
@@ -135,14 +126,14 @@ async def check_records(conn: asyncpg.Connection, tenant_id: str, records: Seque
         else:
             first_seen[key] = i
     if invalid:
-        raise RecordProblem(422, f"{len(invalid)} invalid field(s); nothing was stored" if len(records) > 1
-                            else invalid[0]["message"], invalid)
+        raise InvalidInput(f"{len(invalid)} invalid field(s); nothing was stored" if len(records) > 1
+                           else invalid[0]["message"], invalid[:MAX_DETAILS])
     stored = await _existing_days(conn, tenant_id, list(first_seen), exclude)
     conflicts = [{"field": label(i, "day"), "message": f"well {r.well_id} already has a record for {r.day}"}
                  for i, r in enumerate(records) if (r.well_id, r.day) in stored]
     if conflicts:
-        raise RecordProblem(409, f"{len(conflicts)} record(s) duplicate a stored well and day; nothing was stored"
-                            if len(records) > 1 else conflicts[0]["message"], conflicts)
+        raise Conflict(f"{len(conflicts)} record(s) duplicate a stored well and day; nothing was stored"
+                       if len(records) > 1 else conflicts[0]["message"], conflicts[:MAX_DETAILS])
 
 
 # ---------------------------------------------------------------- writes
@@ -164,9 +155,9 @@ async def insert_records(conn: asyncpg.Connection, ctx: AuditContext, records: S
             f" RETURNING {COLUMNS}",
             ctx.tenant_id, ctx.actor_id, source, *arrays)
     except asyncpg.UniqueViolationError as exc:  # a concurrent writer took the same well and day
-        raise RecordProblem(409, "a record for that well and day was stored meanwhile",
-                            [{"field": label(0, "day") if len(records) == 1 else "records",
-                              "message": "one record per well and day"}]) from exc
+        raise Conflict("a record for that well and day was stored meanwhile",
+                       [{"field": label(0, "day") if len(records) == 1 else "records",
+                         "message": "one record per well and day"}]) from exc
     by_key = {(r["well_id"], r["day"]): r for r in rows}
     ordered = [by_key[(r.well_id, r.day)] for r in records]
     if len(ordered) == 1 and source != "import":
@@ -185,11 +176,11 @@ async def update_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: 
     if current is None:
         return None
     if expected_version is not None and expected_version != current["version"]:
-        raise RecordProblem(409, f"record is at version {current['version']}, not {expected_version}",
-                            [{"field": "version", "message": f"current version is {current['version']}"}])
+        raise Conflict(f"record is at version {current['version']}, not {expected_version}",
+                       [{"field": "version", "message": f"current version is {current['version']}"}])
     for name, value in changes.items():
         if value is None and name not in NULLABLE_FIELDS:
-            raise RecordProblem(422, f"{name} cannot be null", [{"field": name, "message": "cannot be null"}])
+            raise InvalidInput(f"{name} cannot be null", [{"field": name, "message": "cannot be null"}])
     changed = {k: v for k, v in changes.items() if current[k] != v}
     if not changed:
         return current
@@ -203,8 +194,8 @@ async def update_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: 
             f" WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
             ctx.tenant_id, record_id, *changed.values())
     except asyncpg.UniqueViolationError as exc:
-        raise RecordProblem(409, "a record for that well and day was stored meanwhile",
-                            [{"field": "day", "message": "one record per well and day"}]) from exc
+        raise Conflict("a record for that well and day was stored meanwhile",
+                       [{"field": "day", "message": "one record per well and day"}]) from exc
     await audit_record(conn, ctx, action="update", entity_type=ENTITY, entity_id=str(record_id),
                        old={k: current[k] for k in changed} | {"version": current["version"]},
                        new={k: row[k] for k in changed} | {"version": row["version"]})

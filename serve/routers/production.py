@@ -44,12 +44,6 @@ CSV_RESPONSE = {200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}
                       "description": "CSV with a header row, streamed"}}
 
 
-def _problem(exc: store.RecordProblem | CsvProblem) -> ApiError:
-    if isinstance(exc, CsvProblem):
-        return ApiError(422, f"{len(exc.details)} problem(s) in the CSV; nothing was stored", details=exc.details)
-    return ApiError(exc.status, exc.message, details=exc.details)
-
-
 async def _require_well(services: ServicesDep, tenant_id: str, well_id: str) -> None:
     async with services.tenant_tx(tenant_id) as conn:
         if not await store.live_wells(conn, tenant_id, [well_id]):
@@ -87,11 +81,8 @@ async def list_production(services: ServicesDep, principal: Reader,
 async def create_production(body: ProductionCreate, services: ServicesDep, principal: Writer, audit: Audit,
                             ) -> Envelope[ProductionPublic]:
     """One day of one well; 409 if that well already has a record for that day."""
-    try:
-        async with services.tenant_tx(principal.tenant_id) as conn:
-            [row] = await store.insert_records(conn, audit, [body], source="api", label=store.single_label)
-    except store.RecordProblem as exc:
-        raise _problem(exc) from exc
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        [row] = await store.insert_records(conn, audit, [body], source="api", label=store.single_label)
     return Envelope(data=ProductionPublic(**dict(row)))
 
 
@@ -99,11 +90,8 @@ async def create_production(body: ProductionCreate, services: ServicesDep, princ
 async def create_production_batch(body: ProductionBatch, services: ServicesDep, principal: Writer, audit: Audit,
                                   ) -> Envelope[ProductionCreated]:
     """Up to 1,000 records, all or nothing: any bad record (named `records.<index>.<field>`) and none is stored."""
-    try:
-        async with services.tenant_tx(principal.tenant_id) as conn:
-            rows = await store.insert_records(conn, audit, body.records, source="api", label=store.batch_label)
-    except store.RecordProblem as exc:
-        raise _problem(exc) from exc
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        rows = await store.insert_records(conn, audit, body.records, source="api", label=store.batch_label)
     return Envelope(data=ProductionCreated(count=len(rows), ids=[r["id"] for r in rows]))
 
 
@@ -129,17 +117,15 @@ async def import_production(request: Request, services: ServicesDep, principal: 
     try:
         parsed = parse_production_csv(text)
     except CsvProblem as exc:
-        raise _problem(exc) from exc
+        raise ApiError(422, f"{len(exc.details)} problem(s) in the CSV; nothing was stored",
+                       details=exc.details) from exc
     lines = [line for line, _ in parsed]
 
     def label(index: int, field: str) -> str:
         return f"line {lines[index]}.{field}"
 
-    try:
-        async with services.tenant_tx(principal.tenant_id) as conn:
-            rows = await store.insert_records(conn, audit, [r for _, r in parsed], source="import", label=label)
-    except store.RecordProblem as exc:
-        raise _problem(exc) from exc
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        rows = await store.insert_records(conn, audit, [r for _, r in parsed], source="import", label=label)
     return Envelope(data=ProductionCreated(count=len(rows), ids=[r["id"] for r in rows]))
 
 
@@ -210,11 +196,8 @@ async def update_production(record_id: UUID, body: ProductionUpdate, services: S
     set to null; the volumes may not."""
     changes = body.model_dump(exclude_unset=True)
     expected = changes.pop("version", None)
-    try:
-        async with services.tenant_tx(principal.tenant_id) as conn:
-            row = await store.update_record(conn, audit, record_id, changes, expected)
-    except store.RecordProblem as exc:
-        raise _problem(exc) from exc
+    async with services.tenant_tx(principal.tenant_id) as conn:
+        row = await store.update_record(conn, audit, record_id, changes, expected)
     if row is None:
         raise ApiError(404, f"production record {record_id} not found")
     return Envelope(data=ProductionPublic(**dict(row)))
