@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from schema.errors import Conflict, InvalidInput
 from schema.severity import SEVERITIES, SEVERITY_RANK
 from store.db import (
     _ALERT_COLUMNS,
@@ -106,14 +107,6 @@ SILENCES = ResourceSpec(
 
 
 # ---------------------------------------------------------------- alerts
-
-
-class AlertConflict(Exception):
-    """A request the alert's state refuses (409), naming the field at fault."""
-
-    def __init__(self, field: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.field, self.message, self.status = field, message, status
 
 
 @dataclass(frozen=True)
@@ -313,7 +306,7 @@ async def _verdict(conn: asyncpg.Connection, alert: asyncpg.Record, verdict: str
     if verdict is None or alert["verdict"] == verdict:
         return False
     if alert["verdict"] is not None:
-        raise AlertConflict("verdict", f"the alert already has the verdict {alert['verdict']!r}")
+        raise Conflict.on("verdict", f"the alert already has the verdict {alert['verdict']!r}")
     await conn.execute("UPDATE alerts SET verdict = $2, verdict_by = $3, verdict_at = $4, verdict_applied_at = NULL"
                        " WHERE id = $1", alert["id"], verdict, actor, now)
     return True
@@ -327,7 +320,7 @@ async def acknowledge_alert(
 
     An open alert becomes acknowledged; a latched one whose condition cleared is resolved by it. Acknowledging
     an acknowledged alert again changes nothing (a new verdict is recorded). A resolved, shelved or suppressed
-    alert: `AlertConflict` on ``state``; a second, different verdict: on ``verdict``.
+    alert: `Conflict` on ``state``; a second, different verdict: on ``verdict``.
     """
     async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
@@ -335,8 +328,8 @@ async def acknowledge_alert(
         if alert is None:
             return None, []
         if alert["state"] not in ("open", "acknowledged"):
-            raise AlertConflict("state", f"the alert is {alert['state']}"
-                                + ("; unshelve it first" if alert["state"] == "shelved" else ""))
+            raise Conflict.on("state", f"the alert is {alert['state']}"
+                              + ("; unshelve it first" if alert["state"] == "shelved" else ""))
         new_verdict = await _verdict(conn, alert, verdict, actor, now)
         details = {"comment": comment, **({"verdict": verdict} if verdict else {})}
         if alert["state"] == "acknowledged":
@@ -365,7 +358,7 @@ async def resolve_alert(
 
     The models still take the condition as holding: a new alert opens when it clears and comes back
     (or when the rule reports a new severity for it). A resolved alert stays as it is, but takes a verdict
-    it has none of yet (event "verdict"); a second, different verdict is an `AlertConflict` on ``verdict``.
+    it has none of yet (event "verdict"); a second, different verdict is a `Conflict` on ``verdict``.
     """
     async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
@@ -402,20 +395,20 @@ async def shelve_alert(pool: Executor, tenant_id: str, alert_id: int, *, minutes
                        now: datetime) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
     """Shelve an open, acknowledged (or already shelved: a new end) alert for `minutes`; (alert, events).
 
-    More than the tenant's maximum: `AlertConflict` on ``minutes`` (422); a resolved or suppressed alert: on
-    ``state`` (409). It returns open and unacknowledged when the time ends (`release_suppressed`) or when its
+    More than the tenant's maximum: `InvalidInput` on ``minutes``; a resolved or suppressed alert: `Conflict` on
+    ``state``. It returns open and unacknowledged when the time ends (`release_suppressed`) or when its
     condition clears and comes back (`persist_changes`).
     """
     async with _connection(pool) as conn, conn.transaction():
         limit = await max_shelve_minutes(conn, tenant_id)
         if minutes > limit:
-            raise AlertConflict("minutes", f"at most {limit} minutes (the tenant's max_shelve_minutes)", 422)
+            raise InvalidInput.on("minutes", f"at most {limit} minutes (the tenant's max_shelve_minutes)")
         await _serialize_tenant_events(conn, tenant_id)
         alert = await get_alert(conn, tenant_id, alert_id, lock=True)
         if alert is None:
             return None, []
         if alert["state"] not in ("open", "acknowledged", "shelved"):
-            raise AlertConflict("state", f"a {alert['state']} alert cannot be shelved")
+            raise Conflict.on("state", f"a {alert['state']} alert cannot be shelved")
         until = now + timedelta(minutes=minutes)
         alert = await _set(conn, alert_id, "state = 'shelved', shelved_at = $2, shelved_until = $3, shelved_by = $4,"
                            " shelve_reason = $5", now, until, actor, reason)
@@ -428,14 +421,14 @@ async def shelve_alert(pool: Executor, tenant_id: str, alert_id: int, *, minutes
 async def unshelve_alert(pool: Executor, tenant_id: str, alert_id: int, *, actor: str, now: datetime,
                          ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
     """Return a shelved alert now: open and unacknowledged, or resolved when its condition cleared meanwhile.
-    Not shelved: `AlertConflict` on ``state``."""
+    Not shelved: `Conflict` on ``state``."""
     async with _connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alert = await get_alert(conn, tenant_id, alert_id, lock=True)
         if alert is None:
             return None, []
         if alert["state"] != "shelved":
-            raise AlertConflict("state", f"the alert is {alert['state']}, not shelved")
+            raise Conflict.on("state", f"the alert is {alert['state']}, not shelved")
         event = await _unshelve(conn, tenant_id, alert, actor, now, f"unshelved by {actor}")
         return await get_alert(conn, tenant_id, alert_id), [event]
 

@@ -188,13 +188,10 @@ async def _act(services: Services, principal: Principal, audit: Any, alert_id: i
                old: dict[str, Any] | None = None, new: Callable[[Any], dict[str, Any]] | None = None,
                verdict: str | None = None) -> Envelope[AlertPublic]:
     """One operator action on an alert: the store's change in the tenant's transaction, audited when it changed
-    something, then answered and published. A state the store refuses becomes the error envelope naming the
-    field."""
+    something, then answered and published. A state the store refuses (`schema.errors.Conflict`) becomes the
+    error envelope naming the field."""
     async with services.tenant_tx(principal.tenant_id) as conn:
-        try:
-            alert, events = await call(conn, datetime.now(UTC))
-        except store.AlertConflict as exc:
-            raise ApiError(exc.status, exc.message, details=[{"field": exc.field, "message": exc.message}]) from None
+        alert, events = await call(conn, datetime.now(UTC))
         if events:
             await audit_log.record(conn, audit, action=action, entity_type="alert", entity_id=str(alert_id), old=old,
                                    new=None if new is None else new(alert))
