@@ -61,7 +61,7 @@ async def _run_chunk(services: Services, ctx: store.SyncContext, *, key: str | N
     for attempt in range(DEADLOCK_RETRIES):
         try:
             return await _attempt(services, ctx, key=key, body_hash=body_hash, apply=apply)
-        except IdempotencyKeyReused:
+        except IdempotencyKeyReused:  # the request's fault, not the device's data: its sync status keeps no error
             raise
         except DomainError as exc:
             if track_device:
