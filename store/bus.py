@@ -40,12 +40,17 @@ class StreamLimits:
     max_msg_size: int = 4 * 1024**2  # the HTTP ingest body limit, for NATS publishers too
 
 
+def telemetry_stream_config(limits: StreamLimits = StreamLimits()) -> StreamConfig:
+    """TELEMETRY: 7 days, and the 2-minute dedup window that ``Nats-Msg-Id`` resends rely on."""
+    return StreamConfig(name=TELEMETRY_STREAM, subjects=[TELEMETRY_SUBJECTS], storage=StorageType.FILE,
+                        retention=RetentionPolicy.LIMITS, max_age=7 * DAY, duplicate_window=120.0,
+                        discard=DiscardPolicy.OLD, max_bytes=limits.telemetry_max_bytes,
+                        max_msgs_per_subject=limits.per_subject_max_msgs, max_msg_size=limits.max_msg_size)
+
+
 def stream_configs(limits: StreamLimits = StreamLimits()) -> tuple[StreamConfig, ...]:
     return (
-        StreamConfig(name=TELEMETRY_STREAM, subjects=[TELEMETRY_SUBJECTS], storage=StorageType.FILE,
-                     retention=RetentionPolicy.LIMITS, max_age=7 * DAY, duplicate_window=120.0,
-                     discard=DiscardPolicy.OLD, max_bytes=limits.telemetry_max_bytes,
-                     max_msgs_per_subject=limits.per_subject_max_msgs, max_msg_size=limits.max_msg_size),
+        telemetry_stream_config(limits),
         StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE,
                      max_age=7 * DAY, duplicate_window=120.0),
         StreamConfig(name=DLQ_STREAM, subjects=[DLQ_SUBJECTS], storage=StorageType.FILE, max_age=30 * DAY,
