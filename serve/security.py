@@ -18,6 +18,7 @@ import pyotp
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from config import Settings
 from schema.ids import InvalidIdentifier, check_tenant_id
 
 MIN_PASSWORD_LENGTH = 12
@@ -71,6 +72,12 @@ class PasswordHashing:
 
     def needs_rehash(self, stored: str) -> bool:
         return self.hasher.check_needs_rehash(stored)
+
+
+def password_hashing(settings: Settings) -> PasswordHashing:
+    """`PasswordHashing` at the configured argon2 cost (the API, the CLI and the tests hash alike)."""
+    return PasswordHashing(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+                           parallelism=settings.argon2_parallelism)
 
 
 def token_hash(token: str) -> bytes:

@@ -48,7 +48,7 @@ class Services:
                 flavour = await pool.fetchval("SELECT value FROM wellpulse_meta WHERE key = 'storage_flavour'")
                 self.nc, self.js, self.flavour = nc, nc.jetstream(), flavour or "postgresql"
                 from serve.messages import build_sender
-                from serve.security import PasswordHashing
+                from serve.security import password_hashing
                 from serve.sessions import AuthCache
 
                 self.hub = AlertHub(pool, nc, queue_size=self.settings.ws_queue_size,
@@ -56,9 +56,7 @@ class Services:
                                     max_per_tenant=self.settings.ws_max_per_tenant)
                 self.auth = await AuthCache(pool, nc, ttl=self.settings.auth_cache_seconds).start()
                 self.auth.listeners.append(self.hub.authz_changed)
-                self.passwords = PasswordHashing(time_cost=self.settings.argon2_time_cost,
-                                                 memory_kib=self.settings.argon2_memory_kib,
-                                                 parallelism=self.settings.argon2_parallelism)
+                self.passwords = password_hashing(self.settings)
                 self.sender = build_sender(self.settings.message_sender)
                 self.pool = pool
         return self

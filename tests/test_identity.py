@@ -17,7 +17,7 @@ import pyotp
 import pytest
 
 from config.secrets import key_id
-from serve.cli_tenant import password_hashing
+from serve.security import password_hashing
 from store import admin
 from tests.helpers import JWT_SECRET, auth, create_tenant, new_tenant_id, now_utc, wait_for
 
