@@ -3,7 +3,7 @@
 Predictions are read from the database (the equipment actors write them at each checkpoint), so they answer
 wherever the actors run. A reset and a failure report are committed here and carried to the running actors by
 a ``ctl.<tenant>`` message naming the equipment (``model_reset``, ``failure``). A backtest replays stored
-readings through `serve.backtest.backtest_snapshots` in a worker thread.
+readings through `models.backtest.backtest_snapshots` in a worker thread.
 """
 
 import asyncio
@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from models import Rule, Snapshot, rules_for_equipment, tenant_rules_for
+from models.backtest import backtest_snapshots, verdict_agreement
 from schema.predictions import MAX_BACKTEST_DAYS, BacktestRequest
-from serve.backtest import backtest_snapshots, verdict_agreement
 from serve.errors import ApiError
 from serve.services import Services
 from store import alerts as alert_store
