@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml README.md requirements.lock ./
 COPY actors ./actors
 COPY serve ./serve
+COPY cli ./cli
+COPY sim ./sim
 COPY models ./models
 COPY schema ./schema
 COPY config ./config

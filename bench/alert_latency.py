@@ -20,10 +20,10 @@ import nats
 import websockets
 
 from bench.common import MemorySampler, emit, new_tenant, start_stack
+from cli.tenant import mint_user_token
 from schema.subjects import tele_subject
-from serve.cli_tenant import mint_user_token
 from serve.runtime import Stack
-from serve.simulator import demo_fleet, run_simulation
+from sim import demo_fleet, run_simulation
 from store.admin import ensure_user
 
 PROBE = "PROBE-1"

@@ -1,7 +1,7 @@
 """Alert quality on a known truth: precision, recall and time to detect per fault kind, false alerts on healthy
 equipment, against a plain fixed-threshold baseline in the same run. Prints JSON.
 
-The simulator (``serve.simulator.FeedSimulator``, the demo feed's generator) runs ``--per-type`` equipment of
+The simulator (``sim.FeedSimulator``, the demo feed's generator) runs ``--per-type`` equipment of
 every type for ``--warmup-hours`` plus ``--hours`` of simulated time, polled every ``--poll-seconds``, with its
 normal behaviour on (daily cycles, separator dump cycles, tank fills and hauls, pump-off cycles, operator
 set-point changes, noise, late data). Faults are planned from ``--seed`` (at most one per equipment, inside the
@@ -52,7 +52,7 @@ from typing import Any
 from models import EquipmentState, Observation, Snapshot, ThresholdRule, default_rules
 from models.equipment import DRIFT_PREFIX
 from schema.equipment import ID_PREFIX_BY_TYPE, SENSORS_BY_TYPE, EquipmentType
-from serve.simulator import (
+from sim import (
     EquipmentSpec,
     Fault,
     FaultKind,

@@ -39,8 +39,8 @@ import asyncpg
 import httpx
 
 from bench.common import emit, new_tenant, start_stack
+from cli.tenant import mint_user_token
 from schema.equipment import SENSORS_BY_TYPE, EquipmentType
-from serve.cli_tenant import mint_user_token
 from serve.runtime import Stack
 from store import alerts as alert_store
 from store import db

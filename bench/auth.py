@@ -28,9 +28,9 @@ import httpx
 import jwt
 
 from bench.common import emit, new_tenant, start_stack
+from cli.tenant import mint_user_token
 from config import Settings
 from serve.auth import ALGORITHM, Principal, PrincipalKind, Role, mint_access_token, verify_access_token
-from serve.cli_tenant import mint_user_token
 from serve.runtime import Stack
 from serve.security import PasswordHashing
 from store.admin import ensure_user

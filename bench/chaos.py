@@ -52,8 +52,8 @@ from nats.errors import Error as NatsError
 from actors.common import NAMESPACE
 from actors.supervisor import SUPERVISOR_NAME, tenant_actor_name
 from bench.common import emit, new_tenant, start_stack
+from cli.tenant import mint_user_token
 from schema.subjects import DLQ_STREAM, tele_subject
-from serve.cli_tenant import mint_user_token
 from serve.runtime import Stack
 from store.admin import ensure_user
 

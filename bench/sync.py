@@ -32,8 +32,8 @@ import httpx
 import orjson
 
 from bench.common import emit, new_tenant, start_stack
+from cli.tenant import mint_user_token
 from schema.sync import parse_changes
-from serve.cli_tenant import mint_user_token
 from serve.runtime import Stack
 from store import db
 from store import sync as store

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.anomaly_eval import NabWeights, nab_corpus, nab_file_score, skab_counts, skab_metrics
+from cli.backtest import BacktestError, add_backtest_arguments, backtest_command, backtest_csv
 from models.detectors import EquipmentAnomalyScorer
-from serve.backtest import BacktestError, add_backtest_arguments, backtest_command, backtest_csv
 
 SPIKE = range(600, 606)
 

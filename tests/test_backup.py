@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from serve.cli import main
+from cli import main
 from store.backup import BackupError, backup_database, restore_database, table_digests
 from store.migrate import migrate
 from tests.conftest import _drop_database, _fresh_database

@@ -19,7 +19,7 @@ def wellpulse(stack: Any, *args: str, password: str | None = PASSWORD) -> subpro
     env.pop("WELLPULSE_ADMIN_PASSWORD", None)
     if password is not None:
         env["WELLPULSE_ADMIN_PASSWORD"] = password
-    return subprocess.run([sys.executable, "-m", "serve.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
 
 

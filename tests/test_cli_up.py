@@ -61,7 +61,7 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         env.pop(key, None)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "serve.cli", "up", "--demo", "--data-dir", str(data_dir), "--port", str(port),
+            [sys.executable, "-m", "cli", "up", "--demo", "--data-dir", str(data_dir), "--port", str(port),
              "--rate", "300"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )

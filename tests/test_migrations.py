@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from serve.cli import main
+from cli import main
 from store import migrate as migrations
 from store.backup import backup_database
 from store.migrate import RENAMED_MIGRATIONS, SQL_DIR, MigrationResult, migrate

@@ -21,7 +21,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from schema.ids import InvalidIdentifier
-from serve.simulator import simctl_subject
+from schema.subjects import simctl_subject
 from store import bus, nats_auth
 from store.embedded import EmbeddedNats
 
@@ -185,7 +185,7 @@ async def test_removed_tenant_is_revoked_at_once(server: EmbeddedNats, app: Any)
 
 async def test_simulator_runs_with_feed_credentials(server: EmbeddedNats, app: Any) -> None:
     """``wellpulse simulate --nats <feed url>``: publishes and takes simctl requests, nothing refused."""
-    from serve.simulator import run_simulation
+    from sim import run_simulation
 
     task = asyncio.create_task(run_simulation(server.feed_url("beta"), "beta", equipment=2, rate=50, duration=1.5,
                                               fault_every=None))
@@ -264,8 +264,8 @@ def test_redact_url_hides_passwords_only() -> None:
 # --- the CLI ------------------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
-    """``wellpulse nats ...`` (the sub-commands as serve.cli wires them)."""
-    from serve.cli_nats import add_nats_commands
+    """``wellpulse nats ...`` (the sub-commands as cli wires them)."""
+    from cli.nats import add_nats_commands
 
     parser = argparse.ArgumentParser(prog="wellpulse")
     add_nats_commands(parser.add_subparsers(dest="command", required=True))
@@ -381,7 +381,7 @@ def test_stack_syncs_feed_users_with_active_tenants(database_url: str, tmp_path:
 
 
 def test_wellpulse_cli_has_the_nats_commands() -> None:
-    from serve.cli import build_parser
+    from cli import build_parser
 
     args = build_parser().parse_args(["nats", "feed-credentials", "alpha", "--url"])
     assert args.func.__name__ == "feed_credentials_command" and args.url

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from actors.equipment import build_rules
+from cli.backtest import BacktestError, load_rules
 from models import AnomalyRule, EquipmentState, Rule, Snapshot, rules_for_equipment
 from schema.predictions import BacktestRequest
-from serve.backtest import BacktestError, load_rules
 from serve.predictions import _rules as backtest_api_rules
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)

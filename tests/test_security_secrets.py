@@ -67,7 +67,7 @@ def test_wellpulse_up_refuses_the_old_default_secret_naming_the_variable(tmp_pat
     env = {**os.environ, "WELLPULSE_JWT_SECRET": "dev-only-change-me-0123456789abcdef", "RAY_AUTH_MODE": "disabled"}
     for key in ("WELLPULSE_DATABASE_URL", "WELLPULSE_NATS_URL", "RAY_ADDRESS"):
         env.pop(key, None)
-    done = subprocess.run([sys.executable, "-m", "serve.cli", "up", "--data-dir", str(tmp_path / "wp"),
+    done = subprocess.run([sys.executable, "-m", "cli", "up", "--data-dir", str(tmp_path / "wp"),
                            "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "WELLPULSE_JWT_SECRET" in done.stderr and "published" in done.stderr
@@ -77,7 +77,7 @@ def test_wellpulse_up_refuses_the_old_default_secret_naming_the_variable(tmp_pat
 def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(tmp_path: Path) -> None:
     before = resolve_secrets(Settings(data_dir=tmp_path))  # type: ignore[call-arg]
     old_token = _token(before.secret("jwt_secret"))
-    new_kid = subprocess.run([sys.executable, "-m", "serve.cli", "keys", "rotate", "--data-dir", str(tmp_path)],
+    new_kid = subprocess.run([sys.executable, "-m", "cli", "keys", "rotate", "--data-dir", str(tmp_path)],
                              capture_output=True, text=True, timeout=60, check=True).stdout
     after = resolve_secrets(Settings(data_dir=tmp_path))  # type: ignore[call-arg]
     assert after.secret("jwt_secret") != before.secret("jwt_secret")
@@ -92,7 +92,7 @@ def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(tmp_path
 
 def test_a_configured_key_is_rotated_in_the_configuration_not_the_data_dir(tmp_path: Path) -> None:
     env = {**os.environ, "WELLPULSE_JWT_SECRET": "r" * 40}
-    done = subprocess.run([sys.executable, "-m", "serve.cli", "keys", "rotate", "--data-dir", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "cli", "keys", "rotate", "--data-dir", str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "WELLPULSE_JWT_PREVIOUS_SECRET" in done.stderr
 

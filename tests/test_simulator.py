@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from cli.simulate import add_simulate_arguments, simulate_command
 from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 from schema.ids import InvalidIdentifier
+from schema.subjects import simctl_subject, simctl_truth_subject
 from schema.telemetry import parse_telemetry
-from serve import simulator
-from serve.simulator import (
+from sim import (
     EquipmentSpec,
     Fault,
     FaultKind,
@@ -30,14 +31,16 @@ from serve.simulator import (
     FeedSimulator,
     MessageBatcher,
     NormalBehaviour,
-    add_simulate_arguments,
     demo_fleet,
+    ensure_telemetry_stream,
     format_ts,
     parse_fault_spec,
     run_simulation,
-    simulate_command,
     snapshot_interval,
 )
+from sim import feed as sim_feed
+from sim.faults import SPIKE_DEFAULT_READINGS
+from sim.fleet import MIN_SNAPSHOT_INTERVAL_S
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 SPEC = {(t, s.name): s for t, specs in SENSORS_BY_TYPE.items() for s in specs}
@@ -86,7 +89,7 @@ def test_snapshot_interval_matches_rate() -> None:
     fleet = demo_fleet(50)
     values = sum(len(e.sensors) for e in fleet)
     assert snapshot_interval(fleet, 2000.0) == pytest.approx(values / 2000.0)
-    assert snapshot_interval(fleet, 1e9) == simulator.MIN_SNAPSHOT_INTERVAL_S
+    assert snapshot_interval(fleet, 1e9) == MIN_SNAPSHOT_INTERVAL_S
     with pytest.raises(ValueError):
         snapshot_interval(fleet, 0)
 
@@ -243,7 +246,7 @@ def test_late_batch_resends_held_readings_at_once_in_order() -> None:
 
 
 def test_late_batch_splits_very_long_outages_and_flushes_on_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(simulator, "LATE_BATCH_MAX_READINGS", 4)
+    monkeypatch.setattr(sim_feed, "LATE_BATCH_MAX_READINGS", 4)
     sim = FeedSimulator(demo_fleet(2), seed=1)
     sim.inject(Fault(FaultKind.LATE_BATCH, "CMP-0002", duration=timedelta(seconds=100)))
     run_ticks(sim, 10)
@@ -424,7 +427,7 @@ async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url
     async def on_fault(msg: Any) -> None:
         announced.append(json.loads(msg.data))
 
-    await nc.subscribe(simulator.simctl_truth_subject("beta"), cb=on_fault)
+    await nc.subscribe(simctl_truth_subject("beta"), cb=on_fault)
     try:
         good = b'{"equipment_id": "PJ-0001", "kind": "spike", "sensor": "tubing_psi"}'
         for _ in range(50):  # until the simulator has subscribed
@@ -454,7 +457,7 @@ async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url
         for r in parse_telemetry(m.data).readings
         if r.values.get("tubing_psi", 0.0) > SPEC[(EquipmentType.PUMP_JACK, "tubing_psi")].high
     ]
-    assert len(spikes) == simulator.SPIKE_DEFAULT_READINGS
+    assert len(spikes) == SPIKE_DEFAULT_READINGS
 
 
 def test_simulate_command_prints_a_json_summary(nats_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -507,7 +510,7 @@ def test_every_injected_fault_is_recorded_in_the_truth() -> None:
         json.dumps(record)
         assert record["equipment_id"] in {e.equipment_id for e in fleet}
         if record["kind"] == "spike":
-            assert record["end"] is None and record["readings"] == simulator.SPIKE_DEFAULT_READINGS
+            assert record["end"] is None and record["readings"] == SPIKE_DEFAULT_READINGS
 
 
 def test_precursor_develops_over_hours_on_both_sensors() -> None:
@@ -561,7 +564,7 @@ async def test_run_simulation_writes_the_truth_file_and_announces_on_simctl(nats
     async def on_fault(msg: Any) -> None:
         got.append(json.loads(msg.data))
 
-    await nc.subscribe(simulator.simctl_truth_subject("delta"), cb=on_fault)
+    await nc.subscribe(simctl_truth_subject("delta"), cb=on_fault)
     await nc.flush()
     path = tmp_path / "truth" / "faults.jsonl"
     try:
@@ -586,8 +589,8 @@ def test_a_feed_user_may_announce_its_tenants_faults_only() -> None:
     from store import nats_auth
 
     allowed = nats_auth.feed_permissions("delta")["publish"]["allow"]  # type: ignore[index]
-    assert simulator.simctl_truth_subject("delta") in allowed
-    assert simulator.simctl_subject("delta") not in allowed and "simctl.>" not in allowed
+    assert simctl_truth_subject("delta") in allowed
+    assert simctl_subject("delta") not in allowed and "simctl.>" not in allowed
 
 
 async def test_run_simulation_as_a_feed_user_announces_the_truth(tmp_path: Any) -> None:
@@ -599,12 +602,12 @@ async def test_run_simulation_as_a_feed_user_announces_the_truth(tmp_path: Any) 
     got: list[dict[str, Any]] = []
     try:
         app = await nats.connect(server.url)
-        await simulator.ensure_telemetry_stream(app.jetstream())  # the app makes the stream, not the feed
+        await ensure_telemetry_stream(app.jetstream())  # the app makes the stream, not the feed
 
         async def on_fault(msg: Any) -> None:
             got.append(json.loads(msg.data))
 
-        await app.subscribe(simulator.simctl_truth_subject("echo"), cb=on_fault)
+        await app.subscribe(simctl_truth_subject("echo"), cb=on_fault)
         await app.flush()
         path = tmp_path / "truth.jsonl"
         try:

@@ -1,4 +1,4 @@
-"""Backtesting: replay a CSV through the same `models.EquipmentState` the equipment actors run.
+"""``wellpulse backtest``: replay a CSV through the same `models.EquipmentState` the equipment actors run.
 
 Each row is one snapshot (its timestamp and the chosen numeric columns), learned in file order, one at a
 time, so a row's score never depends on later rows. The optional output CSV has one row per input row:
@@ -9,7 +9,9 @@ alert of any rule is open after that row, else 0); ``rule_score``, what the anom
 the per-sensor, multivariate and equipment scores). Every score is computed before the row is learned. With
 labels, the alert column is scored per row: precision, recall, F1.
 
-`backtest_snapshots` replays stored snapshots the same way for ``POST /v1/equipment/{id}/backtest``.
+This module is the IO (reading the CSV and the labels, writing the scores, the options); the replay and its
+summary are pure, `models.backtest.replay_table` (`models.backtest.backtest_snapshots` replays stored snapshots
+the same way for ``POST /v1/equipment/{id}/backtest``).
 
 Bad input never ends in a traceback: a missing column or an unreadable file is a `BacktestError` with a
 message (exit code 2 on the CLI); a row with an unparseable timestamp, an older or repeated timestamp, or a
@@ -25,29 +27,22 @@ import argparse
 import csv
 import json
 import math
-import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models import DRIFT_PREFIX, EquipmentState, Rule, Sensitivity, Snapshot, rules_for_equipment
-from models.events import severity_rank
-from models.metrics import NabWeights, labels_to_windows, nab_score
-from models.replay import replay_iter
+from models import EquipmentState, Rule, Sensitivity, rules_for_equipment
+from models.backtest import TableReplay, TableRow, replay_table
 
 __all__ = [
     "BacktestError",
     "add_backtest_arguments",
     "backtest_command",
     "backtest_csv",
-    "backtest_snapshots",
-    "downsample",
     "load_rules",
-    "nab_standard_score",
     "parse_timestamp",
-    "verdict_agreement",
 ]
 
 TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "date_time")
@@ -178,43 +173,6 @@ def _labels_from_file(path: Path) -> dict[datetime, int]:
     return out
 
 
-def _alerting(eq: EquipmentState) -> bool:
-    return any(severity_rank(s) >= 1 for s in eq.alerts.open_alerts().values())
-
-
-def nab_standard_score(detections: Sequence[float], truth: Sequence[int]) -> float | None:
-    """NAB standard-profile score of the detections against labelled runs (None when nothing is labelled)."""
-    windows = labels_to_windows(truth)
-    if not windows:
-        return None
-    return nab_score([(detections, windows)], NabWeights(), threshold=0.5)
-
-
-def _metrics(pred: Iterable[int], truth: Iterable[int]) -> dict[str, float | int]:
-    tp = fp = fn = tn = 0
-    for p, t in zip(pred, truth, strict=True):
-        if p and t:
-            tp += 1
-        elif p:
-            fp += 1
-        elif t:
-            fn += 1
-        else:
-            tn += 1
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "precision": round(precision, 4),
-        "recall": round(recall, 4),
-        "f1": round(f1, 4),
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "tn": tn,
-    }
-
-
 def backtest_csv(
     path: str | Path,
     *,
@@ -258,258 +216,82 @@ def backtest_csv(
     path = Path(path)
     header, rows, delim = _read_rows(path, delimiter)
     ts_col = _pick_timestamp_column(header, rows, timestamp_column)
-    label_col: str | None = None
-    label_map: dict[datetime, int] | None = None
-    if labels is not None:
-        if str(labels) in header:
-            label_col = str(labels)
-        elif Path(labels).is_file():
-            label_map = _labels_from_file(Path(labels))
-        else:
-            raise BacktestError(f"labels {str(labels)!r} is neither a column of {path.name} nor a readable file")
+    label_col, label_map = _labels(path, header, labels)
     cols = _pick_columns(header, rows, columns, {ts_col} | ({label_col} if label_col else set()))
+    table, bad_values = _table(rows, ts_col, cols, label_col, label_map)
     eq = EquipmentState("backtest", equipment_type, rules, seed=seed, sensitivity=sensitivity)
-    skipped = {"bad_timestamp": 0, "not_after_previous": 0, "bad_values": 0}
-    out_rows: list[tuple[str, float, int, float]] = []
-    preds: list[int] = []
-    truth: list[int] = []
-    opened = 0
-    opened_at: list[int] = []
-    drifts = 0
-    best = (-1.0, "")
-    for row in rows:
-        raw_ts = (row.get(ts_col) or "").strip()
-        ts = parse_timestamp(raw_ts)
-        score = novelty = 0.0
-        alert = 1 if _alerting(eq) else 0
-        if ts is None:
-            skipped["bad_timestamp"] += 1
-        else:
-            values: dict[str, float] = {}
-            for c in cols:
-                v = _number(row.get(c))
-                if v is None:
-                    skipped["bad_values"] += 1
-                else:
-                    values[c] = v
-            result_row = next(replay_iter([Snapshot(ts, values)], eq))
-            if not result_row.learned:
-                skipped["not_after_previous"] += 1
-            score, alert, novelty = result_row.anomaly_score, result_row.alert, result_row.novelty
-            for ch in result_row.changes:
-                if ch.kind == "opened":
-                    if ch.severity == "info":
-                        drifts += 1
-                    else:
-                        opened += 1
-                        opened_at.append(len(out_rows))
-        if score > best[0]:
-            best = (score, raw_ts)
-        out_rows.append((raw_ts, novelty, alert, score))
-        if label_col is not None or label_map is not None:
-            if label_col is not None:
-                lv = _number(row.get(label_col))
-                t = 1 if lv else 0
-            else:
-                t = label_map.get(ts, 0) if ts is not None and label_map is not None else 0
-            preds.append(alert)
-            truth.append(t)
-    if len(rows) and skipped["bad_timestamp"] == len(rows):
+    replayed = replay_table(table, eq)
+    if len(rows) and replayed.bad_timestamp == len(rows):
         raise BacktestError(f"no row of {path.name} has a parseable timestamp in column {ts_col!r}")
     result: dict[str, Any] = {
         "file": str(path),
         "rows": len(rows),
         "learned": eq.samples_seen,
-        "skipped": skipped,
+        "skipped": {"bad_timestamp": replayed.bad_timestamp, "not_after_previous": replayed.not_after_previous,
+                    "bad_values": bad_values},
         "delimiter": delim,
         "timestamp_column": ts_col,
         "columns": cols,
-        "alerts_opened": opened,
-        "drift_events": drifts,
+        "alerts_opened": replayed.alerts_opened,
+        "drift_events": replayed.drift_events,
         "model_version": eq.model_version,
-        "alert_rows": sum(row[2] for row in out_rows),
-        "max_score": round(best[0], 6) if out_rows else None,
-        "max_score_timestamp": best[1] if out_rows else None,
+        **replayed.scores(),
     }
-    if preds:
+    if replayed.preds:
         result["labels"] = label_col or str(labels)
-        result.update(_metrics(preds, truth))
-        detections = [0.0] * len(truth)
-        for i in opened_at:
-            detections[i] = 1.0
-        result["nab"] = nab_standard_score(detections, truth)
+        result.update(replayed.label_scores())
     if out is not None:
-        try:
-            with Path(out).open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["timestamp", "anomaly_score", "alert", "rule_score"])
-                for raw_ts, novelty, alert, score in out_rows:
-                    w.writerow([raw_ts, f"{novelty:.6f}", alert, f"{score:.6f}"])
-        except OSError as e:
-            raise BacktestError(f"cannot write {out}: {e}") from None
+        _write_scores(Path(out), replayed)
         result["out"] = str(out)
     return result
 
 
-def rule_kind(rule: Rule) -> str:
-    """The registry kind of a rule (``RateOfChangeRule`` -> ``rate_of_change``).
+def _labels(path: Path, header: Sequence[str],
+            labels: str | Path | None) -> tuple[str | None, dict[datetime, int] | None]:
+    """``labels`` as a column of the file (its name), or as a file of ``timestamp,label`` (its map)."""
+    if labels is None:
+        return None, None
+    if str(labels) in header:
+        return str(labels), None
+    if Path(labels).is_file():
+        return None, _labels_from_file(Path(labels))
+    raise BacktestError(f"labels {str(labels)!r} is neither a column of {path.name} nor a readable file")
 
-    >>> from models import StaleDataRule
-    >>> rule_kind(StaleDataRule())
-    'stale_data'
-    """
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(rule).__name__.removesuffix("Rule")).lower()
 
-
-def backtest_snapshots(
-    snapshots: Iterable[Snapshot],
-    *,
-    equipment_id: str,
-    equipment_type: str,
-    rules: Sequence[Rule],
-    sensitivity: Sensitivity = "medium",
-    seed: int = 0,
-    max_points: int | None = None,
-    max_alerts: int = 1_000,
-) -> dict[str, Any]:
-    """Replay stored snapshots through a fresh `EquipmentState`, as ``wellpulse backtest`` replays a CSV.
-
-    One snapshot at a time, in order (no look-ahead); what the rules would have done: per rule the alerts it
-    would have opened (by severity), the alerts themselves (opened, highest severity, resolved; at most
-    `max_alerts`, the first ones), the drift events, and with `max_points` the anomaly score series cut into
-    at most that many buckets (highest score, any alert open). The stale-data rule needs a wall clock and is
-    not evaluated (a replay has none). JSON-safe, CPU only: run it in a thread.
-
-    Examples
-    --------
-    >>> from datetime import UTC, datetime, timedelta
-    >>> from models import default_rules
-    >>> t0 = datetime(2026, 11, 22, tzinfo=UTC)
-    >>> snaps = [Snapshot(t0 + timedelta(seconds=i), {"p": 100.0 + (i % 7)}) for i in range(300)]
-    >>> snaps += [Snapshot(t0 + timedelta(seconds=300 + i), {"p": 400.0}) for i in range(5)]
-    >>> out = backtest_snapshots(snaps, equipment_id="PJ-1", equipment_type="other", rules=default_rules("other"),
-    ...                          max_points=10)
-    >>> out["learned"], [(r["rule_id"], r["alerts"]) for r in out["rules"] if r["alerts"]]
-    (305, [('anomaly', 1)])
-    >>> a = out["alerts"][0]
-    >>> a["rule_id"], a["severity"], a["opened_at"] == snaps[302].ts, a["resolved_at"]
-    ('anomaly', 'critical', True, None)
-    >>> len(out["scores"]), out["scores"][-1]["anomaly_score"], out["scores"][-1]["alert"]
-    (10, 1.0, 1)
-
-    """
-    eq = EquipmentState(equipment_id, equipment_type, rules, seed=seed, sensitivity=sensitivity)
-    kinds = {r.rule_id: rule_kind(r) for r in eq.rules}
-    counts: dict[str, dict[str, int]] = {r.rule_id: {} for r in eq.rules}
-    alerts: list[dict[str, Any]] = []
-    open_: dict[str, dict[str, Any]] = {}
-    truncated = False
-    drifts = 0
-    n = 0
-    sensors: set[str] = set()
-    series: list[tuple[datetime, float, int]] = []
-    for row in replay_iter(snapshots, eq):
-        n += 1
-        sensors.update(row.snapshot.values)
-        if max_points is not None:
-            series.append((row.snapshot.ts, row.anomaly_score, row.alert))
-        for ch in row.changes:
-            if ch.rule_id.startswith(DRIFT_PREFIX):
-                drifts += ch.kind == "opened"
-                continue
-            if ch.kind == "opened":
-                by = counts.setdefault(ch.rule_id, {})
-                by[ch.severity] = by.get(ch.severity, 0) + 1
-                alert = {"rule_id": ch.rule_id, "severity": ch.severity, "opened_at": ch.ts, "resolved_at": None,
-                         "message": ch.message}
-                open_[ch.rule_id] = alert
-                if len(alerts) < max_alerts:
-                    alerts.append(alert)
+def _table(rows: Sequence[dict[str, str]], ts_col: str, cols: Sequence[str], label_col: str | None,
+           label_map: dict[datetime, int] | None) -> tuple[list[TableRow], int]:
+    """The CSV's rows parsed for `models.backtest.replay_table`, and how many values were not numbers."""
+    table: list[TableRow] = []
+    bad_values = 0
+    for row in rows:
+        raw_ts = (row.get(ts_col) or "").strip()
+        ts = parse_timestamp(raw_ts)
+        values: dict[str, float] = {}
+        if ts is not None:
+            for c in cols:
+                v = _number(row.get(c))
+                if v is None:
+                    bad_values += 1
                 else:
-                    truncated = True
-            elif ch.rule_id in open_:
-                alert = open_[ch.rule_id]
-                if ch.kind == "resolved":
-                    alert["resolved_at"] = ch.ts
-                    del open_[ch.rule_id]
-                elif severity_rank(ch.severity) > severity_rank(alert["severity"]):
-                    alert["severity"] = ch.severity
-    result: dict[str, Any] = {
-        "snapshots": n,
-        "learned": eq.samples_seen,
-        "sensors": sorted(sensors),
-        "model_version": eq.model_version,
-        "sensitivity": sensitivity,
-        "rules": [
-            {"rule_id": rid, "kind": kinds.get(rid, "removed"), "alerts": sum(by.values()), "by_severity": by}
-            for rid, by in counts.items()
-        ],
-        "alerts": alerts,
-        "alerts_truncated": truncated,
-        "drift_events": drifts,
-    }
-    if max_points is not None:
-        result["scores"] = downsample(series, max_points)
-    return result
+                    values[c] = v
+        label: int | None = None
+        if label_col is not None:
+            label = 1 if _number(row.get(label_col)) else 0
+        elif label_map is not None:
+            label = label_map.get(ts, 0) if ts is not None else 0
+        table.append(TableRow(raw_ts, ts, values, label))
+    return table, bad_values
 
 
-VERDICT_MATCH_SECONDS = 600.0
-
-
-def verdict_agreement(replayed: Sequence[dict[str, Any]], judged: Sequence[dict[str, Any]],
-                      within_s: float = VERDICT_MATCH_SECONDS) -> dict[str, Any]:
-    """How a replay agrees with what operators said of the alerts the live system raised in the same range.
-
-    A judged alert is raised again when the replay opened an alert of the same rule within `within_s` of its
-    opening. ``precision`` is the share of the raised-again ``real`` and ``false_alarm`` alerts that were real;
-    ``recall`` the share of the ``real`` ones raised again; ``planned`` ones (operating changes) are counted
-    apart. None where there is nothing to divide by.
-
-    >>> from datetime import UTC, datetime, timedelta
-    >>> t = datetime(2026, 11, 22, tzinfo=UTC)
-    >>> replay = [{"rule_id": "anomaly", "opened_at": t + timedelta(seconds=30)}]
-    >>> judged = [{"rule_id": "anomaly", "opened_at": t, "verdict": "real"},
-    ...           {"rule_id": "anomaly", "opened_at": t + timedelta(hours=5), "verdict": "false_alarm"}]
-    >>> a = verdict_agreement(replay, judged)
-    >>> a["precision"], a["recall"], a["false_alarm"]
-    (1.0, 1.0, {'judged': 1, 'raised_again': 0})
-    """
-    by_rule: dict[str, list[datetime]] = {}
-    for alert in replayed:
-        by_rule.setdefault(alert["rule_id"], []).append(alert["opened_at"])
-    counts = {v: {"judged": 0, "raised_again": 0} for v in ("real", "false_alarm", "planned")}
-    for alert in judged:
-        verdict = alert["verdict"]
-        if verdict not in counts:
-            continue
-        counts[verdict]["judged"] += 1
-        if any(abs((t - alert["opened_at"]).total_seconds()) <= within_s for t in by_rule.get(alert["rule_id"], ())):
-            counts[verdict]["raised_again"] += 1
-    real, false = counts["real"]["raised_again"], counts["false_alarm"]["raised_again"]
-    return {
-        **counts,
-        "precision": round(real / (real + false), 4) if real + false else None,
-        "recall": round(real / counts["real"]["judged"], 4) if counts["real"]["judged"] else None,
-        "match_within_s": within_s,
-    }
-
-
-def downsample(series: Sequence[tuple[datetime, float, int]], max_points: int) -> list[dict[str, Any]]:
-    """``(ts, score, alert)`` rows in at most `max_points` buckets of consecutive rows: the first ts, the highest
-    score, whether any alert was open.
-
-    >>> from datetime import UTC, datetime
-    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> [(p["anomaly_score"], p["alert"]) for p in downsample([(t, 0.1, 0), (t, 0.9, 0), (t, 0.2, 1)], 2)]
-    [(0.1, 0), (0.9, 1)]
-    """
-    out: list[dict[str, Any]] = []
-    n = len(series)
-    buckets = min(n, max_points)
-    for b in range(buckets):
-        part = series[b * n // buckets:(b + 1) * n // buckets]
-        out.append({"ts": part[0][0], "anomaly_score": max(p[1] for p in part), "alert": max(p[2] for p in part)})
-    return out
+def _write_scores(out: Path, replayed: TableReplay) -> None:
+    try:
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["timestamp", "anomaly_score", "alert", "rule_score"])
+            for raw_ts, novelty, alert, score in replayed.rows:
+                w.writerow([raw_ts, f"{novelty:.6f}", alert, f"{score:.6f}"])
+    except OSError as e:
+        raise BacktestError(f"cannot write {out}: {e}") from None
 
 
 def load_rules(path: Path, equipment_type: str = "other", sensitivity: Sensitivity = "medium") -> list[Rule]:
@@ -589,13 +371,3 @@ def backtest_command(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result, indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wellpulse backtest", description=__doc__.split("\n")[0])
-    add_backtest_arguments(parser)
-    return backtest_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,7 +19,7 @@ from config import Settings, load_settings
 from config.secrets import WeakSecret, resolve_secrets
 from schema.ids import InvalidIdentifier, check_tenant_id
 from serve.auth import mint_access_token
-from serve.security import PasswordHashing, WeakPassword, check_password_policy
+from serve.security import WeakPassword, check_password_policy, password_hashing
 from store import admin
 
 PASSWORD_ENV = "WELLPULSE_ADMIN_PASSWORD"  # noqa: S105  a name or a file name, not a secret
@@ -43,11 +43,6 @@ def admin_database_url(settings: Settings) -> str:
         raise admin.AdminError("set WELLPULSE_DATABASE_URL, or run this beside a running `wellpulse up` "
                                "(same --data-dir)")
     return url
-
-
-def password_hashing(settings: Settings) -> PasswordHashing:
-    return PasswordHashing(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
-                           parallelism=settings.argon2_parallelism)
 
 
 def read_password(email: str) -> str:
