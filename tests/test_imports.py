@@ -1,7 +1,9 @@
 """Which way the imports point (docs/architecture.md, "Rooms"): read from the source with `ast`, nothing imported.
 
 ``schema`` and ``config`` import nothing of ours, ``models`` only ``schema``, ``store`` nothing above it (``actors``,
-``serve``, ``bench``), and no router imports another: what two routers share lives in a service (``serve/*.py``).
+``serve``, ``bench``), ``sim`` only the layers below it (``schema``, ``models``, ``store``, ``config``); nothing
+imports ``sim`` but ``cli``, ``bench`` and the tests; ``cli`` may import everything and nothing imports it but
+``bench`` and the tests. No router imports another: what two routers share lives in a service (``serve/*.py``).
 Imports inside functions count too.
 """
 
@@ -13,10 +15,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAY_NOT_IMPORT = {
-    "schema": {"config", "models", "store", "actors", "serve", "bench"},
-    "config": {"schema", "models", "store", "actors", "serve", "bench"},
-    "models": {"config", "store", "actors", "serve", "bench"},
-    "store": {"actors", "serve", "bench"},
+    "schema": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench"},
+    "config": {"schema", "models", "store", "actors", "serve", "sim", "cli", "bench"},
+    "models": {"config", "store", "actors", "serve", "sim", "cli", "bench"},
+    "store": {"actors", "serve", "sim", "cli", "bench"},
+    "actors": {"serve", "sim", "cli", "bench"},
+    "serve": {"sim", "cli", "bench"},
+    "sim": {"actors", "serve", "cli", "bench"},
 }
 
 
@@ -47,6 +52,7 @@ def test_the_graph_is_read() -> None:
     found = {name for _, name in imported(ROOT / "serve" / "routers" / "field_events.py")}
     assert "serve.sync.run_chunk" in found and "store.sync" in found
     assert module_name(ROOT / "serve" / "routers" / "__init__.py") == "serve.routers"
+    assert "sim.run_simulation" in {name for _, name in imported(ROOT / "cli" / "up.py")}
 
 
 @pytest.mark.parametrize("package", sorted(MAY_NOT_IMPORT))
