@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from river import anomaly
 
@@ -417,6 +417,22 @@ class SnapshotAnomalyDetector:
         hst.learn_one(u)
 
 
+EXPLAINED_SHARE = 0.5  # see `SeasonalProfile.explains`
+
+
+def _interpolate(slots: Sequence[float], ts: float, period_seconds: float) -> float | None:
+    """Value at epoch seconds `ts` of a profile of `slots` over the period, interpolated between the centres
+    of the two nearest slots; the nearest alone when the other is unknown (NaN); None when both are."""
+    b = len(slots)
+    pos = ts / (period_seconds / b) - 0.5
+    lo = math.floor(pos)
+    a, c = slots[lo % b], slots[(lo + 1) % b]
+    if a == a and c == c:  # neither is NaN
+        return a + (pos - lo) * (c - a)
+    own = slots[int(pos + 0.5) % b]
+    return own if own == own else None
+
+
 class SeasonalProfile:
     """Expected value of one sensor by time of day, learned online: the sensor's normal daily cycle.
 
@@ -424,7 +440,10 @@ class SeasonalProfile:
     seen in it, with a memory of about ``memory_periods`` periods whatever the sampling rate (the weight of
     a value is its share of a slot-period, estimated from the typical gap between readings). The
     residual ``x - expected`` is standardised by robust running statistics (`EWStats`). `z` is None until
-    the profile has seen ``min_periods`` periods of data and the slot has been visited.
+    the profile has seen ``min_periods`` periods of data and the slot has been visited, and while the
+    profile does not explain the sensor (`explains`): a sensor without a daily cycle (a tank that fills
+    over hours whenever it is hauled) has slot means that only remember where it happened to be, and its
+    residual against them is noise, not evidence.
 
     Parameters
     ----------
@@ -446,9 +465,14 @@ class SeasonalProfile:
     >>> for t in range(1_000):
     ...     prof.learn_one(50.0 + 10.0 * math.sin(2 * math.pi * t / 100), float(t))
     >>> round(prof.expected(1_025.0), 1), round(prof.z(60.0, 1_025.0), 1)  # the peak is normal at t = 25
-    (59.8, 0.1)
+    (59.8, 0.3)
     >>> round(prof.z(60.0, 1_075.0), 1)  # but not at t = 75, the trough
-    15.3
+    36.8
+    >>> saw = SeasonalProfile(period_seconds=100.0, buckets=10, min_periods=2)
+    >>> for t in range(1_000):  # a fill cycle of 37 s: no cycle of the period to learn
+    ...     saw.learn_one((t % 37) / 37, float(t))
+    >>> saw.explains(), saw.z(0.5, 1_005.0)
+    (False, None)
 
     """
 
@@ -471,16 +495,30 @@ class SeasonalProfile:
         self._first: float | None = None
         self._last: float | None = None
         self._gap = 0.0
+        # Out of sample: each slot's mean as it was when the current pass through it began (NaN: unknown
+        # then). A slot mean predicts the values it is learning far too well (30 minutes of a slow sensor
+        # are one level): judged in sample, a profile of a tank's random fill levels "explained" the tank.
+        self._prior: list[float] = []
+        self._slot = -1
+        self._prior_flat = math.nan
+        self._sq_profile = 0.0  # mean square residual against the prior profile, over about a period ...
+        self._sq_flat = 0.0  # ... and against the prior profile's flat level
 
-    def _slot(self, ts: float) -> int:
-        return int(ts // (self.period_seconds / self.buckets)) % self.buckets
+    def explains(self) -> bool:
+        """Whether the profile predicted the sensor clearly better than its flat level did (at least half of
+        the mean square error gone), over about the last period, each from slot means learned before the
+        values they predicted. A day holds few cycles of a slow sensor: by chance alone its profile can
+        beat the flat level for a while."""
+        return self._sq_profile < EXPLAINED_SHARE * self._sq_flat
 
     def expected(self, ts: float) -> float | None:
-        """Expected value at epoch seconds `ts` (None while the slot is unknown)."""
-        if not self._counts:
-            return None
-        i = self._slot(ts)
-        return self._means[i] if self._counts[i] else None
+        """Expected value at epoch seconds `ts` (None while the slot is unknown).
+
+        Interpolated between the centres of the two nearest slots when both are known: a profile that
+        steps at slot edges makes every edge a jump of the residual, and a sensor without a daily cycle (a
+        tank filling for hours) has slot means far apart, so each edge looked like an anomaly.
+        """
+        return _interpolate(self._means, ts, self.period_seconds) if self._counts else None
 
     def ready(self, ts: float) -> bool:
         """Whether `z` answers at `ts`."""
@@ -492,10 +530,33 @@ class SeasonalProfile:
         if first is None or ts - first < self.min_periods * self.period_seconds:
             return None  # the common answer for the first days: one comparison
         r = self._residuals
-        if r is None or r.n < 2:
+        if r is None or r.n < 2 or not self.explains():
             return None
-        i = int(ts // (self.period_seconds / self.buckets)) % self.buckets
-        return r.z(x - self._means[i]) if self._counts[i] else None
+        predicted = self._predicted(ts)
+        return None if predicted is None else r.z(x - predicted)
+
+    def _predicted(self, ts: float) -> float | None:
+        """The profile at `ts` from slot means learned before the current pass through them (out of sample):
+        the slot being passed and the one just left as they were when the pass entered them, the others as
+        they are."""
+        prior = self._prior
+        if not prior:
+            return None
+        b = self.buckets
+        width = self.period_seconds / b
+        current = int(ts // width) % b
+        passed = (current, (current - 1) % b) if current == self._slot else ((current - 1) % b,)
+        pos = ts / width - 0.5
+        lo = math.floor(pos)
+        means = self._means
+        a, c = lo % b, (lo + 1) % b
+        va = prior[a] if a in passed else means[a]
+        vc = prior[c] if c in passed else means[c]
+        if va == va and vc == vc:  # neither is NaN
+            return va + (pos - lo) * (vc - va)
+        own = int(pos + 0.5) % b
+        vo = prior[own] if own in passed else means[own]
+        return vo if vo == vo else None
 
     def learn_one(self, x: float, ts: float) -> None:
         """Learn value `x` read at epoch seconds `ts` (NaN/inf are ignored)."""
@@ -503,7 +564,7 @@ class SeasonalProfile:
             return
         counts = self._counts
         if not counts:
-            self._means = [0.0] * self.buckets
+            self._means = [math.nan] * self.buckets  # NaN: a slot not visited yet
             counts = self._counts = [0] * self.buckets
             self._residuals = EWStats(self.fading_factor, 3.0, 30)
             self._first = ts
@@ -516,6 +577,19 @@ class SeasonalProfile:
             self._last = ts
         slot_seconds = self.period_seconds / self.buckets
         i = int(ts // slot_seconds) % self.buckets
+        prior = self._prior
+        if not prior:
+            prior = self._prior = [math.nan] * self.buckets
+        if i != self._slot:
+            self._slot = i
+            prior[i] = self._means[i]
+            known = [m for m in self._means if m == m]
+            self._prior_flat = sum(known) / len(known) if known else math.nan
+        predicted = self._predicted(ts)
+        if predicted is not None:
+            w = min(1.0, (self._gap or slot_seconds) / self.period_seconds)
+            self._sq_profile += w * ((x - predicted) ** 2 - self._sq_profile)
+            self._sq_flat += w * ((x - self._prior_flat) ** 2 - self._sq_flat)
         n = counts[i] = counts[i] + 1
         m = self._means[i]
         if n == 1:
@@ -525,7 +599,8 @@ class SeasonalProfile:
         if a < 1.0 / n:
             a = 1.0 / n
         d = x - m
-        self._residuals.update(d)  # type: ignore[union-attr]
+        # z measures the out-of-sample residual: its spread is learned on the same.
+        self._residuals.update(x - (m if predicted is None else predicted))  # type: ignore[union-attr]
         self._means[i] = m + (d if a >= 1.0 else a * d)
 
 
@@ -932,11 +1007,15 @@ class EquipmentAnomalyScorer:
                 p = profiles.get(k)
                 if p is not None:
                     zd = p.z(v, ts)  # type: ignore[arg-type]
+                    kd = k + "@daily"
                     if zd is not None:
+                        # A new component starts from 0 and is smoothed in: entering T at full weight, the
+                        # first residual of a profile made every equipment's score jump on its third day.
                         zd /= widen
-                        kd = k + "@daily"
-                        prev = out.get(kd)
-                        out[kd] = zd if prev is None else prev + a * (zd - prev)
+                        prev = out.get(kd, 0.0)
+                        out[kd] = prev + a * (zd - prev)
+                    else:  # the profile stopped explaining the sensor: its last residual is no evidence now
+                        out.pop(kd, None)
             m = s.mean  # s.z(v), inline: this runs once per sensor value
             sd, floor = sqrt(s.var), s.rel_min_std * abs(m) + _ABS_MIN_STD
             z = (v - m) / (sd if sd > floor else floor) / widen

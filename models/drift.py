@@ -563,14 +563,23 @@ class LevelDriftDetector:
 
         Once the profile is ready, the sensor settles for ``settle_seconds``: nothing is signalled, and the
         profile then moves by the mean residual of that time (a level measured over minutes, not one reading).
-        Before, the early reference's mean moves to `level` (default: the last minute's) and nothing is
-        signalled for another ``warmup_seconds``. σ keeps its memory (a level change is not a change of
-        variability): should the "drift" have been a cycle longer than the reference has seen, σ, measured
-        around a mean that was off, grows, and the detector learns that the normal swing is wider.
+        Before, the early reference's mean (and the profile being learned, by as much) moves to `level`
+        (default: the last minute's) and nothing is signalled for another ``warmup_seconds``. σ keeps its
+        memory (a level change is not a change of variability): should the "drift" have been a cycle longer
+        than the reference has seen, σ, measured around a mean that was off, grows, and the detector learns
+        that the normal swing is wider.
         """
         if level is None:
             level = self._fast
         if level is not None:
+            if self._counts and self._last is not None and not self.profile_ready():
+                # The profile being learned moves with the level: else the slots learned before the change
+                # would hold the old level when it first answers, and read the new normal as a drift. By how
+                # much: against what the profile holds for this time of day (the mean would count where the
+                # daily cycle stands now as part of the change).
+                i = int(self._last // (self.period_seconds / self.buckets)) % self.buckets
+                shift = level - (self._slots[i] if self._counts[i] else self.mean)
+                self._slots = [m + shift for m in self._slots]
             self.mean = level
         self._seen = 0
         self._first = self._last

@@ -29,7 +29,8 @@ __all__ = [
     "EquipmentState",
 ]
 
-MODEL_SCHEMA = 5  # bump when the pickled layout or the meaning of a score changes (5: drift by time of day)
+# Bump when the pickled layout or the meaning of a score changes (6: daily profiles only where they explain).
+MODEL_SCHEMA = 6
 MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
@@ -47,11 +48,14 @@ RUNNING_SENSORS: dict[str, tuple[str, ...]] = {"pump_jack": ("strokes_per_minute
 # within its detector's step span, and another sensor of the equipment by at least CORROBORATE_SIGMA.
 STEP_SIGMA = 1.5
 CORROBORATE_SIGMA = 1.0
-# A set point's step (see `EquipmentState._setpoint_step`): at least this many σ of its own noise (a commanded
-# value barely moves between changes) and this share of its operating range.
+# A set point's step (see `EquipmentState._setpoint_step`): at least this many σ of how far the value moves
+# over the same few readings between changes, and this share of its operating range.
 SETPOINT_STEP_SIGMA = 4.0
 SETPOINT_MIN_STEP = 0.03
 SETPOINT_STEP_READINGS = 3  # the step is measured against the reading this many readings back
+SETPOINT_NOISE_MEMORY = 200  # readings the set point's step noise remembers
+SETPOINT_HOLD_READINGS = 2  # readings after a step that must stay at least half a step from the old level
+_MEAN_ABS_TO_SIGMA = math.sqrt(math.pi / 2.0)  # σ of a normal variable from its mean absolute value
 _SETPOINTS: dict[str, tuple[str, float, float]] = {
     t.value: (name, spec.low, spec.high)
     for t, name in SETPOINT_SENSOR.items()
@@ -154,6 +158,9 @@ class EquipmentState:
 
     # Working state made on first use (class defaults, so a checkpoint of this version without them loads).
     _setpoint_recent: deque[float] | None = None  # the set point's last readings (`_setpoint_step`)
+    _setpoint_noise = 0.0  # mean |move| of the set point over SETPOINT_STEP_READINGS readings between changes
+    _setpoint_moves = 0  # moves that mean has learned
+    _setpoint_pending: tuple[float, float, int] | None = None  # a step seen: (level before, step, readings held)
     _settling = 0  # snapshots left before the drift detectors re-baseline after a set-point change
 
     def __init__(
@@ -415,15 +422,33 @@ class EquipmentState:
             recent = self._setpoint_recent = deque(maxlen=SETPOINT_STEP_READINGS)
         previous = recent[0] if len(recent) == recent.maxlen else None
         recent.append(v)
-        det = self.detectors.get(name)
-        if previous is None or det is None or det.n < self.warmup or not (low <= v <= high and low <= previous <= high):
+        if previous is None or not (low <= v <= high and low <= previous <= high):
             return False
-        # Within a few readings (a ramp, a drifting sensor, never steps, however far it goes), and away from
-        # the learned level (noise between two readings is not a step either).
-        step, floor = v - previous, SETPOINT_STEP_SIGMA * det.std
-        if abs(step) >= SETPOINT_MIN_STEP * (high - low) and abs(step) >= floor and abs(v - det.mean) >= floor:
-            recent.clear()  # one change, counted once
-            return True
+        # Within a few readings (a ramp, a drifting sensor, never steps, however far it goes), and far beyond
+        # what the value moves over as many readings between changes. Measured against that move, not the
+        # level's spread: a set point wanders and follows the day, and a spread that holds the wander hid
+        # an operator's step of a tenth of the range.
+        # A step must also hold: noise that jumps far comes back at once, a new set point stays (confirmed
+        # within the anomaly rule's three snapshots, so the models re-baseline before it opens on the step).
+        pending = self._setpoint_pending
+        if pending is not None:
+            before, step, held = pending
+            if (v - before) * step >= 0.5 * step * step:
+                if held + 1 >= SETPOINT_HOLD_READINGS:
+                    self._setpoint_pending = None
+                    recent.clear()  # one change, counted once
+                    return True
+                self._setpoint_pending = (before, step, held + 1)
+                return False
+            self._setpoint_pending = None
+        move = abs(v - previous)
+        noise, moves = self._setpoint_noise, self._setpoint_moves
+        if moves >= self.warmup and move >= max(SETPOINT_STEP_SIGMA * _MEAN_ABS_TO_SIGMA * noise,
+                                                SETPOINT_MIN_STEP * (high - low)):
+            self._setpoint_pending = (previous, v - previous, 0)
+            return False
+        self._setpoint_moves = moves = moves + 1
+        self._setpoint_noise = noise + (move - noise) / min(moves, SETPOINT_NOISE_MEMORY)
         return False
 
     def _rebaseline_operating_change(self, values: dict[str, float]) -> None:

@@ -9,6 +9,7 @@ without an alert.
 
 from __future__ import annotations
 
+import math
 import statistics
 from datetime import UTC, datetime, timedelta
 
@@ -105,3 +106,21 @@ def test_level_drift_detector_ignores_late_and_bad_values_and_pickles() -> None:
     assert clone.mean == det.mean and clone.n == 1
     with pytest.raises(ValueError):
         LevelDriftDetector(threshold=0.0)
+
+
+def test_a_re_baseline_before_the_profile_answers_moves_the_profile_too() -> None:
+    """A level re-baselined on day 2 (an operator's change, before the time-of-day profile answers) is the
+    normal the profile measures against from day 3: the slots learned on day 1 at the old level move with it."""
+    det = LevelDriftDetector()
+    minute = 60.0
+    signalled = []
+    for i in range(4 * 1_440):
+        t = i * minute
+        level = 100.0 if i < 36 * 60 else 120.0  # the operator's change at 36 h
+        if i == 36 * 60 + 10:
+            det.rebaseline(120.0)
+        drifted = det.update(level + 5.0 * math.sin(2 * math.pi * t / 86_400.0) + 0.5 * math.sin(i * 1.7), t)
+        if drifted and i > 36 * 60 + 10:  # after the re-baseline (the step itself is a drift to a bare detector)
+            signalled.append(i // 60)
+    assert det.profile_ready()
+    assert signalled == []

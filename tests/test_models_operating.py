@@ -36,6 +36,21 @@ def test_a_set_point_step_inside_the_range_rebaselines_without_an_alert() -> Non
     assert "anomaly" not in opened and not any(r.startswith("drift_") for r in opened)
 
 
+def test_a_step_within_the_set_points_wander_is_still_a_set_point_change() -> None:
+    """The speed wanders (a slow random walk of about ± 0.25 spm and 0.1 spm of noise) and the operator steps
+    it by 0.7 spm, a tenth of its range.
+
+    Against the level's spread (the wander included) the step is small; against how far the speed moves
+    over a few readings, it is a step."""
+    rng, walk, speeds = random.Random(5), 0.0, []
+    for i in range(3_000):
+        walk = 0.97 * walk + rng.gauss(0, 0.06)
+        speeds.append(8.0 + walk + rng.gauss(0, 0.1) + (0.7 if i >= 2_500 else 0.0))
+    eq, opened = run(speeds)
+    assert eq.setpoint_changes == 1
+    assert "anomaly" not in opened and not any(r.startswith("drift_") for r in opened)
+
+
 def test_a_spike_of_the_same_sensor_is_still_an_anomaly() -> None:
     eq, opened = run([8.0] * 2_000 + [30.0] * 3 + [8.0] * 300)  # far outside its 6-12 spm range
     assert "anomaly" in opened
