@@ -17,7 +17,8 @@ import pytest
 
 from models import EquipmentState, Snapshot, default_rules
 from models.drift import LevelDriftDetector
-from serve.simulator import EquipmentSpec, EquipmentType, FeedSimulator, NormalBehaviour
+from schema.equipment import EquipmentType
+from sim import EquipmentSpec, FeedSimulator, NormalBehaviour
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 POLL = timedelta(seconds=10)
