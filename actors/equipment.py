@@ -202,7 +202,6 @@ class EquipmentActor:
         etype, rules = self._rules_of(equipment_id)
         blobs = await db.load_checkpoints(self._pool, self.tenant_id, [equipment_id])
         entity = restore_entity(blobs[equipment_id], self._model_key) if equipment_id in blobs else None
-        restored = entity is not None
         if entity is not None:
             entity.set_rules(rules)
             self.counters["restored"] += 1
@@ -220,10 +219,10 @@ class EquipmentActor:
         self.entities[equipment_id] = entity
         await self._learn_field_records([equipment_id])
         await self._learn_verdicts([equipment_id])
-        if not restored:
-            return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
-        # learn them again so the model is what it would have been without the crash.
+        # learn them again so the model is what it would have been without the crash. Without a checkpoint
+        # too: an equipment new since the last checkpoint had batches committed that died with the process
+        # (and for a new equipment this is its first batch, which the caller then skips as learned).
         rows = await db.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
                                        CATCH_UP_LIMIT)
         if rows:

@@ -150,7 +150,9 @@ async def persist_changes(pool: Executor, tenant_id: str, changes: Sequence[Alar
     """Apply model decisions to ``alerts`` and append ``alert_events``, in one transaction; returns the events.
 
     Idempotent against replays after a crash: an "opened" for a key that already has an open alert becomes an
-    update of it (or nothing, if nothing changed); a "resolved" for a key with no open alert is dropped.
+    update of it (or nothing, if nothing changed), and one for a key whose alert opened at that very reading
+    and has closed since is dropped (a model restored from an older checkpoint re-learns the readings and
+    decides the same again); a "resolved" for a key with no open alert is dropped.
     Silences (``wellpulse_silenced``: a live silence of the equipment or rule, or the equipment in maintenance)
     hold a new alert back in ``suppressed_alerts`` (no alert, no event; a later "resolved" deletes it, and
     `release_suppressed` opens it once the silence is over; being rows, they survive actor restarts). Then the
@@ -177,6 +179,10 @@ async def persist_changes(pool: Executor, tenant_id: str, changes: Sequence[Alar
                 " AND rule_id = $3 AND state <> 'resolved' FOR UPDATE",
                 tenant_id, ch.equipment_id, ch.rule_id,
             )
+            if current is None and ch.kind != "resolved" and await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND equipment_id = $2"
+                    " AND rule_id = $3 AND opened_at = $4)", tenant_id, ch.equipment_id, ch.rule_id, ch.ts):
+                continue  # an alert opened (and closed since) by this very reading: a replay, not a new one
             if current is None and await _suppressed(conn, tenant_id, ch):
                 continue
             change = await (_close(conn, current, ch) if ch.kind == "resolved"

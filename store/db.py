@@ -199,10 +199,18 @@ async def count_readings(pool: Executor, tenant_id: str) -> int:
 async def readings_after(
     pool: Executor, tenant_id: str, equipment_id: str, after: datetime | None, limit: int
 ) -> list[asyncpg.Record]:
-    """Readings stored after a checkpoint, for a restored model to catch up on."""
+    """Readings stored after a checkpoint, for a restored model to catch up on, oldest first; with `after`
+    None (a model that has learned nothing), the latest `limit` of them."""
+    if after is None:
+        return await pool.fetch(
+            "SELECT ts, vals FROM (SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
+            " WHERE tenant_id = $1 AND equipment_id = $2 GROUP BY ts ORDER BY ts DESC LIMIT $3) AS latest"
+            " ORDER BY ts",
+            tenant_id, equipment_id, limit,
+        )
     return await pool.fetch(
         "SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
-        " WHERE tenant_id = $1 AND equipment_id = $2 AND ($3::timestamptz IS NULL OR ts > $3)"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts > $3"
         " GROUP BY ts ORDER BY ts LIMIT $4",
         tenant_id, equipment_id, after, limit,
     )

@@ -73,6 +73,40 @@ async def test_actor_crashes_lose_nothing_and_double_nothing(stack: Any, db_conn
     assert other["entities"]["MTR-2"]["samples_seen"] == SNAPSHOTS
 
 
+async def test_an_equipment_actor_killed_before_its_first_checkpoint_learns_what_was_committed(
+        stack: Any, db_conn: Any) -> None:
+    """No checkpoint to restore (the process died before its first one): the fresh model learns the readings
+    already committed, which died with the process unlearned, instead of starting from the next batch."""
+    tenant = new_tenant_id("fresh")
+    await create_tenant(stack, tenant, [("MTR-1", "meter")])
+    start = now_utc() - timedelta(minutes=30)
+    chunk = 400
+
+    async def count() -> int:
+        return await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant)
+
+    await publish(stack.settings.nats_url, tenant, readings("MTR-1", start, 0, chunk))
+    await wait_for(lambda: _at_least(count, chunk))
+    name = f"equipment:{tenant}:own-MTR-1"
+    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
+    await db_conn.execute("DELETE FROM model_checkpoints WHERE tenant_id = $1", tenant)  # as if none was made
+    await publish(stack.settings.nats_url, tenant, readings("MTR-1", start, chunk, chunk))
+    await wait_for(lambda: _at_least(count, 2 * chunk))
+    seen: list[Any] = []
+
+    async def learned_everything() -> dict[str, Any] | None:
+        status = await ray.get_actor(name, namespace=NAMESPACE).status.remote()
+        entity = status["entities"].get("MTR-1")
+        seen[:] = [entity, status["counters"]]
+        return status if entity and entity["samples_seen"] == 2 * chunk else None
+
+    try:
+        status = await wait_for(learned_everything, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"MTR-1 did not learn every committed snapshot once: {seen}") from exc
+    assert status["counters"]["restored"] == 0 and status["counters"]["caught_up_snapshots"] >= chunk
+
+
 async def _at_least(count: Any, n: int) -> bool:
     return await count() >= n
 
