@@ -193,7 +193,7 @@ class EquipmentActor:
         sensitivity = self._sensitivity.get(equipment_id, "medium")
         return etype, build_rules(equipment_id, etype, self._rule_rows or [], sensitivity)
 
-    async def _entity(self, equipment_id: str) -> EquipmentState:
+    async def _entity(self, equipment_id: str, *, catch_up: bool = True) -> EquipmentState:
         entity = self.entities.get(equipment_id)
         if entity is not None:
             return entity
@@ -219,6 +219,8 @@ class EquipmentActor:
         self.entities[equipment_id] = entity
         await self._learn_field_records([equipment_id])
         await self._learn_verdicts([equipment_id])
+        if not catch_up:
+            return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
         # learn them again so the model is what it would have been without the crash. Without a checkpoint
         # too: an equipment new since the last checkpoint had batches committed that died with the process
@@ -228,6 +230,7 @@ class EquipmentActor:
         if rows:
             changes = entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows])
             self.counters["caught_up_snapshots"] += len(rows)
+            self._unsaved[equipment_id] += len(rows)  # learned here, not by the batch: the checkpoint must know
             await self._emit(changes)
         return entity
 
@@ -371,7 +374,7 @@ class EquipmentActor:
             resume = old.last_learned_ts if old is not None else None
             if resume is None:
                 resume = await prediction_store.latest_reading_ts(self._pool, self.tenant_id, equipment_id)
-            entity = await self._entity(equipment_id)
+            entity = await self._entity(equipment_id, catch_up=False)  # a reset learns nothing stored before
             entity.resume_after(resume)
             self._unsaved[equipment_id] += 1
             await self._checkpoint()
