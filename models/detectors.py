@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from river import anomaly
 
@@ -420,16 +420,20 @@ class SnapshotAnomalyDetector:
 EXPLAINED_SHARE = 0.5  # see `SeasonalProfile.explains`
 
 
-def _interpolate(slots: Sequence[float], ts: float, period_seconds: float) -> float | None:
-    """Value at epoch seconds `ts` of a profile of `slots` over the period, interpolated between the centres
-    of the two nearest slots; the nearest alone when the other is unknown (NaN); None when both are."""
-    b = len(slots)
-    pos = ts / (period_seconds / b) - 0.5
+def interpolate_profile(at: Callable[[int], float], buckets: int, ts: float, period_seconds: float) -> float | None:
+    """Value at epoch seconds `ts` of a profile of `buckets` slots over the period (slot ``j``'s value is
+    ``at(j)``), interpolated between the centres of the two nearest slots; the nearest alone when the other
+    is unknown (NaN); None when both are.
+
+    >>> interpolate_profile([0.0, 10.0].__getitem__, 2, 50.0, 100.0)  # halfway between the slot centres
+    5.0
+    """
+    pos = ts / (period_seconds / buckets) - 0.5
     lo = math.floor(pos)
-    a, c = slots[lo % b], slots[(lo + 1) % b]
+    a, c = at(lo % buckets), at((lo + 1) % buckets)
     if a == a and c == c:  # neither is NaN
         return a + (pos - lo) * (c - a)
-    own = slots[int(pos + 0.5) % b]
+    own = at(int(pos + 0.5) % buckets)
     return own if own == own else None
 
 
@@ -518,7 +522,9 @@ class SeasonalProfile:
         steps at slot edges makes every edge a jump of the residual, and a sensor without a daily cycle (a
         tank filling for hours) has slot means far apart, so each edge looked like an anomaly.
         """
-        return _interpolate(self._means, ts, self.period_seconds) if self._counts else None
+        if not self._counts:
+            return None
+        return interpolate_profile(self._means.__getitem__, self.buckets, ts, self.period_seconds)
 
     def ready(self, ts: float) -> bool:
         """Whether `z` answers at `ts`."""
@@ -543,20 +549,10 @@ class SeasonalProfile:
         if not prior:
             return None
         b = self.buckets
-        width = self.period_seconds / b
-        current = int(ts // width) % b
+        current = int(ts // (self.period_seconds / b)) % b
         passed = (current, (current - 1) % b) if current == self._slot else ((current - 1) % b,)
-        pos = ts / width - 0.5
-        lo = math.floor(pos)
         means = self._means
-        a, c = lo % b, (lo + 1) % b
-        va = prior[a] if a in passed else means[a]
-        vc = prior[c] if c in passed else means[c]
-        if va == va and vc == vc:  # neither is NaN
-            return va + (pos - lo) * (vc - va)
-        own = int(pos + 0.5) % b
-        vo = prior[own] if own in passed else means[own]
-        return vo if vo == vo else None
+        return interpolate_profile(lambda j: prior[j] if j in passed else means[j], b, ts, self.period_seconds)
 
     def learn_one(self, x: float, ts: float) -> None:
         """Learn value `x` read at epoch seconds `ts` (NaN/inf are ignored)."""

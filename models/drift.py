@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from models.detectors import interpolate_profile
+
 __all__ = ["LevelDriftDetector", "SensorDriftDetector"]
 
 
@@ -350,12 +352,7 @@ class LevelDriftDetector:
         """The profile's value at epoch seconds `ts` (None until every slot has a value)."""
         if self.residual_level is None and not (self._counts and all(self._counts)):
             return None
-        width = self.period_seconds / self.buckets
-        pos = ts / width - 0.5
-        i = math.floor(pos)
-        frac = pos - i
-        slots, b = self._slots, self.buckets
-        return slots[i % b] + frac * (slots[(i + 1) % b] - slots[i % b])
+        return interpolate_profile(self._slots.__getitem__, self.buckets, ts, self.period_seconds)
 
     def update(self, x: float, ts: float, tolerance: float = 1.0) -> bool:
         """Learn value `x` read at epoch seconds `ts`; True when a drift is signalled (`direction` says which).
