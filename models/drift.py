@@ -239,6 +239,12 @@ class LevelDriftDetector:
 
     """
 
+    # Class defaults, so a checkpoint written before these existed loads (no drift left a normal behind then).
+    returned = False
+    _offset = 0.0
+    _offset_since: float | None = None
+    _accepting = False
+
     def __init__(
         self,
         reference_seconds: float = 86_400.0,
@@ -319,6 +325,10 @@ class LevelDriftDetector:
         self._settle_sum = 0.0  # ... from the residuals seen meanwhile
         self._settle_n = 0
         self._quiet = True  # whether the last value was normal for its time of day (profile ready)
+        self.returned = False  # whether the last drift signalled went back to the normal an earlier one left
+        self._offset = 0.0  # how far drifts have moved the profile from the normal they left (sensor units) ...
+        self._offset_since: float | None = None  # ... since this reading time
+        self._accepting = False  # the next re-levelling takes its level as the normal (no offset kept)
 
     @property
     def std(self) -> float:
@@ -384,7 +394,9 @@ class LevelDriftDetector:
             self.drifts += 1
             self.drift_step = self.step()
             self.drift_ts = ts
+            self.returned = self._returns(ts, tolerance)
             self.rebaseline(self._fast if self._fast is not None else x)
+            self._accepting = self.returned
         return drifted
 
     def _test_level(self, x: float, dt: float, tolerance: float) -> bool:
@@ -419,7 +431,7 @@ class LevelDriftDetector:
         u = level / (std * tolerance)
         u = self.clip if u > self.clip else -self.clip if u < -self.clip else u
         self.last_d = u
-        a = max(self.allowance, self.significance * math.sqrt(self.residual_var) / std)
+        a = self._allowance()
         self._up = max(0.0, self._up + (u - a) * dt)
         self._down = max(0.0, self._down + (-u - a) * dt)
         # A level beyond ``quiet`` σ, or evidence accumulating, may be a drift starting: the profile, σ_L and σ
@@ -434,6 +446,34 @@ class LevelDriftDetector:
             self.direction = "up" if self._up > self._down else "down"
             return True
         return False
+
+    def _allowance(self) -> float:
+        """The allowance in σ: `allowance`, or more for a sensor whose residual level wanders (σ_L)."""
+        return max(self.allowance, self.significance * math.sqrt(self.residual_var) / self.std)
+
+    def _returns(self, ts: float, tolerance: float) -> bool:
+        """Whether the drift signalled at `ts` takes the sensor back to the normal that earlier drifts left.
+
+        Each drift moves the profile to the level it settles at; the moves since the last accepted normal
+        add up to `_offset`. A move the other way, to a one-minute level within the allowance of that normal,
+        is a recovery (a worn part replaced, a fault gone), not a new abnormal condition. After a day the
+        drifted level is the normal, and a move back is a drift again.
+        """
+        since = self._offset_since
+        if not self._offset or since is None or ts - since > self.reference_seconds or not self.profile_ready():
+            return False
+        expected, fast = self.expected(ts), self._fast
+        if expected is None or fast is None:
+            return False
+        r = fast - expected
+        if r * self._offset >= 0.0:
+            return False
+        return abs(r + self._offset) <= self._allowance() * self.std * tolerance
+
+    def accept_level(self) -> None:
+        """The level the sensor settles at after the current re-baseline is its normal (an operating change):
+        a later drift back from it is a drift, not a return."""
+        self._accepting = True
 
     def _smooth(self, r: float, dt: float) -> float:
         level = self.residual_level
@@ -477,9 +517,14 @@ class LevelDriftDetector:
 
     def _relevel(self) -> None:
         """End of a settling: the profile moves by the mean residual seen meanwhile, the evidence restarts."""
-        if self._settle_n:
-            shift = self._settle_sum / self._settle_n
-            self._slots = [m + shift for m in self._slots]
+        shift = self._settle_sum / self._settle_n if self._settle_n else 0.0
+        self._slots = [m + shift for m in self._slots]
+        if self._accepting:
+            self._offset, self._offset_since, self._accepting = 0.0, None, False
+        else:
+            if not self._offset:
+                self._offset_since = self._last
+            self._offset += shift
         self._settle_until = None
         self._settle_sum, self._settle_n = 0.0, 0
         self.residual_level = 0.0

@@ -93,6 +93,8 @@ class EquipmentState:
     (strokes per minute, and the motor current and rod load with them). Then the moved sensors are
     re-baselined in every model without an alert (counted in `operating_changes`). A failing sensor drifts
     alone; a failing machine (a bearing wearing) moves several sensors, but over hours, not in a step.
+    Nor is a drift back to the normal that earlier drifts of the sensor left, within a day (the worn bearing
+    replaced, the leak fixed): a recovery, re-baselined without an alert (counted in `returns_to_normal`).
 
     Set points: a step of the type's set point (`schema.equipment.SETPOINT_SENSOR`: a pump jack's speed, a
     compressor's discharge pressure) inside its operating range, within a few readings, is an operator's
@@ -162,6 +164,7 @@ class EquipmentState:
     _setpoint_moves = 0  # moves that mean has learned
     _setpoint_pending: tuple[float, float, int] | None = None  # a step seen: (level before, step, readings held)
     _settling = 0  # snapshots left before the drift detectors re-baseline after a set-point change
+    returns_to_normal = 0  # drifts back to the normal an earlier drift left: re-baselined without an alert
 
     def __init__(
         self,
@@ -481,6 +484,7 @@ class EquipmentState:
         if left == 1:
             for dd in self.drift_detectors.values():
                 dd.rebaseline()
+                dd.accept_level()  # the operator's new normal: moving back from it later is a drift
         return []
 
     def _operating_change(self, name: str) -> list[str]:
@@ -534,6 +538,11 @@ class EquipmentState:
                 self.operating_changes += 1
                 for other in moved:
                     self._rebaseline(other, drift=other != name)  # `name`'s own detector restarted when it signalled
+                continue
+            if dd.returned:  # back to the normal an earlier drift left (a fault gone): nothing to act on
+                self.returns_to_normal += 1
+                self._rebaseline(name, scorer=False, drift=False)
+                self.rebaselining[name] = self.warmup  # resolves an open drift alert of the sensor
                 continue
             self._rebaseline(name, scorer=False)  # the equipment's scorer keeps following, as it learns slowly
             self.rebaselining[name] = self.warmup

@@ -125,3 +125,43 @@ def test_a_re_baseline_before_the_profile_answers_moves_the_profile_too() -> Non
             signalled.append(i // 60)
     assert det.profile_ready()
     assert signalled == []
+
+
+def _excursion(spec: EquipmentSpec, sensor: str, seed: int, sigmas: float, hours: float) -> list[Snapshot]:
+    """Normal, then the sensor `sigmas` σ up for `hours` (a worn part), then normal again for six hours."""
+    snaps = feed(spec, WARM + int((hours + 6) * 360), seed)
+    sigma = statistics.pstdev(s.values[sensor] for s in snaps[:WARM])
+    end = WARM + int(hours * 360)
+    return [Snapshot(s.ts, {**s.values, sensor: s.values[sensor] + sigmas * sigma}) if WARM <= k < end else s
+            for k, s in enumerate(snaps)]
+
+
+@pytest.mark.parametrize(("spec", "sensor", "seed"), CASES[:3])
+def test_a_drift_back_to_the_normal_it_left_opens_no_second_alert(spec: EquipmentSpec, sensor: str,
+                                                                  seed: int) -> None:
+    snaps = _excursion(spec, sensor, seed, 4.0, 3.0)
+    eq = EquipmentState(spec.equipment_id, spec.equipment_type.value, default_rules(spec.equipment_type.value))
+    opened = [c for c in eq.learn_many(snaps)
+              if c.kind == "opened" and c.rule_id == f"drift_{sensor}" and c.ts >= snaps[WARM].ts]
+    assert [c.details["direction"] for c in opened] == ["up"]  # the fault, and not its repair
+    assert eq.returns_to_normal == 1
+    assert eq.drift_detectors[sensor].returned
+
+
+def test_a_drift_away_from_a_set_point_the_operator_chose_is_not_a_return() -> None:
+    det = LevelDriftDetector()
+
+    def run(t0: float, hours: float, level: float) -> list[str]:
+        out = []
+        for t in range(int(t0), int(t0 + hours * 3_600), 60):
+            v = 50.0 + 10.0 * math.sin(2 * math.pi * t / 86_400) + level + 1.5 * math.sin(t / 7.0)
+            if det.update(v, float(t)):
+                out.append(f"{det.direction}{'-return' if det.returned else ''}")
+        return out
+
+    assert run(0, 72, 0.0) == []
+    assert run(72 * 3_600, 3, 25.0) == ["up"]
+    det.rebaseline()
+    det.accept_level()  # the equipment took the new level as an operating change
+    assert run(75 * 3_600, 3, 25.0) == []
+    assert run(78 * 3_600, 3, 0.0) == ["down"]  # back to the old level: a drift from the chosen normal
