@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 
+from actors.common import NAMESPACE
 from actors.equipment import restore_entity
 from config.secrets import sign_blob, verify_blob
-from models import EquipmentState, FailurePredictor, Snapshot
+from models import MODEL_VERSION, EquipmentState, FailurePredictor, Snapshot
 from models.checkpoint import CODEC, StateError, is_pickle
 from models.state import StateCodec
 from schema.equipment import EquipmentType
 from sim import EquipmentSpec, Fault, FaultKind, FeedSimulator
 from sim.fleet import FLEET_MIX
+from tests.helpers import create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
 
 FIXTURE = Path(__file__).parent / "data" / "checkpoint_format1_pump_jack.bin"
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -187,6 +190,46 @@ def test_unknown_tags_newer_formats_and_corrupt_bytes_are_refused_clearly() -> N
         assert restore_entity(sign_blob(KEY, data), KEY) is None  # the actor's fresh model instead
     with pytest.raises(StateError, match="holds a EquipmentState, not a FailurePredictor"):
         CODEC.loads(text.encode(), FailurePredictor)
+
+
+# -- in the actors: the migration and the refusal, against the real servers ---------------------------------------
+
+
+async def test_the_actor_rewrites_an_old_pickle_and_starts_afresh_from_an_unreadable_document(
+        stack: Any, db_conn: Any) -> None:
+    tenant, key = new_tenant_id("ckpt"), stack.settings.secret("model_signing_key")
+    start = now_utc() - timedelta(minutes=30)
+
+    def flows(first: int, count: int) -> list[Snapshot]:
+        return [Snapshot(start + timedelta(seconds=i), {"flow_mcfd": 500.0 + i % 13})
+                for i in range(first, first + count)]
+
+    old = EquipmentState("MTR-1", "meter", seed=stack.settings.model_seed)
+    old.learn_many(flows(0, 100))
+    unreadable = CODEC.dumps(old, compress=False).replace(b'"type":"equipment_state"', b'"type":"no_such_model"')
+    for eid, state in (("MTR-1", pickle.dumps(old)), ("MTR-2", unreadable)):  # stored before the actors start
+        await db_conn.execute(
+            "INSERT INTO model_checkpoints (tenant_id, equipment_id, model_version, state, samples_seen)"
+            " VALUES ($1, $2, $3, $4, 100)", tenant, eid, MODEL_VERSION, sign_blob(key, state))
+    await create_tenant(stack, tenant, [("MTR-1", "meter"), ("MTR-2", "meter")])
+    await publish(stack.settings.nats_url, tenant,
+                  [(e, snapshot(e, s.ts, s.values)) for e in ("MTR-1", "MTR-2") for s in flows(100, 50)])
+
+    async def saved() -> dict[str, EquipmentState] | None:
+        rows = await db_conn.fetch("SELECT equipment_id, state FROM model_checkpoints WHERE tenant_id = $1", tenant)
+        payloads = {r["equipment_id"]: verify_blob(key, bytes(r["state"])) for r in rows}
+        if any(is_pickle(p) or p == unreadable for p in payloads.values()):
+            return None
+        models = {e: EquipmentState.from_bytes(p) for e, p in payloads.items()}
+        return models if all(m.samples_seen >= 50 for m in models.values()) else None
+
+    models = await wait_for(saved, timeout=90)
+    assert models["MTR-1"].samples_seen == 150  # restored from the pickle, then learned on
+    assert models["MTR-2"].samples_seen == 50  # a fresh model learned what was stored
+    counters = {e: (await ray.get_actor(f"equipment:{tenant}:own-{e}", namespace=NAMESPACE).status.remote())["counters"]
+                for e in ("MTR-1", "MTR-2")}
+    assert (counters["MTR-1"]["restored"], counters["MTR-1"]["checkpoints_migrated"]) == (1, 1)
+    assert (counters["MTR-2"]["restored"], counters["MTR-2"]["checkpoints_refused"]) == (0, 1)
 
 
 # -- the codec itself ------------------------------------------------------------------------------------------
