@@ -66,7 +66,9 @@ __all__ = ["FORMAT", "StateCodec", "StateError"]
 # Bump when the encoding rules above change (not when a model gains or loses an attribute: that is what the
 # defaults and `__setstate__` are for); `StateCodec.decode` then reads both.
 FORMAT = 1
-_ZLIB_LEVEL = 6  # same bytes for the same state with the same zlib; ~10x smaller than the JSON (repeated keys)
+# Same bytes for the same state with the same zlib. Level 1: a third of the JSON's size, in a tenth of level 6's
+# time for 15% more bytes (a checkpoint is written every 30 s, read once per actor start).
+_ZLIB_LEVEL = 1
 _FACTORIES: dict[str, Callable[[], Any]] = {"float": float, "int": int, "list": list, "dict": dict, "set": set}
 _FACTORY_NAMES = {v: k for k, v in _FACTORIES.items()}
 
@@ -235,9 +237,9 @@ class _Encoder:
         if t is dict:
             return self._ref(o) or self._dict(o)
         if t is list:
-            return self._ref(o) or [self.value(v) for v in o]
+            return self._ref(o) or self._items(o)
         if t is tuple:
-            return {"$tuple": [self.value(v) for v in o]}
+            return {"$tuple": self._items(o)}
         if t is datetime:
             if o.tzinfo is not None and not isinstance(o.tzinfo, timezone):
                 raise StateError(f"datetime with tzinfo {o.tzinfo!r}: store it in UTC or a fixed offset")
@@ -261,9 +263,19 @@ class _Encoder:
             raise StateError("a set of registered objects cannot be stored deterministically; use a list")
         return out
 
+    def _items(self, items: list[Any] | tuple[Any, ...]) -> list[Any]:
+        """`value` of each item, with the plain ones (most of a model's numbers) inline: half the time."""
+        out: list[Any] = []
+        append, value = out.append, self.value
+        for v in items:
+            t = type(v)
+            append(v if (t is float and v - v == 0.0) or t is str or t is int else value(v))
+        return out
+
     def _dict(self, d: dict[Any, Any]) -> dict[str, Any]:
         if _plain_keys(d):
-            return {k: self.value(v) for k, v in d.items()}
+            value = self.value
+            return {k: v if (type(v) is float and v - v == 0.0) or type(v) is str else value(v) for k, v in d.items()}
         return {"$map": [[self.value(k), self.value(v)] for k, v in d.items()]}
 
     def _object(self, kind: _Kind, o: Any) -> dict[str, Any]:
@@ -307,6 +319,9 @@ def _sort_key(encoded: Any) -> str:
     return json.dumps(encoded, sort_keys=True, allow_nan=False)
 
 
+_SCALARS = frozenset({float, int, str, bool, type(None)})  # JSON values that are themselves
+
+
 class _Decoder:
     """One document's decoding: numbers containers and objects as `_Encoder` did, to resolve ``$ref``."""
 
@@ -322,7 +337,8 @@ class _Decoder:
         t = type(o)
         if t is list:
             n = self._slot()
-            out = self.objects[n] = [self.value(v) for v in o]
+            value = self.value
+            out = self.objects[n] = [v if type(v) in _SCALARS else value(v) for v in o]  # scalars inline: faster
             return out
         if t is not dict:
             return o
@@ -331,7 +347,8 @@ class _Decoder:
                 return self._tagged(first, o)
             break
         n = self._slot()
-        out = self.objects[n] = {k: self.value(v) for k, v in o.items()}
+        value = self.value
+        out = self.objects[n] = {k: v if type(v) in _SCALARS else value(v) for k, v in o.items()}
         return out
 
     def _tagged(self, marker: str, o: dict[str, Any]) -> Any:
