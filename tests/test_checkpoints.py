@@ -17,6 +17,7 @@ import subprocess
 import sys
 import zlib
 from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,14 @@ async def test_the_actor_rewrites_an_old_pickle_and_starts_afresh_from_an_unread
 # -- the codec itself ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A value object as models hold them (frozen, slotted)."""
+
+    at: datetime
+    value: float
+
+
 class Probe:
     """A registered class with every kind of value a model holds."""
 
@@ -252,6 +261,7 @@ class Probe:
         self.counts = Counter({"a": 2})
         self.sums: defaultdict[str, float] = defaultdict(float, {"a": 1.5})
         self.nested: list[Any] = [None, True, 2**70, "é", [[]], {}]
+        self.pairs = [Pair(datetime(2026, 1, 1, tzinfo=UTC), math.nan)]
 
 
 class NewProbe(Probe):
@@ -264,6 +274,7 @@ def _codec() -> StateCodec:
     codec = StateCodec()
     codec.register("probe", Probe)
     codec.register("new_probe", NewProbe)
+    codec.register("pair", Pair)
     return codec
 
 
@@ -275,6 +286,8 @@ def test_every_kind_of_value_round_trips_exactly() -> None:
         assert type(got) is type(value), name
         if name == "floats":
             assert [repr(x) for x in got] == [repr(x) for x in value]  # nan, -0.0 and the extremes too
+        elif name == "pairs":
+            assert repr(got) == repr(value)  # nan != nan
         else:
             assert got == value, name
     assert back.window.maxlen == 3 and back.sums.default_factory is float
