@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
 
@@ -31,11 +31,13 @@ from models import (
     rules_for_equipment,
     tenant_rules_for,
 )
+from models import checkpoint as model_checkpoint
 from models.alerts import alarm_profile
 from models.failure import Example
 from schema.alerts import AlertEvent
 from schema.subjects import alerts_subject
 from store import alerts as alert_store
+from store import checkpoints as checkpoint_store
 from store import db
 from store import predictions as prediction_store
 
@@ -112,11 +114,11 @@ def shared_model(stored: prediction_store.TypeModel | None, key: str) -> Failure
         log.error("shared failure model refused (%s): it was not written by this installation", exc)
         return None
     try:
-        model = pickle.loads(payload)  # signed by our own actors: nobody else holds the key  # noqa: S301  signed by this installation (config.secrets.verify_blob) or from our own actor
-    except Exception:
-        log.warning("shared failure model of version %s unreadable; starting a new one", stored.model_version)
+        return model_checkpoint.loads(payload, FailurePredictor)  # a document, or a pickle of an older version
+    except model_checkpoint.StateError as exc:
+        log.warning("shared failure model of version %s unreadable (%s); starting a new one",
+                    stored.model_version, exc)
         return None
-    return model if isinstance(model, FailurePredictor) else None
 
 
 def teach_shared(stored: prediction_store.TypeModel | None, examples: Sequence[Example],
@@ -125,22 +127,29 @@ def teach_shared(stored: prediction_store.TypeModel | None, examples: Sequence[E
     model = shared_model(stored, key) or FailurePredictor()
     model.learn_examples(examples)
     model.failures_seen += failures
-    state = sign_blob(key, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    state = sign_blob(key, model_checkpoint.dumps(model))
     return prediction_store.TypeModel(MODEL_VERSION, state, model.labels_seen, model.failures_seen)
 
 
-def restore_entity(blob: bytes, key: str) -> EquipmentState | None:
-    """A checkpointed entity, or None when the blob is not signed by this installation (never unpickled) or
-    cannot be read by this version (a class it names is gone): a fresh model then, never an actor that fails on
-    every message of the equipment."""
+class Restored(NamedTuple):
+    """A checkpointed entity, and whether its checkpoint was an old pickle (to be re-written in today's format)."""
+
+    entity: EquipmentState
+    from_pickle: bool
+
+
+def restore_entity(blob: bytes, key: str) -> Restored | None:
+    """A checkpointed entity, or None when the blob is not signed by this installation (never read) or cannot
+    be read by this version (an unknown type tag, a newer format, a pickle naming a class that is gone): a fresh
+    model then, never an actor that fails on every message of the equipment."""
     try:
         data = verify_blob(key, blob)
     except UntrustedBlob as exc:
         log.error("model checkpoint refused (%s): a fresh model warms up instead", exc)
         return None
     try:
-        return EquipmentState.from_bytes(data)
-    except Exception as exc:  # any unpickling failure of our own, signed blob
+        return Restored(EquipmentState.from_bytes(data), model_checkpoint.is_pickle(data))
+    except Exception as exc:  # any failure to read our own, signed blob
         log.error("model checkpoint unreadable (%s: %s): a fresh model warms up instead", type(exc).__name__, exc)
         return None
 
@@ -162,12 +171,12 @@ class EquipmentActor:
         self._sensitivity: dict[str, str] = {}
         self._rule_rows: list[dict[str, Any]] | None = None
         # Values learned per entity since its last checkpoint: only entities that learned
-        # enough are pickled, so the cost stays per reading, not per hosted entity.
+        # enough are saved, so the cost stays per reading, not per hosted entity.
         self._unsaved: dict[str, int] = defaultdict(int)
         self._last_checkpoint = time.monotonic()
         self._tick_task: asyncio.Task | None = None
         self.counters = {"values_learned": 0, "snapshots_learned": 0, "alert_events": 0, "restored": 0,
-                         "checkpoints_refused": 0, "caught_up_snapshots": 0}
+                         "checkpoints_refused": 0, "checkpoints_migrated": 0, "caught_up_snapshots": 0}
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.started_at = time.time()
 
@@ -200,11 +209,15 @@ class EquipmentActor:
         if self._registry is None or equipment_id not in self._registry:
             await self._load_registry()
         etype, rules = self._rules_of(equipment_id)
-        blobs = await db.load_checkpoints(self._pool, self.tenant_id, [equipment_id])
-        entity = restore_entity(blobs[equipment_id], self._model_key) if equipment_id in blobs else None
-        if entity is not None:
+        blobs = await checkpoint_store.load_checkpoints(self._pool, self.tenant_id, [equipment_id])
+        restored = restore_entity(blobs[equipment_id], self._model_key) if equipment_id in blobs else None
+        if restored is not None:
+            entity = restored.entity
             entity.set_rules(rules)
             self.counters["restored"] += 1
+            if restored.from_pickle:  # migration: the next checkpoint writes it in today's format
+                self._unsaved[equipment_id] += 1
+                self.counters["checkpoints_migrated"] += 1
         else:
             if equipment_id in blobs:
                 self.counters["checkpoints_refused"] += 1
@@ -382,20 +395,22 @@ class EquipmentActor:
 
     async def _checkpoint(self, *, min_unsaved: int = 1) -> None:
         due = [eid for eid, n in self._unsaved.items() if n >= min_unsaved]
-        items, rows = [], []
+        items: list[checkpoint_store.CheckpointRow] = []
+        rows = []
         examples: dict[str, list[Example]] = defaultdict(list)
         failures: dict[str, int] = defaultdict(int)
         for eid in due:
             entity = self.entities[eid]
-            drained, reported = entity.shared_examples()  # before pickling: each goes to the type once
+            drained, reported = entity.shared_examples()  # before saving: each goes to the type once
             examples[entity.equipment_type].extend(drained)
             failures[entity.equipment_type] += reported
             blob = sign_blob(self._model_key, entity.to_bytes())
-            items.append((eid, MODEL_VERSION, blob, entity.last_learned_ts, entity.samples_seen))
+            items.append(checkpoint_store.CheckpointRow(eid, MODEL_VERSION, blob, entity.last_learned_ts,
+                                                        entity.samples_seen))
             rows.append(prediction_row(entity, len(blob)))
         if items:
             async with self._pool.acquire() as conn, conn.transaction():  # model and predictions agree
-                await db.save_checkpoints(conn, self.tenant_id, items)
+                await checkpoint_store.save_checkpoints(conn, self.tenant_id, items)
                 await prediction_store.save_predictions(conn, self.tenant_id, rows)
         for eid in due:
             del self._unsaved[eid]

@@ -8,7 +8,8 @@ snapshot) and River ``stats.EWMean`` + ``stats.EWVar`` per sensor value. Checkpo
 ``len(EquipmentState.to_bytes())`` after 1k and 10k snapshots (it does not grow with the snapshots), and
 for 1 to 40 sensors (it grows linearly with the sensors: ``per_sensor`` bytes each), and after 11 days at one
 snapshot a minute (the failure model's pending examples, one an hour, level off after horizon + label delay).
-Prints JSON.
+For that steady state, the checkpoint's bytes and its write and read times against a pickle of the same
+object (what checkpoints were before the versioned format). Prints JSON.
 
     python -m bench.models [--snapshots 10000] [--batch 100] [--repeat 3]
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -105,14 +107,41 @@ def checkpoint_bytes(snaps: list[Snapshot], at: list[int], batch: int) -> dict[s
     return out
 
 
-def steady_state_bytes(days: int = 11, interval_s: float = 60.0) -> dict[str, int]:
-    """Checkpoint bytes of a pump jack after `days` of one snapshot a minute: past the failure model's horizon
-    and label delay (10 days), the pending examples stop growing, so this is the steady state."""
+def steady_state(days: int = 11, interval_s: float = 60.0) -> EquipmentState:
+    """A pump jack after `days` of one snapshot a minute: past the failure model's horizon and label delay
+    (10 days), the pending examples stop growing, so this is the steady state of a checkpoint."""
     snaps = pump_jack_snapshots(int(days * DAY_SECONDS / interval_s), interval_s=interval_s)
     eq = EquipmentState("PJ-0001", "pump_jack", seed=1)
     for i in range(0, len(snaps), 500):
         eq.learn_many(snaps[i : i + 500])
+    return eq
+
+
+def steady_state_bytes(eq: EquipmentState, days: int = 11) -> dict[str, int]:
+    """Checkpoint bytes of `steady_state`."""
     return {"days": days, "bytes": len(eq.to_bytes()), "pending_failure_examples": eq.failure.pending}
+
+
+def checkpoint_vs_pickle(eq: EquipmentState, repeat: int) -> dict[str, Any]:
+    """Size and milliseconds to write and to read a checkpoint of `eq` (a versioned document, `models.state`),
+    against the pickle of the whole object that checkpoints were before (the baseline, same state, same run)."""
+    document = eq.to_bytes()
+    old = pickle.dumps(eq, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def ms(run: Callable[[], object]) -> float:
+        def once() -> float:
+            t0 = time.perf_counter()
+            run()
+            return time.perf_counter() - t0
+
+        return round(1e3 * _best(once, repeat), 2)
+
+    return {
+        "bytes": {"document": len(document), "pickle": len(old)},
+        "encode_ms": {"document": ms(eq.to_bytes), "pickle": ms(lambda: pickle.dumps(eq, protocol=5))},
+        "decode_ms": {"document": ms(lambda: EquipmentState.from_bytes(document)),
+                      "pickle": ms(lambda: pickle.loads(old))},  # noqa: S301  our own bytes, just made
+    }
 
 
 def bytes_by_sensors(counts: list[int], snapshots: int = 3_000, seed: int = 0) -> dict[str, Any]:
@@ -156,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "river_ewmean_ewvar": _best(lambda: time_ew(snaps), args.repeat),
     }
     per_value = {k: round(1e6 * v / n_values, 3) for k, v in us.items()}
+    steady = steady_state()
     ours = per_value["equipment_state_learn_many"]
     result: dict[str, Any] = {
         "benchmark": "models",
@@ -172,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "checkpoint_bytes": checkpoint_bytes(snaps, [min(1_000, len(snaps)), len(snaps)], args.batch),
         "checkpoint_bytes_by_sensors": bytes_by_sensors([1, 5, 10, 20, 40]),
-        "checkpoint_bytes_steady_state": steady_state_bytes(),
+        "checkpoint_bytes_steady_state": steady_state_bytes(steady),
+        "checkpoint_vs_pickle_steady_state": checkpoint_vs_pickle(steady, args.repeat),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus": os.cpu_count(),
     }

@@ -1,9 +1,8 @@
-"""`EquipmentState`: everything the models know about one equipment, as one picklable entity."""
+"""`EquipmentState`: everything the models know about one equipment, as one entity with a durable checkpoint."""
 
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -29,7 +28,9 @@ __all__ = [
     "EquipmentState",
 ]
 
-# Bump when the pickled layout or the meaning of a score changes (6: daily profiles only where they explain).
+# Bump when the meaning of a score changes, so that restored models re-learn their scorer and drift detectors
+# (6: daily profiles only where they explain). Not for the stored layout: a checkpoint is a document of stable
+# tags (`models.checkpoint`) with its own format number, and a new attribute takes its default when read.
 MODEL_SCHEMA = 6
 MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
@@ -591,7 +592,7 @@ class EquipmentState:
         }
         for name, det in self.detectors.items():
             if det.n >= self.warmup:
-                # Interned: the pending examples share their keys, and a checkpoint pickles each key once.
+                # Interned: the pending examples share their keys (memory: one string per key, not one per example).
                 x[sys.intern(f"level_{name}")] = det.mean
                 x[sys.intern(f"spread_{name}")] = det.std
         return x
@@ -686,20 +687,25 @@ class EquipmentState:
     # -- checkpoints and status ---------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Pickle the whole state (detectors, drift and failure models, rule state, open alerts, counters)."""
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The checkpoint of the whole state (detectors, drift and failure models, rule state, open alerts,
+        counters): a versioned document of stable type tags (`models.checkpoint`), not a pickle, so renaming a
+        class in `models/` keeps stored models readable. The same state gives the same bytes."""
+        from models.checkpoint import dumps  # the registry imports every model class, this one included
+
+        return dumps(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EquipmentState:
-        """Restore a state written by `to_bytes` (trusted input only: this is pickle).
+        """Restore a state written by `to_bytes`, or by an older version as a pickle (trusted input only:
+        bytes signed by this installation, `config.secrets.verify_blob`).
 
         A checkpoint of an older `MODEL_VERSION` loads too: attributes it lacks get their defaults, and a
         model whose meaning changed is started afresh (`restored_from_version` says from which version).
+        Raises `models.state.StateError` (a `ValueError`) when this version cannot read it.
         """
-        obj = pickle.loads(data)  # noqa: S301  signed by this installation (config.secrets.verify_blob) or from our own actor
-        if not isinstance(obj, cls):
-            raise ValueError(f"checkpoint holds a {type(obj).__name__}, not an {cls.__name__}")
-        return obj
+        from models.checkpoint import loads
+
+        return loads(data, cls)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         version = state.get("model_version")

@@ -300,34 +300,6 @@ async def list_rules(pool: Executor, tenant_id: str) -> list[asyncpg.Record]:
     )
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-async def save_checkpoints(
-    pool: Executor, tenant_id: str, items: Sequence[tuple[str, str, bytes, datetime | None, int]]
-) -> None:
-    """``items``: (equipment_id, model_version, state, last_learned_ts, samples_seen)."""
-    await pool.executemany(
-        "INSERT INTO model_checkpoints"
-        " (tenant_id, equipment_id, model_version, state, last_learned_ts, samples_seen, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, now())"
-        " ON CONFLICT (tenant_id, equipment_id) DO UPDATE SET model_version = EXCLUDED.model_version,"
-        " state = EXCLUDED.state, last_learned_ts = EXCLUDED.last_learned_ts,"
-        " samples_seen = EXCLUDED.samples_seen, updated_at = now()",
-        [(tenant_id, *item) for item in items],
-    )
-
-
-async def load_checkpoints(
-    pool: Executor, tenant_id: str, equipment_ids: Sequence[str]
-) -> dict[str, bytes]:
-    rows = await pool.fetch(
-        "SELECT equipment_id, state FROM model_checkpoints WHERE tenant_id = $1 AND equipment_id = ANY($2)",
-        tenant_id, list(equipment_ids),
-    )
-    return {r["equipment_id"]: bytes(r["state"]) for r in rows}
-
-
 # ---------------------------------------------------------------- alerts
 
 _EVENT_COLUMNS = (

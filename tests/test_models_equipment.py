@@ -165,9 +165,9 @@ def test_a_checkpoint_this_version_cannot_read_restores_as_a_fresh_model() -> No
     from config.secrets import sign_blob
 
     key = "k" * 32
-    gone = b"cmodels.no_such_module\nGone\n)\x81."  # a pickle of models.no_such_module.Gone()
+    gone = b"\x80\x04cmodels.no_such_module\nGone\n)\x81."  # an old pickle of models.no_such_module.Gone()
     assert restore_entity(sign_blob(key, gone), key) is None
     eq = EquipmentState("PJ-1", "pump_jack")
     eq.learn_many(pump_jack_feed(50))
     restored = restore_entity(sign_blob(key, eq.to_bytes()), key)
-    assert restored is not None and restored.samples_seen == 50
+    assert restored is not None and restored.entity.samples_seen == 50 and not restored.from_pickle
