@@ -37,9 +37,12 @@ from models.failure import Example
 from schema.alerts import AlertEvent
 from schema.subjects import alerts_subject
 from store import alerts as alert_store
+from store import assets as asset_store
 from store import checkpoints as checkpoint_store
-from store import db
 from store import predictions as prediction_store
+from store import readings as reading_store
+from store import rules as rule_store
+from store import tenants as tenant_store
 
 log = logging.getLogger(__name__)
 SnapshotTuple = tuple[datetime, dict[str, float]]
@@ -189,12 +192,12 @@ class EquipmentActor:
             self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())
 
     async def _load_registry(self) -> None:
-        equipment = await db.list_equipment(self._pool, self.tenant_id)
+        equipment = await asset_store.list_equipment(self._pool, self.tenant_id)
         self._registry = {e.equipment_id: e.type for e in equipment}
-        default, by_type = await db.tenant_sensitivity(self._pool, self.tenant_id)
+        default, by_type = await tenant_store.tenant_sensitivity(self._pool, self.tenant_id)
         self._sensitivity = {
             e.equipment_id: e.anomaly_sensitivity or by_type.get(e.type) or default or "medium" for e in equipment}
-        self._rule_rows = [dict(r) for r in await db.list_rules(self._pool, self.tenant_id)]
+        self._rule_rows = [dict(r) for r in await rule_store.list_rules(self._pool, self.tenant_id)]
 
     def _rules_of(self, equipment_id: str) -> tuple[str, list[Rule]]:
         """(type, rules) of an equipment: type defaults, then the tenant's own rules, at its sensitivity."""
@@ -238,14 +241,18 @@ class EquipmentActor:
         # learn them again so the model is what it would have been without the crash. Without a checkpoint
         # too: an equipment new since the last checkpoint had batches committed that died with the process
         # (and for a new equipment this is its first batch, which the caller then skips as learned).
-        rows = await db.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
-                                       CATCH_UP_LIMIT)
+        rows = await self._stored_after(equipment_id, entity)
         if rows:
             changes = entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows])
             self.counters["caught_up_snapshots"] += len(rows)
             self._unsaved[equipment_id] += len(rows)  # learned here, not by the batch: the checkpoint must know
             await self._emit(changes)
         return entity
+
+    async def _stored_after(self, equipment_id: str, entity: EquipmentState) -> list[Any]:
+        """Committed readings the model has not learned (a restore's catch-up and `resync` both ask this)."""
+        return await reading_store.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
+                                                  CATCH_UP_LIMIT)
 
     async def _emit(self, changes: Sequence[AlertChange]) -> None:
         if not changes:
@@ -298,8 +305,7 @@ class EquipmentActor:
             await self._ensure_started()
             caught_up = 0
             for equipment_id, entity in self.entities.items():
-                rows = await db.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
-                                               CATCH_UP_LIMIT)
+                rows = await self._stored_after(equipment_id, entity)
                 if rows:
                     await self._emit(entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows]))
                     self._unsaved[equipment_id] += len(rows)

@@ -10,6 +10,7 @@ from actors.common import NAMESPACE, setup_logging
 from actors.tenant import TenantActor
 from config import Settings
 from store import db
+from store import tenants as tenant_store
 
 log = logging.getLogger(__name__)
 SUPERVISOR_NAME = "supervisor"
@@ -61,7 +62,7 @@ class Supervisor:
             await self._sync_tenants_locked()
 
     async def _sync_tenants_locked(self) -> None:
-        active = await db.list_active_tenants(self._pool)
+        active = await tenant_store.list_active_tenants(self._pool)
         for tenant_id in active:
             if tenant_id not in self.tenants:
                 self.tenants[tenant_id] = TenantActor.options(

@@ -27,7 +27,9 @@ from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import ctl_subject, split_tele_subject
 from schema.telemetry import DEFAULT_MAX_AGE, parse_telemetry, validation_reason
 from store import alerts as alert_store
-from store import bus, db
+from store import assets as asset_store
+from store import bus
+from store import readings as reading_store
 
 log = logging.getLogger(__name__)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
@@ -80,7 +82,7 @@ class TenantActor:
         self._pool = None
         self._nc = None
         self._js = None
-        self.equipment: dict[str, db.EquipmentInfo] = {}
+        self.equipment: dict[str, asset_store.EquipmentInfo] = {}
         self.placement: dict[str, str] = {}
         self.retired: set[str] = set()  # reported, but deleted from the registry
         self.actors: dict[str, Any] = {}
@@ -150,7 +152,7 @@ class TenantActor:
         await asyncio.sleep(1)
 
     async def _load_registry(self) -> None:
-        equipment = await db.list_equipment(self._pool, self.tenant_id)
+        equipment = await asset_store.list_equipment(self._pool, self.tenant_id)
         self.equipment = {e.equipment_id: e for e in equipment}
         self.retired.clear()
         self._place()
@@ -207,7 +209,7 @@ class TenantActor:
     async def _store_batch(self, msgs: list[Any]) -> tuple[list[Any], dict[str, list], int, int]:
         """Decode, park the bad, commit the good; returns what ``_learn_and_ack`` needs."""
         t0 = time.perf_counter()
-        rows: list[db.ReadingRow] = []
+        rows: list[reading_store.ReadingRow] = []
         by_equipment: dict[str, list[tuple[datetime, dict[str, float]]]] = defaultdict(list)
         good, bad = [], []
         skew = self.settings.max_future_skew
@@ -236,12 +238,12 @@ class TenantActor:
             # Registered by the API since our last reload: left as it is. Deleted: stays deleted
             # (its readings are kept, no model learns them), and is not looked up again until
             # the next reload.
-            await db.register_seen_equipment(self._pool, self.tenant_id, unknown)
+            await asset_store.register_seen_equipment(self._pool, self.tenant_id, unknown)
             await self._load_registry()
             self.retired.update(e for e in unknown if e not in self.equipment)
         started = time.perf_counter()
         self.stage_seconds["decode"] += started - t0
-        inserted = await db.copy_readings(self._pool, rows) if rows else 0
+        inserted = await reading_store.copy_readings(self._pool, rows) if rows else 0
         elapsed = time.perf_counter() - started
         self._observe_write(elapsed)
         self.stage_seconds["write"] += elapsed
@@ -306,7 +308,7 @@ class TenantActor:
                 after = await alert_store.escalate_after_seconds(self._pool, self.tenant_id)  # tenant setting
                 if after is None:
                     after = self.settings.escalate_after_seconds
-                events = await db.escalate_overdue(self._pool, self.tenant_id, now=now,
+                events = await alert_store.escalate_overdue(self._pool, self.tenant_id, now=now,
                                                    older_than=now - timedelta(seconds=after))
                 # Silences and maintenance end by the clock too, not only by an API call.
                 events += await alert_store.release_suppressed(self._pool, self.tenant_id)

@@ -19,7 +19,7 @@ app's pool size (the baseline), and ``GET /health/db`` over HTTP:
 - the first page of open alerts (``?state=open``, 20 items).
 
 On plain PostgreSQL the first 1h query of an equipment rolls up its closed hours (``readings_hourly``,
-see store/telemetry.py): that one-off cost is measured separately (``rollup_first_query``).
+see store/readings.py): that one-off cost is measured separately (``rollup_first_query``).
 
     python -m bench.api [--equipment 1000] [--readings 10000000] [--concurrency 8] [--requests 200]
 
@@ -44,7 +44,7 @@ from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 from serve.runtime import Stack
 from store import alerts as alert_store
 from store import db
-from store import telemetry as telemetry_store
+from store import readings as reading_store
 from store.admin import ensure_user
 from store.listing import fetch_page, parse_list_query
 
@@ -155,7 +155,7 @@ class Queries:
             params["sensor"] = ",".join(sensors)
 
         async def direct(conn: Any) -> Any:
-            return await db.fetch_readings_bucketed(
+            return await reading_store.fetch_readings_bucketed(
                 conn, self.tenant, equipment, sensors=sensors, start=align_down(start, size),
                 end=align_up(end, size), bucket=size, flavour=self.flavour, limit=10000)
 
@@ -169,7 +169,7 @@ class Queries:
             ids = self.latest_sets[i % len(self.latest_sets)]
 
             async def direct(conn: Any) -> Any:
-                return await telemetry_store.latest_values(conn, self.tenant, ids, flavour=self.flavour)
+                return await reading_store.latest_values(conn, self.tenant, ids, flavour=self.flavour)
 
             return "/v1/telemetry/latest", {"equipment": ",".join(ids)}, direct
 

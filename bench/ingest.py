@@ -22,7 +22,7 @@ from bench.common import MemorySampler, emit, new_tenant, start_stack
 from schema.equipment import SENSORS_BY_TYPE, EquipmentType
 from schema.subjects import tele_subject
 from serve.runtime import Stack
-from store import bus, db
+from store import bus, db, readings
 
 PUMP_JACK = SENSORS_BY_TYPE[EquipmentType.PUMP_JACK]
 
@@ -78,7 +78,7 @@ async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             publish_seconds = await publish_all(js, tenant, messages)
             while True:
-                stored = await db.count_readings(pool, tenant)
+                stored = await readings.count_readings(pool, tenant)
                 pending, ack_pending = await bus.consumer_lag(js, tenant)
                 if stored >= expected_rows and pending == 0 and ack_pending == 0:
                     break
@@ -123,7 +123,8 @@ async def raw_copy(stack: Stack, rows: int) -> dict[str, Any]:
         started = time.perf_counter()
         async with pool.acquire() as conn:
             for i in range(0, rows, 5000):
-                await conn.copy_records_to_table("readings", records=records[i:i + 5000], columns=db.READING_COLUMNS)
+                await conn.copy_records_to_table("readings", records=records[i:i + 5000],
+                                                 columns=readings.READING_COLUMNS)
         elapsed = time.perf_counter() - started
         return {"rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed)}
     finally:

@@ -15,6 +15,7 @@ from config import Settings, load_settings
 from schema.ids import InvalidIdentifier, check_tenant_id
 from schema.subjects import tele_tenant_filter
 from store import nats_auth
+from store import tenants as tenant_store
 
 NATS_DATA_SUBDIR = "nats"  # where serve.runtime.Stack puts the embedded NATS
 
@@ -48,12 +49,10 @@ def _active_tenants(database_url: str | None) -> list[str] | None:
     import psycopg
 
     try:
-        with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-            rows = conn.execute("SELECT id FROM tenants WHERE active AND deleted_at IS NULL ORDER BY id").fetchall()
+        return tenant_store.list_active_tenants_sync(database_url)
     except psycopg.Error as exc:
         print(f"warning: cannot read tenants from the database: {exc}".rstrip(), file=sys.stderr)
         return None
-    return [row[0] for row in rows]
 
 
 def feed_credentials_command(args: argparse.Namespace) -> int:

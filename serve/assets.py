@@ -41,7 +41,7 @@ from schema.assets import (
 from serve.auth import Principal
 from serve.errors import ApiError
 from serve.services import Services
-from store import assets, db
+from store import assets
 from store import audit as audit_log
 from store.audit import AuditContext
 from store.listing import ListQuery, fetch_page
@@ -238,7 +238,7 @@ async def get_equipment(services: Services, tenant_id: str, equipment_id: str) -
 
 
 async def _check_wells(conn: asyncpg.Connection, tenant_id: str, well_ids: list[str]) -> None:
-    live = await assets.live_well_ids(conn, tenant_id, well_ids)
+    live = await assets.live_well_ids(conn, tenant_id, well_ids, share_lock=True)
     unknown = [w for w in well_ids if w not in live]
     if unknown:
         raise _error(422, "well_ids", f"no such well: {', '.join(unknown[:20])}")
@@ -316,7 +316,7 @@ async def delete_equipment(services: Services, audit: AuditContext, equipment_id
 
 async def get_sensors(services: Services, tenant_id: str, equipment_id: str) -> list[dict[str, Any]]:
     async with services.tenant_tx(tenant_id) as conn:
-        if not await db.equipment_exists(conn, tenant_id, equipment_id):
+        if not await assets.equipment_exists(conn, tenant_id, equipment_id):
             raise ApiError(404, f"equipment {equipment_id} not found")
         return await assets.list_sensors(conn, tenant_id, equipment_id)
 
@@ -362,7 +362,7 @@ async def _follow_jobs(conn: asyncpg.Connection, tenant_id: str, equipment: asyn
 async def list_maintenance(services: Services, tenant_id: str, equipment_id: str, q: ListQuery,
                            ) -> tuple[list[dict[str, Any]], int]:
     async with services.tenant_tx(tenant_id) as conn:
-        if not await db.equipment_exists(conn, tenant_id, equipment_id):
+        if not await assets.equipment_exists(conn, tenant_id, equipment_id):
             raise ApiError(404, f"equipment {equipment_id} not found")
         return await fetch_page(conn, assets.MAINTENANCE, q, tenant_id,
                                 extra_where=[("m.equipment_id = $1", [equipment_id])])

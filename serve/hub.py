@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 from schema.alerts import AlertEvent
 from schema.severity import SEVERITY_RANK
 from schema.subjects import alerts_tenant_filter
+from store import alerts as alert_store
 from store import db
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class TenantFeed:
     async def pump(self) -> None:
         while True:
             async with db.tenant_tx(self.hub.pool, self.tenant_id) as conn:
-                rows = await db.events_since(conn, self.tenant_id, self.cursor, PAGE)
+                rows = await alert_store.events_since(conn, self.tenant_id, self.cursor, PAGE)
             for row in rows:
                 event = AlertEvent(**dict(row))
                 self.cursor = event.seq

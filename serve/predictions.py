@@ -18,8 +18,8 @@ from serve.errors import ApiError
 from serve.services import Services
 from store import alerts as alert_store
 from store import audit as audit_log
-from store import db
 from store import predictions as store
+from store import rules as rule_store
 from store.audit import AuditContext
 from store.listing import ListQuery, fetch_page
 
@@ -141,7 +141,7 @@ async def backtest(services: Services, tenant_id: str, equipment_id: str, body: 
         etype = await store.equipment_type(conn, tenant_id, equipment_id)
         if etype is None:
             raise _not_found(equipment_id)
-        stored = [dict(r) for r in await db.list_rules(conn, tenant_id)]
+        stored = [dict(r) for r in await rule_store.list_rules(conn, tenant_id)]
         rows = await store.snapshots_between(conn, tenant_id, equipment_id, body.start, body.end,
                                              MAX_BACKTEST_SNAPSHOTS + 1)
         judged = [dict(r) for r in await alert_store.judged_alerts(conn, tenant_id, equipment_id, body.start,

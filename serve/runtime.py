@@ -30,7 +30,7 @@ from actors.common import NAMESPACE
 from actors.supervisor import SUPERVISOR_NAME, Supervisor
 from config import Settings
 from config.secrets import SECRETS_DIR, SecretBox, read_or_make_secret, resolve_secrets
-from store import bus, db
+from store import assets, bus, db, tenants
 from store.admin import reseal_secrets
 from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 from store.migrate import MigrationResult, migrate
@@ -144,12 +144,8 @@ class Stack:
         """Give the embedded NATS one feed user per active tenant; ``True`` if that reloaded it."""
         if self.nats is None:
             return False
-        import psycopg
-
         with self._nats_sync_lock:
-            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5) as conn:
-                rows = conn.execute("SELECT id FROM tenants WHERE active AND deleted_at IS NULL").fetchall()
-            return self.nats.set_tenants(row[0] for row in rows)
+            return self.nats.set_tenants(tenants.list_active_tenants_sync(self.settings.database_url))
 
     def _start_nats_sync(self) -> None:
         """Keep the embedded NATS's feed users in step with the tenants table (checked every 2 s)."""
@@ -288,8 +284,8 @@ class Stack:
         """Create or reactivate a tenant with its equipment and start its TenantActor."""
         pool = await db.create_pool(self.settings.database_url, max_size=1)
         try:
-            await db.upsert_tenant(pool, tenant_id, name)
-            await db.upsert_equipment(pool, tenant_id, equipment)
+            await tenants.upsert_tenant(pool, tenant_id, name)
+            await assets.upsert_equipment(pool, tenant_id, equipment)
         finally:
             await pool.close()
         await self.supervisor.add_tenant.remote(tenant_id)

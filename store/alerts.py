@@ -15,6 +15,7 @@ when that ends). A latched alert whose condition clears stays ``open`` with ``cl
 awaiting acknowledgement") and acknowledging it resolves it.
 """
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,18 +26,44 @@ import asyncpg
 
 from schema.errors import Conflict, InvalidInput
 from schema.severity import SEVERITIES, SEVERITY_RANK
-from store.db import (
-    _ALERT_COLUMNS,
-    _EVENT_COLUMNS,
-    Executor,
-    _connection,
-    _insert_event,
-    _serialize_tenant_events,
-)
+from store.db import Executor, connection
 from store.listing import FieldSpec, ResourceSpec
 
+EVENT_COLUMNS = (
+    "seq, tenant_id, alert_id, equipment_id, rule_id, kind, state, severity, message, details,"
+    " actor, occurred_at, created_at"
+)
+_BASE_ALERT_COLUMNS = (
+    "id, equipment_id, rule_id, state, severity, message, details, opened_at, updated_at,"
+    " acknowledged_at, acknowledged_by, ack_comment, escalated_at, resolved_at, resolved_by, resolve_comment"
+)
+
+
+async def _serialize_tenant_events(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """Hold the tenant's event lock until the transaction ends (the WebSocket feed resumes by seq)."""
+    # seq comes from a sequence, and concurrent transactions may commit out of seq order;
+    # a client that resumes "since seq" would then skip the slower one. Taking a
+    # per-tenant lock makes seq order and commit order the same within a tenant.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alert_events:' || $1))", tenant_id)
+
+
+async def _insert_event(
+    conn: asyncpg.Connection, tenant_id: str, alert: asyncpg.Record, kind: str, actor: str,
+    occurred_at: datetime, *, message: str | None = None, details: dict[str, Any] | None = None,
+) -> asyncpg.Record:
+    """An event row; its message says what changed (the alert row keeps why it opened)."""
+    return await conn.fetchrow(
+        f"INSERT INTO alert_events (tenant_id, alert_id, equipment_id, rule_id, kind, state, severity,"
+        f" message, details, actor, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        f" RETURNING {EVENT_COLUMNS}",
+        tenant_id, alert["id"], alert["equipment_id"], alert["rule_id"], kind, alert["state"],
+        alert["severity"], message if message is not None else alert["message"],
+        details if details is not None else alert["details"], actor, occurred_at,
+    )
+
+
 ALERT_COLUMNS = (
-    f"{_ALERT_COLUMNS}, occurrences, cleared_at, latched, requires_running, low_pressure, sensors, shelved_at,"
+    f"{_BASE_ALERT_COLUMNS}, occurrences, cleared_at, latched, requires_running, low_pressure, sensors, shelved_at,"
     " shelved_until, shelved_by, shelve_reason, suppressed_reason, verdict, verdict_by, verdict_at"
 )
 STATES = ("open", "acknowledged", "shelved", "suppressed", "resolved")
@@ -134,7 +161,7 @@ async def get_alert(conn: Executor, tenant_id: str, alert_id: int, *, lock: bool
 
 async def alert_events(conn: Executor, tenant_id: str, alert_id: int) -> list[asyncpg.Record]:
     return await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE tenant_id = $1 AND alert_id = $2 ORDER BY seq",
+        f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE tenant_id = $1 AND alert_id = $2 ORDER BY seq",
         tenant_id, alert_id)
 
 
@@ -171,7 +198,7 @@ async def persist_changes(pool: Executor, tenant_id: str, changes: Sequence[Alar
     events: list[asyncpg.Record] = []
     if not changes:
         return events
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         for ch in changes:
             current = await conn.fetchrow(
@@ -328,7 +355,7 @@ async def acknowledge_alert(
     an acknowledged alert again changes nothing (a new verdict is recorded). A resolved, shelved or suppressed
     alert: `Conflict` on ``state``; a second, different verdict: on ``verdict``.
     """
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alert = await get_alert(conn, tenant_id, alert_id, lock=True)
         if alert is None:
@@ -366,7 +393,7 @@ async def resolve_alert(
     (or when the rule reports a new severity for it). A resolved alert stays as it is, but takes a verdict
     it has none of yet (event "verdict"); a second, different verdict is a `Conflict` on ``verdict``.
     """
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alert = await get_alert(conn, tenant_id, alert_id, lock=True)
         if alert is None:
@@ -388,6 +415,55 @@ async def resolve_alert(
 # ---------------------------------------------------------------- shelving
 
 
+# One step up the order of schema.severity; critical stays critical.
+_ESCALATED_SEVERITY_SQL = ("CASE severity " + " ".join(
+    f"WHEN '{lower}' THEN '{higher}'" for lower, higher in itertools.pairwise(SEVERITIES)) + " ELSE severity END")
+
+
+async def escalate_overdue(
+    pool: Executor, tenant_id: str, *, older_than: datetime, now: datetime
+) -> list[asyncpg.Record]:
+    """Raise the severity of alerts left open and unacknowledged too long (once each).
+
+    Not while the alert's equipment or rule is silenced (in maintenance): it escalates once
+    the silence is over, if it is still unacknowledged then.
+    """
+    async with connection(pool) as conn, conn.transaction():
+        await _serialize_tenant_events(conn, tenant_id)
+        alerts = await conn.fetch(
+            f"UPDATE alerts SET severity = {_ESCALATED_SEVERITY_SQL},"
+            f" escalated_at = $3, updated_at = now()"
+            f" WHERE tenant_id = $1 AND state = 'open' AND escalated_at IS NULL AND opened_at < $2"
+            f" AND NOT wellpulse_silenced(tenant_id, equipment_id, rule_id, $3)"
+            f" RETURNING {_BASE_ALERT_COLUMNS}",
+            tenant_id, older_than, now,
+        )
+        return [await _insert_event(conn, tenant_id, a, "escalated", "system", now,
+                                    message=f"escalated to {a['severity']}: not acknowledged since {a['opened_at']}",
+                                    details={"opened_at": a["opened_at"].isoformat()})
+                for a in alerts]
+
+
+async def events_since(pool: Executor, tenant_id: str, since: int, limit: int) -> list[asyncpg.Record]:
+    """Events after ``since`` in seq order, which is commit order (`_serialize_tenant_events`): a feed's resume."""
+    return await pool.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        tenant_id, since, limit,
+    )
+
+
+async def replay_floor(conn: Executor, tenant_id: str, since: int, until: int, limit: int) -> int | None:
+    """The seq after which the newest ``limit`` events of (since, until] begin; None when there are no more."""
+    return await conn.fetchval(
+        "SELECT seq FROM alert_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3"
+        " ORDER BY seq DESC OFFSET $4 LIMIT 1", tenant_id, since, until, limit)
+
+
+async def count_open_alerts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Unresolved alerts per tenant and severity, for the metrics (across tenants: a definer function)."""
+    return await pool.fetch("SELECT tenant_id, severity, n FROM wellpulse_open_alert_counts()")
+
+
 async def max_shelve_minutes(conn: Executor, tenant_id: str) -> int:
     """The tenant's longest shelve (tenant setting ``max_shelve_minutes``; default 8 hours)."""
     minutes = await conn.fetchval("SELECT settings->>'max_shelve_minutes' FROM tenants WHERE id = $1", tenant_id)
@@ -405,7 +481,7 @@ async def shelve_alert(pool: Executor, tenant_id: str, alert_id: int, *, minutes
     ``state``. It returns open and unacknowledged when the time ends (`release_suppressed`) or when its
     condition clears and comes back (`persist_changes`).
     """
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         limit = await max_shelve_minutes(conn, tenant_id)
         if minutes > limit:
             raise InvalidInput.on("minutes", f"at most {limit} minutes (the tenant's max_shelve_minutes)")
@@ -428,7 +504,7 @@ async def unshelve_alert(pool: Executor, tenant_id: str, alert_id: int, *, actor
                          ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
     """Return a shelved alert now: open and unacknowledged, or resolved when its condition cleared meanwhile.
     Not shelved: `Conflict` on ``state``."""
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         alert = await get_alert(conn, tenant_id, alert_id, lock=True)
         if alert is None:
@@ -518,7 +594,7 @@ async def set_out_of_service(pool: Executor, tenant_id: str, equipment_id: str, 
                              until: datetime | None, actor: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
     """Take a sensor out of service (a live one gets the new reason and end); its open alerts are suppressed
     now. Returns (record, events)."""
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         row = await conn.fetchrow(
             "UPDATE sensor_out_of_service SET reason = $4, until = $5 WHERE tenant_id = $1 AND equipment_id = $2"
@@ -535,7 +611,7 @@ async def set_out_of_service(pool: Executor, tenant_id: str, equipment_id: str, 
 async def end_out_of_service(pool: Executor, tenant_id: str, equipment_id: str, sensor: str, *, actor: str,
                              ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
     """Return a sensor to service; its suppressed alerts come back now. (None, []) when it was in service."""
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         row = await conn.fetchrow(
             "UPDATE sensor_out_of_service SET ended_at = now(), ended_by = $4 WHERE tenant_id = $1"
@@ -556,7 +632,7 @@ async def release_suppressed(pool: Executor, tenant_id: str) -> list[asyncpg.Rec
     held, due = await _housekeeping_due(pool, tenant_id)
     if not held and not due:
         return []  # the usual case: no lock taken
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         released = await conn.fetch(
             "DELETE FROM suppressed_alerts WHERE tenant_id = $1"

@@ -1,17 +1,21 @@
-"""The asset registry's SQL: wells, equipment (with its wells and sensors), maintenance records.
+"""The asset registry's SQL: wells, equipment (with its wells and sensors), maintenance records, and the
+registry as the actors read and extend it (`list_equipment`, `register_seen_equipment`).
 
-Every function takes a connection inside a tenant transaction (``store.db.tenant_tx``) and
-filters on the tenant anyway. The list endpoints' resources are described once here as
-:class:`~store.listing.ResourceSpec` and read through ``store.listing.fetch_page``; single
-rows use the same column expressions, so a row reads the same in a list and alone.
+The API's functions take a connection inside a tenant transaction (``store.db.tenant_tx``), the actors'
+their tenant-bound pool; every statement filters on the tenant anyway. The list endpoints' resources are
+described once here as :class:`~store.listing.ResourceSpec` and read through ``store.listing.fetch_page``;
+single rows use the same column expressions, so a row reads the same in a list and alone.
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from schema.errors import InvalidInput
+from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 
 WELL_STATUSES = ("active", "inactive", "plugged_and_abandoned", "drilling")
@@ -261,10 +265,12 @@ async def detach_well(conn: asyncpg.Connection, tenant_id: str, well_id: str) ->
     await conn.execute("DELETE FROM equipment_wells WHERE tenant_id = $1 AND well_id = $2", tenant_id, well_id)
 
 
-async def live_well_ids(conn: asyncpg.Connection, tenant_id: str, well_ids: Sequence[str]) -> set[str]:
-    """Which of these wells are live, share-locked: a concurrent delete waits for the assignment."""
-    rows = await conn.fetch("SELECT id FROM wells WHERE tenant_id = $1 AND id = ANY($2) AND deleted_at IS NULL"
-                            " FOR SHARE", tenant_id, list(well_ids))
+async def live_well_ids(conn: asyncpg.Connection, tenant_id: str, well_ids: Sequence[str], *,
+                        share_lock: bool = False) -> set[str]:
+    """Which of these wells are live. A writer that attaches something to them (equipment, production records)
+    takes ``share_lock``: a concurrent delete of the well then waits for the writer's commit."""
+    rows = await conn.fetch("SELECT id FROM wells WHERE tenant_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL"
+                            + (" FOR SHARE" if share_lock else ""), tenant_id, list(set(well_ids)))
     return {r["id"] for r in rows}
 
 
@@ -396,3 +402,64 @@ async def has_open_job(conn: asyncpg.Connection, tenant_id: str, equipment_id: s
     return bool(await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM maintenance_records WHERE tenant_id = $1 AND equipment_id = $2"
         " AND deleted_at IS NULL AND ended_at IS NULL AND started_at <= now())", tenant_id, equipment_id))
+
+
+# ---------------------------------------------------------------- the registry the actors run
+
+
+@dataclass(frozen=True)
+class EquipmentInfo:
+    """One live equipment as the actors place and model it."""
+
+    equipment_id: str
+    type: str
+    status: str
+    dedicated: bool
+    anomaly_sensitivity: str | None = None  # None: the tenant's choice (see `tenant_sensitivity`)
+
+
+async def upsert_equipment(
+    pool: Executor, tenant_id: str, items: Iterable[tuple[str, str, str]], *, dedicated: bool = False
+) -> None:
+    """``items``: (equipment_id, type, name)."""
+    await pool.executemany(
+        "INSERT INTO equipment (tenant_id, id, type, name, dedicated) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (tenant_id, id) DO UPDATE SET type = EXCLUDED.type, name = EXCLUDED.name,"
+        " updated_at = now(), deleted_at = NULL",
+        [(tenant_id, eid, etype, name, dedicated) for eid, etype, name in items],
+    )
+
+
+async def register_seen_equipment(pool: Executor, tenant_id: str, equipment_ids: Sequence[str]) -> None:
+    """Equipment a feed reported before anyone registered it, as type ``other``. One that exists,
+    deleted or not, is left alone: the API's details are not overwritten, a deleted one stays deleted."""
+    await pool.execute(
+        "INSERT INTO equipment (tenant_id, id, type, name) SELECT $1, e, 'other', e FROM unnest($2::text[]) AS e"
+        " ON CONFLICT (tenant_id, id) DO NOTHING",
+        tenant_id, list(equipment_ids),
+    )
+
+
+async def list_equipment(pool: Executor, tenant_id: str) -> list[EquipmentInfo]:
+    """Live equipment as the actors need it (the API lists through `EQUIPMENT` and `store.listing`)."""
+    rows = await pool.fetch(
+        "SELECT id, type, status, dedicated, anomaly_sensitivity FROM equipment"
+        " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id",
+        tenant_id,
+    )
+    return [EquipmentInfo(r["id"], r["type"], r["status"], r["dedicated"], r["anomaly_sensitivity"]) for r in rows]
+
+
+async def equipment_exists(pool: Executor, tenant_id: str, equipment_id: str) -> bool:
+    """Whether a live equipment has this id: what a rule, a silence or a reading query may name."""
+    return bool(await pool.fetchval(
+        "SELECT 1 FROM equipment WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        tenant_id, equipment_id,
+    ))
+
+
+async def check_equipment_named(conn: Executor, tenant_id: str, equipment_id: str | None) -> None:
+    """A rule or silence that names an equipment (``equipment_id``) must name a live one: `InvalidInput`."""
+    if equipment_id is not None and not await equipment_exists(conn, tenant_id, equipment_id):
+        raise InvalidInput(f"unknown equipment {equipment_id}",
+                           [{"field": "equipment_id", "message": "no such equipment in this tenant"}])

@@ -57,10 +57,12 @@ ORDER BY (name) ASC, (id) ASC LIMIT $3 OFFSET $4
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, NamedTuple
@@ -555,3 +557,21 @@ async def _run(conn: asyncpg.Connection, sql: ListSql, q: ListQuery) -> tuple[li
         return rows, q.offset + len(rows)
     return rows, int(await conn.fetchval(sql.count_sql, *sql.count_args))
 
+
+async def csv_chunks(rows: AsyncIterator[Any], header: Sequence[str], cells: Callable[[Any], Sequence[Any]], *,
+                     chunk_rows: int) -> AsyncIterator[str]:
+    """CSV text of ``rows`` (a server-side cursor, so an export of years holds one chunk in memory), the header
+    first, then ``chunk_rows`` rows at a time: what every CSV export of the API streams."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    count = 0
+    async for row in rows:
+        writer.writerow(cells(row))
+        count += 1
+        if count % chunk_rows == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()

@@ -6,8 +6,6 @@ security backs the filter. Problems with the input are raised as `InvalidInput` 
 turns into the error envelope.
 """
 
-import csv
-import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -19,9 +17,10 @@ import asyncpg
 from schema.csvcells import neutralise
 from schema.errors import Conflict, InvalidInput
 from schema.production import EXPORT_COLUMNS, NULLABLE_FIELDS, VALUE_FIELDS, ProductionCreate
+from store.assets import live_well_ids
 from store.audit import AuditContext
 from store.audit import record as audit_record
-from store.listing import FieldSpec, ResourceSpec
+from store.listing import FieldSpec, ResourceSpec, csv_chunks
 
 COLUMNS = ("id, well_id, day, oil_bbl, gas_mcf, water_bbl, runtime_hours, tubing_psi, casing_psi, line_psi,"
            " temperature_f, notes, source, version, created_by, created_at, updated_at")
@@ -77,12 +76,6 @@ async def tenant_today(conn: asyncpg.Connection, tenant_id: str) -> date:
         tenant_id)
 
 
-async def live_wells(conn: asyncpg.Connection, tenant_id: str, well_ids: Sequence[str]) -> set[str]:
-    rows = await conn.fetch("SELECT id FROM wells WHERE tenant_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL",
-                            tenant_id, list(set(well_ids)))
-    return {r["id"] for r in rows}
-
-
 async def get_record(conn: asyncpg.Connection, tenant_id: str, record_id: UUID, *,
                      for_update: bool = False) -> asyncpg.Record | None:
     lock = " FOR UPDATE" if for_update else ""
@@ -110,7 +103,7 @@ async def check_records(conn: asyncpg.Connection, tenant_id: str, records: Seque
     well, the same well and day twice in the input), else `Conflict` when a record for that well and day is
     already stored."""
     today = await tenant_today(conn, tenant_id)
-    wells = await live_wells(conn, tenant_id, [r.well_id for r in records])
+    wells = await live_well_ids(conn, tenant_id, [r.well_id for r in records], share_lock=True)
     invalid: list[dict[str, str]] = []
     first_seen: dict[tuple[str, date], int] = {}
     for i, r in enumerate(records):
@@ -250,20 +243,11 @@ async def export_csv(conn: asyncpg.Connection, tenant_id: str, *, well_id: str |
                      end: date | None) -> AsyncIterator[str]:
     """CSV text in chunks of :data:`EXPORT_CHUNK_ROWS` rows, read through a server-side cursor
     (the caller holds the transaction); the header comes first. Ordered by well and day."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    rows = 0
-    async for row in conn.cursor(
-            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM production_records WHERE tenant_id = $1 AND deleted_at IS NULL"
-            " AND ($2::text IS NULL OR well_id = $2) AND ($3::date IS NULL OR day >= $3)"
-            " AND ($4::date IS NULL OR day <= $4) ORDER BY well_id, day",
-            tenant_id, well_id, start, end, prefetch=EXPORT_CHUNK_ROWS):
-        writer.writerow([_csv_value(row[c]) for c in EXPORT_COLUMNS])
-        rows += 1
-        if rows % EXPORT_CHUNK_ROWS == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue()
+    rows = conn.cursor(
+        f"SELECT {', '.join(EXPORT_COLUMNS)} FROM production_records WHERE tenant_id = $1 AND deleted_at IS NULL"
+        " AND ($2::text IS NULL OR well_id = $2) AND ($3::date IS NULL OR day >= $3)"
+        " AND ($4::date IS NULL OR day <= $4) ORDER BY well_id, day",
+        tenant_id, well_id, start, end, prefetch=EXPORT_CHUNK_ROWS)
+    async for chunk in csv_chunks(rows, EXPORT_COLUMNS, lambda row: [_csv_value(row[c]) for c in EXPORT_COLUMNS],
+                                  chunk_rows=EXPORT_CHUNK_ROWS):
+        yield chunk

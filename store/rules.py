@@ -1,4 +1,5 @@
-"""Alert rules as the API manages them (``alert_rules``); the actors read them with `store.db.list_rules`.
+"""The alert rules repository (``alert_rules``): the API manages them, the actors read the enabled ones
+(`list_rules`).
 
 The severity has a column of its own; rules written before it existed keep theirs in ``params``,
 so reads take the column, else params, else the rules' default ("warning").
@@ -9,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from schema.severity import SEVERITIES
+from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 
 SEVERITY_SQL = "coalesce(severity, params->>'severity', 'warning')"
@@ -81,4 +83,15 @@ async def delete_rule(conn: asyncpg.Connection, tenant_id: str, rule_id: str) ->
         " WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
         f" RETURNING {RULE_COLUMNS}",
         tenant_id, rule_id,
+    )
+
+
+async def list_rules(pool: Executor, tenant_id: str) -> list[asyncpg.Record]:
+    """Enabled rules in the form `models.build_rule` takes: the severity column, when set, goes into params."""
+    return await pool.fetch(
+        "SELECT id, equipment_id, equipment_type, kind,"
+        " CASE WHEN severity IS NULL THEN params ELSE params || jsonb_build_object('severity', severity) END"
+        " AS params FROM alert_rules"
+        " WHERE tenant_id = $1 AND enabled AND deleted_at IS NULL ORDER BY id",
+        tenant_id,
     )

@@ -12,9 +12,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from store import db
+from store import db, readings
 from store.migrate import POSTGRES, TIMESCALE, migrate
-from store.telemetry import ORIGIN, hour_floor
+from store.readings import ORIGIN, hour_floor
 from tests.helpers import auth, create_tenant, new_tenant_id
 
 DAY = timedelta(days=1)
@@ -31,7 +31,7 @@ def nice(i: int, sensor: str) -> float:
 
 
 def series(tenant: str, equipment: str, start: datetime, end: datetime, value: Any = nice,
-           step: timedelta = timedelta(minutes=1)) -> list[db.ReadingRow]:
+           step: timedelta = timedelta(minutes=1)) -> list[readings.ReadingRow]:
     rows, i, ts = [], 0, start
     while ts < end:
         rows.extend((tenant, equipment, s, ts, value(i, s)) for s in SENSORS)
@@ -40,8 +40,8 @@ def series(tenant: str, equipment: str, start: datetime, end: datetime, value: A
     return rows
 
 
-async def copy_as_owner(conn: asyncpg.Connection, rows: list[db.ReadingRow]) -> None:
-    await conn.copy_records_to_table("readings", records=rows, columns=db.READING_COLUMNS)
+async def copy_as_owner(conn: asyncpg.Connection, rows: list[readings.ReadingRow]) -> None:
+    await conn.copy_records_to_table("readings", records=rows, columns=readings.READING_COLUMNS)
 
 
 def error(resp: Any, status: int) -> dict[str, Any]:
@@ -179,7 +179,7 @@ async def test_bucketed_answers_from_the_rollup_equal_compute_on_read(
             r = await http.get("/v1/equipment/PJ-1/readings", headers=viewer, params={
                 "bucket": bucket, "from": start.isoformat(), "to": end.isoformat(), "limit": 10000})
             assert r.status_code == 200, r.text
-            raw = await db.fetch_readings_bucketed(owner, a, "PJ-1", sensors=None, start=start, end=end,
+            raw = await readings.fetch_readings_bucketed(owner, a, "PJ-1", sensors=None, start=start, end=end,
                                                    bucket=size, flavour=POSTGRES, limit=10000)
             assert as_rows(r.json()["data"]) == record_rows(raw), bucket
             return as_rows(r.json()["data"])
@@ -205,7 +205,7 @@ async def test_bucketed_answers_from_the_rollup_equal_compute_on_read(
         late_hour = start + timedelta(hours=5)
         app_pool = await db.create_pool(stack.settings.resolved_app_database_url(), tenant_id=a, max_size=1)
         try:
-            assert await db.copy_readings(app_pool, [(a, "PJ-1", "tubing_psi", late_hour + timedelta(seconds=30),
+            assert await readings.copy_readings(app_pool, [(a, "PJ-1", "tubing_psi", late_hour + timedelta(seconds=30),
                                                       1_000_000.0)]) == 1
         finally:
             await app_pool.close()
@@ -227,9 +227,9 @@ async def _same_buckets(pool: asyncpg.Pool, tenant: str, flavour: str, start: da
     for size in (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1), DAY):
         lo, hi = start - (start - ORIGIN) % size, end - (end - ORIGIN) % size + size
         async with db.tenant_tx(pool, tenant) as conn:  # the API's way: a connection in the tenant's transaction
-            rolled = await db.fetch_readings_bucketed(conn, tenant, "PJ-1", sensors=None, start=lo, end=hi,
+            rolled = await readings.fetch_readings_bucketed(conn, tenant, "PJ-1", sensors=None, start=lo, end=hi,
                                                       bucket=size, flavour=flavour, limit=100_000)
-        raw = await db.fetch_readings_bucketed(pool, tenant, "PJ-1", sensors=None, start=lo, end=hi, bucket=size,
+        raw = await readings.fetch_readings_bucketed(pool, tenant, "PJ-1", sensors=None, start=lo, end=hi, bucket=size,
                                                flavour=POSTGRES, limit=100_000)
         assert len(rolled) == len(raw) > 0, size
         for x, y in zip(record_rows(rolled), record_rows(raw), strict=True):

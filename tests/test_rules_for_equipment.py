@@ -22,7 +22,7 @@ EQUIPMENT_ID, EQUIPMENT_TYPE, SENSITIVITY = "PJ-7", "pump_jack", "high"
 
 def _row(rule_id: str, kind: str, params: dict[str, Any], *, equipment_id: str | None = None,
          equipment_type: str | None = None) -> dict[str, Any]:
-    """A rule as `store.db.list_rules` returns it (the severity column already in params)."""
+    """A rule as `store.rules.list_rules` returns it (the severity column already in params)."""
     return {"id": rule_id, "kind": kind, "params": params, "equipment_id": equipment_id,
             "equipment_type": equipment_type}
 

@@ -7,13 +7,13 @@ import psycopg
 import pytest
 
 from store import alerts as alert_store
-from store import db
+from store import db, readings
 from store.migrate import POSTGRES, TIMESCALE, migrate
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def rows(tenant: str, n: int, offset: int = 0) -> list[db.ReadingRow]:
+def rows(tenant: str, n: int, offset: int = 0) -> list[readings.ReadingRow]:
     return [(tenant, "PJ-1", sensor, T0 + timedelta(seconds=i + offset), float(i))
             for i in range(n) for sensor in ("a", "b")]
 
@@ -23,13 +23,13 @@ async def test_copy_readings_is_idempotent(database_url: str) -> None:
     pool = await db.create_pool(database_url)
     try:
         await pool.execute("INSERT INTO tenants (id, name) VALUES ('store-t', 'x') ON CONFLICT DO NOTHING")
-        assert await db.copy_readings(pool, rows("store-t", 100)) == 200  # fast path
-        assert await db.copy_readings(pool, rows("store-t", 100)) == 0  # whole batch again
-        assert await db.copy_readings(pool, rows("store-t", 150, offset=50)) == 200  # overlapping batch
+        assert await readings.copy_readings(pool, rows("store-t", 100)) == 200  # fast path
+        assert await readings.copy_readings(pool, rows("store-t", 100)) == 0  # whole batch again
+        assert await readings.copy_readings(pool, rows("store-t", 150, offset=50)) == 200  # overlapping batch
         batch = rows("store-t", 10, offset=1000)
-        assert await db.copy_readings(pool, batch + batch) == 20  # duplicates inside one batch
-        assert await db.count_readings(pool, "store-t") == 420
-        assert await db.count_readings(pool, "other-tenant") == 0
+        assert await readings.copy_readings(pool, batch + batch) == 20  # duplicates inside one batch
+        assert await readings.count_readings(pool, "store-t") == 420
+        assert await readings.count_readings(pool, "other-tenant") == 0
     finally:
         await pool.close()
 
@@ -70,8 +70,8 @@ async def test_timescale_hypertable_compression_aggregate_and_retention(timescal
         await pool.execute("INSERT INTO tenants (id, name) VALUES ('ts-t', 'x')")
         now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
         batch = [("ts-t", "PJ-1", "a", now + timedelta(seconds=i), float(i)) for i in range(180)]
-        assert await db.copy_readings(pool, batch) == 180
-        assert await db.copy_readings(pool, batch) == 0
+        assert await readings.copy_readings(pool, batch) == 180
+        assert await readings.copy_readings(pool, batch) == 0
         # Background jobs do not run on PostgreSQL 15.20 here: run the refresh job by hand.
         async with pool.acquire() as conn:
             job = await conn.fetchval("SELECT job_id FROM timescaledb_information.jobs"
@@ -80,13 +80,13 @@ async def test_timescale_hypertable_compression_aggregate_and_retention(timescal
         materialized = await pool.fetchval(
             "SELECT count(*) FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log")
         assert materialized is not None
-        buckets = await db.fetch_readings_bucketed(
+        buckets = await readings.fetch_readings_bucketed(
             pool, "ts-t", "PJ-1", sensors=["a"], start=now, end=now + timedelta(minutes=3),
             bucket=timedelta(minutes=1), flavour=TIMESCALE, limit=10)
         assert [b["count"] for b in buckets] == [60, 60, 60]
         assert [b["max"] for b in buckets] == [59.0, 119.0, 179.0]
         assert [b["last"] for b in buckets] == [59.0, 119.0, 179.0]
-        plain = await db.fetch_readings_bucketed(
+        plain = await readings.fetch_readings_bucketed(
             pool, "ts-t", "PJ-1", sensors=["a"], start=now, end=now + timedelta(minutes=3),
             bucket=timedelta(minutes=1), flavour=POSTGRES, limit=10)
         assert [dict(b) for b in plain] == [dict(b) for b in buckets]
@@ -115,7 +115,7 @@ async def test_alert_writer_keeps_one_open_alert_per_key(database_url: str) -> N
         later = alert_store.AlarmChange("opened", "PJ-1", "r1", "warning", T0 + timedelta(minutes=1), "high", {})
         reopened = await alert_store.persist_changes(pool, "alerts-t", [later])
         assert reopened[0]["alert_id"] != events[0]["alert_id"]
-        seqs = [e["seq"] for e in await db.events_since(pool, "alerts-t", 0, 100)]
+        seqs = [e["seq"] for e in await alert_store.events_since(pool, "alerts-t", 0, 100)]
         assert seqs == sorted(seqs) and len(seqs) == 4
         with pytest.raises(asyncpg.UniqueViolationError):
             await pool.execute(
@@ -138,9 +138,9 @@ async def test_unacknowledged_alerts_escalate_once_and_acknowledged_ones_never(d
                                                              now=T0)
         assert ack_event["message"] == "acknowledged by ops" and ack_event["details"] == {"comment": "on it"}
         now = T0 + timedelta(hours=1)
-        escalated = await db.escalate_overdue(pool, "esc-t", older_than=now - timedelta(minutes=15), now=now)
+        escalated = await alert_store.escalate_overdue(pool, "esc-t", older_than=now - timedelta(minutes=15), now=now)
         assert [(e["rule_id"], e["kind"], e["severity"]) for e in escalated] == [("r-open", "escalated", "critical")]
-        assert await db.escalate_overdue(pool, "esc-t", older_than=now, now=now) == []
-        assert await db.escalate_overdue(pool, "other", older_than=now, now=now) == []
+        assert await alert_store.escalate_overdue(pool, "esc-t", older_than=now, now=now) == []
+        assert await alert_store.escalate_overdue(pool, "other", older_than=now, now=now) == []
     finally:
         await pool.close()

@@ -35,7 +35,6 @@ from serve.ratelimit import enforce_rate_limit
 from serve.services import Services
 from store import alerts as store
 from store import audit as audit_log
-from store import db
 from store.listing import ListQuery, fetch_page
 
 MAX_KPI_DAYS = 92
@@ -344,7 +343,7 @@ async def _replay(websocket: WebSocket, services: Any, client: Any, since: int, 
                                               "limit": limit, "hint": "older events: GET /v1/alerts"}))
     while last_seq < replay_until:
         async with services.tenant_tx(tenant_id) as conn:
-            rows = await db.events_since(conn, tenant_id, last_seq, 500)
+            rows = await store.events_since(conn, tenant_id, last_seq, 500)
         rows = [r for r in rows if r["seq"] <= replay_until]
         if not rows:
             break

@@ -20,8 +20,8 @@ from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
 from store import alerts as alert_store
+from store import assets as asset_store
 from store import audit as audit_log
-from store import db
 from store.assets import EQUIPMENT
 from store.listing import ListQuery
 
@@ -100,7 +100,7 @@ async def take_out_of_service(equipment_id: EquipmentId, sensor: SensorName, bod
         raise ApiError(422, "until must be in the future", details=[{"field": "until", "message": "in the past"}])
     tenant_id = principal.tenant_id
     async with services.tenant_tx(tenant_id) as conn:
-        if not await db.equipment_exists(conn, tenant_id, equipment_id):
+        if not await asset_store.equipment_exists(conn, tenant_id, equipment_id):
             raise ApiError(404, f"equipment {equipment_id} not found")
         row, events = await alert_store.set_out_of_service(conn, tenant_id, equipment_id, sensor, reason=body.reason,
                                                            until=body.until, actor=principal.actor)

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from serve.deps import ServicesDep, bearer_token
 from serve.edge import EDGE_REGISTRY
 from serve.errors import ApiError
-from store import db
+from store import alerts as alert_store
 
 router = APIRouter(tags=["health"])
 
@@ -85,7 +85,7 @@ async def metrics(services: ServicesDep) -> Response:
         tenants = status["tenants"]
     except Exception:
         tenants = {}
-    open_alerts = await db.count_open_alerts(services.pool)
+    open_alerts = await alert_store.count_open_alerts(services.pool)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(tenants, open_alerts, services.hub.client_count()))  # type: ignore[arg-type]
     return Response(generate_latest(registry) + generate_latest(EDGE_REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -29,6 +29,7 @@ from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
 from store import production as store
+from store.assets import live_well_ids
 from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1", tags=["production"])
@@ -46,7 +47,7 @@ CSV_RESPONSE = {200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}
 
 async def _require_well(services: ServicesDep, tenant_id: str, well_id: str) -> None:
     async with services.tenant_tx(tenant_id) as conn:
-        if not await store.live_wells(conn, tenant_id, [well_id]):
+        if not await live_well_ids(conn, tenant_id, [well_id]):
             raise ApiError(404, f"well {well_id} not found")
 
 
@@ -170,7 +171,7 @@ async def production_summary(
         today = await store.tenant_today(conn, principal.tenant_id)
         start, end = _range(from_, to, max_days=MAX_SUMMARY_PERIODS * {"day": 1, "week": 7, "month": 28}[period] - 1,
                             default_days=29 if period == "day" else 365, today=today)
-        if well_id is not None and not await store.live_wells(conn, principal.tenant_id, [well_id]):
+        if well_id is not None and not await live_well_ids(conn, principal.tenant_id, [well_id]):
             raise ApiError(404, f"well {well_id} not found")
         rows = await store.summary(conn, principal.tenant_id, period=period, start=start, end=end, well_id=well_id)
     return Envelope(data=[ProductionSummary(**dict(r)) for r in rows])
@@ -223,7 +224,7 @@ async def well_production(well_id: WellPath, services: ServicesDep, principal: R
                           ) -> dict[str, Any]:
     """The well's records, newest day first, with the same filters, sorting and fields as `GET /v1/production`."""
     async with services.tenant_tx(principal.tenant_id) as conn:
-        if not await store.live_wells(conn, principal.tenant_id, [well_id]):
+        if not await live_well_ids(conn, principal.tenant_id, [well_id]):
             raise ApiError(404, f"well {well_id} not found")
         rows, total = await fetch_page(conn, store.PRODUCTION, q, principal.tenant_id,
                                        extra_where=[("well_id = $1", [well_id])])

@@ -16,8 +16,8 @@ from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import json_envelope
-from store import db
-from store import telemetry as telemetry_store
+from store import assets as asset_store
+from store import readings as reading_store
 
 router = APIRouter(prefix="/v1/equipment", tags=["telemetry"])
 BUCKETS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15),
@@ -96,16 +96,16 @@ async def readings(
     sensors = parse_sensors(sensor)
     after = decode_cursor(cursor) if cursor else None
     async with services.tenant_tx(principal.tenant_id) as conn:
-        if not await db.equipment_exists(conn, principal.tenant_id, equipment_id):
+        if not await asset_store.equipment_exists(conn, principal.tenant_id, equipment_id):
             raise ApiError(404, f"equipment {equipment_id} not found")
         if bucket:
             # Whole buckets only, the same on both storage paths: the range widens to bucket edges.
             start, end = align_down(start, BUCKETS[bucket]), align_up(end, BUCKETS[bucket])
-            rows = await db.fetch_readings_bucketed(
+            rows = await reading_store.fetch_readings_bucketed(
                 conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
                 bucket=BUCKETS[bucket], flavour=services.flavour, limit=limit)
             return json_envelope([dict(r) for r in rows], Pagination(limit=limit))
-        rows = await db.fetch_readings(
+        rows = await reading_store.fetch_readings(
             conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end, after=after, limit=limit)
     next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["sensor"]) if len(rows) == limit else None
     return json_envelope([dict(r) for r in rows], Pagination(limit=limit, next_cursor=next_cursor))
@@ -131,7 +131,7 @@ async def latest(
     """The newest value and its time for each sensor of the equipment, by sensor name (empty: no readings yet)."""
     sensors = parse_sensors(sensor)
     async with services.tenant_tx(principal.tenant_id) as conn:
-        found = await telemetry_store.latest_values(conn, principal.tenant_id, [equipment_id], sensors=sensors,
+        found = await reading_store.latest_values(conn, principal.tenant_id, [equipment_id], sensors=sensors,
                                                     flavour=services.flavour)
     if equipment_id not in found:
         raise ApiError(404, f"equipment {equipment_id} not found")
@@ -156,16 +156,16 @@ async def export_readings(
     sensors = parse_sensors(sensor)
     tenant_id = principal.tenant_id
     async with services.tenant_tx(tenant_id) as conn:
-        if not await db.equipment_exists(conn, tenant_id, equipment_id):
+        if not await asset_store.equipment_exists(conn, tenant_id, equipment_id):
             raise ApiError(404, f"equipment {equipment_id} not found")
 
     async def body() -> AsyncIterator[str]:
         async with services.tenant_tx(tenant_id) as conn:
-            async for chunk in telemetry_store.export_readings_csv(conn, tenant_id, equipment_id, sensors=sensors,
+            async for chunk in reading_store.export_readings_csv(conn, tenant_id, equipment_id, sensors=sensors,
                                                                    start=start, end=end):
                 yield chunk
 
-    filename = telemetry_store.csv_filename(equipment_id, start.strftime("%Y%m%dT%H%M%SZ"),
+    filename = reading_store.csv_filename(equipment_id, start.strftime("%Y%m%dT%H%M%SZ"),
                                             end.strftime("%Y%m%dT%H%M%SZ"))
     return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})

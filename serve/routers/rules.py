@@ -18,8 +18,8 @@ from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError, validation_details
 from serve.listing import list_params, page_envelope, sparse
+from store import assets as asset_store
 from store import audit as audit_log
-from store import db
 from store import rules as store
 from store.listing import ListQuery, fetch_page
 
@@ -143,6 +143,7 @@ async def _check_scope(conn: Any, tenant_id: str, values: dict[str, Any]) -> Non
     if values["equipment_id"] is not None and values["equipment_type"] is not None:
         raise ApiError(422, "a rule applies to one equipment or one equipment type, not both",
                        details=[{"field": "equipment_type", "message": "give equipment_id or equipment_type"}])
-    if values["equipment_id"] is not None and not await db.equipment_exists(conn, tenant_id, values["equipment_id"]):
+    equipment_id = values["equipment_id"]
+    if equipment_id is not None and not await asset_store.equipment_exists(conn, tenant_id, equipment_id):
         raise ApiError(422, f"unknown equipment {values['equipment_id']}",
                        details=[{"field": "equipment_id", "message": "no such equipment in this tenant"}])

@@ -17,8 +17,8 @@ from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
 from store import alerts as store
+from store import assets as asset_store
 from store import audit as audit_log
-from store import db
 from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1/silences", tags=["silences"])
@@ -48,7 +48,7 @@ async def create_silence(body: SilenceCreate, services: ServicesDep, principal: 
         raise ApiError(422, "a silence needs equipment_id, rule_id or both",
                        details=[{"field": "equipment_id", "message": "give equipment_id and/or rule_id"}])
     async with services.tenant_tx(principal.tenant_id) as conn:
-        if body.equipment_id is not None and not await db.equipment_exists(conn, principal.tenant_id,
+        if body.equipment_id is not None and not await asset_store.equipment_exists(conn, principal.tenant_id,
                                                                            body.equipment_id):
             raise ApiError(422, f"unknown equipment {body.equipment_id}",
                            details=[{"field": "equipment_id", "message": "no such equipment in this tenant"}])

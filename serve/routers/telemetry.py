@@ -18,7 +18,7 @@ from serve.deps import ServicesDep, require
 from serve.errors import ApiError, validation_details
 from serve.listing import json_envelope
 from serve.services import Services
-from store import telemetry as telemetry_store
+from store import readings as reading_store
 
 router = APIRouter(prefix="/v1/telemetry", tags=["telemetry"])
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -109,9 +109,9 @@ async def latest(
     Ids that are unknown, deleted or another tenant's are simply absent from the answer (a
     dashboard keeps working when one of its tiles is removed); an equipment with no readings
     yet is present with an empty `sensors` list. Answers follow the order of `equipment`."""
-    ids = _id_list(equipment, "equipment", check_equipment_id, telemetry_store.MAX_LATEST_EQUIPMENT)
+    ids = _id_list(equipment, "equipment", check_equipment_id, reading_store.MAX_LATEST_EQUIPMENT)
     sensors = _id_list(sensor, "sensor", check_sensor, 256) if sensor else None
     async with services.tenant_tx(principal.tenant_id) as conn:
-        found = await telemetry_store.latest_values(conn, principal.tenant_id, ids, sensors=sensors,
+        found = await reading_store.latest_values(conn, principal.tenant_id, ids, sensors=sensors,
                                                     flavour=services.flavour)
     return json_envelope([{"equipment_id": e, "sensors": found[e]} for e in ids if e in found])

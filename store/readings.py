@@ -1,7 +1,8 @@
-"""Telemetry reads: latest values, CSV export, and plain PostgreSQL's hourly rollup.
+"""The readings repository: the idempotent writer, raw and bucketed reads, latest values, CSV export, and
+plain PostgreSQL's hourly rollup.
 
 Every function takes the tenant id and every statement filters on it; the API runs them
-inside ``tenant_tx`` (row-level security backs the filter).
+inside ``tenant_tx`` (row-level security backs the filter), the actors on their tenant-bound pool.
 
 Latest values
     No table is kept up to date by ingest: the readings key ``(tenant_id, equipment_id,
@@ -24,8 +25,6 @@ Hourly rollup (plain PostgreSQL; TimescaleDB has continuous aggregates)
     up again on the next read.
 """
 
-import csv
-import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -34,6 +33,8 @@ from typing import Any
 import asyncpg
 
 from schema.equipment import SENSORS_BY_TYPE
+from store.db import Executor
+from store.listing import csv_chunks
 
 HOUR = timedelta(hours=1)
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # a midnight: time_bucket's and date_bin's origin
@@ -44,6 +45,10 @@ LATE_AFTER = timedelta(minutes=5)
 EXPORT_CHUNK_ROWS = 5000
 MAX_LATEST_EQUIPMENT = 100
 _TS = itemgetter(3)  # a reading row's timestamp
+READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
+_STAGED_ONLY: set[int] = set()  # pools whose readings table refuses COPY (row-level security)
+_HOURLY_ROLLUP: dict[int, bool] = {}  # pool -> whether readings_hourly exists (plain PostgreSQL)
+ReadingRow = tuple[str, str, str, datetime, float]  # tenant_id, equipment_id, sensor, ts, value
 
 _LATEST = """
 WITH RECURSIVE wanted AS (
@@ -104,6 +109,157 @@ def hour_floor(ts: datetime) -> datetime:
     return ts - (ts - ORIGIN) % HOUR
 
 
+# ---------------------------------------------------------------- writing and reading raw readings
+
+
+async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
+    """Store readings exactly once; returns how many rows were new.
+
+    PostgreSQL refuses COPY into a table under row-level security, so readings go in as
+    column arrays with ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` (the
+    reading's identity is the primary key): idempotent every time, and no temp table (the
+    app role may not create temporary objects). Where ``readings`` has no RLS
+    (TimescaleDB, whose compressed hypertables refuse it), a plain COPY is the fast path
+    and the staged insert runs only when it hits the key.
+    """
+    if not rows:
+        return 0
+    late = late_hours(rows)  # on time, one min() over the batch; else noted for the hourly rollup
+    async with pool.acquire() as conn:
+        if late and not await _has_hourly_rollup(pool, conn):
+            late = []
+        if id(pool) not in _STAGED_ONLY:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table("readings", records=rows, columns=READING_COLUMNS)
+                    await mark_late_readings(conn, late)
+                return len(rows)
+            except asyncpg.UniqueViolationError:
+                pass
+            except asyncpg.FeatureNotSupportedError:  # row-level security is on
+                _STAGED_ONLY.add(id(pool))
+        async with conn.transaction():
+            # Column arrays, not a temp table: the app role has no TEMP privilege (a temp object could
+            # shadow a name in a function that trusts its search_path).
+            tenants, equipment, sensors, stamps, values = (list(column) for column in zip(*rows, strict=True))
+            status = await conn.execute(
+                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])"
+                " ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
+                tenants, equipment, sensors, stamps, values)
+            await mark_late_readings(conn, late)
+        return int(status.rsplit(" ", 1)[-1])
+
+
+async def _has_hourly_rollup(pool: asyncpg.Pool, conn: asyncpg.Connection) -> bool:
+    """Plain PostgreSQL keeps ``readings_hourly`` (TimescaleDB has continuous aggregates instead)."""
+    if id(pool) not in _HOURLY_ROLLUP:
+        _HOURLY_ROLLUP[id(pool)] = bool(await conn.fetchval("SELECT to_regclass('readings_hourly_stale') IS NOT NULL"))
+    return _HOURLY_ROLLUP[id(pool)]
+
+
+async def fetch_readings(
+    pool: Executor,
+    tenant_id: str,
+    equipment_id: str,
+    *,
+    sensors: Sequence[str] | None,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Raw readings in (ts, sensor) order, keyset-paginated after ``after``."""
+    return await pool.fetch(
+        "SELECT sensor, ts, value FROM readings"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
+        " AND ($5::text[] IS NULL OR sensor = ANY($5::text[]))"
+        " AND ($6::timestamptz IS NULL OR (ts, sensor) > ($6::timestamptz, $7::text))"
+        " ORDER BY ts, sensor LIMIT $8",
+        tenant_id, equipment_id, start, end, list(sensors) if sensors else None,
+        after[0] if after else None, after[1] if after else None, limit,
+    )
+
+
+async def fetch_readings_bucketed(
+    pool: Executor,
+    tenant_id: str,
+    equipment_id: str,
+    *,
+    sensors: Sequence[str] | None,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    flavour: str,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """avg/min/max/last/count per bucket and sensor; ``start`` and ``end`` on bucket edges.
+
+    Whole hours (1h, 1d) come from an hourly rollup: the ``readings_1h`` continuous aggregate
+    on TimescaleDB, ``readings_hourly`` on plain PostgreSQL (`fetch_hourly_bucketed`, which needs
+    ``pool`` to be a connection in the tenant's transaction). Other whole minutes come from
+    ``readings_1m`` on TimescaleDB; plain PostgreSQL computes them with ``date_bin``.
+    """
+    sensor_filter = list(sensors) if sensors else None
+    whole_hours = bucket % timedelta(hours=1) == timedelta(0)
+    if flavour == "timescaledb" and whole_hours:
+        return await pool.fetch(
+            "SELECT sensor, time_bucket($5::interval, bucket) AS bucket,"
+            " sum(sum) / sum(count) AS avg, min(min) AS min, max(max) AS max,"
+            " last(last, bucket) AS last, sum(count)::bigint AS count"
+            " FROM readings_1h WHERE tenant_id = $1 AND equipment_id = $2"
+            " AND bucket >= $3 AND bucket < $4 AND ($6::text[] IS NULL OR sensor = ANY($6::text[]))"
+            " GROUP BY sensor, 2 ORDER BY 2, sensor LIMIT $7",
+            tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
+        )
+    if flavour != "timescaledb" and whole_hours and not isinstance(pool, asyncpg.Pool):
+        return await fetch_hourly_bucketed(pool, tenant_id, equipment_id, sensors=sensors, start=start,
+                                           end=end, bucket=bucket, limit=limit)
+    if flavour == "timescaledb" and bucket >= timedelta(minutes=1) and bucket % timedelta(minutes=1) == timedelta(0):
+        return await pool.fetch(
+            "SELECT sensor, time_bucket($5::interval, bucket) AS bucket,"
+            " sum(avg * count) / sum(count) AS avg, min(min) AS min, max(max) AS max,"
+            " last(last, bucket) AS last, sum(count)::bigint AS count"
+            " FROM readings_1m WHERE tenant_id = $1 AND equipment_id = $2"
+            " AND bucket >= $3 AND bucket < $4 AND ($6::text[] IS NULL OR sensor = ANY($6::text[]))"
+            " GROUP BY sensor, 2 ORDER BY 2, sensor LIMIT $7",
+            tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
+        )
+    return await pool.fetch(
+        "SELECT sensor, date_bin($5::interval, ts, TIMESTAMPTZ '2000-01-03 00:00:00+00') AS bucket,"
+        " avg(value) AS avg, min(value) AS min, max(value) AS max,"
+        " (array_agg(value ORDER BY ts DESC))[1] AS last, count(*) AS count"
+        " FROM readings WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
+        " AND ($6::text[] IS NULL OR sensor = ANY($6::text[]))"
+        " GROUP BY sensor, 2 ORDER BY 2, sensor LIMIT $7",
+        tenant_id, equipment_id, start, end, bucket, sensor_filter, limit,
+    )
+
+
+async def count_readings(pool: Executor, tenant_id: str) -> int:
+    return await pool.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant_id)
+
+
+async def readings_after(
+    pool: Executor, tenant_id: str, equipment_id: str, after: datetime | None, limit: int
+) -> list[asyncpg.Record]:
+    """Readings stored after a checkpoint, for a restored model to catch up on, oldest first; with `after`
+    None (a model that has learned nothing), the latest `limit` of them."""
+    if after is None:
+        return await pool.fetch(
+            "SELECT ts, vals FROM (SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
+            " WHERE tenant_id = $1 AND equipment_id = $2 GROUP BY ts ORDER BY ts DESC LIMIT $3) AS latest"
+            " ORDER BY ts",
+            tenant_id, equipment_id, limit,
+        )
+    return await pool.fetch(
+        "SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts > $3"
+        " GROUP BY ts ORDER BY ts LIMIT $4",
+        tenant_id, equipment_id, after, limit,
+    )
+
+
 # ---------------------------------------------------------------- latest values
 
 
@@ -131,22 +287,14 @@ async def export_readings_csv(conn: asyncpg.Connection, tenant_id: str, equipmen
                               sensors: Sequence[str] | None, start: datetime, end: datetime) -> AsyncIterator[str]:
     """``ts,sensor,value`` rows in (ts, sensor) order, read through a server-side cursor (the
     caller holds the transaction) and yielded :data:`EXPORT_CHUNK_ROWS` rows at a time, header first."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("ts", "sensor", "value"))
-    rows = 0
-    async for row in conn.cursor(
-            "SELECT ts, sensor, value FROM readings WHERE tenant_id = $1 AND equipment_id = $2"
-            " AND ts >= $3 AND ts < $4 AND ($5::text[] IS NULL OR sensor = ANY($5::text[])) ORDER BY ts, sensor",
-            tenant_id, equipment_id, start, end, list(sensors) if sensors else None, prefetch=EXPORT_CHUNK_ROWS):
-        writer.writerow((row["ts"].isoformat(), row["sensor"], repr(row["value"])))
-        rows += 1
-        if rows % EXPORT_CHUNK_ROWS == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue()
+    rows = conn.cursor(
+        "SELECT ts, sensor, value FROM readings WHERE tenant_id = $1 AND equipment_id = $2"
+        " AND ts >= $3 AND ts < $4 AND ($5::text[] IS NULL OR sensor = ANY($5::text[])) ORDER BY ts, sensor",
+        tenant_id, equipment_id, start, end, list(sensors) if sensors else None, prefetch=EXPORT_CHUNK_ROWS)
+    async for chunk in csv_chunks(rows, ("ts", "sensor", "value"),
+                                  lambda row: (row["ts"].isoformat(), row["sensor"], repr(row["value"])),
+                                  chunk_rows=EXPORT_CHUNK_ROWS):
+        yield chunk
 
 
 # ---------------------------------------------------------------- hourly rollup (plain PostgreSQL)
@@ -232,7 +380,7 @@ async def fetch_hourly_bucketed(conn: asyncpg.Connection, tenant_id: str, equipm
         tenant_id, equipment_id, start, end, hi, bucket, list(sensors) if sensors else None, limit)
 
 
-def late_hours(rows: Sequence[tuple[str, str, str, datetime, float]], now: datetime | None = None,
+def late_hours(rows: Sequence[ReadingRow], now: datetime | None = None,
                ) -> list[tuple[str, str, datetime]]:
     """(tenant, equipment, hour) of readings whose hour ended more than :data:`LATE_AFTER` ago.
 
