@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field, create_model
 
 from schema.api import Pagination
 from serve.errors import ApiError
+from serve.services import Services
 from store.listing import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -48,10 +49,11 @@ from store.listing import (
     ListQuery,
     ListQueryError,
     ResourceSpec,
+    fetch_page,
     parse_list_query,
 )
 
-__all__ = ["json_envelope", "list_params", "page_envelope", "sparse"]
+__all__ = ["json_envelope", "list_params", "page_envelope", "sparse", "tenant_page"]
 
 _TYPE_HINTS = {
     "text": "text", "int": "integer", "float": "number", "bool": "true or false", "uuid": "UUID",
@@ -132,6 +134,13 @@ def _filter_help(f: FieldSpec) -> str:
     if "like" in ops:
         text += "; `like:` with `*` as the wildcard, case-insensitive"
     return text + ". May repeat; filters are ANDed."
+
+
+async def tenant_page(services: Services, tenant_id: str, spec: ResourceSpec, q: ListQuery, *,
+                      extra_where: Sequence[tuple[str, list[Any]]] = ()) -> tuple[list[dict[str, Any]], int]:
+    """A page of a resource in the tenant's transaction: what every list service reads."""
+    async with services.tenant_tx(tenant_id) as conn:
+        return await fetch_page(conn, spec, q, tenant_id, extra_where=extra_where)
 
 
 def page_envelope(rows: Sequence[dict[str, Any]], total: int, q: ListQuery) -> dict[str, Any]:

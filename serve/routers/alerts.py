@@ -7,14 +7,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from actors.equipment import publish_alert_events
 from schema.alerts import (
     AcknowledgeBody,
     AlertDetail,
@@ -26,16 +24,15 @@ from schema.alerts import (
 from schema.api import AlertPublic, Envelope, ErrorEnvelope
 from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.severity import SEVERITIES, SEVERITY_RANK, Severity
+from serve import alerts as service
 from serve.auth import Principal
 from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
 from serve.errors import ApiError
 from serve.hub import TooManySockets
 from serve.listing import list_params, page_envelope, sparse
 from serve.ratelimit import enforce_rate_limit
-from serve.services import Services
 from store import alerts as store
-from store import audit as audit_log
-from store.listing import ListQuery, fetch_page
+from store.listing import ListQuery
 
 MAX_KPI_DAYS = 92
 
@@ -60,13 +57,9 @@ async def list_alerts(
         "Alerts of the equipment serving this well (`W-1`), or one of these wells (`in:W-1,W-2`)."))] = None,
 ) -> dict[str, Any]:
     """Newest first by default. Filter e.g. `?state=in:open,acknowledged&opened_at=gte:2026-11-01`."""
-    extra: list[tuple[str, list[Any]]] = []
-    if min_severity != "info":
-        extra.append((store.MIN_SEVERITY_SQL, [SEVERITY_RANK[min_severity]]))
-    if well_id is not None:
-        extra.append((store.WELL_FILTER_SQL, [_well_ids(well_id)]))
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await fetch_page(conn, store.ALERTS, q, principal.tenant_id, extra_where=extra)
+    well_ids = _well_ids(well_id) if well_id is not None else None
+    rows, total = await service.list_alerts(services, principal.tenant_id, q, min_severity=min_severity,
+                                            well_ids=well_ids)
     return page_envelope(rows, total, q)
 
 
@@ -83,8 +76,7 @@ async def kpis(
     (open > 24 h), the top 10 bad actors, mean and p90 time to acknowledge and to resolve, and precision
     from operators' verdicts per rule and per equipment type. At most 92 days."""
     start, end = _kpi_span(start, end)
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        data = await store.alert_kpis(conn, principal.tenant_id, start, end)
+    data = await service.kpis(services, principal.tenant_id, start, end)
     return {"data": AlertKpis.model_validate(data).model_dump(mode="json", by_alias=True)}
 
 
@@ -110,11 +102,7 @@ async def get_alert(
     alert_id: AlertId,
 ) -> Envelope[AlertDetail]:
     """The alert and every change it went through (opened, updated, escalated, acknowledged, resolved)."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.get_alert(conn, principal.tenant_id, alert_id)
-        events = await store.alert_events(conn, principal.tenant_id, alert_id) if row is not None else []
-    if row is None:
-        raise ApiError(404, f"alert {alert_id} not found")
+    row, events = await service.get_alert(services, principal.tenant_id, alert_id)
     return Envelope(data=AlertDetail(**dict(row), events=[AlertEvent(**dict(e)) for e in events]))
 
 
@@ -130,10 +118,8 @@ async def acknowledge(
     cleared resolves. Acknowledging again changes nothing (a verdict not given before is recorded). A
     resolved, shelved or suppressed alert: 409."""
     comment, verdict = (body.comment, body.verdict) if body else (None, None)
-    return await _act(services, principal, audit, alert_id, "acknowledge", lambda conn, now: store.acknowledge_alert(
-        conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict, now=now),
-        old={"state": "open"}, new=lambda alert: {"state": alert["state"], "comment": comment,
-                                                  **({"verdict": verdict} if verdict else {})}, verdict=verdict)
+    alert = await service.acknowledge(services, principal, audit, alert_id, comment=comment, verdict=verdict)
+    return Envelope(data=AlertPublic(**dict(alert)))
 
 
 @router.post("/{alert_id}/resolve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -148,10 +134,8 @@ async def resolve(
     changes nothing and answers the same. A new alert opens once the condition clears and comes back (or
     its rule reports a new severity)."""
     comment, verdict = (body.comment, body.verdict) if body else (None, None)
-    return await _act(services, principal, audit, alert_id, "resolve", lambda conn, now: store.resolve_alert(
-        conn, principal.tenant_id, alert_id, actor=principal.actor, comment=comment, verdict=verdict, now=now),
-        new=lambda alert: {"state": "resolved", "comment": comment, **({"verdict": verdict} if verdict else {})},
-        verdict=verdict)
+    alert = await service.resolve(services, principal, audit, alert_id, comment=comment, verdict=verdict)
+    return Envelope(data=AlertPublic(**dict(alert)))
 
 
 @router.post("/{alert_id}/shelve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -165,9 +149,8 @@ async def shelve(
     """Put an open or acknowledged alert aside for `minutes` (at most the tenant's `max_shelve_minutes`, default
     8 h) with a reason. It returns open and unacknowledged when the time ends, or earlier when its condition
     clears and comes back. Shelving a shelved alert sets a new end. A resolved or suppressed alert: 409."""
-    return await _act(services, principal, audit, alert_id, "shelve", lambda conn, now: store.shelve_alert(
-        conn, principal.tenant_id, alert_id, minutes=body.minutes, reason=body.reason, actor=principal.actor,
-        now=now), new=lambda alert: {"minutes": body.minutes, "reason": body.reason})
+    alert = await service.shelve(services, principal, audit, alert_id, minutes=body.minutes, reason=body.reason)
+    return Envelope(data=AlertPublic(**dict(alert)))
 
 
 @router.post("/{alert_id}/unshelve", response_model=Envelope[AlertPublic], responses=ERRORS)
@@ -178,33 +161,7 @@ async def unshelve(
     audit: Audit,
 ) -> Envelope[AlertPublic]:
     """Return a shelved alert now: open and unacknowledged (resolved if its condition cleared meanwhile)."""
-    return await _act(services, principal, audit, alert_id, "unshelve", lambda conn, now: store.unshelve_alert(
-        conn, principal.tenant_id, alert_id, actor=principal.actor, now=now))
-
-
-async def _act(services: Services, principal: Principal, audit: Any, alert_id: int, action: str,
-               call: Callable[[Any, datetime], Awaitable[tuple[Any, list[Any]]]], *,
-               old: dict[str, Any] | None = None, new: Callable[[Any], dict[str, Any]] | None = None,
-               verdict: str | None = None) -> Envelope[AlertPublic]:
-    """One operator action on an alert: the store's change in the tenant's transaction, audited when it changed
-    something, then answered and published. A state the store refuses (`schema.errors.Conflict`) becomes the
-    error envelope naming the field."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        alert, events = await call(conn, datetime.now(UTC))
-        if events:
-            await audit_log.record(conn, audit, action=action, entity_type="alert", entity_id=str(alert_id), old=old,
-                                   new=None if new is None else new(alert))
-    return await _answer(services, principal.tenant_id, alert_id, alert, events, verdict)
-
-
-async def _answer(services: Services, tenant_id: str, alert_id: int, alert: Any, events: Sequence[Any],
-                  verdict: str | None) -> Envelope[AlertPublic]:
-    """Publish what changed (after the commit) and answer with the alert; a verdict also goes to the models."""
-    if alert is None:
-        raise ApiError(404, f"alert {alert_id} not found")
-    await publish_alert_events(services.js, tenant_id, events)
-    if verdict is not None and any(e["kind"] in ("acknowledged", "resolved", "verdict") for e in events):
-        await services.send_verdict(tenant_id, alert["equipment_id"])
+    alert = await service.unshelve(services, principal, audit, alert_id)
     return Envelope(data=AlertPublic(**dict(alert)))
 
 
@@ -332,18 +289,14 @@ async def _replay(websocket: WebSocket, services: Any, client: Any, since: int, 
     A longer gap is cut to its newest events, and the first frame says so (the rest is in ``/v1/alerts``).
     """
     tenant_id, limit = client.tenant_id, services.settings.ws_replay_max_events
-    async with services.tenant_tx(tenant_id) as conn:
-        floor = await conn.fetchval(
-            "SELECT seq FROM alert_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3"
-            " ORDER BY seq DESC OFFSET $4 LIMIT 1", tenant_id, since, replay_until, limit)
+    floor = await service.replay_floor(services, tenant_id, since, replay_until, limit)
     last_seq = since
     if floor is not None:
         last_seq = floor
         await websocket.send_text(json.dumps({"type": "replay_truncated", "since": since, "resumed_after": floor,
                                               "limit": limit, "hint": "older events: GET /v1/alerts"}))
     while last_seq < replay_until:
-        async with services.tenant_tx(tenant_id) as conn:
-            rows = await store.events_since(conn, tenant_id, last_seq, 500)
+        rows = await service.events_after(services, tenant_id, last_seq, 500)
         rows = [r for r in rows if r["seq"] <= replay_until]
         if not rows:
             break
