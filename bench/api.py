@@ -145,7 +145,7 @@ class Queries:
 
     def _bucketed(self, i: int, size: timedelta, span: timedelta, bucket: str, sensors: list[str] | None,
                   ) -> tuple[str, dict[str, Any], Callable[[Any], Awaitable[Any]]]:
-        from serve.routers.readings import align_down, align_up
+        from serve.readings import align_down, align_up
 
         equipment = self.ids[i % self.dense]
         end = datetime.now(UTC)

@@ -1,5 +1,6 @@
-"""Alert services: reading alerts and their events, and the operator's actions on them (acknowledge, resolve,
-shelve, unshelve), for the alerts router and its WebSocket replay.
+"""Alert services: reading alerts and their events, the operator's actions on them (acknowledge, resolve,
+shelve, unshelve) and on sensors (out of service and back), for the alerts and equipment routers and the
+WebSocket replay.
 
 Every action runs in a unit of work (`serve.uow`): the store's change and its audit row in one transaction,
 then, after the commit, its events on the ALERTS stream and, when an operator gave a verdict, a nudge to the
@@ -19,11 +20,12 @@ from serve.listing import tenant_page
 from serve.services import Services
 from serve.uow import tenant_work
 from store import alerts as store
+from store import assets as asset_store
 from store.audit import AuditContext
 from store.listing import ListQuery
 
-__all__ = ["acknowledge", "events_after", "get_alert", "kpis", "list_alerts", "replay_floor", "resolve", "shelve",
-           "unshelve"]
+__all__ = ["acknowledge", "events_after", "get_alert", "kpis", "list_alerts", "replay_floor", "resolve",
+           "return_to_service", "shelve", "take_out_of_service", "unshelve"]
 
 # An action on one alert in the store: (conn, now) -> (the alert or None, the events it committed).
 StoreAction = Callable[[asyncpg.Connection, datetime], Awaitable[tuple[Any, list[Any]]]]
@@ -115,6 +117,39 @@ async def _act(services: Services, tenant_id: str, audit: AuditContext, alert_id
     if alert is None:
         raise NotFound(f"alert {alert_id} not found")
     return alert
+
+
+# ---------------------------------------------------------------- sensors out of service (ISA-18.2)
+
+
+async def take_out_of_service(services: Services, principal: Principal, audit: AuditContext, equipment_id: str,
+                              sensor: str, *, reason: str, until: datetime | None) -> asyncpg.Record:
+    """Suppress the alerts about a sensor (every sensor of the alert out of service) from now until ``until``
+    or `return_to_service`; the suppressions' events go out after the commit."""
+    async with tenant_work(services, principal.tenant_id, audit) as uow:
+        if not await asset_store.equipment_exists(uow.conn, principal.tenant_id, equipment_id):
+            raise NotFound(f"equipment {equipment_id} not found")
+        row, events = await store.set_out_of_service(uow.conn, principal.tenant_id, equipment_id, sensor,
+                                                     reason=reason, until=until, actor=principal.actor)
+        await uow.record(action="out_of_service", entity_type="equipment", entity_id=equipment_id,
+                         new={"sensor": sensor, "reason": reason,
+                              "until": None if until is None else until.isoformat()})
+        uow.publish_alert_events(events)
+    return row
+
+
+async def return_to_service(services: Services, principal: Principal, audit: AuditContext, equipment_id: str,
+                            sensor: str) -> None:
+    """The sensor's suppressed alerts whose condition still holds come back (`NotFound` unless it is out of
+    service)."""
+    async with tenant_work(services, principal.tenant_id, audit) as uow:
+        row, events = await store.end_out_of_service(uow.conn, principal.tenant_id, equipment_id, sensor,
+                                                     actor=principal.actor)
+        if row is None:
+            raise NotFound(f"sensor {sensor} of {equipment_id} is not out of service")
+        await uow.record(action="return_to_service", entity_type="equipment", entity_id=equipment_id,
+                         old={"sensor": sensor, "reason": row["reason"]})
+        uow.publish_alert_events(events)
 
 
 # ---------------------------------------------------------------- the WebSocket feed's replay

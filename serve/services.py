@@ -11,6 +11,7 @@ import asyncpg
 import ray
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from actors.common import NAMESPACE, setup_logging
 from actors.supervisor import SUPERVISOR_NAME
@@ -33,6 +34,7 @@ class Services:
         self.auth: Any = None
         self.passwords: Any = None
         self.sender: Any = None
+        self._idempotency: KeyValue | None = None
         self._lock = asyncio.Lock()
 
     async def ready(self) -> "Services":
@@ -43,6 +45,7 @@ class Services:
                 from serve.hub import AlertHub
 
                 nc = await bus.connect(self.settings.nats_url or "", "serve")
+                self._idempotency = await bus.idempotency_bucket(nc.jetstream())
                 pool = await db.create_pool(self.settings.resolved_app_database_url(), min_size=1,
                                             max_size=self.settings.db_pool_size)
                 flavour = await pool.fetchval("SELECT value FROM wellpulse_meta WHERE key = 'storage_flavour'")
@@ -60,6 +63,13 @@ class Services:
                 self.sender = build_sender(self.settings.message_sender)
                 self.pool = pool
         return self
+
+    @property
+    def idempotency(self) -> KeyValue:
+        """The HTTP ingest's Idempotency-Key answers (`store.bus.idempotency_bucket`), bound once at start-up."""
+        if self._idempotency is None:
+            raise RuntimeError("Services.ready() has not run")
+        return self._idempotency
 
     def tenant_tx(self, tenant_id: str) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A transaction in which row-level security shows only this tenant's rows."""

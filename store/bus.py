@@ -10,8 +10,17 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
 from schema.subjects import (
     ALERTS_STREAM,
@@ -29,6 +38,8 @@ from schema.subjects import (
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
+IDEMPOTENCY_BUCKET = "idempotency"  # POST /v1/telemetry's Idempotency-Key answers
+IDEMPOTENCY_TTL_SECONDS = DAY
 @dataclass(frozen=True)
 class StreamLimits:
     """Disk a feed may take: JetStream drops the oldest messages past these (they were acked long before)."""
@@ -74,12 +85,24 @@ async def connect(url: str, name: str) -> NATS:
 
 
 async def ensure_streams(js: JetStreamContext, limits: StreamLimits = StreamLimits()) -> None:
+    """Create or update the streams, and the HTTP ingest's idempotency bucket: at start-up, never in a request."""
     for config in stream_configs(limits):
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
+    await idempotency_bucket(js)
+
+
+async def idempotency_bucket(js: JetStreamContext) -> KeyValue:
+    """The key-value bucket where ``POST /v1/telemetry`` keeps each Idempotency-Key's answer for a day; created
+    when missing (by `ensure_streams` at start-up, or by a replica started against an older setup)."""
+    try:
+        return await js.key_value(IDEMPOTENCY_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=IDEMPOTENCY_BUCKET, ttl=IDEMPOTENCY_TTL_SECONDS, history=1))
 
 
 def consumer_name(tenant_id: str) -> str:

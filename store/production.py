@@ -18,8 +18,6 @@ from schema.csvcells import neutralise
 from schema.errors import Conflict, InvalidInput
 from schema.production import EXPORT_COLUMNS, NULLABLE_FIELDS, VALUE_FIELDS, ProductionCreate
 from store.assets import live_well_ids
-from store.audit import AuditContext
-from store.audit import record as audit_record
 from store.listing import FieldSpec, ResourceSpec, csv_chunks
 
 COLUMNS = ("id, well_id, day, oil_bbl, gas_mcf, water_bbl, runtime_hours, tubing_psi, casing_psi, line_psi,"
@@ -132,11 +130,10 @@ async def check_records(conn: asyncpg.Connection, tenant_id: str, records: Seque
 # ---------------------------------------------------------------- writes
 
 
-async def insert_records(conn: asyncpg.Connection, ctx: AuditContext, records: Sequence[ProductionCreate], *,
-                         source: str, label: Label) -> list[asyncpg.Record]:
-    """Check and store records all or nothing, in input order. Audit: the record itself when one,
-    else one entry for the batch with the new ids."""
-    await check_records(conn, ctx.tenant_id, records, label)
+async def insert_records(conn: asyncpg.Connection, tenant_id: str, records: Sequence[ProductionCreate], *,
+                         created_by: str, source: str, label: Label) -> list[asyncpg.Record]:
+    """Check and store records all or nothing; the stored rows in input order."""
+    await check_records(conn, tenant_id, records, label)
     columns = ("well_id", "day", *VALUE_FIELDS)
     arrays = [[getattr(r, c) for r in records] for c in columns]
     types = ["text", "date", *("float8" for _ in _FLOAT_FIELDS), "text"]
@@ -146,26 +143,20 @@ async def insert_records(conn: asyncpg.Connection, ctx: AuditContext, records: S
             f"INSERT INTO production_records (tenant_id, created_by, source, {', '.join(columns)})"
             f" SELECT $1, $2, $3, {', '.join(columns)} FROM unnest({unnest}) AS u({', '.join(columns)})"
             f" RETURNING {COLUMNS}",
-            ctx.tenant_id, ctx.actor_id, source, *arrays)
+            tenant_id, created_by, source, *arrays)
     except asyncpg.UniqueViolationError as exc:  # a concurrent writer took the same well and day
         raise Conflict("a record for that well and day was stored meanwhile",
                        [{"field": label(0, "day") if len(records) == 1 else "records",
                          "message": "one record per well and day"}]) from exc
     by_key = {(r["well_id"], r["day"]): r for r in rows}
-    ordered = [by_key[(r.well_id, r.day)] for r in records]
-    if len(ordered) == 1 and source != "import":
-        await audit_record(conn, ctx, action="create", entity_type=ENTITY, entity_id=str(ordered[0]["id"]),
-                           new=ordered[0])
-    else:
-        await audit_record(conn, ctx, action="import" if source == "import" else "batch_create", entity_type=ENTITY,
-                           entity_id=None, new={"count": len(ordered), "ids": [str(r["id"]) for r in ordered]})
-    return ordered
+    return [by_key[(r.well_id, r.day)] for r in records]
 
 
-async def update_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: UUID, changes: dict[str, Any],
-                        expected_version: int | None) -> asyncpg.Record | None:
-    """Apply a partial update (version + 1); None if there is no such live record."""
-    current = await get_record(conn, ctx.tenant_id, record_id, for_update=True)
+async def update_record(conn: asyncpg.Connection, tenant_id: str, record_id: UUID, changes: dict[str, Any],
+                        expected_version: int | None) -> tuple[asyncpg.Record, asyncpg.Record] | None:
+    """Apply a partial update (version + 1): (the record before, after), the same row twice when nothing
+    changes; None if there is no such live record."""
+    current = await get_record(conn, tenant_id, record_id, for_update=True)
     if current is None:
         return None
     if expected_version is not None and expected_version != current["version"]:
@@ -176,35 +167,28 @@ async def update_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: 
             raise InvalidInput(f"{name} cannot be null", [{"field": name, "message": "cannot be null"}])
     changed = {k: v for k, v in changes.items() if current[k] != v}
     if not changed:
-        return current
+        return current, current
     if "well_id" in changed or "day" in changed:
         merged = ProductionCreate(**{**{k: current[k] for k in ("well_id", "day", *VALUE_FIELDS)}, **changed})
-        await check_records(conn, ctx.tenant_id, [merged], single_label, exclude=record_id)
+        await check_records(conn, tenant_id, [merged], single_label, exclude=record_id)
     sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(changed))
     try:
         row = await conn.fetchrow(
             f"UPDATE production_records SET {sets}, version = version + 1, updated_at = now()"
             f" WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
-            ctx.tenant_id, record_id, *changed.values())
+            tenant_id, record_id, *changed.values())
     except asyncpg.UniqueViolationError as exc:
         raise Conflict("a record for that well and day was stored meanwhile",
                        [{"field": "day", "message": "one record per well and day"}]) from exc
-    await audit_record(conn, ctx, action="update", entity_type=ENTITY, entity_id=str(record_id),
-                       old={k: current[k] for k in changed} | {"version": current["version"]},
-                       new={k: row[k] for k in changed} | {"version": row["version"]})
-    return row
+    return current, row
 
 
-async def delete_record(conn: asyncpg.Connection, ctx: AuditContext, record_id: UUID) -> bool:
-    """Soft delete (the well and day are free again); False if there is no such live record."""
-    row = await conn.fetchrow(
+async def delete_record(conn: asyncpg.Connection, tenant_id: str, record_id: UUID) -> asyncpg.Record | None:
+    """Soft delete (the well and day are free again): the record as it was; None if there is no live one."""
+    return await conn.fetchrow(
         f"UPDATE production_records SET deleted_at = now(), version = version + 1, updated_at = now()"
         f" WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {COLUMNS}",
-        ctx.tenant_id, record_id)
-    if row is None:
-        return False
-    await audit_record(conn, ctx, action="delete", entity_type=ENTITY, entity_id=str(record_id), old=row)
-    return True
+        tenant_id, record_id)
 
 
 # ---------------------------------------------------------------- reports

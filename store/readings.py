@@ -237,6 +237,7 @@ async def fetch_readings_bucketed(
 
 
 async def count_readings(pool: Executor, tenant_id: str) -> int:
+    """How many readings the tenant has stored (the ingest benchmark waits for its count)."""
     return await pool.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant_id)
 
 

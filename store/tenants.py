@@ -14,7 +14,8 @@ ACTIVE_TENANTS_SQL = "SELECT t AS id FROM wellpulse_active_tenants() AS t"
 
 
 async def list_active_tenants(pool: asyncpg.Pool) -> list[str]:
-    """The tenants whose actors run, for the supervisor (the app role sees no tenant table: a function)."""
+    """The tenants whose actors run, for the supervisor (a definer function: row-level security shows the app role
+    one tenant at a time)."""
     rows = await pool.fetch(ACTIVE_TENANTS_SQL)
     return [r["id"] for r in rows]
 
@@ -28,7 +29,7 @@ def list_active_tenants_sync(database_url: str) -> list[str]:
 
 
 async def upsert_tenant(pool: Executor, tenant_id: str, name: str) -> None:
-    """A demo tenant at start-up: created, or revived and renamed (active again)."""
+    """Create a tenant, or revive and rename it (active again): `Stack.register_tenant`."""
     await pool.execute(
         "INSERT INTO tenants (id, name) VALUES ($1, $2)"
         " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, active = true, deleted_at = NULL",

@@ -4,6 +4,7 @@
 ``serve``, ``bench``), ``sim`` only the layers below it (``schema``, ``models``, ``store``, ``config``); nothing
 imports ``sim`` but ``cli``, ``bench`` and the tests; ``cli`` may import everything and nothing imports it but
 ``bench`` and the tests. No router imports another: what two routers share lives in a service (``serve/*.py``).
+Routers moved onto services open no transaction, write no audit row and publish nothing themselves.
 Imports inside functions count too.
 """
 
@@ -49,7 +50,7 @@ def files(package: str) -> list[Path]:
 
 
 def test_the_graph_is_read() -> None:
-    found = {name for _, name in imported(ROOT / "serve" / "routers" / "field_events.py")}
+    found = {name for _, name in imported(ROOT / "serve" / "routers" / "sync.py")}
     assert "serve.sync.run_chunk" in found and "store.sync" in found
     assert module_name(ROOT / "serve" / "routers" / "__init__.py") == "serve.routers"
     assert "sim.run_simulation" in {name for _, name in imported(ROOT / "cli" / "up.py")}
@@ -70,4 +71,19 @@ def test_no_router_imports_another() -> None:
             parts = name.split(".")
             if parts[:2] == ["serve", "routers"] and len(parts) > 2 and ".".join(parts[:3]) != own:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+# Routers that only parse, call a service (serve/*.py, which works in a `serve.uow` unit of work) and answer.
+THIN_ROUTERS = ("alerts", "equipment", "field_events", "production", "readings", "rules", "silences", "telemetry")
+
+
+@pytest.mark.parametrize("name", THIN_ROUTERS)
+def test_thin_routers_leave_the_work_to_their_service(name: str) -> None:
+    path = ROOT / "serve" / "routers" / f"{name}.py"
+    wrong = [f"line {line} imports {found}" for line, found in imported(path)
+             if found.startswith(("store.audit", "store.db", "serve.uow", "actors.", "nats."))]
+    source = path.read_text()
+    wrong += [f"calls {call}" for call in ("tenant_tx(", "notify_actors(", ".publish(", "fetch_page(")
+              if call in source]
     assert not wrong, "\n".join(wrong)

@@ -9,19 +9,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from actors.equipment import publish_alert_events
 from schema.alerts import OutOfService, OutOfServiceRequest
 from schema.api import Envelope, ErrorEnvelope
 from schema.assets import EquipmentCreate, EquipmentPublic, EquipmentUpdate, SensorList, SensorPublic
 from schema.ids import EQUIPMENT_ID_PATTERN
+from serve import alerts as alert_service
 from serve import assets
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
-from store import alerts as alert_store
-from store import assets as asset_store
-from store import audit as audit_log
 from store.assets import EQUIPMENT
 from store.listing import ListQuery
 
@@ -98,16 +95,8 @@ async def take_out_of_service(equipment_id: EquipmentId, sensor: SensorName, bod
     out of service: the new reason and end."""
     if body.until is not None and body.until <= datetime.now(UTC):
         raise ApiError(422, "until must be in the future", details=[{"field": "until", "message": "in the past"}])
-    tenant_id = principal.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
-        if not await asset_store.equipment_exists(conn, tenant_id, equipment_id):
-            raise ApiError(404, f"equipment {equipment_id} not found")
-        row, events = await alert_store.set_out_of_service(conn, tenant_id, equipment_id, sensor, reason=body.reason,
-                                                           until=body.until, actor=principal.actor)
-        await audit_log.record(conn, audit, action="out_of_service", entity_type="equipment", entity_id=equipment_id,
-                               new={"sensor": sensor, "reason": body.reason,
-                                    "until": None if body.until is None else body.until.isoformat()})
-    await publish_alert_events(services.js, tenant_id, events)
+    row = await alert_service.take_out_of_service(services, principal, audit, equipment_id, sensor,
+                                                  reason=body.reason, until=body.until)
     return Envelope(data=OutOfService(**dict(row)))
 
 
@@ -116,13 +105,5 @@ async def return_to_service(equipment_id: EquipmentId, sensor: SensorName, servi
                             principal: Silencer, audit: Audit) -> Response:
     """Return a sensor to service: its suppressed alerts whose condition still holds come back now. A sensor
     that is not out of service: 404."""
-    tenant_id = principal.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
-        row, events = await alert_store.end_out_of_service(conn, tenant_id, equipment_id, sensor,
-                                                           actor=principal.actor)
-        if row is None:
-            raise ApiError(404, f"sensor {sensor} of {equipment_id} is not out of service")
-        await audit_log.record(conn, audit, action="return_to_service", entity_type="equipment",
-                               entity_id=equipment_id, old={"sensor": sensor, "reason": row["reason"]})
-    await publish_alert_events(services.js, tenant_id, events)
+    await alert_service.return_to_service(services, principal, audit, equipment_id, sensor)
     return Response(status_code=204)

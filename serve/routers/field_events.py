@@ -1,26 +1,22 @@
 """Field events one at a time: ``POST /v1/field-events`` appends a domain event without a sync chunk.
 
-The same path as a chunk's ``events`` (store/sync.py): stored append-only, projected (a maintenance
-record opens or closes, a finding opens the equipment's ``inspection`` alert), published to
-``field.<tenant>.<equipment>`` after the commit. Sending the same event again is answered with the
-first outcome (200, ``duplicate``); its id with other content is a 409.
+The route parses the event and answers; `serve.field_events` applies it the way a chunk's ``events`` are
+applied (stored append-only, projected, published to ``field.<tenant>.<equipment>`` after the commit). Sending
+the same event again is answered with the first outcome (200, ``duplicate``); its id with other content is a 409.
 """
 
 from typing import Annotated, Any
 
-import asyncpg
 import orjson
 from fastapi import APIRouter, Request, Response
 
 from schema.api import Envelope, ErrorEnvelope
 from schema.errors import DomainError
 from schema.field_events import FieldEventIn, FieldEventStored, parse_event
+from serve import field_events as service
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require, require_silence_for_open_job
 from serve.errors import ApiError
-from serve.sync import run_chunk
-from store import field_events as fe
-from store import sync as store
 
 router = APIRouter(prefix="/v1/field-events", tags=["field events"])
 MAX_EVENT_BYTES = 64 * 1024
@@ -49,26 +45,11 @@ async def post_field_event(request: Request, response: Response, services: Servi
         raise ApiError(422, "the event is invalid", details=[{**e, "field": e["field"].removeprefix("body.")}
                                                             for e in errors])
     require_silence_for_open_job(principal, open_job=event.type == "maintenance_started")
-    device = event.device_id or f"{principal.kind.value}:{principal.subject}"
-    ctx = store.SyncContext(tenant_id=principal.tenant_id, device_id=device, actor=principal.actor, audit=audit)
-
-    async def apply(conn: asyncpg.Connection) -> store.ChunkOutcome:
-        return await store.apply_chunk(conn, ctx, [], [event], pull=False, track_device=event.device_id is not None)
-
     try:
-        result = (await run_chunk(services, ctx, key=None, body_hash=event.content_hash, apply=apply,
-                                  track_device=event.device_id is not None)).data
+        stored = await service.append_event(services, principal, audit, event)
     except DomainError as exc:  # details name the event's own fields, as for a 422
         exc.details = [{**d, "field": d["field"].removeprefix("body.")} for d in exc.details]
         raise
-    answer = result["applied"][0]
-    duplicate = answer["outcome"] == "duplicate"
-    if duplicate:
+    if stored.duplicate:
         response.status_code = 200
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        stored = (await fe.events_by_id(conn, principal.tenant_id, [event.event_id]))[event.event_id]
-    effects = stored["effects"] if isinstance(stored["effects"], list) else orjson.loads(stored["effects"])
-    return Envelope(data=FieldEventStored(
-        event_id=event.event_id, type=event.type, equipment_id=event.equipment_id,
-        record_id=answer.get("record_id", answer["id"]), version=answer["version"], outcome=stored["outcome"],
-        effects=effects, duplicate=duplicate))
+    return Envelope(data=stored)

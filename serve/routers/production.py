@@ -1,10 +1,11 @@
-"""Daily production records of wells: CRUD, batch, CSV import and export, and period sums.
+"""Daily production records of wells: CRUD, batch, CSV import and export, and period sums. The routes parse and
+answer; `serve.production` checks, stores and audits.
 
 "Today" is the tenant's (its `timezone` setting, UTC by default): a record may be for today
 or earlier, never for a day that has not started there yet.
 """
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,13 +25,13 @@ from schema.production import (
     ProductionUpdate,
     parse_production_csv,
 )
+from serve import production as service
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
 from store import production as store
-from store.assets import live_well_ids
-from store.listing import ListQuery, fetch_page
+from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1", tags=["production"])
 Reader = Annotated[Principal, require("assets:read")]
@@ -38,30 +39,9 @@ Writer = Annotated[Principal, require("field_data:write")]
 WellPath = Annotated[str, Path(pattern=WELL_ID_PATTERN)]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
                                            422: {"model": ErrorEnvelope}}
-MAX_SUMMARY_PERIODS = 1000
-EARLIEST_DAY = date(1900, 1, 1)  # a summary from year 1 would start its first week in 1 BC, which Python lacks
 CSV_MEDIA_TYPE = "text/csv"
 CSV_RESPONSE = {200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
                       "description": "CSV with a header row, streamed"}}
-
-
-async def _require_well(services: ServicesDep, tenant_id: str, well_id: str) -> None:
-    async with services.tenant_tx(tenant_id) as conn:
-        if not await live_well_ids(conn, tenant_id, [well_id]):
-            raise ApiError(404, f"well {well_id} not found")
-
-
-def _range(start: date | None, end: date | None, *, max_days: int, default_days: int,
-           today: date | None = None) -> tuple[date, date]:
-    end = end or today or date.today()
-    start = start or max(date.min + timedelta(days=default_days), end) - timedelta(days=default_days)
-    if start > end:
-        raise ApiError(422, "from is after to", details=[{"field": "from", "message": "must not be after to"}])
-    if start < EARLIEST_DAY:
-        raise ApiError(422, "from is too early", details=[{"field": "from", "message": f"from {EARLIEST_DAY} on"}])
-    if (end - start).days > max_days:
-        raise ApiError(422, "range too long", details=[{"field": "from", "message": f"at most {max_days} days"}])
-    return start, end
 
 
 # ---------------------------------------------------------------- collection
@@ -73,8 +53,7 @@ async def list_production(services: ServicesDep, principal: Reader,
                           q: Annotated[ListQuery, list_params(store.PRODUCTION)]) -> dict[str, Any]:
     """Production records of the tenant, newest day first; filter on any field (`well_id`, `day`, volumes,
     `source`...)."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await fetch_page(conn, store.PRODUCTION, q, principal.tenant_id)
+    rows, total = await service.list_records(services, principal.tenant_id, q)
     return page_envelope(rows, total, q)
 
 
@@ -82,8 +61,7 @@ async def list_production(services: ServicesDep, principal: Reader,
 async def create_production(body: ProductionCreate, services: ServicesDep, principal: Writer, audit: Audit,
                             ) -> Envelope[ProductionPublic]:
     """One day of one well; 409 if that well already has a record for that day."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        [row] = await store.insert_records(conn, audit, [body], source="api", label=store.single_label)
+    [row] = await service.create_records(services, audit, [body], source="api", label=store.single_label)
     return Envelope(data=ProductionPublic(**dict(row)))
 
 
@@ -91,8 +69,7 @@ async def create_production(body: ProductionCreate, services: ServicesDep, princ
 async def create_production_batch(body: ProductionBatch, services: ServicesDep, principal: Writer, audit: Audit,
                                   ) -> Envelope[ProductionCreated]:
     """Up to 1,000 records, all or nothing: any bad record (named `records.<index>.<field>`) and none is stored."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows = await store.insert_records(conn, audit, body.records, source="api", label=store.batch_label)
+    rows = await service.create_records(services, audit, body.records, source="api", label=store.batch_label)
     return Envelope(data=ProductionCreated(count=len(rows), ids=[r["id"] for r in rows]))
 
 
@@ -125,8 +102,7 @@ async def import_production(request: Request, services: ServicesDep, principal: 
     def label(index: int, field: str) -> str:
         return f"line {lines[index]}.{field}"
 
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows = await store.insert_records(conn, audit, [r for _, r in parsed], source="import", label=label)
+    rows = await service.create_records(services, audit, [r for _, r in parsed], source="import", label=label)
     return Envelope(data=ProductionCreated(count=len(rows), ids=[r["id"] for r in rows]))
 
 
@@ -141,17 +117,9 @@ async def export_production(
     The file imports again as it is (`POST /v1/production/import`)."""
     if from_ and to and from_ > to:
         raise ApiError(422, "from is after to", details=[{"field": "from", "message": "must not be after to"}])
-    if well_id is not None:
-        await _require_well(services, principal.tenant_id, well_id)
-    tenant_id = principal.tenant_id
-
-    async def body() -> Any:
-        async with services.tenant_tx(tenant_id) as conn:
-            async for chunk in store.export_csv(conn, tenant_id, well_id=well_id, start=from_, end=to):
-                yield chunk
-
-    filename = f"production-{well_id or tenant_id}.csv"
-    return StreamingResponse(body(), media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
+    chunks = await service.export_csv(services, principal.tenant_id, well_id=well_id, start=from_, end=to)
+    filename = f"production-{well_id or principal.tenant_id}.csv"
+    return StreamingResponse(chunks, media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
@@ -167,13 +135,7 @@ async def production_summary(
     """Sums of oil, gas and water and the average runtime per day, ISO week (from Monday) or calendar month,
     for one well or the whole tenant. Every period of the range is listed, empty ones with zeros; only
     days in [from, to] count, so the first and last periods may be partial. At most 1,000 periods."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        today = await store.tenant_today(conn, principal.tenant_id)
-        start, end = _range(from_, to, max_days=MAX_SUMMARY_PERIODS * {"day": 1, "week": 7, "month": 28}[period] - 1,
-                            default_days=29 if period == "day" else 365, today=today)
-        if well_id is not None and not await live_well_ids(conn, principal.tenant_id, [well_id]):
-            raise ApiError(404, f"well {well_id} not found")
-        rows = await store.summary(conn, principal.tenant_id, period=period, start=start, end=end, well_id=well_id)
+    rows = await service.summary(services, principal.tenant_id, period=period, start=from_, end=to, well_id=well_id)
     return Envelope(data=[ProductionSummary(**dict(r)) for r in rows])
 
 
@@ -182,10 +144,7 @@ async def production_summary(
 
 @router.get("/production/{record_id}", response_model=Envelope[ProductionPublic], responses=ERRORS)
 async def get_production(record_id: UUID, services: ServicesDep, principal: Reader) -> Envelope[ProductionPublic]:
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.get_record(conn, principal.tenant_id, record_id)
-    if row is None:
-        raise ApiError(404, f"production record {record_id} not found")
+    row = await service.get_record(services, principal.tenant_id, record_id)
     return Envelope(data=ProductionPublic(**dict(row)))
 
 
@@ -197,20 +156,14 @@ async def update_production(record_id: UUID, body: ProductionUpdate, services: S
     set to null; the volumes may not."""
     changes = body.model_dump(exclude_unset=True)
     expected = changes.pop("version", None)
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.update_record(conn, audit, record_id, changes, expected)
-    if row is None:
-        raise ApiError(404, f"production record {record_id} not found")
+    row = await service.update_record(services, audit, record_id, changes, expected)
     return Envelope(data=ProductionPublic(**dict(row)))
 
 
 @router.delete("/production/{record_id}", status_code=204, responses=ERRORS)
 async def delete_production(record_id: UUID, services: ServicesDep, principal: Writer, audit: Audit) -> Response:
     """Soft delete: the record leaves lists, sums and exports, and its well and day may be recorded again."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        deleted = await store.delete_record(conn, audit, record_id)
-    if not deleted:
-        raise ApiError(404, f"production record {record_id} not found")
+    await service.delete_record(services, audit, record_id)
     return Response(status_code=204)
 
 
@@ -223,9 +176,5 @@ async def well_production(well_id: WellPath, services: ServicesDep, principal: R
                           q: Annotated[ListQuery, list_params(store.PRODUCTION, reserved={"well_id"})],
                           ) -> dict[str, Any]:
     """The well's records, newest day first, with the same filters, sorting and fields as `GET /v1/production`."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        if not await live_well_ids(conn, principal.tenant_id, [well_id]):
-            raise ApiError(404, f"well {well_id} not found")
-        rows, total = await fetch_page(conn, store.PRODUCTION, q, principal.tenant_id,
-                                       extra_where=[("well_id = $1", [well_id])])
+    rows, total = await service.list_records(services, principal.tenant_id, q, well_id=well_id)
     return page_envelope(rows, total, q)

@@ -1,8 +1,8 @@
-"""Time series of one equipment: raw with a cursor, or bucketed (avg/min/max/last/count)."""
+"""Time series of one equipment: raw with a cursor, or bucketed (avg/min/max/last/count), its latest values and
+its CSV export. The routes parse the range, sensors and cursor, and call `serve.readings`."""
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -12,29 +12,17 @@ from fastapi.responses import StreamingResponse
 from schema.api import BucketedReading, Envelope, ErrorEnvelope, Pagination, RawReading
 from schema.ids import EQUIPMENT_ID_PATTERN, InvalidIdentifier, check_sensor
 from schema.telemetry import LatestValue
+from serve import readings as service
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import json_envelope
-from store import assets as asset_store
-from store import readings as reading_store
+from store.readings import csv_filename
 
 router = APIRouter(prefix="/v1/equipment", tags=["telemetry"])
 BUCKETS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15),
            "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 MAX_RANGE = timedelta(days=366)
-
-
-BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # a midnight, as time_bucket and date_bin align
-
-
-def align_down(ts: datetime, size: timedelta) -> datetime:
-    return ts - (ts - BUCKET_ORIGIN) % size
-
-
-def align_up(ts: datetime, size: timedelta) -> datetime:
-    down = align_down(ts, size)
-    return down if down == ts else down + size
 
 
 def encode_cursor(ts: datetime, sensor: str) -> str:
@@ -87,26 +75,13 @@ async def readings(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: str | None = None,
 ) -> Response:
-    now = datetime.now(UTC)
-    end = aware(to, "to", now + timedelta(minutes=5))
-    start = aware(from_, "from", end - timedelta(hours=1))
-    if start >= end or end - start > MAX_RANGE:
-        raise ApiError(422, "bad time range", details=[{"field": "from", "message": "from must be before to, "
-                                                         "and the range at most 366 days"}])
+    start, end = _range(from_, to, timedelta(hours=1))
     sensors = parse_sensors(sensor)
     after = decode_cursor(cursor) if cursor else None
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        if not await asset_store.equipment_exists(conn, principal.tenant_id, equipment_id):
-            raise ApiError(404, f"equipment {equipment_id} not found")
-        if bucket:
-            # Whole buckets only, the same on both storage paths: the range widens to bucket edges.
-            start, end = align_down(start, BUCKETS[bucket]), align_up(end, BUCKETS[bucket])
-            rows = await reading_store.fetch_readings_bucketed(
-                conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
-                bucket=BUCKETS[bucket], flavour=services.flavour, limit=limit)
-            return json_envelope([dict(r) for r in rows], Pagination(limit=limit))
-        rows = await reading_store.fetch_readings(
-            conn, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end, after=after, limit=limit)
+    rows = await service.series(services, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
+                                bucket=BUCKETS[bucket] if bucket else None, after=after, limit=limit)
+    if bucket:
+        return json_envelope([dict(r) for r in rows], Pagination(limit=limit))
     next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["sensor"]) if len(rows) == limit else None
     return json_envelope([dict(r) for r in rows], Pagination(limit=limit, next_cursor=next_cursor))
 
@@ -130,9 +105,7 @@ async def latest(
 ) -> Response:
     """The newest value and its time for each sensor of the equipment, by sensor name (empty: no readings yet)."""
     sensors = parse_sensors(sensor)
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        found = await reading_store.latest_values(conn, principal.tenant_id, [equipment_id], sensors=sensors,
-                                                    flavour=services.flavour)
+    found = await service.latest_values(services, principal.tenant_id, [equipment_id], sensors=sensors)
     if equipment_id not in found:
         raise ApiError(404, f"equipment {equipment_id} not found")
     return json_envelope(found[equipment_id])
@@ -154,18 +127,8 @@ async def export_readings(
     server-side cursor: memory stays flat however long the range."""
     start, end = _range(from_, to, timedelta(hours=24))
     sensors = parse_sensors(sensor)
-    tenant_id = principal.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
-        if not await asset_store.equipment_exists(conn, tenant_id, equipment_id):
-            raise ApiError(404, f"equipment {equipment_id} not found")
-
-    async def body() -> AsyncIterator[str]:
-        async with services.tenant_tx(tenant_id) as conn:
-            async for chunk in reading_store.export_readings_csv(conn, tenant_id, equipment_id, sensors=sensors,
-                                                                   start=start, end=end):
-                yield chunk
-
-    filename = reading_store.csv_filename(equipment_id, start.strftime("%Y%m%dT%H%M%SZ"),
-                                            end.strftime("%Y%m%dT%H%M%SZ"))
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+    chunks = await service.export_csv(services, principal.tenant_id, equipment_id, sensors=sensors, start=start,
+                                      end=end)
+    filename = csv_filename(equipment_id, start.strftime("%Y%m%dT%H%M%SZ"), end.strftime("%Y%m%dT%H%M%SZ"))
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})

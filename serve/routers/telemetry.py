@@ -1,39 +1,24 @@
-"""HTTP ingest for feeds that cannot speak NATS: the same subject, the same consumer, 202."""
+"""HTTP ingest for feeds that cannot speak NATS: the same subject, the same consumer, 202 (`serve.telemetry`);
+and the latest values of many equipment for dashboards (`serve.readings`)."""
 
-import hashlib
-import json
-from collections import defaultdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from nats.js.errors import KeyNotFoundError
 from pydantic import ValidationError
 
 from schema.api import Envelope, ErrorEnvelope, IngestAccepted
 from schema.ids import InvalidIdentifier, check_equipment_id, check_sensor
-from schema.subjects import tele_subject
 from schema.telemetry import EquipmentLatest, parse_telemetry
+from serve import readings as reading_service
+from serve import telemetry as ingest_service
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError, validation_details
 from serve.listing import json_envelope
-from serve.services import Services
-from store import readings as reading_store
+from store.readings import MAX_LATEST_EQUIPMENT
 
 router = APIRouter(prefix="/v1/telemetry", tags=["telemetry"])
 MAX_BODY_BYTES = 4 * 1024 * 1024
-IDEMPOTENCY_BUCKET = "idempotency"
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-
-
-async def idempotency_store(services: Services):
-    try:
-        return await services.js.key_value(IDEMPOTENCY_BUCKET)
-    except Exception:
-        from nats.js.api import KeyValueConfig
-
-        return await services.js.create_key_value(
-            KeyValueConfig(bucket=IDEMPOTENCY_BUCKET, ttl=IDEMPOTENCY_TTL_SECONDS, history=1))
 
 
 @router.post("", status_code=202, response_model=Envelope[IngestAccepted],
@@ -55,33 +40,10 @@ async def ingest(
                                 max_age=services.settings.max_reading_age)
     except ValidationError as exc:
         raise ApiError(422, "telemetry is invalid", details=validation_details(exc.errors())) from exc
-    body_hash = hashlib.sha256(body).hexdigest()
-    kv, kv_key = None, None
-    if idempotency_key:
-        kv = await idempotency_store(services)
-        kv_key = f"{principal.tenant_id}.{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
-        try:
-            entry = await kv.get(kv_key)
-            stored = json.loads(entry.value)
-            if stored["body_hash"] != body_hash:
-                raise ApiError(409, "Idempotency-Key was already used with a different body",
-                               code="IDEMPOTENCY_KEY_REUSED")
-            response.headers["Idempotent-Replayed"] = "true"
-            return Envelope(data=IngestAccepted(**{**stored["result"], "idempotent_replay": True}))
-        except KeyNotFoundError:
-            pass
-    by_equipment: dict[str, list[dict]] = defaultdict(list)
-    for reading in batch.readings:
-        by_equipment[reading.equipment_id].append(reading.model_dump(mode="json"))
-    for equipment_id, readings in by_equipment.items():
-        # Same key (or same body) -> same Nats-Msg-Id: JetStream drops a concurrent retry.
-        msg_id = f"http:{kv_key or body_hash}:{equipment_id}"
-        await services.js.publish(tele_subject(principal.tenant_id, equipment_id),
-                                  json.dumps({"readings": readings}).encode(), headers={"Nats-Msg-Id": msg_id})
-    result = IngestAccepted(messages=len(by_equipment), readings=sum(len(r["values"]) for r in
-                            (x for v in by_equipment.values() for x in v)), equipment=sorted(by_equipment))
-    if kv is not None:
-        await kv.put(kv_key, json.dumps({"body_hash": body_hash, "result": result.model_dump()}).encode())
+    result, replayed = await ingest_service.ingest(services, principal.tenant_id, batch, body=body,
+                                                   idempotency_key=idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return Envelope(data=result)
 
 
@@ -109,9 +71,7 @@ async def latest(
     Ids that are unknown, deleted or another tenant's are simply absent from the answer (a
     dashboard keeps working when one of its tiles is removed); an equipment with no readings
     yet is present with an empty `sensors` list. Answers follow the order of `equipment`."""
-    ids = _id_list(equipment, "equipment", check_equipment_id, reading_store.MAX_LATEST_EQUIPMENT)
+    ids = _id_list(equipment, "equipment", check_equipment_id, MAX_LATEST_EQUIPMENT)
     sensors = _id_list(sensor, "sensor", check_sensor, 256) if sensor else None
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        found = await reading_store.latest_values(conn, principal.tenant_id, ids, sensors=sensors,
-                                                    flavour=services.flavour)
+    found = await reading_service.latest_values(services, principal.tenant_id, ids, sensors=sensors)
     return json_envelope([{"equipment_id": e, "sensors": found[e]} for e in ids if e in found])
