@@ -1,8 +1,8 @@
 """Asset registry services: wells, equipment and its sensors, maintenance jobs.
 
-Routes parse and call these; these open the unit of work (`Services.tenant_tx`), write the
-audit row in the same transaction, and tell the tenant's actors after the commit
-(`Services.notify_actors`). Errors are `ApiError`s naming the field that failed.
+Routes parse and call these; the changes run in a unit of work (`serve.uow`) that writes the
+audit row in the same transaction and tells the tenant's actors after the commit. Errors are `ApiError`s naming
+the field that failed.
 
 Decisions worth knowing:
 
@@ -41,8 +41,8 @@ from schema.assets import (
 from serve.auth import Principal
 from serve.errors import ApiError
 from serve.services import Services
+from serve.uow import tenant_work
 from store import assets
-from store import audit as audit_log
 from store.audit import AuditContext
 from store.listing import ListQuery, fetch_page
 
@@ -136,7 +136,8 @@ def _unique_violation(exc: asyncpg.UniqueViolationError, entity: str, entity_id:
 
 async def create_well(services: Services, audit: AuditContext, body: WellCreate) -> dict[str, Any]:
     tenant_id, well_id = audit.tenant_id, body.id or _new_id("W")
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         if body.id is not None and await assets.well_id_used(conn, tenant_id, well_id):
             raise _error(409, "id", f"well {well_id} exists or existed (ids of deleted wells are not reused)")
         await _check_api_number(conn, tenant_id, body.api_number, None)
@@ -146,13 +147,14 @@ async def create_well(services: Services, audit: AuditContext, body: WellCreate)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation(exc, "well", well_id) from exc
         well = well_out(await _live_well(conn, tenant_id, well_id))
-        await audit_log.record(conn, audit, action="create", entity_type="well", entity_id=well_id, new=well)
+        await uow.record(action="create", entity_type="well", entity_id=well_id, new=well)
     return well
 
 
 async def update_well(services: Services, audit: AuditContext, well_id: str, body: WellUpdate) -> dict[str, Any]:
     tenant_id, changes = audit.tenant_id, body.changes()
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         row = await assets.lock_well(conn, tenant_id, well_id)
         if row is None:
             raise ApiError(404, f"well {well_id} not found")
@@ -172,14 +174,15 @@ async def update_well(services: Services, audit: AuditContext, well_id: str, bod
             raise _unique_violation(exc, "well", well_id) from exc
         well = well_out(await _live_well(conn, tenant_id, well_id))
         before, after = _diff(old, well)
-        await audit_log.record(conn, audit, action="update", entity_type="well", entity_id=well_id,
-                               old=before, new=after)
+        await uow.record(action="update", entity_type="well", entity_id=well_id,
+                         old=before, new=after)
     return well
 
 
 async def delete_well(services: Services, audit: AuditContext, well_id: str, *, detach: bool) -> None:
     tenant_id = audit.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         if await assets.lock_well(conn, tenant_id, well_id) is None:
             raise ApiError(404, f"well {well_id} not found")
         equipment = await assets.live_equipment_of_well(conn, tenant_id, well_id)
@@ -190,8 +193,8 @@ async def delete_well(services: Services, audit: AuditContext, well_id: str, *, 
         if detach:
             await assets.detach_well(conn, tenant_id, well_id)
         await assets.delete_well(conn, tenant_id, well_id)
-        await audit_log.record(conn, audit, action="delete", entity_type="well", entity_id=well_id, old=old,
-                               new={"deleted": True, "detached_equipment_ids": equipment if detach else []})
+        await uow.record(action="delete", entity_type="well", entity_id=well_id, old=old,
+                         new={"deleted": True, "detached_equipment_ids": equipment if detach else []})
 
 
 async def well_equipment(services: Services, tenant_id: str, well_id: str, q: ListQuery,
@@ -254,7 +257,8 @@ async def create_equipment(services: Services, audit: AuditContext, body: Equipm
         raise _error(422, "id", f"{equipment_id!r} is reserved (a route under /v1/equipment)")
     values = body.model_dump(exclude={"id", "well_ids", "sensors"})
     values["name"] = body.name or equipment_id
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         existing = await assets.lock_equipment(conn, tenant_id, equipment_id, include_deleted=True)
         if existing is not None and existing["deleted_at"] is None:
             raise _error(409, "id", f"equipment {equipment_id} already exists (a feed may have registered it"
@@ -271,9 +275,9 @@ async def create_equipment(services: Services, audit: AuditContext, body: Equipm
         await assets.set_equipment_wells(conn, tenant_id, equipment_id, body.well_ids)
         await assets.replace_sensors(conn, tenant_id, equipment_id, _sensor_rows(body.sensors))
         equipment = await _live_equipment(conn, tenant_id, equipment_id)
-        await audit_log.record(conn, audit, action="create", entity_type="equipment", entity_id=equipment_id,
-                               new=equipment)
-    await services.notify_actors(tenant_id, "registry", *(["silences"] if body.status == "maintenance" else []))
+        await uow.record(action="create", entity_type="equipment", entity_id=equipment_id,
+                         new=equipment)
+        uow.notify_actors("registry", *(["silences"] if body.status == "maintenance" else []))
     return equipment
 
 
@@ -281,7 +285,8 @@ async def update_equipment(services: Services, audit: AuditContext, equipment_id
                            ) -> dict[str, Any]:
     tenant_id, changes = audit.tenant_id, body.changes()
     well_ids, sensors = changes.pop("well_ids", None), changes.pop("sensors", None)
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         row = await _locked_equipment(conn, tenant_id, equipment_id)
         old = await _live_equipment(conn, tenant_id, equipment_id)
         if well_ids is None and sensors is None and not changes:
@@ -297,21 +302,22 @@ async def update_equipment(services: Services, audit: AuditContext, equipment_id
             await assets.update_equipment(conn, tenant_id, equipment_id, changes)
         equipment = await _live_equipment(conn, tenant_id, equipment_id)
         before, after = _diff(old, equipment)
-        await audit_log.record(conn, audit, action="update", entity_type="equipment", entity_id=equipment_id,
-                               old=before, new=after)
-    await services.notify_actors(tenant_id, "registry", *(["silences"] if "status" in after else []))
+        await uow.record(action="update", entity_type="equipment", entity_id=equipment_id,
+                         old=before, new=after)
+        uow.notify_actors("registry", *(["silences"] if "status" in after else []))
     return equipment
 
 
 async def delete_equipment(services: Services, audit: AuditContext, equipment_id: str) -> None:
     tenant_id = audit.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         await _locked_equipment(conn, tenant_id, equipment_id)
         old = await _live_equipment(conn, tenant_id, equipment_id)
         await assets.delete_equipment(conn, tenant_id, equipment_id)
-        await audit_log.record(conn, audit, action="delete", entity_type="equipment", entity_id=equipment_id,
-                               old=old, new={"status": "decommissioned", "deleted": True})
-    await services.notify_actors(tenant_id, "registry", "silences")
+        await uow.record(action="delete", entity_type="equipment", entity_id=equipment_id,
+                         old=old, new={"status": "decommissioned", "deleted": True})
+        uow.notify_actors("registry", "silences")
 
 
 async def get_sensors(services: Services, tenant_id: str, equipment_id: str) -> list[dict[str, Any]]:
@@ -324,14 +330,15 @@ async def get_sensors(services: Services, tenant_id: str, equipment_id: str) -> 
 async def put_sensors(services: Services, audit: AuditContext, equipment_id: str, sensors: list[SensorIn],
                       ) -> list[dict[str, Any]]:
     tenant_id = audit.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         await _locked_equipment(conn, tenant_id, equipment_id)
         old = await assets.list_sensors(conn, tenant_id, equipment_id)
         await assets.replace_sensors(conn, tenant_id, equipment_id, _sensor_rows(sensors))
         new = await assets.list_sensors(conn, tenant_id, equipment_id)
-        await audit_log.record(conn, audit, action="replace_sensors", entity_type="equipment",
-                               entity_id=equipment_id, old={"sensors": old}, new={"sensors": new})
-    await services.notify_actors(tenant_id, "registry")
+        await uow.record(action="replace_sensors", entity_type="equipment",
+                         entity_id=equipment_id, old={"sensors": old}, new={"sensors": new})
+        uow.notify_actors("registry")
     return new
 
 
@@ -374,7 +381,8 @@ async def start_maintenance(services: Services, audit: AuditContext, principal: 
     started_at = body.started_at or now
     if body.ended_at is not None and body.ended_at < started_at:
         raise _error(422, "ended_at", "must not be before started_at")
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         equipment = await _locked_equipment(conn, tenant_id, equipment_id)
         if equipment["status"] == "decommissioned":
             raise _error(409, "equipment_id", f"equipment {equipment_id} is decommissioned")
@@ -384,9 +392,9 @@ async def start_maintenance(services: Services, audit: AuditContext, principal: 
         status = await _follow_jobs(conn, tenant_id, equipment, was_open=False,
                                     is_open=_open(started_at, body.ended_at, now))
         record = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id)
-        await audit_log.record(conn, audit, action="create", entity_type="maintenance", entity_id=maintenance_id,
-                               new={**record, "equipment_status": status})  # type: ignore[dict-item]
-    await services.notify_actors(tenant_id, "silences", *(["registry"] if status else []))
+        await uow.record(action="create", entity_type="maintenance", entity_id=maintenance_id,
+                         new={**record, "equipment_status": status})  # type: ignore[dict-item]
+        uow.notify_actors("silences", *(["registry"] if status else []))
     return record  # type: ignore[return-value]
 
 
@@ -394,7 +402,8 @@ async def update_maintenance(services: Services, audit: AuditContext, equipment_
                              body: MaintenanceUpdate) -> dict[str, Any]:
     tenant_id, now, changes = audit.tenant_id, datetime.now(UTC), body.changes()
     version = changes.pop("version", None)
-    async with services.tenant_tx(tenant_id) as conn:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        conn = uow.conn
         equipment = await _locked_equipment(conn, tenant_id, equipment_id)
         record = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id, for_update=True)
         if record is None:
@@ -413,9 +422,9 @@ async def update_maintenance(services: Services, audit: AuditContext, equipment_
                                     is_open=_open(started_at, ended_at, now))
         new = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id)
         before, after = _diff(record, new)  # type: ignore[arg-type]
-        await audit_log.record(conn, audit, action="update", entity_type="maintenance", entity_id=maintenance_id,
-                               old=before, new={**after, "equipment_status": status})
-    await services.notify_actors(tenant_id, "silences", *(["registry"] if status else []))
+        await uow.record(action="update", entity_type="maintenance", entity_id=maintenance_id,
+                         old=before, new={**after, "equipment_status": status})
+        uow.notify_actors("silences", *(["registry"] if status else []))
     return new  # type: ignore[return-value]
 
 

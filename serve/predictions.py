@@ -16,8 +16,8 @@ from models.backtest import backtest_snapshots, verdict_agreement
 from schema.predictions import MAX_BACKTEST_DAYS, BacktestRequest
 from serve.errors import ApiError
 from serve.services import Services
+from serve.uow import tenant_work
 from store import alerts as alert_store
-from store import audit as audit_log
 from store import predictions as store
 from store import rules as rule_store
 from store.audit import AuditContext
@@ -91,15 +91,15 @@ async def reset_model(services: Services, audit: AuditContext, equipment_id: str
     lost or no actor runs, the dropped checkpoint still means a fresh model when it is next loaded.
     """
     tenant_id = audit.tenant_id
-    async with services.tenant_tx(tenant_id) as conn:
-        if await store.equipment_type(conn, tenant_id, equipment_id) is None:
+    async with tenant_work(services, tenant_id, audit) as uow:
+        if await store.equipment_type(uow.conn, tenant_id, equipment_id) is None:
             raise _not_found(equipment_id)
-        old = await store.get_predictions(conn, tenant_id, equipment_id)
-        deleted = await store.delete_model(conn, tenant_id, equipment_id)
+        old = await store.get_predictions(uow.conn, tenant_id, equipment_id)
+        deleted = await store.delete_model(uow.conn, tenant_id, equipment_id)
         before = None if old is None else {k: old[k] for k in ("model_version", "samples_seen", "last_learned_ts")}
-        await audit_log.record(conn, audit, action="reset", entity_type="model", entity_id=equipment_id,
-                               old=before, new={"samples_seen": 0, "checkpoint_deleted": deleted})
-    await services.notify_actors(tenant_id, "model_reset", equipment_id=equipment_id)
+        await uow.record(action="reset", entity_type="model", entity_id=equipment_id,
+                         old=before, new={"samples_seen": 0, "checkpoint_deleted": deleted})
+        uow.notify_actors("model_reset", equipment_id=equipment_id)
     return {"equipment_id": equipment_id, "checkpoint_deleted": deleted}
 
 
