@@ -40,6 +40,7 @@ from schema.assets import (
 )
 from serve.auth import Principal
 from serve.errors import ApiError
+from serve.listing import tenant_page
 from serve.services import Services
 from serve.uow import tenant_work
 from store import assets
@@ -105,8 +106,7 @@ def _bbox_where(bbox: tuple[float, float, float, float]) -> tuple[str, list[floa
 async def list_wells(services: Services, tenant_id: str, q: ListQuery, bbox: str | None,
                      ) -> tuple[list[dict[str, Any]], int]:
     extra = [_bbox_where(parse_bbox(bbox))] if bbox is not None else []
-    async with services.tenant_tx(tenant_id) as conn:
-        rows, total = await fetch_page(conn, assets.WELLS, q, tenant_id, extra_where=extra)
+    rows, total = await tenant_page(services, tenant_id, assets.WELLS, q, extra_where=extra)
     return [well_out(r) for r in rows], total
 
 
@@ -217,8 +217,7 @@ async def well_activities(services: Services, tenant_id: str, well_id: str, q: L
 async def list_equipment(services: Services, tenant_id: str, q: ListQuery, well_id: str | None,
                          ) -> tuple[list[dict[str, Any]], int]:
     extra = [(assets.SERVES_WELL, [well_id])] if well_id is not None else []
-    async with services.tenant_tx(tenant_id) as conn:
-        return await fetch_page(conn, assets.EQUIPMENT, q, tenant_id, extra_where=extra)
+    return await tenant_page(services, tenant_id, assets.EQUIPMENT, q, extra_where=extra)
 
 
 async def _live_equipment(conn: asyncpg.Connection, tenant_id: str, equipment_id: str) -> dict[str, Any]:
@@ -430,6 +429,5 @@ async def update_maintenance(services: Services, audit: AuditContext, equipment_
 
 async def due_maintenance(services: Services, tenant_id: str, q: ListQuery, within_days: int,
                           ) -> tuple[list[dict[str, Any]], int]:
-    async with services.tenant_tx(tenant_id) as conn:
-        return await fetch_page(conn, assets.DUE_MAINTENANCE, q, tenant_id,
-                                extra_where=[(assets.DUE_WITHIN_DAYS, [within_days])])
+    return await tenant_page(services, tenant_id, assets.DUE_MAINTENANCE, q,
+                             extra_where=[(assets.DUE_WITHIN_DAYS, [within_days])])

@@ -15,13 +15,14 @@ from models import Rule, Snapshot, rules_for_equipment, tenant_rules_for
 from models.backtest import backtest_snapshots, verdict_agreement
 from schema.predictions import MAX_BACKTEST_DAYS, BacktestRequest
 from serve.errors import ApiError
+from serve.listing import tenant_page
 from serve.services import Services
 from serve.uow import tenant_work
 from store import alerts as alert_store
 from store import predictions as store
 from store import rules as rule_store
 from store.audit import AuditContext
-from store.listing import ListQuery, fetch_page
+from store.listing import ListQuery
 
 __all__ = ["MAX_BACKTEST_SNAPSHOTS", "backtest", "get_predictions", "list_models", "report_failure", "reset_model"]
 
@@ -80,8 +81,7 @@ async def get_predictions(services: Services, tenant_id: str, equipment_id: str)
 
 
 async def list_models(services: Services, tenant_id: str, q: ListQuery) -> tuple[list[dict[str, Any]], int]:
-    async with services.tenant_tx(tenant_id) as conn:
-        return await fetch_page(conn, store.ML_MODELS, q, tenant_id)
+    return await tenant_page(services, tenant_id, store.ML_MODELS, q)
 
 
 async def reset_model(services: Services, audit: AuditContext, equipment_id: str) -> dict[str, Any]:

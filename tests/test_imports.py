@@ -75,14 +75,16 @@ def test_no_router_imports_another() -> None:
 
 
 # Routers that only parse, call a service (serve/*.py, which works in a `serve.uow` unit of work) and answer.
-THIN_ROUTERS = ("alerts", "equipment", "field_events", "production", "readings", "rules", "silences", "telemetry")
+THIN_ROUTERS = ("alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance", "ml_models",
+                "predictions", "production", "readings", "rules", "silences", "telemetry", "users", "wells")
 
 
 @pytest.mark.parametrize("name", THIN_ROUTERS)
 def test_thin_routers_leave_the_work_to_their_service(name: str) -> None:
     path = ROOT / "serve" / "routers" / f"{name}.py"
-    wrong = [f"line {line} imports {found}" for line, found in imported(path)
-             if found.startswith(("store.audit", "store.db", "serve.uow", "actors.", "nats."))]
+    wrong = [f"line {line} imports {found}" for line, found in imported(path)  # a resource's listing spec may come
+             if found in ("store.audit", "store.audit.record")  # from store/, its writes may not
+             or found.startswith(("store.db", "serve.uow", "actors.", "nats."))]
     source = path.read_text()
     wrong += [f"calls {call}" for call in ("tenant_tx(", "notify_actors(", ".publish(", "fetch_page(")
               if call in source]

@@ -10,9 +10,9 @@ from schema.identity import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from serve import identity
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse, tenant_page
 from store.identity import API_KEYS
-from store.listing import ListQuery, fetch_page
+from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 ERRORS = {403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
@@ -24,8 +24,7 @@ Admin = Annotated[Principal, require("api_keys:manage")]
 async def list_keys(services: ServicesDep, principal: Admin,
                     q: Annotated[ListQuery, list_params(API_KEYS)]) -> dict[str, Any]:
     """Newest first; revoked keys too (`?revoked_at=` filters, e.g. `?sort=-last_used_at`)."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await fetch_page(conn, API_KEYS, q, principal.tenant_id)
+    rows, total = await tenant_page(services, principal.tenant_id, API_KEYS, q)
     return page_envelope(rows, total, q)
 
 

@@ -10,9 +10,9 @@ from schema.identity import AuditEntry
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse, tenant_page
 from store.audit import AUDIT_LOG
-from store.listing import ListQuery, fetch_page
+from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
 
@@ -37,6 +37,5 @@ async def list_audit_logs(
         extra.append((f"at {op} $1", [value]))
     if user is not None:
         extra.append(("actor_id = $1", [user]))
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await fetch_page(conn, AUDIT_LOG, q, principal.tenant_id, extra_where=extra)
+    rows, total = await tenant_page(services, principal.tenant_id, AUDIT_LOG, q, extra_where=extra)
     return page_envelope(rows, total, q)

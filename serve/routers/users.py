@@ -11,9 +11,9 @@ from schema.identity import InvitationSent, RoleChange, UserCreate, UserPublic, 
 from serve import identity
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse, tenant_page
 from store.identity import USERS
-from store.listing import ListQuery, fetch_page
+from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 ERRORS = {403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
@@ -27,8 +27,7 @@ Admin = Annotated[Principal, require("users:write")]
 async def list_users(services: ServicesDep, principal: Reader,
                      q: Annotated[ListQuery, list_params(USERS)]) -> dict[str, Any]:
     """`?role=in:admin,manager&status=active&email=like:*@example.com&sort=-last_login_at`."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await fetch_page(conn, USERS, q, principal.tenant_id)
+    rows, total = await tenant_page(services, principal.tenant_id, USERS, q)
     return page_envelope(rows, total, q)
 
 
