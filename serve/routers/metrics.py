@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from schema.api import ErrorEnvelope
 from serve.deps import ServicesDep, bearer_token
 from serve.edge import EDGE_REGISTRY
 from serve.errors import ApiError
@@ -77,6 +78,7 @@ def metrics_token(request: Request, authorization: Annotated[str | None, Header(
 
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_token)],
+            responses={401: {"model": ErrorEnvelope, "description": "the metrics token is missing or wrong"}},
             description="Prometheus exposition. Needs `Authorization: Bearer <metrics token>` (the"
                         " `WELLPULSE_METRICS_TOKEN`, or `<data_dir>/secrets/metrics_token`).")
 async def metrics(services: ServicesDep) -> Response:
