@@ -13,7 +13,7 @@ import logging
 import pickle
 import time
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import ray
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging
 from actors.equipment import EquipmentActor, publish_alert_events
 from actors.placement import place
-from config import Settings
+from config import SYSTEM_CLOCK, Clock, Settings
 from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import ctl_subject, split_tele_subject
 from schema.telemetry import DEFAULT_MAX_AGE, parse_telemetry, validation_reason
@@ -34,6 +34,7 @@ from store import readings as reading_store
 log = logging.getLogger(__name__)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 FETCH_TIMEOUT = 0.25
+HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silences and shelves release
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
 MODEL_COMMANDS = frozenset({"model_reset", "failure"})  # ctl.<tenant> commands for one equipment's models
 
@@ -71,12 +72,32 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
     return equipment_id, snapshots
 
 
+async def housekeeping_round(pool: Any, tenant_id: str, *, now: datetime,
+                             default_escalate_after: float) -> list[Any]:
+    """The time-driven alert changes at `now`; returns their committed events, for the caller to publish.
+
+    Alerts open and unacknowledged longer than the tenant's delay (or `default_escalate_after` seconds)
+    escalate, and silences, maintenance and shelves that ended by `now` release what they held. Apart from
+    the actor so that a test runs a round against PostgreSQL alone, with a `config.ManualClock`'s time.
+    """
+    after = await alert_store.escalate_after_seconds(pool, tenant_id)  # tenant setting
+    if after is None:
+        after = default_escalate_after
+    events = await alert_store.escalate_overdue(pool, tenant_id, now=now, older_than=now - timedelta(seconds=after))
+    # Silences and maintenance end by the clock too, not only by an API call.
+    return events + await alert_store.release_suppressed(pool, tenant_id, now=now)
+
+
 @ray.remote(**ACTOR_OPTIONS)
 class TenantActor:
-    def __init__(self, tenant_id: str, settings: Settings) -> None:
+    def __init__(self, tenant_id: str, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         setup_logging()
         self.tenant_id = tenant_id
         self.settings = settings
+        self.clock = clock  # what housekeeping decides by (escalation, silence and shelve ends)
+        self._housekeeping_lock = asyncio.Lock()
+        self.housekeeping_rounds = 0
+        self._last_reload = clock.monotonic()
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._pool = None
@@ -299,29 +320,33 @@ class TenantActor:
     # ----------------------------------------------------------- background duties
 
     async def _housekeeping(self) -> None:
-        last_reload = time.monotonic()
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
-                self.lag = await bus.consumer_lag(self._js, self.tenant_id)
-                now = datetime.now(UTC)
-                after = await alert_store.escalate_after_seconds(self._pool, self.tenant_id)  # tenant setting
-                if after is None:
-                    after = self.settings.escalate_after_seconds
-                events = await alert_store.escalate_overdue(self._pool, self.tenant_id, now=now,
-                                                   older_than=now - timedelta(seconds=after))
-                # Silences and maintenance end by the clock too, not only by an API call.
-                events += await alert_store.release_suppressed(self._pool, self.tenant_id)
-                await publish_alert_events(self._js, self.tenant_id, events)
-                if time.monotonic() - last_reload >= RELOAD_SECONDS:
-                    last_reload = time.monotonic()
-                    await self._reload()  # a lost ctl message only delays a change
-                by_slot: dict[str, list[str]] = defaultdict(list)
-                for equipment_id, slot in self.placement.items():
-                    by_slot[slot].append(equipment_id)
-                await asyncio.gather(*(self.actors[s].host.remote(ids) for s, ids in by_slot.items()))
+                await self.housekeep()
             except Exception:
                 log.exception("housekeeping failed for %s", self.tenant_id)
+
+    async def housekeep(self) -> int:
+        """One housekeeping round now (the loop runs one every few seconds); returns how many alert events it
+        published. Tests call it to see a round's outcome at once instead of sleeping through the interval;
+        rounds never overlap."""
+        if self._pool is None:
+            return 0  # not consuming yet: the loop's first round comes after the start
+        async with self._housekeeping_lock:
+            self.lag = await bus.consumer_lag(self._js, self.tenant_id)
+            events = await housekeeping_round(self._pool, self.tenant_id, now=self.clock.now(),
+                                              default_escalate_after=self.settings.escalate_after_seconds)
+            await publish_alert_events(self._js, self.tenant_id, events)
+            if self.clock.monotonic() - self._last_reload >= RELOAD_SECONDS:
+                self._last_reload = self.clock.monotonic()
+                await self._reload()  # a lost ctl message only delays a change
+            by_slot: dict[str, list[str]] = defaultdict(list)
+            for equipment_id, slot in self.placement.items():
+                by_slot[slot].append(equipment_id)
+            await asyncio.gather(*(self.actors[s].host.remote(ids) for s, ids in by_slot.items()))
+            self.housekeeping_rounds += 1
+            return len(events)
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -332,7 +357,7 @@ class TenantActor:
             "lag_pending": self.lag[0], "lag_ack_pending": self.lag[1],
             "equipment": len(self.equipment), "equipment_actors": len(self.actors),
             "running": self._task is not None and not self._task.done(),
-            "last_batch_at": self.last_batch_at,
+            "last_batch_at": self.last_batch_at, "housekeeping_rounds": self.housekeeping_rounds,
         }
 
     async def equipment_status(self) -> list[dict[str, Any]]:

@@ -535,23 +535,29 @@ async def _unshelve(conn: asyncpg.Connection, tenant_id: str, alert: asyncpg.Rec
 
 # ---------------------------------------------------------------- suppression by design, out of service
 
+# The time a housekeeping decision is taken at: the caller's clock ($2), or the database's when it passes None.
+_AT = "coalesce($2::timestamptz, now())"
 
-async def sweep_alarm_states(conn: asyncpg.Connection, tenant_id: str) -> list[asyncpg.Record]:
-    """Shelves that ended return; suppression by design starts and ends with its cause. Returns the events.
+
+async def sweep_alarm_states(conn: asyncpg.Connection, tenant_id: str, *, now: datetime | None = None,
+                             ) -> list[asyncpg.Record]:
+    """Shelves that ended by `now` return; suppression by design starts and ends with its cause. Returns the
+    events. `now` is a parameter so that housekeeping's clock (a test's `config.ManualClock`) decides; None
+    keeps the database's time, as the API's calls do.
 
     Run with the tenant's events serialized (`_serialize_tenant_events`) inside a transaction.
     """
     events = []
     for alert in await conn.fetch(
             f"SELECT {ALERT_COLUMNS} FROM alerts WHERE tenant_id = $1 AND state = 'shelved'"
-            " AND shelved_until <= now() FOR UPDATE", tenant_id):
-        events.append(await _unshelve(conn, tenant_id, alert, "system", datetime.now(UTC),
+            f" AND shelved_until <= {_AT} FOR UPDATE", tenant_id, now):
+        events.append(await _unshelve(conn, tenant_id, alert, "system", now or datetime.now(UTC),
                                       f"shelve ended at {alert['shelved_until'].isoformat()}"))
     for alert in await conn.fetch(
             "UPDATE alerts SET state = coalesce(prior_state, 'open'), prior_state = NULL, suppressed_reason = NULL,"
             " updated_at = now() WHERE tenant_id = $1 AND state = 'suppressed' AND wellpulse_design_suppression("
-            " tenant_id, equipment_id, sensors, requires_running, low_pressure, now()) IS NULL"
-            f" RETURNING {ALERT_COLUMNS}", tenant_id):
+            f" tenant_id, equipment_id, sensors, requires_running, low_pressure, {_AT}) IS NULL"
+            f" RETURNING {ALERT_COLUMNS}", tenant_id, now):
         # Annunciated for the first time (it opened suppressed): an opening, as KPIs and operators count them.
         announced = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM alert_events WHERE alert_id = $1 AND kind = 'opened')", alert["id"])
@@ -562,28 +568,28 @@ async def sweep_alarm_states(conn: asyncpg.Connection, tenant_id: str) -> list[a
     for alert in await conn.fetch(
             "UPDATE alerts a SET prior_state = a.state, state = 'suppressed', suppressed_reason = r.reason,"
             " updated_at = now() FROM (SELECT id, wellpulse_design_suppression(tenant_id, equipment_id, sensors,"
-            " requires_running, low_pressure, now()) AS reason FROM alerts WHERE tenant_id = $1"
+            f" requires_running, low_pressure, {_AT}) AS reason FROM alerts WHERE tenant_id = $1"
             " AND state IN ('open', 'acknowledged') AND cleared_at IS NULL) r"
             f" WHERE a.id = r.id AND r.reason IS NOT NULL RETURNING {_ALIASED_COLUMNS}",
-            tenant_id):
+            tenant_id, now):
         events.append(await _insert_event(conn, tenant_id, alert, "suppressed", "system", alert["updated_at"],
                                           message=f"suppressed by design: {alert['suppressed_reason']}",
                                           details={"suppressed": alert["suppressed_reason"]}))
     return events
 
 
-async def _housekeeping_due(conn: Executor, tenant_id: str) -> tuple[bool, bool]:
-    """Whether a silence holds an alert back, and whether `sweep_alarm_states` has anything to do, in one read
-    (no lock taken in the usual case, where both are False)."""
+async def _housekeeping_due(conn: Executor, tenant_id: str, now: datetime | None) -> tuple[bool, bool]:
+    """Whether a silence holds an alert back, and whether `sweep_alarm_states` has anything to do at `now`, in
+    one read (no lock taken in the usual case, where both are False)."""
     row = await conn.fetchrow(
         "SELECT EXISTS (SELECT 1 FROM suppressed_alerts WHERE tenant_id = $1) AS held,"
-        " EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state = 'shelved' AND shelved_until <= now())"
+        f" EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state = 'shelved' AND shelved_until <= {_AT})"
         " OR EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state = 'suppressed'"
-        "  AND wellpulse_design_suppression(tenant_id, equipment_id, sensors, requires_running, low_pressure, now())"
+        f"  AND wellpulse_design_suppression(tenant_id, equipment_id, sensors, requires_running, low_pressure, {_AT})"
         "  IS NULL)"
         " OR EXISTS (SELECT 1 FROM alerts WHERE tenant_id = $1 AND state IN ('open', 'acknowledged')"
         "  AND cleared_at IS NULL AND wellpulse_design_suppression(tenant_id, equipment_id, sensors,"
-        "  requires_running, low_pressure, now()) IS NOT NULL) AS due", tenant_id)
+        f"  requires_running, low_pressure, {_AT}) IS NOT NULL) AS due", tenant_id, now)
     return bool(row["held"]), bool(row["due"])
 
 
@@ -622,32 +628,35 @@ async def end_out_of_service(pool: Executor, tenant_id: str, equipment_id: str, 
         return row, await sweep_alarm_states(conn, tenant_id)
 
 
-async def release_suppressed(pool: Executor, tenant_id: str) -> list[asyncpg.Record]:
-    """Open the alerts a silence held back whose silence (or maintenance) is over, end shelves whose time is
-    up, and start or end suppression by design (`sweep_alarm_states`); returns their events.
+async def release_suppressed(pool: Executor, tenant_id: str, *, now: datetime | None = None,
+                             ) -> list[asyncpg.Record]:
+    """Open the alerts a silence held back whose silence (or maintenance) is over at `now`, end shelves whose
+    time is up, and start or end suppression by design (`sweep_alarm_states`); returns their events.
 
     A held-back row exists only while its condition holds (the models' "resolved" deletes it), so
     each one released is an alert that still applies. It opens now: that is when operators hear of it.
+    `now` is housekeeping's clock (a test's `config.ManualClock` ends a silence in no time); None keeps the
+    database's time, as the reload after an API change does.
     """
-    held, due = await _housekeeping_due(pool, tenant_id)
+    held, due = await _housekeeping_due(pool, tenant_id, now)
     if not held and not due:
         return []  # the usual case: no lock taken
     async with connection(pool) as conn, conn.transaction():
         await _serialize_tenant_events(conn, tenant_id)
         released = await conn.fetch(
             "DELETE FROM suppressed_alerts WHERE tenant_id = $1"
-            " AND NOT wellpulse_silenced(tenant_id, equipment_id, rule_id, now())"
+            f" AND NOT wellpulse_silenced(tenant_id, equipment_id, rule_id, {_AT})"
             " RETURNING equipment_id, rule_id, severity, message, details, suppressed_at",
-            tenant_id,
+            tenant_id, now,
         ) if held else []
         events = []
         for row in released:
             alert = await conn.fetchrow(
                 f"INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, details, opened_at)"
-                f" VALUES ($1, $2, $3, 'open', $4, $5, $6, now())"
+                f" VALUES ($1, $2, $3, 'open', $4, $5, $6, coalesce($7::timestamptz, now()))"
                 f" ON CONFLICT (tenant_id, equipment_id, rule_id) WHERE state <> 'resolved' DO NOTHING"
                 f" RETURNING {ALERT_COLUMNS}",
-                tenant_id, row["equipment_id"], row["rule_id"], row["severity"], row["message"], row["details"],
+                tenant_id, row["equipment_id"], row["rule_id"], row["severity"], row["message"], row["details"], now,
             )
             if alert is None:
                 continue  # opened meanwhile by the models themselves
@@ -656,7 +665,7 @@ async def release_suppressed(pool: Executor, tenant_id: str) -> list[asyncpg.Rec
                                               message=f"{row['message']} (held since {since} by a silence"
                                                       " or maintenance)",
                                               details={**(row["details"] or {}), "held_since": since}))
-        events += await sweep_alarm_states(conn, tenant_id)
+        events += await sweep_alarm_states(conn, tenant_id, now=now)
         return events
 
 

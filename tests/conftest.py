@@ -3,12 +3,17 @@
 Each starts once per session on free ports under a temp dir. Set
 ``WELLPULSE_TEST_DATABASE_URL`` to use an existing PostgreSQL server instead (a fresh
 database is created on it and dropped afterwards).
+
+Two tiers: ``-m fast`` runs the tests marked ``fast`` (pure ones, and services called against PostgreSQL and
+NATS alone through the `services` fixture: no Ray, no Serve) and the doctests; the rest need the `stack`.
+A test marked fast that asks for the stack is refused at collection, so the tier stays fast.
 """
 
 import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,7 +22,10 @@ import psycopg
 import pytest
 
 from config import Settings
+from config.secrets import resolve_secrets
+from store import bus
 from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from store.migrate import migrate
 from tests.helpers import JWT_SECRET
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -25,6 +33,18 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # same password, or the last migration run would lock the others' new connections out.
 os.environ.setdefault("WELLPULSE_APP_DB_PASSWORD", "test-app-" + uuid.uuid4().hex)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Doctests are pure (models/, schema/, config/, ...): they belong to the fast tier. A fast test must not
+    start Ray and Serve: one that asks for the stack is an error here rather than a slow fast tier."""
+    root = Path(str(config.rootpath))
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(pytest.mark.fast)
+        elif item.get_closest_marker("fast") and "stack" in getattr(item, "fixturenames", ()):
+            where = Path(str(item.path)).relative_to(root)
+            raise pytest.UsageError(f"{where}::{item.name} is marked fast but needs the stack (Ray and Serve)")
 
 
 def _fresh_database(server_url: str) -> tuple[str, str]:
@@ -123,6 +143,41 @@ def stack(settings: Settings) -> Iterator[Any]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_settings(settings: Settings, pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """`settings` for the fast tier: a migrated database of its own, secrets resolved; no Ray, no Serve.
+
+    Its own database, so that a stack running in the same session never starts actors for its tenants.
+    """
+    with _database_on(pg_server) as url:
+        fast = resolve_secrets(settings.model_copy(update={"database_url": url,
+                                                           "data_dir": tmp_path_factory.mktemp("fast")}))
+        migrate(url, retention_days=fast.retention_days, app_user=fast.app_db_user,
+                app_password=fast.secret("app_db_password"))
+        yield fast
+
+
+@pytest.fixture(scope="session")
+async def services(pg_settings: Settings) -> AsyncIterator[Any]:
+    """What the routes hand to a service (`serve.services.Services`), connected to PostgreSQL and NATS only:
+    services are called directly, as the routes call them, without Ray or Serve."""
+    from serve.services import Services
+
+    nc = await bus.connect(pg_settings.nats_url or "", "fast-tier-setup")
+    try:
+        s = pg_settings  # the limits the stack sets too: a session running both never flips them
+        await bus.ensure_streams(nc.jetstream(), bus.StreamLimits(
+            telemetry_max_bytes=s.telemetry_stream_max_bytes, dlq_max_bytes=s.dlq_stream_max_bytes,
+            per_subject_max_msgs=s.stream_max_msgs_per_subject))
+    finally:
+        await nc.close()
+    ready = await Services(pg_settings).ready()
+    try:
+        yield ready
+    finally:
+        await ready.close()
 
 
 @pytest.fixture(scope="module", autouse=True)

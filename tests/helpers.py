@@ -71,15 +71,7 @@ def new_tenant_id(prefix: str = "t") -> str:
 async def create_tenant(stack: Any, tenant_id: str, equipment: list[tuple[str, str]],
                         rules: list[dict[str, Any]] | None = None) -> None:
     """A tenant with equipment [(id, type)] and extra alert rules, with its actor running."""
-    conn = await asyncpg.connect(stack.settings.database_url)
-    try:
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", tenant_id)
-        for rule in rules or []:
-            await conn.execute(
-                "INSERT INTO alert_rules (tenant_id, id, equipment_id, kind, params) VALUES ($1, $2, $3, $4, $5)",
-                tenant_id, rule["id"], rule.get("equipment_id"), rule["kind"], json.dumps(rule["params"]))
-    finally:
-        await conn.close()
+    await _insert_tenant(stack.settings.database_url, tenant_id, [], rules)
     await stack.register_tenant(tenant_id, tenant_id, [(e, t, e) for e, t in equipment])
     _CREATED.append((stack, tenant_id))
     await asyncio.to_thread(add_users, stack.settings.database_url, tenant_id)
@@ -112,6 +104,14 @@ async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2)
         await asyncio.sleep(interval)
 
 
+async def housekeeping_round(stack: Any, tenant_id: str) -> int:
+    """Run one of the tenant's housekeeping rounds now (escalation, ended silences and shelves) and wait for it;
+    returns how many alert events it published. What a test that waited "longer than a round" needs, without
+    sleeping through the actor's interval."""
+    actor = await stack.supervisor.tenant.remote(tenant_id)
+    return await actor.housekeep.remote()
+
+
 def normal_series(start: datetime, n: int, step: timedelta = timedelta(seconds=1)) -> list[tuple[datetime, float]]:
     """A gently noisy series around 800 (deterministic)."""
     return [(start + i * step, 800.0 + ((i * 37) % 11 - 5) * 0.8) for i in range(n)]
@@ -124,3 +124,26 @@ def metrics_auth(stack: Any) -> dict[str, str]:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+async def seed_tenant(database_url: str, tenant_id: str, equipment: list[tuple[str, str]],
+                      rules: list[dict[str, Any]] | None = None) -> None:
+    """A tenant with equipment [(id, type)], extra alert rules and a user per role, in the database alone: what the
+    fast tier's service tests start from (no actor runs for it; `create_tenant` is the stack's version)."""
+    await _insert_tenant(database_url, tenant_id, equipment, rules)
+    await asyncio.to_thread(add_users, database_url, tenant_id)
+
+
+async def _insert_tenant(database_url: str, tenant_id: str, equipment: list[tuple[str, str]],
+                         rules: list[dict[str, Any]] | None) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", tenant_id)
+        await conn.executemany("INSERT INTO equipment (tenant_id, id, type, name) VALUES ($1, $2, $3, $2)",
+                               [(tenant_id, e, t) for e, t in equipment])
+        for rule in rules or []:
+            await conn.execute(
+                "INSERT INTO alert_rules (tenant_id, id, equipment_id, kind, params) VALUES ($1, $2, $3, $4, $5)",
+                tenant_id, rule["id"], rule.get("equipment_id"), rule["kind"], json.dumps(rule["params"]))
+    finally:
+        await conn.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import websockets
 
-from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
+from tests.helpers import auth, create_tenant, housekeeping_round, new_tenant_id, now_utc, publish, snapshot, wait_for
 from tests.test_api_rules import error_fields, open_alert
 
 
@@ -144,7 +144,7 @@ async def test_escalation_after_the_tenant_delay(stack: Any, http: Any, db_conn:
     admin = auth(tenant, "admin")
     settings = (await http.get("/v1/tenant/settings", headers=admin)).json()["data"]
     assert settings["escalate_after_minutes"] is None
-    await asyncio.sleep(7)  # longer than one housekeeping round
+    await housekeeping_round(stack, tenant)
     assert [(a["severity"], a["escalated_at"]) for a in await db_conn.fetch(
         "SELECT severity, escalated_at FROM alerts WHERE tenant_id = $1 AND rule_id = 'p_warn'", tenant)
             ] == [("warning", None)] * 2
@@ -160,6 +160,7 @@ async def test_escalation_after_the_tenant_delay(stack: Any, http: Any, db_conn:
         row = await db_conn.fetchrow("SELECT severity, escalated_at FROM alerts WHERE id = $1", quiet["id"])
         return row if row["escalated_at"] is not None else None
 
+    await housekeeping_round(stack, tenant)
     row = await wait_for(escalated, timeout=30)
     assert row["severity"] == "critical"
     detail = (await http.get(f"/v1/alerts/{quiet['id']}", headers=admin)).json()["data"]
@@ -169,6 +170,6 @@ async def test_escalation_after_the_tenant_delay(stack: Any, http: Any, db_conn:
     acked_now = await db_conn.fetchrow("SELECT severity, escalated_at FROM alerts WHERE id = $1", acked["id"])
     assert (acked_now["severity"], acked_now["escalated_at"]) == ("warning", None)
     # Escalation happens once.
-    await asyncio.sleep(6)
+    await housekeeping_round(stack, tenant)
     assert await db_conn.fetchval("SELECT count(*) FROM alert_events WHERE alert_id = $1 AND kind = 'escalated'",
                                   quiet["id"]) == 1
