@@ -348,6 +348,14 @@ class TenantActor:
             self.housekeeping_rounds += 1
             return len(events)
 
+    async def settled(self) -> bool:
+        """Whether everything published to the tenant so far is stored, learned and acked (nothing waiting, nothing
+        unacked): a test's condition before it checks that nothing more happens, instead of a sleep."""
+        if self._js is None:
+            return False
+        pending, unacked = await bus.consumer_lag(self._js, self.tenant_id)
+        return pending == 0 and unacked == 0
+
     async def stats(self) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,

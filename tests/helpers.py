@@ -112,6 +112,16 @@ async def housekeeping_round(stack: Any, tenant_id: str) -> int:
     return await actor.housekeep.remote()
 
 
+async def settled(stack: Any, tenant_id: str, timeout: float = 60.0) -> None:
+    """Wait until the tenant's actor has stored, learned and acked every message published to it so far: then
+    "nothing more happened" can be checked (what tests used to sleep a few seconds for)."""
+    async def idle() -> bool:
+        actor = await stack.supervisor.tenant.remote(tenant_id)
+        return actor is not None and await actor.settled.remote()
+
+    await wait_for(idle, timeout=timeout, interval=0.1)
+
+
 def normal_series(start: datetime, n: int, step: timedelta = timedelta(seconds=1)) -> list[tuple[datetime, float]]:
     """A gently noisy series around 800 (deterministic)."""
     return [(start + i * step, 800.0 + ((i * 37) % 11 - 5) * 0.8) for i in range(n)]

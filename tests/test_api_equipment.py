@@ -1,7 +1,6 @@
 """Equipment over the REST API: CRUD, sensors, well assignment, bad input, the running actors
 picking changes up, and tenant isolation."""
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,7 +10,7 @@ import ray
 
 from actors.common import NAMESPACE
 from actors.supervisor import tenant_actor_name
-from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
+from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, settled, snapshot, wait_for
 from tests.test_api_wells import api_number, audit_rows, error_fields
 
 SENSORS = [
@@ -251,7 +250,7 @@ async def test_actors_follow_the_registry(stack: Any, http: Any, db_conn: Any) -
         return await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", t) == 83
 
     await wait_for(later_stored, timeout=60)  # kept: a reading is never thrown away
-    await asyncio.sleep(1)
+    await settled(stack, t)
     row = await db_conn.fetchrow("SELECT type, status, deleted_at FROM equipment WHERE tenant_id = $1"
                                  " AND id = 'PJ-NEW'", t)
     assert (row["type"], row["status"]) == ("pump_jack", "decommissioned") and row["deleted_at"] is not None

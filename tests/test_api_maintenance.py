@@ -1,14 +1,13 @@
 """Maintenance over the REST API: jobs start and finish, the equipment's status follows them,
 due preventive maintenance, the shared list conventions, bad input, and tenant isolation."""
 
-import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
+from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, settled, snapshot, wait_for
 from tests.test_api_wells import audit_rows, error_fields
 
 
@@ -315,7 +314,7 @@ async def test_maintenance_over_the_api_silences_alerts(stack: Any, http: Any, d
             "SELECT state FROM alerts WHERE tenant_id = $1 AND rule_id = 'line_high'", t)]
 
     await wait_for(stored, timeout=60)
-    await asyncio.sleep(3)  # time for the models to learn the batch and the pipeline to decide
+    await settled(stack, t)  # the models learned the batch and the pipeline decided
     assert await alerts() == []
     r = await http.patch(f"/v1/equipment/MTR-1/maintenance/{job['id']}", headers=operator,
                          json={"ended_at": now_utc().isoformat()})

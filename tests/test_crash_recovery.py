@@ -8,7 +8,7 @@ import ray
 
 from actors.common import NAMESPACE
 from actors.supervisor import tenant_actor_name
-from tests.helpers import create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
+from tests.helpers import create_tenant, new_tenant_id, now_utc, publish, settled, snapshot, wait_for
 
 SNAPSHOTS = 3000
 
@@ -46,7 +46,7 @@ async def test_actor_crashes_lose_nothing_and_double_nothing(stack: Any, db_conn
 
     total = len(equipment) * SNAPSHOTS
     await wait_for(lambda: _at_least(count, total), timeout=90)
-    await asyncio.sleep(2)
+    await settled(stack, tenant, timeout=90)
     assert await count() == total  # one row per (equipment, sensor, ts): never twice, none missing
     dupes = await db_conn.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM readings WHERE tenant_id = $1"
@@ -132,7 +132,7 @@ async def test_a_killed_supervisor_comes_back_and_ingest_resumes(stack: Any, db_
     ray.kill(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE), no_restart=False)
     await publish(stack.settings.nats_url, tenant, readings("MTR-1", start, 200, 300))
     await wait_for(lambda: _at_least(count, 500), timeout=60)
-    await asyncio.sleep(1)
+    await settled(stack, tenant)
     assert await count() == 500
     status = await ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE).status.remote()
     assert status["tenants"][tenant]["running"]

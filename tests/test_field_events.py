@@ -2,7 +2,6 @@
 acted on by the running actors (maintenance silences an equipment's alerts, finishing it resumes them; a
 finding opens the inspection alert; a failure is published as a label)."""
 
-import asyncio
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from schema.field_events import FieldEventBatch
 from store.db import TENANT_SETTING
-from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
+from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, settled, snapshot, wait_for
 from tests.test_sync import change, post_sync, sync_tenant, uid
 
 TUBING_RULE = {"id": "tubing_high", "kind": "threshold",
@@ -204,7 +203,7 @@ async def test_maintenance_from_a_device_silences_the_equipment_and_finishing_re
                                            " AND equipment_id = 'PJ-1' AND rule_id = 'tubing_high'", tenant))
 
     await wait_for(held_back, timeout=60)
-    await asyncio.sleep(2)
+    await settled(stack, tenant)
     assert await _alerts(db_conn, tenant) == [], "silenced while the maintenance is in progress"
     # The device finishes the job: the held-back alert opens, in the running actors.
     finish = change("maintenance_record", "update", job, {"ended_at": now_utc().isoformat()}, version=1, at=10)

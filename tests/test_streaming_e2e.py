@@ -7,7 +7,18 @@ from typing import Any
 
 import websockets
 
-from tests.helpers import auth, create_tenant, metrics_auth, new_tenant_id, now_utc, publish, snapshot, token, wait_for
+from tests.helpers import (
+    auth,
+    create_tenant,
+    metrics_auth,
+    new_tenant_id,
+    now_utc,
+    publish,
+    settled,
+    snapshot,
+    token,
+    wait_for,
+)
 
 TUBING_RULE = {"id": "tubing_high", "kind": "threshold",
                "params": {"sensor": "tubing_psi", "high": 1000.0, "for_seconds": 0, "severity": "critical"}}
@@ -78,7 +89,7 @@ async def test_readings_stored_once_and_alert_reaches_operator(stack: Any, http:
 
     # Publishing the same readings again (a gateway resending after an outage) stores nothing twice.
     await publish(stack.settings.nats_url, tenant, messages[:30])
-    await asyncio.sleep(2)
+    await settled(stack, tenant)
     assert await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant) == expected_rows
     metrics = (await http.get("/metrics", headers=metrics_auth(stack))).text
     assert f'wellpulse_readings_ingested_total{{tenant="{tenant}"}} {float(expected_rows)}' in metrics
