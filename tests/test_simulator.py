@@ -41,6 +41,7 @@ from sim import (
 from sim import feed as sim_feed
 from sim.faults import SPIKE_DEFAULT_READINGS
 from sim.fleet import MIN_SNAPSHOT_INTERVAL_S
+from tests.helpers import wait_for
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 SPEC = {(t, s.name): s for t, specs in SENSORS_BY_TYPE.items() for s in specs}
@@ -442,22 +443,24 @@ async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url
         for bad in [b"not json", b'{"equipment_id": "PJ-9999", "kind": "spike"}', b'{"kind": "melt"}']:
             reply = await nc.request("simctl.beta", bad, timeout=2)
             assert json.loads(reply.data)["ok"] is False
-        await asyncio.sleep(0.5)
+        await _received(announced, 1)
         # The fault's ground truth is announced beside the control subject (it starts at the next tick).
         assert [(r["kind"], r["sensor"]) for r in announced] == [("spike", "tubing_psi")]
+
+        async def spiked() -> list[Any]:
+            messages, _ = await _stream_messages(nats_url, "beta")
+            high = SPEC[(EquipmentType.PUMP_JACK, "tubing_psi")].high
+            spikes = [m for m in messages for r in parse_telemetry(m.data).readings
+                      if r.values.get("tubing_psi", 0.0) > high]
+            return spikes if len(spikes) >= SPIKE_DEFAULT_READINGS else []
+
+        assert len(await wait_for(spiked, timeout=10)) == SPIKE_DEFAULT_READINGS
     finally:
         stop.set()
         await nc.close()
     stats = await asyncio.wait_for(task, timeout=15)
     assert stats.faults_injected == 1
-    messages, _ = await _stream_messages(nats_url, "beta")
-    spikes = [
-        m
-        for m in messages
-        for r in parse_telemetry(m.data).readings
-        if r.values.get("tubing_psi", 0.0) > SPEC[(EquipmentType.PUMP_JACK, "tubing_psi")].high
-    ]
-    assert len(spikes) == SPIKE_DEFAULT_READINGS
+    assert len(await spiked()) == SPIKE_DEFAULT_READINGS  # and none after
 
 
 def test_simulate_command_prints_a_json_summary(nats_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -573,7 +576,7 @@ async def test_run_simulation_writes_the_truth_file_and_announces_on_simctl(nats
             faults=[parse_fault_spec("stuck:SEP-0003:pressure_psi@0.2+0.3"),
                     parse_fault_spec("comms_loss:PJ-0001@0.5")],
         )
-        await asyncio.sleep(0.3)
+        await _received(got, 2)
     finally:
         await nc.close()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -614,7 +617,7 @@ async def test_run_simulation_as_a_feed_user_announces_the_truth(tmp_path: Any) 
             stats = await run_simulation(server.feed_url("echo"), "echo", equipment=2, rate=200.0, duration=1.0,
                                          fault_every=None, truth_path=path,
                                          faults=[parse_fault_spec("spike:PJ-0001:tubing_psi@0.2")])
-            await asyncio.sleep(0.3)
+            await _received(got, 1)
         finally:
             await app.close()
     finally:
@@ -622,3 +625,11 @@ async def test_run_simulation_as_a_feed_user_announces_the_truth(tmp_path: Any) 
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["kind"] for r in lines] == ["spike"] and got == lines
     assert stats.publish_errors == 0 and stats.acked == stats.messages > 0
+
+
+async def _received(messages: list[Any], n: int) -> None:
+    """Wait until `n` messages have arrived on a subscription (a fixed sleep guessed how long that takes)."""
+    async def arrived() -> bool:
+        return len(messages) >= n
+
+    await wait_for(arrived, timeout=10, interval=0.02)
