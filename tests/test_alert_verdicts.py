@@ -34,6 +34,7 @@ def score_of(eq: EquipmentState, value: float, at: int) -> float:
     return eq.predictions()["anomaly"]["sensors"]["p"]["anomaly_score"]
 
 
+@pytest.mark.fast
 def test_false_alarm_lowers_the_next_score_of_the_same_pattern() -> None:
     before, after = trained(), EquipmentState.from_bytes(trained().to_bytes())
     assert after.apply_verdict(7, "anomaly", "false_alarm", ["p"])
@@ -48,6 +49,7 @@ def test_false_alarm_lowers_the_next_score_of_the_same_pattern() -> None:
     assert after.apply_verdict(9, "p_high", "false_alarm", ["p"]) and after.tolerance == {"p": VERDICT_WIDEN}
 
 
+@pytest.mark.fast
 def test_the_expected_band_widens_once_with_a_false_alarm() -> None:
     """An anomaly alert's band is where a sensor's own score stays under the rule's level; a false alarm
     widens it by exactly its factor (the baselines carry the tolerance; nothing applies it twice)."""
@@ -64,6 +66,7 @@ def test_the_expected_band_widens_once_with_a_false_alarm() -> None:
     assert widths[1] / widths[0] == pytest.approx(VERDICT_WIDEN, rel=1e-3)
 
 
+@pytest.mark.fast
 def test_false_alarm_also_widens_the_equipment_score() -> None:
     """The equipment's calibrated statistic reads the same sensors: a false alarm lowers it too."""
     rows = [{"p": normal(i), "q": 50.0 + ((i * 13) % 7 - 3) * 0.5} for i in range(2_000)]
@@ -79,6 +82,7 @@ def test_false_alarm_also_widens_the_equipment_score() -> None:
     assert 0.0 < stats[1] < stats[0], stats
 
 
+@pytest.mark.fast
 def test_planned_rebaselines_without_alerting() -> None:
     eq = trained()
     assert eq.apply_verdict(1, "anomaly", "planned", ["p"])

@@ -251,6 +251,7 @@ async def _load_two_tenants(pool: asyncpg.Pool, start: datetime, end: datetime) 
                                          step=timedelta(seconds=20)))
 
 
+@pytest.mark.fast
 async def test_plain_postgres_rollup_equals_compute_on_read(database_url: str) -> None:
     """The store-level check on this machine's plain PostgreSQL, arbitrary values included."""
     result = migrate(database_url)
@@ -268,6 +269,7 @@ async def test_plain_postgres_rollup_equals_compute_on_read(database_url: str) -
         await pool.close()
 
 
+@pytest.mark.fast
 async def test_timescale_aggregates_equal_compute_on_read(timescale_url: str) -> None:
     """readings_1m and the hierarchical readings_1h answer as the raw rows do, materialized or real-time."""
     assert migrate(timescale_url).flavour == TIMESCALE

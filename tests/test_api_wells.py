@@ -54,6 +54,7 @@ async def tenant(stack: Any) -> str:
     ("60-710-40062", "6071040062"),  # Northern Gulf of Mexico
     ("61-001-00001", "6100100001"),
 ])
+@pytest.mark.fast
 def test_valid_api_numbers(text: str, digits: str) -> None:
     assert parse_api_number(text) == digits
     assert parse_api_number(format_api_number(digits)) == digits
@@ -66,11 +67,13 @@ def test_valid_api_numbers(text: str, digits: str) -> None:
     "AB-501-20130", "42-501-2013O", "00-501-20130", "52-501-20130", "53-001-00001", "54-001-00001",
     "57-001-00001", "59-001-00001", "62-001-00001", "99-001-00001", "４２-501-20130",
 ])
+@pytest.mark.fast
 def test_invalid_api_numbers(text: str) -> None:
     with pytest.raises(ValueError):
         parse_api_number(text)
 
 
+@pytest.mark.fast
 def test_state_codes_are_the_published_ones() -> None:
     assert len(API_STATE_CODES) == 51 + 4
     assert {"01", "08", "42", "49", "50", "51", "55", "56", "60", "61"} <= API_STATE_CODES

@@ -13,6 +13,8 @@ from bench.anomaly_eval import NabWeights, nab_corpus, nab_file_score, skab_coun
 from cli.backtest import BacktestError, add_backtest_arguments, backtest_command, backtest_csv
 from models.detectors import EquipmentAnomalyScorer
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 SPIKE = range(600, 606)
 
 

@@ -10,6 +10,8 @@ import pytest
 from serve.errors import backing_service_down
 from store.embedded import free_port
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 
 async def test_unreachable_database_and_bus_count_as_unavailable() -> None:
     port = free_port()  # nothing listens there

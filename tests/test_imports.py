@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 ROOT = Path(__file__).resolve().parent.parent
 MAY_NOT_IMPORT = {
     "schema": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench"},

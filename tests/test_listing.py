@@ -30,6 +30,8 @@ from store.listing import (
     parse_list_query,
 )
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 TABLE = "listing_things"
 STATUSES = ("active", "drilling", "idle")
 THINGS = ResourceSpec(

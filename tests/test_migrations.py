@@ -16,6 +16,8 @@ from store.backup import backup_database
 from store.migrate import RENAMED_MIGRATIONS, SQL_DIR, MigrationResult, migrate
 from tests.conftest import _database_on
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 APP_PASSWORD = os.environ["WELLPULSE_APP_DB_PASSWORD"]
 
 

@@ -4,8 +4,12 @@ import math
 import pickle
 import random
 
+import pytest
+
 from models import SensorAnomalyDetector, SensorDriftDetector, SnapshotAnomalyDetector
 from models.detectors import TailCalibration
+
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
 
 
 def _noisy_sine(n: int, seed: int = 7) -> list[float]:

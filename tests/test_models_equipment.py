@@ -5,7 +5,11 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from models import AnomalyRule, EquipmentState, Snapshot, StaleDataRule, ThresholdRule
+
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 

@@ -4,7 +4,11 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from models import EquipmentState, Snapshot
+
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 

@@ -20,6 +20,8 @@ from models import (
     default_rules,
 )
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
 

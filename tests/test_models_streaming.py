@@ -32,6 +32,8 @@ from models import (
     sensitivity_level,
 )
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
 
 

@@ -27,6 +27,8 @@ from models.sync import (
 )
 from schema.errors import InvalidInput, NotFound
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 RID = "5c4e1f9a-8d2b-4b0e-9f6a-1c2d3e4f5a6b"
 

@@ -25,6 +25,8 @@ from schema.subjects import simctl_subject
 from store import bus, nats_auth
 from store.embedded import EmbeddedNats
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 TENANTS = ("alpha", "beta")
 ACK_WAIT = 1.0
 AUTH_REFUSED = r"(?i)authorization violation"  # nats-py lower-cases the -ERR text

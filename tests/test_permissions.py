@@ -139,12 +139,14 @@ def assert_allowed(response: Any, what: str) -> None:
 # ----------------------------------------------------------------------------- the table itself (no stack)
 
 
+@pytest.mark.fast
 def test_routes_were_found() -> None:
     paths = {e.path for e in ENDPOINTS}
     assert {"/v1/alerts", "/v1/users", "/v1/api-keys", "/v1/tenant/settings", "/v1/auth/login"} <= paths
     assert len(PROTECTED) >= 15
 
 
+@pytest.mark.fast
 def test_every_v1_route_declares_exactly_one_permission() -> None:
     unprotected = [str(e) for e in PROTECTED if len(e.permissions) != 1]
     assert unprotected == [], f"routes without exactly one require(...): {unprotected}"
@@ -154,6 +156,7 @@ def test_every_v1_route_declares_exactly_one_permission() -> None:
     assert all(current_principal in e.calls for e in PROTECTED)
 
 
+@pytest.mark.fast
 def test_self_service_routes_need_a_user_and_no_permission() -> None:
     found = {e.path: e for e in ENDPOINTS if e.path in SELF_SERVICE}
     assert set(found) == SELF_SERVICE
@@ -162,6 +165,7 @@ def test_self_service_routes_need_a_user_and_no_permission() -> None:
         assert current_user in e.calls, f"{e} must depend on current_user (a person, not an API key)"
 
 
+@pytest.mark.fast
 def test_public_auth_routes_take_no_credential() -> None:
     found = {e.path: e for e in ENDPOINTS if e.path in PUBLIC_AUTH}
     assert set(found) == PUBLIC_AUTH
@@ -169,6 +173,7 @@ def test_public_auth_routes_take_no_credential() -> None:
         assert e.permissions == () and current_principal not in e.calls, e
 
 
+@pytest.mark.fast
 def test_every_v1_route_is_classified() -> None:
     v1 = {e.path for e in ENDPOINTS if e.path.startswith("/v1/")}
     assert v1 == {e.path for e in PROTECTED} | PUBLIC_AUTH | SELF_SERVICE
@@ -176,6 +181,7 @@ def test_every_v1_route_is_classified() -> None:
     assert sorted(WEBSOCKET_PATHS) == sorted(WEBSOCKETS), "a new WebSocket route: add it and its permission here"
 
 
+@pytest.mark.fast
 def test_matrix_is_consistent() -> None:
     assert API_KEY_SCOPES <= set(PERMISSIONS)
     assert all(Role.ADMIN in roles for roles in PERMISSIONS.values()), "admins hold every permission"
@@ -188,6 +194,7 @@ def test_matrix_is_consistent() -> None:
         assert ranks and set(ranks) == set(range(min(ranks), 4)), permission
 
 
+@pytest.mark.fast
 def test_readme_permission_table_matches_the_matrix() -> None:
     table = permission_table_markdown()
     text = README.read_text(encoding="utf-8")

@@ -62,6 +62,7 @@ async def at_window_start(period: float, within: float = 0.25) -> None:
         await asyncio.sleep(period - time.time() % period + 0.01)
 
 
+@pytest.mark.fast
 async def test_n_allowed_then_refused_with_retry_after(pools: Any, make: Factory) -> None:
     limiter = make(pools[0])
     rule = Rule(key(), 5, 3600, "user")
@@ -78,6 +79,7 @@ async def test_n_allowed_then_refused_with_retry_after(pools: Any, make: Factory
     assert refused.binding.reset_after >= refused.retry_after
 
 
+@pytest.mark.fast
 async def test_two_replicas_share_the_count(pools: Any, make: Factory) -> None:
     a, b = make(pools[0]), make(pools[1])
     rule = Rule(key(), 6, 3600)
@@ -85,6 +87,7 @@ async def test_two_replicas_share_the_count(pools: Any, make: Factory) -> None:
     assert results == [True] * 6 + [False] * 4
 
 
+@pytest.mark.fast
 async def test_concurrent_hits_admit_exactly_the_limit(pools: Any) -> None:
     # The one-statement backend is exact under concurrency (row locks); limits' storages
     # can only undo an over-count after the fact, so this is asserted for SQL alone.
@@ -94,6 +97,7 @@ async def test_concurrent_hits_admit_exactly_the_limit(pools: Any) -> None:
     assert sum(d.allowed for d in decisions) == 20
 
 
+@pytest.mark.fast
 async def test_tenant_limit_across_users(pools: Any) -> None:
     limiter = PostgresRateLimiter(pools[0])
     settings = Settings(rate_limit_user_per_minute=3, rate_limit_tenant_per_hour=5)
@@ -110,6 +114,7 @@ async def test_tenant_limit_across_users(pools: Any) -> None:
     assert user3.admitted
 
 
+@pytest.mark.fast
 async def test_one_principal_takes_only_its_share_and_acknowledging_is_exempt(pools: Any) -> None:
     """One viewer at full speed cannot spend the tenant's hour; acknowledging still works when it is spent."""
     limiter = PostgresRateLimiter(pools[0])
@@ -126,6 +131,7 @@ async def test_one_principal_takes_only_its_share_and_acknowledging_is_exempt(po
     assert all(d.allowed for d in essential)  # an acknowledgement gets through the spent hour
 
 
+@pytest.mark.fast
 async def test_batch_burst_beyond_user_limit_bounded_by_tenant(pools: Any) -> None:
     limiter = PostgresRateLimiter(pools[0])
     settings = Settings(rate_limit_user_per_minute=3, rate_limit_batch_burst=4, rate_limit_tenant_per_hour=20,
@@ -198,6 +204,7 @@ async def test_prune_and_clear(pools: Any) -> None:
     assert await pools[0].fetchval("SELECT count(*) FROM rate_limit_windows WHERE key = $1", rule.key) == 0
 
 
+@pytest.mark.fast
 async def test_app_role_may_use_the_limiter(migrated: str) -> None:
     """The app connects as wellpulse_app (no ownership): the grants cover table and function."""
     settings = Settings(database_url=migrated)  # type: ignore[call-arg]
@@ -216,6 +223,7 @@ async def test_app_role_may_use_the_limiter(migrated: str) -> None:
         await pool.close()
 
 
+@pytest.mark.fast
 def test_decision_math_matches_limits() -> None:
     """The weighting is limits' sliding window counter: remaining and retry-after follow it."""
     from store.ratelimit import RuleState
@@ -254,6 +262,7 @@ def tiny_app(services: Any) -> FastAPI:
     return app
 
 
+@pytest.mark.fast
 async def test_http_429_envelope_and_headers(pools: Any) -> None:
     settings = Settings(rate_limit_user_per_minute=2, rate_limit_batch_burst=1, rate_limit_tenant_per_hour=50)
     services = SimpleNamespace(pool=pools[0], settings=settings)
@@ -298,6 +307,7 @@ async def test_http_429_envelope_and_headers(pools: Any) -> None:
         assert off.status_code == 200 and "X-RateLimit-Limit" not in off.headers
 
 
+@pytest.mark.fast
 async def test_limits_storage_url(pools: Any) -> None:
     """WELLPULSE_RATE_LIMIT_STORAGE_URL picks one of limits' own storages (memory here)."""
     settings = Settings(rate_limit_user_per_minute=1, rate_limit_tenant_per_hour=10,

@@ -9,6 +9,8 @@ from models.sync import FutureVersion, UnknownRecord
 from schema.errors import Conflict, DomainError, EventIdReused, InvalidInput, NotFound
 from serve.errors import REFUSALS, ApiError
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 
 @pytest.mark.parametrize("kind", [c for _, c in inspect.getmembers(schema.errors, inspect.isclass)
                                   if issubclass(c, DomainError) and c is not DomainError])

@@ -16,6 +16,8 @@ from models import AnomalyRule, EquipmentState, Rule, Snapshot, rules_for_equipm
 from schema.predictions import BacktestRequest
 from serve.predictions import _rules as backtest_api_rules
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 EQUIPMENT_ID, EQUIPMENT_TYPE, SENSITIVITY = "PJ-7", "pump_jack", "high"
 

@@ -41,6 +41,7 @@ def _token(secret: str) -> str:
     return mint_access_token(secret, tenant_id=TENANT, user_id=USER, session_id=SESSION, role="viewer", minutes=5)
 
 
+@pytest.mark.fast
 def test_unset_secrets_are_generated_once_private_and_reused(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.delenv("WELLPULSE_APP_DB_PASSWORD", raising=False)  # the suite sets it (tests/conftest.py)
     first = resolve_secrets(Settings(data_dir=tmp_path))  # type: ignore[call-arg]
@@ -55,6 +56,7 @@ def test_unset_secrets_are_generated_once_private_and_reused(tmp_path: Path, mon
     assert {field: again.secret(field) for field in GENERATED_SECRETS} == values
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("value", [*sorted(KNOWN_PUBLIC_SECRETS), "short-but-random-3f9a"])
 def test_a_weak_or_public_configured_secret_is_refused_by_name(tmp_path: Path, value: str) -> None:
     with pytest.raises(WeakSecret, match="WELLPULSE_JWT_SECRET"):
@@ -97,6 +99,7 @@ def test_a_configured_key_is_rotated_in_the_configuration_not_the_data_dir(tmp_p
     assert done.returncode == 2 and "WELLPULSE_JWT_PREVIOUS_SECRET" in done.stderr
 
 
+@pytest.mark.fast
 def test_data_key_rotation_still_opens_the_old_ciphertext(tmp_path: Path) -> None:
     sealed = SecretBox.from_settings(resolve_secrets(Settings(data_dir=tmp_path))).seal("JBSWY3DPEHPK3PXP")  # type: ignore[call-arg]
     rotate_secret(tmp_path, "data_key")
@@ -109,6 +112,7 @@ def test_data_key_rotation_still_opens_the_old_ciphertext(tmp_path: Path) -> Non
         SecretBox("z" * 40).open(sealed)  # a dump and the wrong key: nothing
 
 
+@pytest.mark.fast
 def test_forwarded_addresses_are_believed_only_from_trusted_proxies() -> None:
     proxies = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
     chain = {"x-forwarded-for": "6.6.6.6, 198.51.100.4, 10.1.2.3"}
@@ -190,6 +194,7 @@ async def _wait_unlocked(http: Any, tenant: str, email: str) -> None:
     await wait_for(ok, timeout=40, interval=1.0)
 
 
+@pytest.mark.fast
 async def test_the_log_sender_never_writes_a_one_time_token(caplog: Any) -> None:
     token = new_token("password_reset", "acme")
     with caplog.at_level(logging.INFO, logger="wellpulse.messages"):

@@ -43,6 +43,8 @@ from sim.faults import SPIKE_DEFAULT_READINGS
 from sim.fleet import MIN_SNAPSHOT_INTERVAL_S
 from tests.helpers import wait_for
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 SPEC = {(t, s.name): s for t, specs in SENSORS_BY_TYPE.items() for s in specs}
 

@@ -10,6 +10,8 @@ from store import alerts as alert_store
 from store import db, readings
 from store.migrate import POSTGRES, TIMESCALE, migrate
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 

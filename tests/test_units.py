@@ -16,6 +16,8 @@ from schema.subjects import alerts_subject, split_tele_subject, tele_subject
 from schema.telemetry import parse_telemetry
 from serve.auth import AuthError, Principal, PrincipalKind, Role, mint_access_token, verify_access_token
 
+pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
+
 SECRET = "unit-secret-0123456789abcdef0123456789"
 UID = "2f1e0c3a-9a55-4b1e-8a61-3a3cf1f0b7a1"
 SID = "7c9a7a52-3c0e-4d8e-9f5e-1b2b3c4d5e6f"
