@@ -35,6 +35,12 @@ os.environ.setdefault("WELLPULSE_APP_DB_PASSWORD", "test-app-" + uuid.uuid4().he
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """schemathesis's plugin (test_api_fuzz), where the fast tier does not skip that module (see pyproject.toml)."""
+    if (config.option.markexpr or "").strip() != "fast":
+        config.pluginmanager.import_plugin("schemathesis.pytest.plugin")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Doctests are pure (models/, schema/, config/, ...): they belong to the fast tier. A fast test must not
     start Ray and Serve: one that asks for the stack is an error here rather than a slow fast tier."""
