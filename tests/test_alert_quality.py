@@ -6,11 +6,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timedelta
 
-import pytest
-
 from bench import alert_quality as aq
-
-pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
 
 
 def small_args(**overrides: object) -> argparse.Namespace:

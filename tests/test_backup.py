@@ -12,8 +12,6 @@ from store.backup import BackupError, backup_database, restore_database, table_d
 from store.migrate import migrate
 from tests.conftest import _drop_database, _fresh_database
 
-pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
-
 
 @pytest.fixture
 def two_databases(pg_server: str) -> Iterator[tuple[str, str]]:

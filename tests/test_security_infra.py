@@ -55,7 +55,6 @@ async def test_app_role_cannot_make_temp_objects_and_definers_name_pg_temp_last(
         assert path.endswith("pg_temp"), (row["proname"], path)
 
 
-@pytest.mark.fast
 def test_an_embedded_cluster_made_with_trust_is_converted_to_passwords(tmp_path: Path) -> None:
     """Data dirs from before passwords (initdb --auth=trust) ask for one from their next start."""
     import psycopg
