@@ -5,6 +5,7 @@ every few seconds) at a `ManualClock`'s time: an hour of escalation delay or a h
 time, and "nothing happened yet" is checked at a known instant instead of after a sleep.
 """
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from actors.equipment import publish_alert_events
 from actors.tenant import housekeeping_round
 from config import ManualClock
 from schema.errors import Conflict, InvalidInput
+from schema.severity import SEVERITY_RANK
 from store import alerts as alert_store
 from tests.helpers import new_tenant_id, now_utc, seed_tenant
 
@@ -186,3 +189,26 @@ async def test_a_cancelled_silence_and_its_states(services: Any, tenant: str, cl
         assert await alert_store.get_silence(conn, tenant, uuid.uuid4()) is None
     # The next round (or the reload the API's ctl message starts) opens what the silence held.
     assert await _round(services, tenant, clock, 5) == [("opened", "r1")]
+
+
+async def test_the_hub_sends_each_committed_event_to_the_clients_that_want_it(services: Any, tenant: str,
+                                                                            clock: ManualClock) -> None:
+    """serve.hub as the WebSocket route uses it: woken by ALERTS messages, it reads the events by seq."""
+    everything, _ = await services.hub.register(tenant, equipment=None, min_severity=0, principal="a")
+    critical_only, _ = await services.hub.register(tenant, equipment=None, min_severity=SEVERITY_RANK["critical"],
+                                                   principal="b")
+    other_equipment, _ = await services.hub.register(tenant, equipment=frozenset({"MTR-2"}), min_severity=0,
+                                                     principal="c")
+    try:
+        await publish_alert_events(services.js, tenant, await _opened(services, tenant, clock))
+        clock.advance(timedelta(minutes=16))
+        async with services.tenant_tx(tenant) as conn:
+            escalated = await housekeeping_round(conn, tenant, now=clock.now(), default_escalate_after=ESCALATE_AFTER)
+        await publish_alert_events(services.js, tenant, escalated)
+        got = [await asyncio.wait_for(everything.queue.get(), timeout=10) for _ in range(2)]
+        assert [(e.kind, e.severity) for e in got] == [("opened", "warning"), ("escalated", "critical")]
+        assert (await asyncio.wait_for(critical_only.queue.get(), timeout=10)).kind == "escalated"
+        assert critical_only.queue.empty() and other_equipment.queue.empty()
+    finally:
+        for client in (everything, critical_only, other_equipment):
+            await services.hub.unregister(client)
