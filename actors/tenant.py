@@ -96,7 +96,6 @@ class TenantActor:
         self.settings = settings
         self.clock = clock  # what housekeeping decides by (escalation, silence and shelve ends)
         self._housekeeping_lock = asyncio.Lock()
-        self.housekeeping_rounds = 0
         self._last_reload = clock.monotonic()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -345,7 +344,6 @@ class TenantActor:
             for equipment_id, slot in self.placement.items():
                 by_slot[slot].append(equipment_id)
             await asyncio.gather(*(self.actors[s].host.remote(ids) for s, ids in by_slot.items()))
-            self.housekeeping_rounds += 1
             return len(events)
 
     async def settled(self) -> bool:
@@ -365,7 +363,7 @@ class TenantActor:
             "lag_pending": self.lag[0], "lag_ack_pending": self.lag[1],
             "equipment": len(self.equipment), "equipment_actors": len(self.actors),
             "running": self._task is not None and not self._task.done(),
-            "last_batch_at": self.last_batch_at, "housekeeping_rounds": self.housekeeping_rounds,
+            "last_batch_at": self.last_batch_at,
         }
 
     async def equipment_status(self) -> list[dict[str, Any]]:
