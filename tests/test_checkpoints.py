@@ -96,6 +96,7 @@ def assert_same_future(original: EquipmentState, clone: EquipmentState, snaps: l
 # -- round trips of every equipment type -------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("etype", TYPES, ids=[t.value for t in TYPES])
 def test_a_warmed_state_of_every_type_restores_to_the_same_scores_and_alerts(etype: EquipmentType) -> None:
     eq, after = warmed(etype)
@@ -108,6 +109,7 @@ def test_a_warmed_state_of_every_type_restores_to_the_same_scores_and_alerts(ety
     assert assert_same_future(eq, clone, after) > 0
 
 
+@pytest.mark.fast
 def test_an_old_pickle_checkpoint_restores_and_is_written_as_a_document_next() -> None:
     """Migration: checkpoints stored by earlier versions are pickles; they restore to the same model, whose
     next checkpoint is a document."""
@@ -122,6 +124,7 @@ def test_an_old_pickle_checkpoint_restores_and_is_written_as_a_document_next() -
     assert assert_same_future(eq, clone, after) > 0
 
 
+@pytest.mark.fast
 def test_an_old_pickle_of_the_shared_failure_model_restores() -> None:
     from actors.equipment import shared_model, teach_shared
     from store.predictions import TypeModel
@@ -140,6 +143,7 @@ def test_an_old_pickle_of_the_shared_failure_model_restores() -> None:
 # -- the committed checkpoint: every later version must restore it ---------------------------------------------
 
 
+@pytest.mark.fast
 def test_the_committed_format_1_checkpoint_restores() -> None:
     """Written by the version that introduced the format (`write_fixture`). Never regenerate the file: when the
     models change, this test says whether a checkpoint stored in the field still restores and learns on."""
@@ -174,6 +178,7 @@ def write_fixture(path: Path = FIXTURE) -> None:
 # -- what this version cannot read: a clear error, and the actor starts a fresh model --------------------------
 
 
+@pytest.mark.fast
 def test_unknown_tags_newer_formats_and_corrupt_bytes_are_refused_clearly() -> None:
     eq = EquipmentState("PJ-1", "pump_jack")
     eq.learn_many(warmed_snapshots_after(EquipmentType.PUMP_JACK)[1][:50])
@@ -278,6 +283,7 @@ def _codec() -> StateCodec:
     return codec
 
 
+@pytest.mark.fast
 def test_every_kind_of_value_round_trips_exactly() -> None:
     codec, probe = _codec(), Probe()
     back = codec.loads(codec.dumps(probe), Probe)
@@ -296,6 +302,7 @@ def test_every_kind_of_value_round_trips_exactly() -> None:
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))  # no NaN literals
 
 
+@pytest.mark.fast
 def test_shared_objects_stay_shared_and_an_unregistered_class_is_named() -> None:
     codec, probe = _codec(), Probe()
     probe.again = probe.window  # type: ignore[attr-defined]
@@ -308,6 +315,7 @@ def test_shared_objects_stay_shared_and_an_unregistered_class_is_named() -> None
         codec.dumps(probe)
 
 
+@pytest.mark.fast
 def test_a_field_missing_from_an_older_document_takes_the_default_and_setstate_migrates() -> None:
     codec = _codec()
     doc = json.loads(codec.dumps(Probe(), compress=False))
@@ -319,6 +327,7 @@ def test_a_field_missing_from_an_older_document_takes_the_default_and_setstate_m
     assert back.renamed == "p" and not hasattr(back, "label")
 
 
+@pytest.mark.fast
 def test_every_registered_model_class_has_defaults_for_new_fields() -> None:
     assert CODEC.missing_defaults() == []
 
