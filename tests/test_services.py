@@ -9,19 +9,24 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from schema.alerts import SilenceCreate
 from schema.assets import EquipmentCreate, WellCreate, WellUpdate
-from schema.errors import IdempotencyKeyReused
+from schema.errors import IdempotencyKeyReused, NotFound
 from schema.identity import ApiKeyCreate, LoginRequest, TenantSettingsUpdate, UserCreate
 from schema.subjects import ctl_subject
 from schema.sync import parse_changes
+from serve import alerts as alert_service
 from serve import assets, identity, predictions
+from serve import silences as silence_service
 from serve import sync as sync_service
+from serve.auth import Principal, Role
 from serve.errors import ApiError
+from store import alerts as alert_store
 from store import sync as sync_store
 from store.audit import AuditContext
 from store.listing import ListQuery
@@ -180,3 +185,37 @@ async def test_a_chunk_applies_once_per_key(services: Any, tenant: str, audit: A
         await sync_service.run_chunk(services, ctx, key="key:1", body_hash="another body", apply=apply)
     async with services.tenant_tx(tenant) as conn:
         assert await conn.fetchval("SELECT count(*) FROM field_notes WHERE tenant_id = $1", tenant) == 1
+
+
+# ---------------------------------------------------------------------- serve.alerts, serve.silences
+
+
+async def test_alert_actions_and_silences(services: Any, tenant: str, audit: AuditContext, ctl: list) -> None:
+    principal = Principal(tenant, audit.actor_id, role=Role.OPERATOR, email=f"op@{tenant}.example")
+    opened = alert_store.AlarmChange("opened", "PJ-1", "r1", "warning", datetime.now(UTC), "p high", {})
+    async with services.tenant_tx(tenant) as conn:
+        (event,) = await alert_store.persist_changes(conn, tenant, [opened])
+    alert_id = event["alert_id"]
+    acked = await alert_service.acknowledge(services, principal, audit, alert_id, comment="on it",
+                                            verdict="false_alarm")
+    assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == principal.actor
+    assert (await _told(ctl, "verdict"))["equipment_id"] == "PJ-1"  # the models learn the verdict
+    assert (await alert_service.shelve(services, principal, audit, alert_id, minutes=30, reason="known")
+            )["state"] == "shelved"
+    assert (await alert_service.unshelve(services, principal, audit, alert_id))["state"] == "open"
+    assert (await alert_service.resolve(services, principal, audit, alert_id, comment=None, verdict=None)
+            )["state"] == "resolved"
+    with pytest.raises(NotFound):
+        await alert_service.acknowledge(services, principal, audit, 999_999_999, comment=None, verdict=None)
+    assert await _audited(services, tenant, "alert") == ["acknowledge", "shelve", "unshelve", "resolve"]
+
+    silence = await silence_service.create_silence(services, principal, audit, SilenceCreate(
+        equipment_id="PJ-1", ends_at=datetime.now(UTC) + timedelta(hours=1), reason="workover"))
+    assert silence["state"] == "active"
+    assert (await _told(ctl, "silences"))["reload"] == "silences"  # the actors release what it holds when it ends
+    ended = await silence_service.end_silence(services, principal, audit, silence["id"])
+    assert ended["state"] == "cancelled"
+    assert (await silence_service.end_silence(services, principal, audit, silence["id"]))["state"] == "cancelled"
+    with pytest.raises(NotFound):
+        await silence_service.get_silence(services, tenant, uuid.uuid4())
+    assert await _audited(services, tenant, "silence") == ["create", "cancel"]
