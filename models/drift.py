@@ -298,6 +298,10 @@ class LevelDriftDetector:
         self.winsor = winsor
         self.quiet = quiet
         self.unquiet_rate = unquiet_rate
+        self._init_working_state()
+
+    def _init_working_state(self) -> None:
+        """What the detector learns (a new detector has learned nothing)."""
         self.drifts = 0
         self.direction: str | None = None
         self.n = 0

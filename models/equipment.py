@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +67,19 @@ _SETPOINTS: dict[str, tuple[str, float, float]] = {
 def _r(x: float) -> float:
     """Round for humans and JSON."""
     return float(f"{x:.6g}") if math.isfinite(x) else 0.0
+
+
+def _finite_values(raw_values: Mapping[str, Any]) -> dict[str, float]:
+    """The snapshot's values that are finite numbers, as floats (text and None are left out)."""
+    values: dict[str, float] = {}
+    for name, raw in raw_values.items():
+        try:
+            v = raw if type(raw) is float else float(raw)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v):
+            values[name] = v
+    return values
 
 
 def _utc(ts: datetime) -> datetime:
@@ -297,18 +310,8 @@ class EquipmentState:
     def learn_many(self, snapshots: Sequence[Snapshot]) -> list[AlertChange]:
         """Score, learn and evaluate the rules on each new snapshot, in order; return the alert changes."""
         changes: list[AlertChange] = []
-        detectors = self.detectors
-        drifts = self.drift_detectors if self.drift else None
-        multivariate = self.multivariate
-        scorer = self.scorer
-        failure = self.failure
-        rules = self.rules
-        warmup = self.warmup
         last = self.last_learned_ts
         orphans_checked = False
-        isfinite = math.isfinite
-        needs_change = self.alerts.needs_change
-        tolerance = self.tolerance
         for snap in snapshots:
             ts = _utc(snap.ts)
             if last is not None and ts <= last:
@@ -317,82 +320,88 @@ class EquipmentState:
             if not orphans_checked:
                 changes.extend(self._resolve_orphans(ts))
                 orphans_checked = True
-            values: dict[str, float] = {}
-            for name, raw in snap.values.items():
-                if type(raw) is not float:
-                    try:
-                        raw = float(raw)
-                    except (TypeError, ValueError):
-                        continue
-                if isfinite(raw):
-                    values[name] = raw
-            tsf = ts.timestamp()
+            values = _finite_values(snap.values)
             if self._stopped(values):
                 self.stopped_snapshots += 1
                 obs = Observation(ts, {}, failure_probability=self.failure_probability)
-                for rule in rules:
+                for rule in self.rules:
                     change = self._apply(rule, rule.observe(obs), obs, ts)
                     if change is not None:
                         changes.append(change)
-                last = ts
-                continue
-            if self._setpoint_step(values):
-                self._rebaseline_operating_change(values)
-            scores: dict[str, float] = {}
-            baselines: dict[str, tuple[float, float]] = {}
-            drifted: list[tuple[str, float]] = []
-            for name, v in values.items():
-                det = detectors.get(name)
-                if det is None:
-                    det = detectors[name] = SensorAnomalyDetector(warmup=warmup)
-                score, z, mean, std = det.step(v)  # scored against the baseline before learning v
-                if tolerance and z is not None and name in tolerance:  # a normal widened by false alarms
-                    t = tolerance[name]
-                    z, std = z / t, std * t
-                    score = math.erf(abs(z) / (det.z_scale * _SQRT2))
-                scores[name] = score
-                baselines[name] = (mean, std)
-                if drifts is not None:
-                    dd = drifts.get(name)
-                    if dd is None:
-                        dd = drifts[name] = LevelDriftDetector()
-                    if dd.update(v, tsf, tolerance.get(name, 1.0) if tolerance else 1.0):
-                        drifted.append((name, dd.last_d))
-            mv = multivariate.score_learn_one(values, baselines)
-            scorer.learn_one(values, tsf)
-            eq_score = self.equipment_score = scorer.last_score
-            self.equipment_novelty = scorer.last_novelty
-            self.equipment_statistic = scorer.last_statistic
-            if last is not None:
-                gap = (ts - last).total_seconds()
-                self.runtime_seconds += gap if gap < RUNTIME_GAP_SECONDS else RUNTIME_GAP_SECONDS
-            if self.first_ts is None:
-                self.first_ts = ts
-            top = eq_score if eq_score > mv else mv
-            for sc in scores.values():
-                if sc > top:
-                    top = sc
-            self.anomaly_level += ANOMALY_LEVEL_WEIGHT * (top - self.anomaly_level)
-            if failure.due(ts):
-                self._sample_failure(ts)
-            drifted = self._settle(drifted)
-            if drifted or self.rebaselining:
-                changes.extend(self._drift_changes(ts, values, drifted, baselines))
-            obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
-            for rule in rules:
-                verdict = rule.observe(obs)
-                if verdict is not None and needs_change(rule.rule_id, active=verdict[0], severity=verdict[1]):
-                    change = self._change(rule, verdict, obs, ts)
-                    if change is not None:
-                        changes.append(change)
+            else:
+                changes.extend(self._learn_running(ts, values, last))
             last = ts
-            self.samples_seen += 1
-            self.values_seen += len(values)
-            self.last_scores.update(scores)
-            self.last_scores[MULTIVARIATE_KEY] = mv
-            self.last_scores[EQUIPMENT_KEY] = eq_score
         self.last_learned_ts = last
         return changes
+
+    def _learn_running(self, ts: datetime, values: dict[str, float], last: datetime | None) -> list[AlertChange]:
+        """One snapshot of the machine running: score it, learn it, then evaluate drift and the rules."""
+        if self._setpoint_step(values):
+            self._rebaseline_operating_change(values)
+        tsf = ts.timestamp()
+        scores, baselines, drifted = self._score_sensors(values, tsf)
+        mv = self.multivariate.score_learn_one(values, baselines)
+        scorer = self.scorer
+        scorer.learn_one(values, tsf)
+        eq_score = self.equipment_score = scorer.last_score
+        self.equipment_novelty = scorer.last_novelty
+        self.equipment_statistic = scorer.last_statistic
+        if last is not None:
+            gap = (ts - last).total_seconds()
+            self.runtime_seconds += gap if gap < RUNTIME_GAP_SECONDS else RUNTIME_GAP_SECONDS
+        if self.first_ts is None:
+            self.first_ts = ts
+        top = max(eq_score, mv, *scores.values())
+        self.anomaly_level += ANOMALY_LEVEL_WEIGHT * (top - self.anomaly_level)
+        if self.failure.due(ts):
+            self._sample_failure(ts)
+        changes: list[AlertChange] = []
+        drifted = self._settle(drifted)
+        if drifted or self.rebaselining:
+            changes.extend(self._drift_changes(ts, values, drifted, baselines))
+        obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
+        needs_change = self.alerts.needs_change
+        for rule in self.rules:
+            verdict = rule.observe(obs)
+            if verdict is not None and needs_change(rule.rule_id, active=verdict[0], severity=verdict[1]):
+                change = self._change(rule, verdict, obs, ts)
+                if change is not None:
+                    changes.append(change)
+        self.samples_seen += 1
+        self.values_seen += len(values)
+        self.last_scores.update(scores)
+        self.last_scores[MULTIVARIATE_KEY] = mv
+        self.last_scores[EQUIPMENT_KEY] = eq_score
+        return changes
+
+    def _score_sensors(
+        self, values: dict[str, float], tsf: float
+    ) -> tuple[dict[str, float], dict[str, tuple[float, float]], list[tuple[str, float]]]:
+        """Each sensor scored against its baseline before learning its value (widened by false alarms), and
+        fed to its drift detector: (scores, baselines as (mean, std), drifted sensors with their distance)."""
+        detectors, tolerance, warmup = self.detectors, self.tolerance, self.warmup
+        drifts = self.drift_detectors if self.drift else None
+        scores: dict[str, float] = {}
+        baselines: dict[str, tuple[float, float]] = {}
+        drifted: list[tuple[str, float]] = []
+        for name, v in values.items():
+            det = detectors.get(name)
+            if det is None:
+                det = detectors[name] = SensorAnomalyDetector(warmup=warmup)
+            score, z, mean, std = det.step(v)
+            if tolerance and z is not None and name in tolerance:
+                t = tolerance[name]
+                z, std = z / t, std * t
+                score = math.erf(abs(z) / (det.z_scale * _SQRT2))
+            scores[name] = score
+            baselines[name] = (mean, std)
+            if drifts is not None:
+                dd = drifts.get(name)
+                if dd is None:
+                    dd = drifts[name] = LevelDriftDetector()
+                if dd.update(v, tsf, tolerance.get(name, 1.0) if tolerance else 1.0):
+                    drifted.append((name, dd.last_d))
+        return scores, baselines, drifted
 
     # -- drift ----------------------------------------------------------------------------------------
 
