@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from serve.auth import AuthError, Principal, PrincipalKind, Role, jwt_keys, verify_access_token
 from serve.edge import client_address
@@ -23,7 +24,8 @@ REFRESH_COOKIE = "wp_refresh"
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-async def get_services(request: Request) -> Services:
+async def get_services(request: HTTPConnection) -> Services:
+    """The replica's ready `Services` (a WebSocket connect asks for them too)."""
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:
         # Created in the replica on first use; the app object Serve hands requests to is

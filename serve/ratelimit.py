@@ -21,12 +21,16 @@ middleware in serve/errors.py copies them from ``request.state.rate_limit_header
 
 import logging
 import math
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
+from config import Settings
 from serve.errors import ApiError
 from store.ratelimit import Decision, LimitsRateLimiter, PostgresRateLimiter, Rule
+
+if TYPE_CHECKING:  # serve.services keeps the limiter this module makes
+    from serve.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +39,18 @@ TENANT_PERIOD = 3600
 
 
 class _Principal(Protocol):
-    tenant_id: str
-    subject: str
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
 
 
 class RateLimiter(Protocol):
     async def hit(self, rules: list[Rule]) -> Decision: ...
 
 
-def rules_for(settings: Any, principal: _Principal, *, batch: bool = False, essential: bool = False,
+def rules_for(settings: Settings, principal: _Principal, *, batch: bool = False, essential: bool = False,
               ) -> list[Rule]:
     """The limits a request counts against.
 
@@ -67,18 +74,22 @@ def rules_for(settings: Any, principal: _Principal, *, batch: bool = False, esse
     return rules
 
 
-def build_limiter(services: Any) -> RateLimiter:
+def build_limiter(services: "Services") -> RateLimiter:
     url = services.settings.rate_limit_storage_url
     if url:
+        from limits.aio.storage import Storage as AsyncStorage
         from limits.storage import storage_from_string
 
-        return LimitsRateLimiter(storage_from_string(url if url.startswith("async+") else f"async+{url}"))
+        storage = storage_from_string(url if url.startswith("async+") else f"async+{url}")
+        if not isinstance(storage, AsyncStorage):  # an ``async+`` URL always makes one; this tells the checker
+            raise TypeError(f"rate limit storage {url!r} is not an async storage")
+        return LimitsRateLimiter(storage)
     return PostgresRateLimiter(services.pool)
 
 
-def get_limiter(services: Any) -> RateLimiter:
+def get_limiter(services: "Services") -> RateLimiter:
     """The replica's limiter, made on first use and kept on ``services`` (no await: no race)."""
-    limiter = getattr(services, "rate_limiter", None)
+    limiter: RateLimiter | None = getattr(services, "rate_limiter", None)
     if limiter is None:
         limiter = services.rate_limiter = build_limiter(services)
     return limiter
@@ -96,8 +107,8 @@ def headers_for(decision: Decision) -> dict[str, str]:
     return headers
 
 
-async def enforce_rate_limit(request: Request, services: Any, principal: _Principal, *, batch: bool = False,
-                             essential: bool = False) -> None:
+async def enforce_rate_limit(request: HTTPConnection, services: "Services", principal: _Principal, *,
+                             batch: bool = False, essential: bool = False) -> None:
     """Count this request against the caller's limits; ``ApiError(429)`` when over one."""
     settings = services.settings
     if not settings.rate_limit_enabled:

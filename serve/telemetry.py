@@ -42,7 +42,7 @@ async def ingest(services: Services, tenant_id: str, batch: TelemetryBatch, *, b
     for equipment_id, readings in by_equipment.items():
         # Same key (or same body) -> same Nats-Msg-Id: JetStream drops a concurrent retry.
         msg_id = f"http:{kv_key or body_hash}:{equipment_id}"
-        await services.js.publish(tele_subject(tenant_id, equipment_id),  # type: ignore[union-attr]
+        await services.js.publish(tele_subject(tenant_id, equipment_id),
                                   json.dumps({"readings": readings}).encode(), headers={"Nats-Msg-Id": msg_id})
     result = IngestAccepted(messages=len(by_equipment), readings=sum(len(r["values"]) for r in
                             (x for v in by_equipment.values() for x in v)), equipment=sorted(by_equipment))

@@ -197,12 +197,12 @@ async def alerts_ws(
     A client too slow to keep up is closed with 1013; it reconnects with ``since``.
     """
     try:
-        services = await get_services(websocket)  # type: ignore[arg-type]
+        services = await get_services(websocket)
         credential = (bearer_token(websocket.headers.get("authorization")) or token
                       or websocket.cookies.get(ACCESS_COOKIE))
         principal = await _socket_principal(services, credential)
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
-        await enforce_rate_limit(websocket, services, principal)  # type: ignore[arg-type]  # a connect is a request
+        await enforce_rate_limit(websocket, services, principal)  # a connect is a request
         client, replay_until = await services.hub.register(
             principal.tenant_id, equipment=equipment_ids, min_severity=severity_rank, principal=principal.subject)
     except (ApiError, InvalidIdentifier, ValueError, TooManySockets) as exc:

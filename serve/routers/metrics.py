@@ -2,11 +2,12 @@
 
 import asyncio
 import hmac
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from schema.api import ErrorEnvelope
 from serve.deps import ServicesDep, bearer_token
@@ -25,7 +26,7 @@ class SnapshotCollector:
         self.open_alerts = open_alerts
         self.ws_clients = ws_clients
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         ingested = CounterMetricFamily("wellpulse_readings_ingested", "Sensor readings stored", labels=["tenant"])
         duplicates = CounterMetricFamily("wellpulse_readings_duplicate",
                                          "Readings received again and not stored twice", labels=["tenant"])
@@ -89,5 +90,5 @@ async def metrics(services: ServicesDep) -> Response:
         tenants = {}
     open_alerts = await alert_store.count_open_alerts(services.pool)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(tenants, open_alerts, services.hub.client_count()))  # type: ignore[arg-type]
+    registry.register(SnapshotCollector(tenants, open_alerts, services.hub.client_count()))
     return Response(generate_latest(registry) + generate_latest(EDGE_REGISTRY), media_type=CONTENT_TYPE_LATEST)

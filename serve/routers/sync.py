@@ -45,7 +45,7 @@ from serve.services import Services
 from serve.sync import ChunkAnswer, after_commit, run_chunk
 from store import audit as audit_log
 from store import sync as store
-from store.attachments import build_storage, sha256_hex
+from store.attachments import AttachmentStorage, build_storage, sha256_hex
 from store.listing import ListQuery, fetch_page
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
@@ -280,11 +280,10 @@ async def device_status(device_id: Annotated[DeviceId, Path()], services: Servic
 # ---------------------------------------------------------------------- attachment content
 
 
-def _storage(services: Services) -> Any:
-    storage = getattr(services, "attachment_storage", None)
-    if storage is None:
-        storage = services.attachment_storage = build_storage(services.settings)  # type: ignore[attr-defined]
-    return storage
+def _storage(services: Services) -> AttachmentStorage:
+    if services.attachment_storage is None:
+        services.attachment_storage = build_storage(services.settings)
+    return services.attachment_storage
 
 
 @router.put("/attachments/{attachment_id}/content", response_model=Envelope[AttachmentContentStored],
