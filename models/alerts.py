@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from models.events import AlertChange, Severity, severity_rank
+from models.events import AlertChange, ChangeKind, Severity, severity_rank
 
 __all__ = ["CHATTER_COUNT", "CHATTER_SECONDS", "AlarmProfile", "AlertStateMachine", "alarm_profile",
 ]
@@ -126,6 +126,7 @@ class AlertStateMachine:
         severity_rank(severity)  # validates
         current = self._open.get(rule_id)
         details = dict(details or {})
+        kind: ChangeKind
         if current is None:
             if not active:
                 return None

@@ -246,8 +246,8 @@ class _AlertLog:
         elif ch.kind == "opened":
             by = self.counts.setdefault(ch.rule_id, {})
             by[ch.severity] = by.get(ch.severity, 0) + 1
-            alert = {"rule_id": ch.rule_id, "severity": ch.severity, "opened_at": ch.ts, "resolved_at": None,
-                     "message": ch.message}
+            alert: dict[str, Any] = {"rule_id": ch.rule_id, "severity": ch.severity, "opened_at": ch.ts,
+                                     "resolved_at": None, "message": ch.message}
             self.open[ch.rule_id] = alert
             if len(self.alerts) < self.max_alerts:
                 self.alerts.append(alert)

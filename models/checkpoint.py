@@ -63,8 +63,9 @@ def _tree(node: Any) -> list[Any]:
     if isinstance(node, PaddedBranch) and names == _BRANCH:
         left, right = node.children
         return [node.feature, node.threshold, node.l_mass, node.r_mass, _tree(left), _tree(right)]
-    if isinstance(node, PaddedLeaf) and names == _LEAF:
-        return [node.l_mass, node.r_mass]
+    if isinstance(node, PaddedLeaf) and names == _LEAF:  # River sets a leaf's attributes from **kwargs
+        masses = vars(node)
+        return [masses["l_mass"], masses["r_mass"]]
     raise StateError(f"a half-space tree node {type(node).__name__} with {sorted(names)}: update models/checkpoint.py")
 
 
@@ -100,14 +101,14 @@ def _load_pipeline(s: dict[str, Any]) -> compose.Pipeline:
     return compose.Pipeline(*[(name, step) for name, step in s["steps"]])
 
 
-def _dump_vector(v: utils.VectorDict) -> dict[str, Any]:
-    data, default_factory, mask, _copy = v.__reduce__()[1]  # type: ignore[misc]  # River's pickle contract
+def _dump_vector(v: utils.VectorDict[Any, Any]) -> dict[str, Any]:
+    data, default_factory, mask, _copy = v.__reduce__()[1]  # River's pickle contract
     if mask is not None:
         raise StateError("a masked VectorDict: update models/checkpoint.py")
     return {"data": data, "default_factory": default_factory}
 
 
-def _load_vector(s: dict[str, Any]) -> utils.VectorDict:
+def _load_vector(s: dict[str, Any]) -> utils.VectorDict[Any, Any]:
     return utils.VectorDict(s["data"], s["default_factory"])
 
 

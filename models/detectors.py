@@ -775,7 +775,8 @@ class TailCalibration:
         tail = self._tail
         if tail is not None and p > tail[0]:
             pw, slope = tail
-            return 1.0 - (1.0 - self.tail_from) * 10.0 ** (-slope * (p - pw))
+            decay: float = 10.0 ** (-slope * (p - pw))  # a real power of ten (typeshed allows complex)
+            return 1.0 - (1.0 - self.tail_from) * decay
         b = int(p)
         if b > self._top:
             return 1.0
@@ -1017,8 +1018,8 @@ class EquipmentAnomalyScorer:
             m = s.mean  # s.z(v), inline: this runs once per sensor value
             sd, floor = sqrt(s.var), s.rel_min_std * abs(m) + _ABS_MIN_STD
             z = (v - m) / (sd if sd > floor else floor) / widen
-            prev = out.get(k)
-            out[k] = z if prev is None else prev + a * (z - prev)
+            last = out.get(k)
+            out[k] = z if last is None else last + a * (z - last)
         return out
 
     def _statistic(self, smoothed: Mapping[str, float]) -> float:

@@ -60,6 +60,14 @@ class SensorDriftDetector:
 
     """
 
+    # The test's running sums, set by `reset` (declared here for the type checker; no class attributes).
+    _n: int
+    _mean: float
+    _sum_increase: float
+    _sum_decrease: float
+    _min_increase: float
+    _max_decrease: float
+
     def __init__(
         self, threshold: float = 100.0, delta: float = 0.5, clip: float = 3.0, min_instances: int = 30
     ) -> None:

@@ -14,7 +14,7 @@ import abc
 import inspect
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
@@ -76,7 +76,8 @@ def sensitivity_level(sensitivity: Sensitivity) -> float:
         raise ValueError(f"sensitivity must be low, medium, high or a number in [0, 1], got {sensitivity!r}")
     else:
         s = float(sensitivity)
-    return round(1.0 - 10.0 ** (2.0 * s - 3.0), 12)
+    tail: float = 10.0 ** (2.0 * s - 3.0)  # a real power of ten (typeshed allows complex)
+    return round(1.0 - tail, 12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,14 +398,20 @@ class AnomalyRule(Rule):
     @property
     def effective_level(self) -> float:
         """The level in use (`level`, or the one of `sensitivity`)."""
-        lvl = self.__dict__.get("_level")
-        return self.level if lvl is None else lvl
+        lvl: float | None = self.__dict__.get("_level")
+        lvl = self.level if lvl is None else lvl
+        if lvl is None:  # neither worked out nor given (was a TypeError at the first score): what __init__ works out
+            return sensitivity_level(self.sensitivity)
+        return lvl
 
     @property
     def effective_critical_level(self) -> float:
         """The critical level in use."""
-        crit = self.__dict__.get("_critical")
-        return self.critical_level if crit is None else crit
+        crit: float | None = self.__dict__.get("_critical")
+        crit = self.critical_level if crit is None else crit
+        if crit is None:  # as for `effective_level`
+            return round(1.0 - (1.0 - self.effective_level) / 10.0, 12)
+        return crit
 
     def observe(self, obs: Observation) -> Verdict | None:
         score = obs.multivariate_score
@@ -440,7 +447,7 @@ class AnomalyRule(Rule):
         # The band a sensor's value may move in before its own score reaches `level` (the baselines' spread is
         # already widened by operators' false-alarm verdicts).
         half_width = NormalDist().inv_cdf((1.0 + min(level, 1.0 - 1e-12)) / 2.0) * DEFAULT_Z_SCALE
-        explained = []
+        explained: list[dict[str, Any]] = []
         for name, value in obs.values.items():
             mean, std = obs.baselines.get(name, (value, 0.0))
             z = (value - mean) / std if std > 0 else 0.0
@@ -903,8 +910,9 @@ for_seconds=0.0, severity='warning')
     kwargs = dict(params)
     if sensitivity is not None and "sensitivity" in accepted and "sensitivity" not in kwargs:
         kwargs["sensitivity"] = sensitivity
+    make: Callable[..., Rule] = cls  # each kind's own constructor (`accepted` above)
     try:
-        return with_options(cls(rule_id=rule_id, **kwargs), **options)
+        return with_options(make(rule_id=rule_id, **kwargs), **options)
     except TypeError as e:  # a missing required parameter
         raise ValueError(f"bad parameters for {kind} rule {rule_id!r}: {e}") from None
     except ValueError as e:

@@ -104,13 +104,15 @@ def _attributes(obj: Any) -> dict[str, Any]:
     if not hasattr(obj, "__dict__"):
         slots = (s for c in cls.__mro__ for s in getattr(c, "__slots__", ()))
         return {s: getattr(obj, s) for s in slots if hasattr(obj, s)}
-    if cls.__getstate__ is not object.__getstate__:
-        state = obj.__getstate__()
+    getstate: object = cls.__getstate__  # a plain object's is object's own
+    if getstate is not object.__getstate__:
+        state: object = obj.__getstate__()
         if not isinstance(state, dict):
             raise StateError(f"{cls.__qualname__}.__getstate__ returns {type(state).__name__}, not a dict; "
                              "register it with dump/load hooks")
         return state
-    return vars(obj)
+    attributes: dict[str, Any] = vars(obj)
+    return attributes
 
 
 class StateCodec:
@@ -296,7 +298,7 @@ class _Encoder:
         if t is Counter:
             return self._ref(o) or {"$counter": self._dict(o)}
         if t is defaultdict:
-            factory = _FACTORY_NAMES.get(o.default_factory)  # type: ignore[arg-type]  # checked just below
+            factory = _FACTORY_NAMES.get(o.default_factory)
             if factory is None:
                 raise StateError(f"defaultdict of {o.default_factory!r}: not a factory a document can name")
             return self._ref(o) or {"$defaultdict": self._dict(o), "factory": factory}
@@ -348,8 +350,8 @@ class _Decoder:
             break
         n = self._slot()
         value = self.value
-        out = self.objects[n] = {k: v if type(v) in _SCALARS else value(v) for k, v in o.items()}
-        return out
+        mapping = self.objects[n] = {k: v if type(v) in _SCALARS else value(v) for k, v in o.items()}
+        return mapping
 
     def _tagged(self, marker: str, o: dict[str, Any]) -> Any:
         body = o[marker]
@@ -373,12 +375,12 @@ class _Decoder:
                 return out
             if marker == "$deque":
                 n = self._slot()
-                out = self.objects[n] = deque((self.value(v) for v in body), maxlen=o["maxlen"])
-                return out
+                queue = self.objects[n] = deque((self.value(v) for v in body), maxlen=o["maxlen"])
+                return queue
             if marker == "$set":
                 n = self._slot()
-                out = self.objects[n] = {self.value(v) for v in body}
-                return out
+                members = self.objects[n] = {self.value(v) for v in body}
+                return members
             if marker == "$frozenset":
                 return frozenset(self.value(v) for v in body)
             if marker == "$counter":
@@ -433,7 +435,7 @@ def _restore(kind: _Kind, state: dict[str, Any]) -> Any:
         defaults = kind.default_state()
         for name in kind.names - state.keys():
             state[name] = defaults[name]
-    cls = kind.cls
+    cls: Any = kind.cls  # typeshed reads `type.__new__` here, not the registered class's own
     obj = cls.__new__(cls)
     if hasattr(obj, "__dict__"):
         setstate = getattr(cls, "__setstate__", None)

@@ -25,8 +25,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from schema.alerts import Severity
 from schema.ids import EquipmentId
+from schema.severity import Severity
 from schema.sync import DeviceId, UtcDatetime, content_hash, error_path
 
 DomainEventType = Literal["maintenance_started", "maintenance_finished", "failure_reported", "inspection_finding"]

@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schema.alerts import NO_NUL, RuleId, Severity
+from schema.alerts import NO_NUL, RuleId
 from schema.equipment import EquipmentType
 from schema.ids import EquipmentId, SensorName
+from schema.severity import Severity
 
 RULE_KINDS = ("threshold", "rate_of_change", "stale_data", "stuck_sensor", "anomaly", "failure_risk")
 RuleKind = Literal["threshold", "rate_of_change", "stale_data", "stuck_sensor", "anomaly", "failure_risk"]

@@ -34,8 +34,8 @@ from pydantic import (
     model_validator,
 )
 
-from schema.alerts import Severity
 from schema.ids import EquipmentId, SensorName
+from schema.severity import Severity
 
 EntityType = Literal["manual_reading", "production_record", "maintenance_record", "inspection", "note", "attachment"]
 ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
@@ -72,8 +72,17 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 Volume = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-def _text(max_length: int, min_length: int = 0) -> Any:
-    return Annotated[str, StringConstraints(max_length=max_length, min_length=min_length)]
+# Bounded text fields (a type checker reads only names, so one alias per bound rather than a function call).
+_Text32 = Annotated[str, StringConstraints(max_length=32, min_length=0)]
+_Text64 = Annotated[str, StringConstraints(max_length=64, min_length=0)]
+_Text64NonEmpty = Annotated[str, StringConstraints(max_length=64, min_length=1)]
+_Text200 = Annotated[str, StringConstraints(max_length=200, min_length=0)]
+_Text255NonEmpty = Annotated[str, StringConstraints(max_length=255, min_length=1)]
+_Text500 = Annotated[str, StringConstraints(max_length=500, min_length=0)]
+_Text2000 = Annotated[str, StringConstraints(max_length=2000, min_length=0)]
+_Text2000NonEmpty = Annotated[str, StringConstraints(max_length=2000, min_length=1)]
+_Text10000 = Annotated[str, StringConstraints(max_length=10_000, min_length=0)]
+_Text20000 = Annotated[str, StringConstraints(max_length=20_000, min_length=0)]
 
 
 def _sync_strategies(value: dict[str, str]) -> dict[str, str]:
@@ -99,9 +108,9 @@ class ManualReadingData(_Data):
     equipment_id: EquipmentId
     sensor: SensorName
     value: Finite
-    unit: _text(32) = ""
+    unit: _Text32 = ""
     read_at: UtcDatetime
-    notes: _text(2000) | None = None
+    notes: _Text2000 | None = None
 
 
 class ProductionRecordData(_Data):
@@ -117,7 +126,7 @@ class ProductionRecordData(_Data):
     casing_psi: Finite | None = None
     line_psi: Finite | None = None
     temperature_f: Finite | None = None
-    notes: _text(2000) | None = None
+    notes: _Text2000 | None = None
 
 
 class MaintenanceRecordData(_Data):
@@ -125,10 +134,10 @@ class MaintenanceRecordData(_Data):
 
     equipment_id: EquipmentId
     kind: Literal["preventive", "corrective", "inspection", "failure_repair"] = "preventive"
-    description: _text(2000) = ""
+    description: _Text2000 = ""
     started_at: UtcDatetime
     ended_at: UtcDatetime | None = None
-    performed_by: _text(200) | None = None
+    performed_by: _Text200 | None = None
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> "MaintenanceRecordData":
@@ -140,8 +149,8 @@ class MaintenanceRecordData(_Data):
 class Finding(_Data):
     """One finding of an inspection; one with a severity opens (or raises) the equipment's ``inspection`` alert."""
 
-    code: _text(64) | None = None
-    description: _text(2000, 1)
+    code: _Text64 | None = None
+    description: _Text2000NonEmpty
     severity: Severity | None = None
 
 
@@ -149,19 +158,19 @@ class InspectionData(_Data):
     equipment_id: EquipmentId
     well_id: WellId | None = None
     inspected_at: UtcDatetime
-    inspector: _text(200) | None = None
-    kind: _text(64) = "routine"
-    checklist: Annotated[dict[_text(64, 1), bool | Finite | _text(500)], Field(max_length=200)] = {}
+    inspector: _Text200 | None = None
+    kind: _Text64 = "routine"
+    checklist: Annotated[dict[_Text64NonEmpty, bool | Finite | _Text500], Field(max_length=200)] = {}
     findings: Annotated[list[Finding], Field(max_length=100)] = []
-    notes: _text(10_000) | None = None
+    notes: _Text10000 | None = None
 
 
 class NoteData(_Data):
     equipment_id: EquipmentId | None = None
     well_id: WellId | None = None
-    title: _text(200) = ""
-    text: _text(20_000)
-    tags: Annotated[list[_text(64, 1)], Field(max_length=50)] = []
+    title: _Text200 = ""
+    text: _Text20000
+    tags: Annotated[list[_Text64NonEmpty], Field(max_length=50)] = []
 
 
 # What a device may call its attachment. HTML, SVG and scripts are not here: served from our origin they would
@@ -190,11 +199,11 @@ class AttachmentData(_Data):
     well_id: WellId | None = None
     parent_entity: EntityType | None = None
     parent_id: UUID | None = None
-    filename: _text(255, 1)
+    filename: _Text255NonEmpty
     content_type: AttachmentContentType = "application/octet-stream"
     size_bytes: Annotated[int, Field(ge=0)] | None = None
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
-    caption: _text(2000) = ""
+    caption: _Text2000 = ""
     taken_at: UtcDatetime | None = None
 
 
@@ -278,7 +287,7 @@ class ResolveRequest(BaseModel):
 
     choose: UUID | Literal["server"] | None = None
     data: dict[str, Any] | None = None
-    comment: _text(2000) | None = None
+    comment: _Text2000 | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> "ResolveRequest":
@@ -486,8 +495,9 @@ def parse_changes(raw: Sequence[Any], prefix: str = "changes") -> tuple[list[Par
             models = adapter.validate_python([changes[i].data for i in indexes])
         except ValidationError as exc:
             for e in exc.errors():
-                j, *loc = e.get("loc", ()) or (0,)
-                errors.append({"field": error_path(f"{prefix}[{indexes[j]}].data", loc), "message": str(e.get("msg"))})
+                j, *loc = e.get("loc", ()) or (0,)  # a list adapter's errors start at the item's index
+                field = error_path(f"{prefix}[{indexes[int(j)]}].data", loc)
+                errors.append({"field": field, "message": str(e.get("msg"))})
             continue
         given = adapter.dump_python(models, mode="json", exclude_unset=True)
         full = adapter.dump_python(models, mode="json") if op == "create" else [{}] * len(models)
