@@ -809,8 +809,10 @@ def _precision(row: Any) -> dict[str, Any]:
             "precision": None if judged == 0 else round(row["real"] / judged, 4)}
 
 
-def _assemble_kpis(start: datetime, end: datetime, periods: int, rate_rows: list, chatter_rows: list,
-                   actor_rows: list, stale_rows: list, time_rows: list, verdict_rows: list) -> dict[str, Any]:
+def _assemble_kpis(start: datetime, end: datetime, periods: int, rate_rows: list[asyncpg.Record],
+                   chatter_rows: list[asyncpg.Record], actor_rows: list[asyncpg.Record],
+                   stale_rows: list[asyncpg.Record], time_rows: list[asyncpg.Record],
+                   verdict_rows: list[asyncpg.Record]) -> dict[str, Any]:
     def part() -> dict[str, Any]:
         return {"openings": 0, "alerts_per_10min_mean": 0.0, "alerts_per_10min_max": 0, "flood_share": 0.0,
                 "flood_periods": 0, "chattering": [], "stale": 0, "bad_actors": [],
@@ -818,7 +820,8 @@ def _assemble_kpis(start: datetime, end: datetime, periods: int, rate_rows: list
                 "time_to_resolve": {"count": 0, "mean_seconds": None, "p90_seconds": None},
                 "verdicts": {"real": 0, "false_alarm": 0, "planned": 0, "precision": None}}
 
-    tenant, by_type = part(), {}
+    tenant = part()
+    by_type: dict[str, dict[str, Any]] = {}
 
     def of(etype: str | None) -> dict[str, Any]:
         return tenant if etype is None else by_type.setdefault(etype, part())

@@ -308,7 +308,7 @@ async def insert_equipment(conn: asyncpg.Connection, tenant_id: str, equipment_i
 async def revive_equipment(conn: asyncpg.Connection, tenant_id: str, equipment_id: str,
                            values: dict[str, Any]) -> None:
     """A deleted equipment's row taken over by a new equipment with the same id."""
-    fresh = {c: None for c in ("serial", "manufacturer", "install_date", "maintenance_interval_days",
+    fresh: dict[str, Any] = {c: None for c in ("serial", "manufacturer", "install_date", "maintenance_interval_days",
                                "anomaly_sensitivity", "status_before_maintenance")}
     fresh.update({"name": equipment_id, "type": "other", "status": "operational", "metadata": {}})
     fresh.update({c: v for c, v in values.items() if c in EQUIPMENT_COLUMNS})

@@ -87,6 +87,7 @@ async def connect(url: str, name: str) -> NATS:
 async def ensure_streams(js: JetStreamContext, limits: StreamLimits = StreamLimits()) -> None:
     """Create or update the streams, and the HTTP ingest's idempotency bucket: at start-up, never in a request."""
     for config in stream_configs(limits):
+        assert config.name is not None  # noqa: S101  narrows a type: every config above is named
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)

@@ -9,6 +9,7 @@ validated and travel as parameters, never as SQL text.
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeAlias
 
 import asyncpg
 
@@ -18,7 +19,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 TENANT_SETTING = "wellpulse.tenant_id"  # what the row-level security policies compare with
-Executor = asyncpg.Pool | asyncpg.Connection
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 
 async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 4,

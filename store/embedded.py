@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from config.secrets import read_or_make_secret
@@ -34,7 +35,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -71,8 +72,14 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return self._url(self.database)
 
-    def _run(self, args: list[str], **kwargs: object) -> None:
-        subprocess.run(args, check=True, user=self._user, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]  # noqa: S603  our own binaries, fixed argv, no shell
+    @property
+    def _binaries(self) -> Path:
+        if self._bin is None:
+            raise RuntimeError("EmbeddedPostgres.start() has not run")
+        return self._bin
+
+    def _run(self, args: list[str], **kwargs: Any) -> None:
+        subprocess.run(args, check=True, user=self._user, stdout=subprocess.DEVNULL,  # noqa: S603  our own binaries, fixed argv, no shell
                        stderr=subprocess.PIPE, **kwargs)
 
     def start(self) -> "EmbeddedPostgres":
@@ -101,7 +108,7 @@ class EmbeddedPostgres:
         self.stop(quiet=True)  # a server left behind by a killed run holds the data dir
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=200"
                    " -c shared_buffers=256MB -c synchronous_commit=off -c fsync=on")
-        self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
+        self._run([str(self._binaries / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
                    "-o", options, "-w", "-t", "60", "start"])
         wait_for_port("127.0.0.1", self.port, 30)
         self._require_passwords()
@@ -125,7 +132,7 @@ class EmbeddedPostgres:
                 f.write(self.password + "\n")
             if self._user is not None:
                 shutil.chown(pwfile, self._user, self._user)
-            self._run([str(self._bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+            self._run([str(self._binaries / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                        "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync"])
         finally:
             os.unlink(pwfile)
@@ -143,7 +150,7 @@ class EmbeddedPostgres:
             conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
         hba.write_text("\n".join(line.replace("trust", "scram-sha-256") if not line.startswith("#") else line
                                  for line in lines) + "\n")
-        self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "reload"])  # type: ignore[operator]
+        self._run([str(self._binaries / "pg_ctl"), "-D", str(self.data_dir), "reload"])
         # The postmaster rereads pg_hba.conf on SIGHUP, asynchronously: done once trust no longer lets us in.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -158,7 +165,8 @@ class EmbeddedPostgres:
         if self._bin is None or not (self.data_dir / "postmaster.pid").exists():
             return
         try:
-            self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"])
+            self._run([str(self._binaries / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30",
+                       "stop"])
         except subprocess.CalledProcessError as exc:
             if not quiet:
                 log.warning("pg_ctl stop failed: %s", exc.stderr)
@@ -209,7 +217,7 @@ class EmbeddedNats:
                  feed_secret: str | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.tenants: frozenset[str] = frozenset(check_tenant_id(t) for t in tenants)
         self._configured_feed_secret = feed_secret
         self._app_password: str | None = None

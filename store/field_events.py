@@ -131,9 +131,10 @@ def new_findings(before: Mapping[str, Any] | None, after: Mapping[str, Any] | No
     return [f for f in after.get("findings") or [] if f.get("severity") and f not in old]
 
 
-async def follow_jobs(conn: asyncpg.Connection, tenant_id: str, equipment_id: str, *, opened: bool,
+async def follow_jobs(conn: asyncpg.Connection, tenant_id: str, equipment_id: str | None, *, opened: bool,
                       ) -> dict[str, str] | None:
-    """The equipment's status after one of its jobs opened or closed (serve/assets.py's rules)."""
+    """The equipment's status after one of its jobs opened or closed (serve/assets.py's rules); None for a job
+    of no (or no live) equipment."""
     row = await conn.fetchrow(
         "SELECT status, status_before_maintenance FROM equipment WHERE tenant_id = $1 AND id = $2"
         " AND deleted_at IS NULL FOR UPDATE", tenant_id, equipment_id)

@@ -8,7 +8,7 @@ Pickles stay out of this module: callers hand in and get back bytes. Every state
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -29,7 +29,7 @@ __all__ = [
     "update_type_model",
 ]
 
-Executor = asyncpg.Pool | asyncpg.Connection
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 EQUIPMENT_TYPES = ("pump_jack", "compressor", "separator", "tank_battery", "meter", "other")
 
 

@@ -313,7 +313,10 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
             continue
         index = len(rows)
         device = ev.device_id or ctx.device_id
-        record_id, version, outcome, effects = None, None, "recorded", []
+        ev_record: str | None = None
+        ev_version: int | None = None
+        ev_outcome = "recorded"
+        effects: list[str] = []
         for target, patch, op in _event_targets(ev, work):
             item = work.setdefault(("maintenance_record", target),
                                    _Item(TABLES["maintenance_record"], target, None, None))
@@ -323,13 +326,13 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
                                          "message": f"maintenance {target} is not a job of {ev.equipment_id}"}))
                     continue
                 if item.record.state.get("ended_at") is not None:
-                    record_id, version = target, item.record.version  # already finished: nothing to change
+                    ev_record, ev_version = target, item.record.version  # already finished: nothing to change
                     continue
             base = item.record.version if item.record is not None and op == "update" else 0
             change = Change(ev.event_id, device, op, target, base, ev.occurred_at, patch)
             out = await run(item, change, ev.path, index, id_field="data.maintenance_id")
             if out is not None:
-                record_id, version, outcome = target, out.record.version, out.kind
+                ev_record, ev_version, ev_outcome = target, out.record.version, out.kind
         if ev.type == fe.FAILURE_REPORTED:
             effects.append(fe.FAILURE_REPORTED)
             failures.append({"equipment_id": ev.equipment_id, "at": ev.occurred_at, "event_id": ev.event_id,
@@ -339,12 +342,13 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
             findings.append(fe.FindingReport(ev.equipment_id, ev.data["severity"], ev.data["description"],
                                              ev.event_id, ev.data.get("inspection_id"), ev.occurred_at))
         rows.append(fe.FieldEventRow(
-            event_id=ev.event_id, type=ev.type, actor=ctx.actor, outcome=outcome, occurred_at=ev.occurred_at,
-            content_hash=ev.content_hash, device_id=device, entity_type="maintenance_record" if record_id else None,
-            record_id=record_id, equipment_id=ev.equipment_id, version=version, data=ev.data, effects=effects,
+            event_id=ev.event_id, type=ev.type, actor=ctx.actor, outcome=ev_outcome, occurred_at=ev.occurred_at,
+            content_hash=ev.content_hash, device_id=device, entity_type="maintenance_record" if ev_record else None,
+            record_id=ev_record, equipment_id=ev.equipment_id, version=ev_version, data=ev.data, effects=effects,
             upload_id=ctx.upload_id))
-        applied.append(_entry(ev.event_id, record_id, record_id, version, outcome, _conflict_of(drafts, ev.event_id),
-                              entity="maintenance_record" if record_id else None, op=ev.type))
+        applied.append(_entry(ev.event_id, ev_record, ev_record, ev_version, ev_outcome,
+                              _conflict_of(drafts, ev.event_id), entity="maintenance_record" if ev_record else None,
+                              op=ev.type))
         seen[ev.event_id] = applied[-1]
 
     if errors:
@@ -367,7 +371,8 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
     await _write_conflicts(conn, tenant, drafts, now)
     await _audit(conn, ctx, rows, drafts)
 
-    result_changes, new_cursor, has_more = ([], cursor, False)
+    result_changes: list[dict[str, Any]] = []
+    new_cursor, has_more = cursor, False
     if pull:
         result_changes, new_cursor, has_more = await changes_since(conn, tenant, ctx.device_id, cursor, pull_limit)
     if track_device:
@@ -392,9 +397,9 @@ async def _begin(conn: asyncpg.Connection, tenant: str, origin: str) -> None:
 async def _lock_equipment(conn: asyncpg.Connection, tenant: str, items: Sequence[_Item]) -> None:
     """Lock the equipment whose jobs change before the first write: the REST API locks it before its own
     writes too, and the change-log lock comes with the first write; the same order on both sides."""
-    ids = sorted({s.get("equipment_id") for i in items if i.table.entity == "maintenance_record"
+    ids = sorted({equipment for i in items if i.table.entity == "maintenance_record"
                   for s in ((i.before.state if i.before else {}), (i.record.state if i.record else {}))
-                  if s.get("equipment_id")})
+                  if (equipment := s.get("equipment_id"))})
     if ids:
         await conn.execute("SELECT 1 FROM equipment WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id"
                            " FOR UPDATE", tenant, ids)
@@ -438,9 +443,10 @@ async def tenant_strategies(conn: asyncpg.Connection, tenant_id: str) -> dict[st
 async def _duplicates(conn: asyncpg.Connection, tenant: str, changes: Sequence[ParsedChange],
                       events: Sequence[ParsedEvent]) -> dict[str, asyncpg.Record]:
     """Event ids already stored with the same content (applied once: skipped); other content: `EventIdReused`."""
-    items = [*changes, *events]
+    items: list[ParsedChange | ParsedEvent] = [*changes, *events]
     stored = await fe.events_by_id(conn, tenant, [i.event_id for i in items])
-    errors, seen = [], {}
+    errors: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
     for item in items:
         prev = stored.get(item.event_id)
         if prev is not None and prev["content_hash"] != item.content_hash:
@@ -750,13 +756,13 @@ def _settlement(d: _ConflictDraft) -> dict[str, Any]:
 def _row_json(item: _Item, ctx: SyncContext, now: datetime) -> dict[str, Any]:
     assert item.record is not None  # noqa: S101  narrows a type; not a check of input
     state = item.record.state
-    row = {name: state.get(name) for name in item.table.fields}
+    row: dict[str, Any] = {name: state.get(name) for name in item.table.fields}
     row.update(item.extra)
     row["id"] = item.record_id
     row["version"] = item.record.version
     row["created_by"] = item.created_by or ctx.actor
     row["source"] = "sync"
-    stamps = encode_stamps(item.record.stamps)
+    stamps: dict[str, Any] = encode_stamps(item.record.stamps)  # and two markers of other types
     stamps["@v"] = item.record.version
     if item.record.pending_review and item.pending_conflict:
         stamps["@pending"] = item.pending_conflict
@@ -865,9 +871,9 @@ async def _audit(conn: asyncpg.Connection, ctx: SyncContext, rows: Sequence[fe.F
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
         counts[f"{r.type}:{r.outcome}"] += 1
-    entries = [("sync", "sync_chunk", ctx.device_id, None,
-                {"device_id": ctx.device_id, "upload_id": ctx.upload_id, "counts": dict(counts),
-                 "event_ids": [r.event_id for r in rows]})]
+    entries: list[tuple[str, str, str, dict[str, Any] | None, dict[str, Any]]] = [
+        ("sync", "sync_chunk", ctx.device_id, None, {"device_id": ctx.device_id, "upload_id": ctx.upload_id,
+                                                     "counts": dict(counts), "event_ids": [r.event_id for r in rows]})]
     entries += [("sync_conflict", d.entity, d.record_id, d.server or None,
                  {"conflict_id": d.id, "strategy": d.strategy, "status": d.status, "outcome": d.outcome,
                   "versions": d.versions, "result": d.result}) for d in drafts]
