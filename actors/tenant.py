@@ -203,7 +203,7 @@ class TenantActor:
 
     async def _model_command(self, command: dict[str, Any]) -> None:
         """One equipment's models: ``model_reset`` (a manager's reset) or ``failure`` (a label, ``failed_at``)."""
-        equipment_id = check_equipment_id(command.get("equipment_id"))  # type: ignore[arg-type]
+        equipment_id = check_equipment_id(command.get("equipment_id"))
         if equipment_id not in self.placement:
             await self._load_registry()  # registered since the last reload
         actor = self.actors.get(self.placement.get(equipment_id, ""))

@@ -27,13 +27,13 @@ class InvalidIdentifier(ValueError):
     """An identifier that must not reach a subject or a query."""
 
 
-def check_tenant_id(value: str) -> str:
+def check_tenant_id(value: object) -> str:
     if not isinstance(value, str) or not _TENANT_RE.fullmatch(value):
         raise InvalidIdentifier(f"invalid tenant id {value!r}: expected {TENANT_ID_PATTERN}")
     return value
 
 
-def check_equipment_id(value: str) -> str:
+def check_equipment_id(value: object) -> str:
     if not isinstance(value, str) or not _EQUIPMENT_RE.fullmatch(value):
         raise InvalidIdentifier(f"invalid equipment id {value!r}: expected {EQUIPMENT_ID_PATTERN}")
     return value

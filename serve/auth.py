@@ -167,7 +167,7 @@ def verify_access_token(keys: str | Mapping[str, str], token: str, *, issuer: st
         raise AuthError("invalid token")
     try:
         tenant_id = check_tenant_id(claims.get("tenant"))
-        role = Role(claims.get("role"))
+        role = Role(claims.get("role", ""))
         user_id = str(uuid.UUID(str(claims["sub"])))
         session_id = str(uuid.UUID(str(claims["sid"])))
     except (InvalidIdentifier, ValueError) as exc:

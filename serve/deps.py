@@ -6,7 +6,7 @@ Auth and tenant scope are parameters of a route, never code inside it:
 """
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
@@ -101,7 +101,7 @@ async def current_user(principal: CurrentPrincipal) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def require(permission: str, *, batch: bool = False, essential: bool = False):
+def require(permission: str, *, batch: bool = False, essential: bool = False) -> Any:
     """``Annotated[Principal, require("alerts:acknowledge")]``: the caller, if allowed and within its rate.
 
     ``essential``: exempt from the tenant's hourly bucket (serve/ratelimit.py), for acknowledging alerts.

@@ -6,7 +6,7 @@ Below the entry points nothing knows HTTP: the domain and the store raise `schem
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -95,7 +95,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 _UNION_TAG_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
 
 
-def _location(error: dict[str, Any]) -> tuple[Any, ...]:
+def _location(error: Mapping[str, Any]) -> tuple[Any, ...]:
     loc = tuple(error.get("loc", ()))
     if error.get("type") in _UNION_TAG_ERRORS:
         # Pydantic places a bad discriminator at the object; the field at fault is the tag itself.
@@ -105,7 +105,7 @@ def _location(error: dict[str, Any]) -> tuple[Any, ...]:
     return loc
 
 
-def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return [{"field": _field(_location(e)), "message": str(e.get("msg", ""))} for e in errors[:50]]
 
 

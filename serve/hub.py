@@ -34,7 +34,7 @@ class Client:
     tenant_id: str
     equipment: frozenset[str] | None
     min_severity: int
-    queue: asyncio.Queue
+    queue: asyncio.Queue[AlertEvent]
     principal: str = ""  # who holds the socket (user or API key id): the per-principal cap counts these
     overflowed: bool = False
     sent: int = field(default=0)
@@ -64,7 +64,7 @@ class TenantFeed:
         self.clients: set[Client] = set()
         self.wake = asyncio.Event()
         self.sub: Any = None
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         while True:

@@ -99,7 +99,8 @@ async def login(services: Services, body: LoginRequest, *, ip: str | None, user_
             if body.totp is None:
                 raise ApiError(401, "a TOTP code is required", code="MFA_REQUIRED")
             check = verify_totp(_totp_seed(services, user), body.totp, last_step=user["mfa_last_step"])
-            if not check.ok or not await identity.claim_totp_step(conn, body.tenant, user_id, check.step):
+            if (not check.ok or check.step is None  # a good code has its step
+                    or not await identity.claim_totp_step(conn, body.tenant, user_id, check.step)):
                 raise ApiError(401, "invalid TOTP code", code="INVALID_CREDENTIALS")
         elif user["role"] == "admin" and policy["mfa_required_for_admins"]:
             mfa_setup_only = True
@@ -379,7 +380,8 @@ async def mfa_disable(services: Services, principal: Principal, ctx: AuditContex
 # ---------------------------------------------------------------------- users
 
 
-async def create_user(services: Services, ctx: AuditContext, body: UserCreate) -> tuple[dict, datetime | None]:
+async def create_user(services: Services, ctx: AuditContext, body: UserCreate,
+                      ) -> tuple[dict[str, Any], datetime | None]:
     s = services.settings
     password_hash = None
     if body.password is not None:
@@ -419,7 +421,7 @@ async def create_user(services: Services, ctx: AuditContext, body: UserCreate) -
     return dict(user), expires_at
 
 
-async def get_user(services: Services, tenant_id: str, user_id: str) -> dict:
+async def get_user(services: Services, tenant_id: str, user_id: str) -> dict[str, Any]:
     async with services.tenant_tx(tenant_id) as conn:
         user = await identity.get_user(conn, tenant_id, user_id)
     if user is None:
@@ -428,7 +430,7 @@ async def get_user(services: Services, tenant_id: str, user_id: str) -> dict:
 
 
 async def update_user(services: Services, ctx: AuditContext, user_id: str, *, action: str,
-                      end_sessions: bool = False, **changes: Any) -> dict:
+                      end_sessions: bool = False, **changes: Any) -> dict[str, Any]:
     """One change of a user, with the guard that a tenant never loses its last active admin."""
     async with services.tenant_tx(ctx.tenant_id) as conn:
         old = await identity.get_user(conn, ctx.tenant_id, user_id)
@@ -451,7 +453,7 @@ async def update_user(services: Services, ctx: AuditContext, user_id: str, *, ac
 # ---------------------------------------------------------------------- API keys
 
 
-async def create_api_key(services: Services, ctx: AuditContext, body: ApiKeyCreate) -> tuple[dict, str]:
+async def create_api_key(services: Services, ctx: AuditContext, body: ApiKeyCreate) -> tuple[dict[str, Any], str]:
     unknown = sorted(set(body.scopes) - API_KEY_SCOPES)
     if unknown:
         allowed = ", ".join(sorted(API_KEY_SCOPES))
@@ -469,12 +471,14 @@ async def create_api_key(services: Services, ctx: AuditContext, body: ApiKeyCrea
     return dict(row), key
 
 
-async def revoke_api_key(services: Services, ctx: AuditContext, key_id: str) -> dict:
+async def revoke_api_key(services: Services, ctx: AuditContext, key_id: str) -> dict[str, Any]:
     async with services.tenant_tx(ctx.tenant_id) as conn:
         old = await identity.get_api_key(conn, ctx.tenant_id, key_id)
         if old is None:
             raise ApiError(404, f"API key {key_id} not found")
         row = await identity.revoke_api_key(conn, ctx.tenant_id, key_id)
+        if row is None:  # deleted since the read above
+            raise ApiError(404, f"API key {key_id} not found")
         public = {k: v for k, v in dict(row).items() if k != "key_hash_hex"}
         await audit.record(conn, ctx, action="revoke", entity_type="api_key", entity_id=key_id, old=dict(old),
                            new=public)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 from fastapi import Depends, Query, Request, Response
@@ -182,5 +182,6 @@ def sparse(model: type[BaseModel], id_field: str = "id") -> type[BaseModel]:
         if name == id_field:
             fields[name] = (info.annotation, info)
         else:
-            fields[name] = (info.annotation | None, Field(None, description=info.description))
+            optional = cast(Any, info.annotation) | None  # a field's annotation is a type (pydantic says type | None)
+            fields[name] = (optional, Field(None, description=info.description))
     return create_model(f"{model.__name__}Item", __doc__=model.__doc__, **fields)

@@ -58,4 +58,5 @@ def build_sender(spec: str) -> MessageSender:
     module, _, name = spec.partition(":")
     if not name:
         raise ValueError(f"message_sender must be 'log', 'file:PATH' or 'module:factory', got {spec!r}")
-    return getattr(importlib.import_module(module), name)()
+    sender: MessageSender = getattr(importlib.import_module(module), name)()  # the factory the setting names
+    return sender

@@ -57,7 +57,7 @@ class AuthCache:
         self._keys: dict[bytes, tuple[float, str, ApiKeyState | None]] = {}
         self._touched: dict[str, float] = {}
         self._sub: Any = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         # Called with the tenant id after any change of its users, sessions or keys (the WebSocket hub
         # re-checks the sockets it holds: a socket is authorised for as long as its credential is).
         self.listeners: list[Callable[[str], None]] = []
@@ -119,7 +119,7 @@ class AuthCache:
         task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    def _remember(cache: dict, key: Any, value: Any) -> None:
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
         if len(cache) >= MAX_ENTRIES:
             cache.clear()  # crude, and rare: a cache miss costs one query
         cache[key] = value

@@ -40,7 +40,8 @@ class ChunkAnswer:
 
     @property
     def data(self) -> dict[str, Any]:
-        return orjson.loads(self.json)
+        data: dict[str, Any] = orjson.loads(self.json)  # a stored answer: a JSON object
+        return data
 
 
 async def run_chunk(services: Services, ctx: store.SyncContext, *, key: str | None, body_hash: str,
@@ -116,7 +117,7 @@ async def _record_error(services: Services, ctx: store.SyncContext, message: str
             await store.record_device_error(conn, ctx.tenant_id, ctx.device_id, ctx.actor, message)
 
 
-_PUBLISHING: set[asyncio.Task] = set()
+_PUBLISHING: set[asyncio.Task[None]] = set()
 
 
 def publish_later(services: Services, tenant: str, messages: list[fe.Outgoing], alert_events: list[Any]) -> None:

@@ -57,4 +57,7 @@ async def _stored_answer(services: Services, kv_key: str) -> dict[str, Any] | No
         entry = await services.idempotency.get(kv_key)
     except KeyNotFoundError:
         return None
-    return json.loads(entry.value)
+    if entry.value is None:  # an entry without a value holds no answer
+        return None
+    answer: dict[str, Any] = json.loads(entry.value)
+    return answer
