@@ -137,7 +137,7 @@ def install_openapi(app: FastAPI) -> None:
                 continue
             path = context.path
             signed_in, permission = _auth_of(route)
-            for method in route.methods:
+            for method in route.methods or ():
                 operation = doc["paths"].get(path, {}).get(method.lower())
                 if operation is None:
                     continue
@@ -161,7 +161,7 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def build_deployment(settings: Settings):
+def build_deployment(settings: Settings) -> serve.Application:
     app = build_app(settings)
 
     @serve.deployment(
@@ -176,4 +176,6 @@ def build_deployment(settings: Settings):
     class Api:
         pass
 
-    return Api.bind()
+    deployment: Any = Api  # serve.deployment made the class a Deployment; ray's types keep the class
+    application: serve.Application = deployment.bind()
+    return application

@@ -50,7 +50,7 @@ def load_runtime_urls(data_dir: Path | str) -> dict[str, Any]:
     """
     path = Path(data_dir) / RUNTIME_FILE
     try:
-        info = json.loads(path.read_text())
+        info: dict[str, Any] = json.loads(path.read_text())
         os.kill(int(info["pid"]), 0)
     except PermissionError:  # alive, someone else's
         return info
@@ -70,7 +70,7 @@ class Stack:
         self.migration: MigrationResult | None = None
         self.supervisor: Any = None
         self.ray_started_here = False
-        self.ray_head: subprocess.Popen | None = None
+        self.ray_head: subprocess.Popen[bytes] | None = None
         self._ray_tmp: Path | None = None
         self._nats_sync_lock = threading.Lock()
         self._nats_sync_stop = threading.Event()
@@ -99,6 +99,20 @@ class Stack:
                 raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
                                    "pass --port") from None
 
+    @property
+    def database_url(self) -> str:
+        """The database's URL: configured, or the embedded server's once `start_servers` has run."""
+        if not self.settings.database_url:
+            raise RuntimeError("no database URL: start_servers() has not run")
+        return self.settings.database_url
+
+    @property
+    def nats_url(self) -> str:
+        """The NATS server's URL: configured, or the embedded server's once `start_servers` has run."""
+        if not self.settings.nats_url:
+            raise RuntimeError("no NATS URL: start_servers() has not run")
+        return self.settings.nats_url
+
     def start_servers(self) -> None:
         self._claim_data_dir()
         # Before anything uses a secret: configured ones are checked, missing ones made once in the data dir.
@@ -113,10 +127,10 @@ class Stack:
             self.nats = EmbeddedNats(self.data_dir / "nats",
                                      feed_secret=feed_secret.get_secret_value() if feed_secret else None).start()
             self.settings = self.settings.model_copy(update={"nats_url": self.nats.url})
-        self.migration = migrate(self.settings.database_url, retention_days=self.settings.retention_days,
+        self.migration = migrate(self.database_url, retention_days=self.settings.retention_days,
                                  app_user=self.settings.app_db_user,
                                  app_password=self.settings.secret("app_db_password"))
-        resealed = reseal_secrets(self.settings.database_url, SecretBox.from_settings(self.settings))
+        resealed = reseal_secrets(self.database_url, SecretBox.from_settings(self.settings))
         if resealed:
             log.info("sealed %d stored TOTP seeds with the current data key", resealed)
         asyncio.run(self._ensure_streams())
@@ -145,7 +159,7 @@ class Stack:
         if self.nats is None:
             return False
         with self._nats_sync_lock:
-            return self.nats.set_tenants(tenants.list_active_tenants_sync(self.settings.database_url))
+            return self.nats.set_tenants(tenants.list_active_tenants_sync(self.database_url))
 
     def _start_nats_sync(self) -> None:
         """Keep the embedded NATS's feed users in step with the tenants table (checked every 2 s)."""
@@ -171,7 +185,7 @@ class Stack:
             self._nats_sync_thread = None
 
     async def _ensure_streams(self) -> None:
-        nc = await bus.connect(self.settings.nats_url, "wellpulse-setup")
+        nc = await bus.connect(self.nats_url, "wellpulse-setup")
         try:
             s = self.settings
             await bus.ensure_streams(nc.jetstream(), bus.StreamLimits(
@@ -185,7 +199,8 @@ class Stack:
             address = os.environ.get("RAY_ADDRESS") or self._start_ray_head()
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=self.log_to_driver)
             self.ray_started_here = True
-        self.supervisor = Supervisor.options(
+        supervisor: Any = Supervisor  # @ray.remote made the class an actor class; ray's types keep the class
+        self.supervisor = supervisor.options(
             name=SUPERVISOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime=None,
         ).remote(self.settings)
         ray.get(self.supervisor.start.remote())
@@ -207,7 +222,7 @@ class Stack:
         port = free_port()
         auth = self._ray_auth()
         os.environ.update(auth)  # the driver's own ray.init authenticates with the same token
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; not in ray's type stubs
 
         Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported: make it read it again
         env = {**os.environ, **auth,
@@ -282,7 +297,7 @@ class Stack:
 
     async def register_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:
         """Create or reactivate a tenant with its equipment and start its TenantActor."""
-        pool = await db.create_pool(self.settings.database_url, max_size=1)
+        pool = await db.create_pool(self.database_url, max_size=1)
         try:
             await tenants.upsert_tenant(pool, tenant_id, name)
             await assets.upsert_equipment(pool, tenant_id, equipment)
