@@ -596,7 +596,7 @@ class SeasonalProfile:
             a = 1.0 / n
         d = x - m
         # z measures the out-of-sample residual: its spread is learned on the same.
-        self._residuals.update(x - (m if predicted is None else predicted))  # type: ignore[union-attr]
+        self._residuals.update(x - (m if predicted is None else predicted))  # type: ignore[union-attr]  # made above on the first value
         self._means[i] = m + (d if a >= 1.0 else a * d)
 
 
@@ -1005,7 +1005,7 @@ class EquipmentAnomalyScorer:
             if profiles:
                 p = profiles.get(k)
                 if p is not None:
-                    zd = p.z(v, ts)  # type: ignore[arg-type]
+                    zd = p.z(v, ts)  # type: ignore[arg-type]  # ts is set: profiles is None without it
                     kd = k + "@daily"
                     if zd is not None:
                         # A new component starts from 0 and is smoothed in: entering T at full weight, the

@@ -239,7 +239,7 @@ class FailurePredictor:
     def __setstate__(self, state: dict[str, object]) -> None:
         # Pickles written before the outbox and the label memory existed.
         max_outbox = state.setdefault("max_outbox", 1_000)
-        state.setdefault("_outbox", deque(maxlen=max_outbox))  # type: ignore[call-overload]
+        state.setdefault("_outbox", deque(maxlen=max_outbox))  # type: ignore[call-overload]  # an int: the default or the pickle's
         state.setdefault("_failures", deque(maxlen=64))
         state.setdefault("_unshared_failures", 0)
         self.__dict__.update(state)

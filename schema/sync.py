@@ -519,7 +519,8 @@ _CHANGES: TypeAdapter[list[SyncChange]] = TypeAdapter(list[SyncChange])
 @cache
 def _list_adapter(entity: str, op: str) -> TypeAdapter[Any]:
     model = ENTITY_MODELS[entity] if op == "create" else patch_model(entity)
-    return TypeAdapter(list[model])  # type: ignore[valid-type]
+    item: Any = model  # chosen at run time: not a static type
+    return TypeAdapter(list[item])
 
 
 def _parsed(path: str, change: SyncChange, data: dict[str, Any], defaults: dict[str, Any]) -> ParsedChange:

@@ -390,11 +390,11 @@ async def start_maintenance(services: Services, audit: AuditContext, principal: 
             ended_at=body.ended_at, performed_by=body.performed_by, created_by=principal.actor)
         status = await _follow_jobs(conn, tenant_id, equipment, was_open=False,
                                     is_open=_open(started_at, body.ended_at, now))
-        record = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id)
+        record = await _written_maintenance(conn, tenant_id, equipment_id, maintenance_id)
         await uow.record(action="create", entity_type="maintenance", entity_id=maintenance_id,
-                         new={**record, "equipment_status": status})  # type: ignore[dict-item]
+                         new={**record, "equipment_status": status})
         uow.notify_actors("silences", *(["registry"] if status else []))
-    return record  # type: ignore[return-value]
+    return record
 
 
 async def update_maintenance(services: Services, audit: AuditContext, equipment_id: str, maintenance_id: str,
@@ -419,15 +419,24 @@ async def update_maintenance(services: Services, audit: AuditContext, equipment_
         status = await _follow_jobs(conn, tenant_id, equipment,
                                     was_open=_open(record["started_at"], record["ended_at"], now),
                                     is_open=_open(started_at, ended_at, now))
-        new = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id)
-        before, after = _diff(record, new)  # type: ignore[arg-type]
+        new = await _written_maintenance(conn, tenant_id, equipment_id, maintenance_id)
+        before, after = _diff(record, new)
         await uow.record(action="update", entity_type="maintenance", entity_id=maintenance_id,
                          old=before, new={**after, "equipment_status": status})
         uow.notify_actors("silences", *(["registry"] if status else []))
-    return new  # type: ignore[return-value]
+    return new
 
 
 async def due_maintenance(services: Services, tenant_id: str, q: ListQuery, within_days: int,
                           ) -> tuple[list[dict[str, Any]], int]:
     return await tenant_page(services, tenant_id, assets.DUE_MAINTENANCE, q,
                              extra_where=[(assets.DUE_WITHIN_DAYS, [within_days])])
+
+
+async def _written_maintenance(conn: asyncpg.Connection, tenant_id: str, equipment_id: str,
+                               maintenance_id: str) -> dict[str, Any]:
+    """A maintenance record this transaction has just written (so it is there to read back)."""
+    record = await assets.get_maintenance(conn, tenant_id, equipment_id, maintenance_id)
+    if record is None:
+        raise RuntimeError(f"maintenance {maintenance_id} not found in the transaction that wrote it")
+    return record

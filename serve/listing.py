@@ -97,7 +97,7 @@ def list_params(spec: ResourceSpec, *, reserved: Iterable[str] = ()) -> Any:
         *(_query(f.name, list[str] | None, None, _filter_help(f))
           for f in spec.filterable if f.name not in skip),
     ]
-    list_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    list_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # FastAPI reads the parameters from it
         [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request), *declared],
         return_annotation=ListQuery,
     )

@@ -47,7 +47,7 @@ def create_tenant(database_url: str, tenant_id: str, *, name: str, admin_email: 
         user_id = str(conn.execute(
             "INSERT INTO users (tenant_id, email, name, role, status, password_hash, password_changed_at)"
             " VALUES (%s, %s, '', 'admin', 'active', %s, now()) RETURNING id",
-            (tenant_id, admin_email.lower(), password_hash)).fetchone()[0])  # type: ignore[index]
+            (tenant_id, admin_email.lower(), password_hash)).fetchone()[0])  # type: ignore[index]  # RETURNING gives one row
         _audit(conn, tenant_id, "create", "tenant", tenant_id, {"name": name})
         _audit(conn, tenant_id, "create", "user", user_id, {"email": admin_email.lower(), "role": "admin"})
     return user_id
@@ -87,7 +87,7 @@ def ensure_user(database_url: str, tenant_id: str, email: str, *, role: str, pas
         user_id = str(conn.execute(
             "INSERT INTO users (tenant_id, email, name, role, status, password_hash) VALUES"
             " (%s, %s, %s, %s, 'active', %s) RETURNING id",
-            (tenant_id, email.lower(), name, role, password_hash)).fetchone()[0])  # type: ignore[index]
+            (tenant_id, email.lower(), name, role, password_hash)).fetchone()[0])  # type: ignore[index]  # RETURNING gives one row
         _audit(conn, tenant_id, "create", "user", user_id, {"email": email.lower(), "role": role})
         return user_id
 
@@ -102,7 +102,7 @@ def open_session(database_url: str, tenant_id: str, email: str, *, lifetime: tim
             raise AdminError(f"no active user {email!r} in tenant {tenant_id!r}")
         session_id = conn.execute(
             "INSERT INTO auth_sessions (tenant_id, user_id, expires_at, user_agent) VALUES"
-            " (%s, %s, now() + %s, 'wellpulse-cli') RETURNING id", (tenant_id, row[0], lifetime)).fetchone()[0]  # type: ignore[index]
+            " (%s, %s, now() + %s, 'wellpulse-cli') RETURNING id", (tenant_id, row[0], lifetime)).fetchone()[0]  # type: ignore[index]  # RETURNING gives one row
         _audit(conn, tenant_id, "login", "session", str(session_id), {"via": "cli token"})
     return str(row[0]), str(session_id), row[1]
 

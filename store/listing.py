@@ -379,7 +379,7 @@ def _parse_filter(fs: FieldSpec, raw: str) -> list[Filter]:
             "gte": [Filter(fs.name, "gte", start)], "lt": [Filter(fs.name, "lt", start)],
             "gt": [Filter(fs.name, "gte", end)], "lte": [Filter(fs.name, "lt", end)],
         }[op]
-    return [Filter(fs.name, op, value)]  # type: ignore[arg-type]
+    return [Filter(fs.name, op, value)]  # type: ignore[arg-type]  # op checked against the field's operators
 
 
 class _Day(NamedTuple):

@@ -73,7 +73,7 @@ def ensure_app_role(conn: psycopg.Connection, user: str, password: str | None) -
 def grant_app_role(conn: psycopg.Connection, user: str) -> None:
     """What the app may touch: rows of its tables (RLS filters them), never the past of audit_log or field_events."""
     role = sql.Identifier(user)
-    dbname = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    dbname = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]  # always one row
     for statement in (
         "GRANT CONNECT ON DATABASE {db} TO {role}",
         # No temporary objects: they are what a definer function's search path could be tricked into using.

@@ -80,8 +80,8 @@ def _q(value: str) -> str:
 def _user_block(user: str, password: str, permissions: dict[str, object] | None) -> str:
     parts = [f"user: {_q(user)}", f"password: {_q(password)}"]
     if permissions is not None:
-        pub = ", ".join(_q(s) for s in permissions["publish"]["allow"])  # type: ignore[index]
-        sub = ", ".join(_q(s) for s in permissions["subscribe"]["allow"])  # type: ignore[index]
+        pub = ", ".join(_q(s) for s in permissions["publish"]["allow"])  # type: ignore[index]  # feed_permissions' shape
+        sub = ", ".join(_q(s) for s in permissions["subscribe"]["allow"])  # type: ignore[index]  # feed_permissions' shape
         parts.append(f"permissions: {{ publish: {{ allow: [{pub}] }}, subscribe: {{ allow: [{sub}] }}, "
                      f"allow_responses: {'true' if permissions.get('allow_responses') else 'false'} }}")
     return "    { " + ", ".join(parts) + " }"
