@@ -144,6 +144,18 @@ async def seed_tenant(database_url: str, tenant_id: str, equipment: list[tuple[s
     await asyncio.to_thread(add_users, database_url, tenant_id)
 
 
+async def seeded_tenant(database_url: str, prefix: str, equipment: list[tuple[str, str]], *,
+                        users: bool = True) -> str:
+    """A new tenant (`new_tenant_id`) seeded in the database alone (`seed_tenant`; without its users when a test
+    needs none): the fast tier's modules' ``tenant`` fixture. Returns its id."""
+    tenant_id = new_tenant_id(prefix)
+    if users:
+        await seed_tenant(database_url, tenant_id, equipment)
+    else:
+        await _insert_tenant(database_url, tenant_id, equipment, None)
+    return tenant_id
+
+
 async def _insert_tenant(database_url: str, tenant_id: str, equipment: list[tuple[str, str]],
                          rules: list[dict[str, Any]] | None) -> None:
     conn = await asyncpg.connect(database_url)

@@ -19,7 +19,7 @@ from config import ManualClock
 from schema.errors import Conflict, InvalidInput
 from schema.severity import SEVERITY_RANK
 from store import alerts as alert_store
-from tests.helpers import new_tenant_id, now_utc, seed_tenant
+from tests.helpers import new_tenant_id, now_utc, seed_tenant, seeded_tenant
 
 pytestmark = pytest.mark.fast
 ESCALATE_AFTER = 15 * 60.0  # the server default (Settings.escalate_after_seconds)
@@ -49,9 +49,7 @@ async def _alert(services: Any, tenant: str, alert_id: int) -> Any:
 
 @pytest.fixture
 async def tenant(services: Any) -> str:
-    tenant_id = new_tenant_id("ops")
-    await seed_tenant(services.settings.database_url, tenant_id, [("MTR-1", "meter"), ("MTR-2", "meter")])
-    return tenant_id
+    return await seeded_tenant(services.settings.database_url, "ops", [("MTR-1", "meter"), ("MTR-2", "meter")])
 
 
 @pytest.fixture

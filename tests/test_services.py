@@ -30,16 +30,14 @@ from store import alerts as alert_store
 from store import sync as sync_store
 from store.audit import AuditContext
 from store.listing import ListQuery
-from tests.helpers import new_tenant_id, seed_tenant, wait_for
+from tests.helpers import seeded_tenant, wait_for
 
 pytestmark = pytest.mark.fast
 
 
 @pytest.fixture
 async def tenant(services: Any) -> str:
-    tenant_id = new_tenant_id("svc")
-    await seed_tenant(services.settings.database_url, tenant_id, [("PJ-1", "pump_jack")])
-    return tenant_id
+    return await seeded_tenant(services.settings.database_url, "svc", [("PJ-1", "pump_jack")])
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""The unit of work (serve/uow.py) against PostgreSQL alone: effects run only after the commit, a rollback drops
-them, and the audit row commits or rolls back with the change."""
+"""The unit of work (serve/uow.py) against PostgreSQL alone (fast tier): effects run only after the commit, a
+rollback drops them, and the audit row commits or rolls back with the change."""
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -8,19 +8,20 @@ from typing import Any
 import asyncpg
 import pytest
 
+from config import Settings
 from serve.uow import TenantWork, UnitOfWork
 from store import db
 from store.audit import AuditContext
-from store.migrate import migrate
 
+pytestmark = pytest.mark.fast
 TENANT = "uow-t"
 AUDIT = AuditContext(tenant_id=TENANT, actor_type="user", actor_id="tester")
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    migrate(database_url)
-    pool = await db.create_pool(database_url, max_size=2)
+async def pool(pg_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The fast tier's database, migrated once for the session (as the owner: the test inserts a tenant)."""
+    pool = await db.create_pool(pg_settings.database_url, max_size=2)
     await pool.execute("INSERT INTO tenants (id, name) VALUES ($1, 'uow') ON CONFLICT DO NOTHING", TENANT)
     try:
         yield pool
