@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import ray
 
-from actors.common import ACTOR_OPTIONS, open_connections, setup_logging
+from actors.common import ACTOR_OPTIONS, open_connections, setup_logging, while_down_retry
 from config import Settings
 from config.secrets import UntrustedBlob, sign_blob, verify_blob
 from models import (
@@ -257,7 +257,11 @@ class EquipmentActor:
     async def _emit(self, changes: Sequence[AlertChange]) -> None:
         if not changes:
             return
-        events = await alert_store.persist_changes(self._pool, self.tenant_id, to_change_rows(changes, self.entities))
+        rows = to_change_rows(changes, self.entities)
+        # The models have moved on: a change that is not stored now is never made again (unless this actor
+        # dies and re-learns from its checkpoint), so an outage is waited out with the batch held.
+        events = await while_down_retry(lambda: alert_store.persist_changes(self._pool, self.tenant_id, rows),
+                                        what=f"alert changes of tenant {self.tenant_id}")
         self.counters["alert_events"] += len(events)
         await publish_alert_events(self._js, self.tenant_id, events)
 

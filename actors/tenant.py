@@ -3,7 +3,9 @@
 Per batch: validate each message (bad ones go to ``dlq.<tenant>`` and are acked), write
 the readings idempotently, hand them to the EquipmentActors, and only then ack. A crash
 anywhere before the ack means redelivery, which the idempotent write and the models'
-"already learned" check make harmless.
+"already learned" check make harmless. While the database is down, the batch waits where it is
+(`TenantActor._write_in_order`): handed back, it would come again behind newer readings, which the
+models would then skip as late.
 """
 
 import asyncio
@@ -19,7 +21,7 @@ from typing import Any
 import ray
 from pydantic import ValidationError
 
-from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging
+from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging, while_down_retry
 from actors.equipment import EquipmentActor, publish_alert_events
 from actors.placement import place
 from config import SYSTEM_CLOCK, Clock, Settings
@@ -108,7 +110,7 @@ class TenantActor:
         self.actors: dict[str, Any] = {}
         self.counters: dict[str, Any] = {
             "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
-            "dlq": defaultdict(int), "errors": 0,
+            "dlq": defaultdict(int), "errors": 0, "write_retries": 0,
         }
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.write_hist = [0] * len(WRITE_BUCKETS)
@@ -252,7 +254,28 @@ class TenantActor:
                                   reason=exc.reason, headers=msg.headers)
             self.counters["dlq"][exc.code] += 1
             await msg.ack()
-        unknown = [e for e in by_equipment if e not in self.equipment and e not in self.retired]
+        self.stage_seconds["decode"] += time.perf_counter() - t0
+        inserted = await self._write_in_order(good, list(by_equipment), rows)
+        return good, by_equipment, len(rows), inserted
+
+    async def _write_in_order(self, good: list[Any], equipment: list[str], rows: list[reading_store.ReadingRow]) -> int:
+        """Write the batch's readings; while the database is down, hold the batch and try again.
+
+        Handing the batch back (a nak) would let newer messages overtake it, and an incident inside the
+        held-back readings would be stored but never alerted on (the models skip late snapshots).
+        ``in_progress`` keeps JetStream from redelivering the held messages meanwhile.
+        """
+        async def keep_in_progress() -> None:
+            self.counters["write_retries"] += 1
+            for msg in good:
+                with contextlib.suppress(Exception):  # the bus may be down too; redelivery then keeps the order
+                    await msg.in_progress()
+
+        return await while_down_retry(lambda: self._write(equipment, rows), on_wait=keep_in_progress,
+                                      what=f"readings of tenant {self.tenant_id}", stopping=lambda: self._stopping)
+
+    async def _write(self, equipment: list[str], rows: list[reading_store.ReadingRow]) -> int:
+        unknown = [e for e in equipment if e not in self.equipment and e not in self.retired]
         if unknown:
             # A feed may report equipment before anyone registered it: keep its data, register it.
             # Registered by the API since our last reload: left as it is. Deleted: stays deleted
@@ -262,12 +285,11 @@ class TenantActor:
             await self._load_registry()
             self.retired.update(e for e in unknown if e not in self.equipment)
         started = time.perf_counter()
-        self.stage_seconds["decode"] += started - t0
         inserted = await reading_store.copy_readings(self._pool, rows) if rows else 0
         elapsed = time.perf_counter() - started
         self._observe_write(elapsed)
         self.stage_seconds["write"] += elapsed
-        return good, by_equipment, len(rows), inserted
+        return inserted
 
     async def _learn_and_ack(self, good: list[Any], by_equipment: dict[str, list], rows: int, inserted: int) -> None:
         if not good:

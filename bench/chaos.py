@@ -86,11 +86,17 @@ class Feed:
     acked: dict[tuple[str, str], set[int]] = field(default_factory=lambda: defaultdict(set))
     generated: int = 0
     retried: int = 0
+    resent: set[tuple[str, str, int]] = field(default_factory=set)  # snapshots published more than once
     unacked_at_end: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def ts(self, i: int) -> datetime:
         return self.start + timedelta(milliseconds=250 * i)
+
+    @property
+    def snapshot_index(self) -> int:
+        """The index of the snapshot each equipment is being sent now."""
+        return self.generated // (len(self.tenants) * EQUIPMENT_PER_TENANT)
 
     async def run(self, flush_timeout: float = 120.0) -> None:
         pairs = [(t, f"PJ-{k + 1}") for t in self.tenants for k in range(EQUIPMENT_PER_TENANT)]
@@ -110,6 +116,7 @@ class Feed:
                 if stopped_at is not None and (not backlog or time.monotonic() - stopped_at > flush_timeout):
                     break
                 self.retried += len(backlog)
+                self.resent.update(backlog)
                 batch, backlog = backlog, []
                 due = (time.monotonic() - began) * per_second
                 while stopped_at is None and self.generated < due and len(batch) < 1_000:
@@ -276,7 +283,7 @@ async def _wait_http(http: httpx.AsyncClient, timeout: float) -> float | None:
 
 
 async def check(stack: Stack, feed: Feed, operators: list[Operator], tenants: list[str],
-                timeout: float) -> dict[str, Any]:
+                timeout: float, phases: list[tuple[str, int]]) -> dict[str, Any]:
     """What was acknowledged against what is stored; incidents against alerts; events against sockets."""
     expected = sum(len(ns) * len(SENSORS) for ns in feed.acked.values())
     conn = await asyncpg.connect(stack.settings.database_url)
@@ -309,7 +316,8 @@ async def check(stack: Stack, feed: Feed, operators: list[Operator], tenants: li
         for r in opened:
             k = round((r["opened_at"] - feed.start).total_seconds() / 0.25)
             hits[(r["tenant_id"], r["equipment_id"], k - k % INCIDENT_EVERY)] += 1
-        alerts_missing = sum(1 for (t, e), ks in incidents.items() for k in ks if hits.get((t, e, k), 0) == 0)
+        missing = [(t, e, k) for (t, e), ks in incidents.items() for k in ks if hits.get((t, e, k), 0) == 0]
+        alerts_missing = len(missing)
         alerts_doubled = sum(c - 1 for c in hits.values() if c > 1)
         ws_lost = ws_doubled = ws_out_of_order = 0
         for tenant, op in zip(tenants, operators, strict=True):
@@ -324,10 +332,27 @@ async def check(stack: Stack, feed: Feed, operators: list[Operator], tenants: li
     return {
         "readings": {"acked": expected, "lost": lost, "duplicated": duplicated, "checksum_mismatches": mismatched},
         "alerts": {"incidents": sum(len(v) for v in incidents.values()), "missing": alerts_missing,
-                   "doubled": alerts_doubled},
+                   "doubled": alerts_doubled, "missing_by_phase": _missing_by_phase(missing, feed, phases)},
         "websocket": {"lost": ws_lost, "duplicated": ws_doubled, "out_of_order": ws_out_of_order,
                       "reconnects": sum(op.reconnects for op in operators)},
     }
+
+
+def _missing_by_phase(missing: list[tuple[str, str, int]], feed: Feed,
+                      phases: list[tuple[str, int]]) -> dict[str, dict[str, int]]:
+    """Missing incidents by the fault (or the settling after it) during which they were sent, and how many of
+    them had a snapshot sent again after a refused publish (it then reached the models after later ones)."""
+    out: dict[str, dict[str, int]] = {}
+    for t, e, k in missing:
+        phase = "before_faults"
+        for name, first in phases:
+            if k >= first:
+                phase = name
+        row = out.setdefault(phase, {"missing": 0, "with_resent_snapshot": 0})
+        row["missing"] += 1
+        if any((t, e, k + j) in feed.resent for j in range(INCIDENT_LENGTH + 1)):
+            row["with_resent_snapshot"] += 1
+    return out
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -364,7 +389,9 @@ async def main(args: argparse.Namespace) -> int:
             await asyncio.sleep(args.settle)
             baseline = (await _count(stack.settings.database_url) - c0) / (time.monotonic() - t0)
             chosen = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
+            phases: list[tuple[str, int]] = []
             for name in chosen:
+                phases.append((name, feed.snapshot_index))
                 print(f"chaos: {name} ...", file=sys.stderr, flush=True)
                 results.append(await run_scenario(name, stack, tenants, operators, args, http, tokens[0]))
                 print(f"chaos: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
@@ -372,7 +399,7 @@ async def main(args: argparse.Namespace) -> int:
         feed.stop.set()
         await feed_task
         await asyncio.sleep(args.settle)
-        checks = await check(stack, feed, operators, tenants, args.recover_timeout)
+        checks = await check(stack, feed, operators, tenants, args.recover_timeout, phases)
         for op in operators:
             op.stop.set()
         await asyncio.gather(*op_tasks, return_exceptions=True)

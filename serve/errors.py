@@ -24,6 +24,7 @@ from schema.errors import (
     NotFound,
 )
 from serve.bodylimit import BodyTooLarge
+from store.outage import backing_service_down
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -163,21 +164,3 @@ def install(app: FastAPI) -> None:
                                 status_code=503, headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
         log.exception("unhandled error (request %s)", getattr(request.state, "request_id", "-"))
         return JSONResponse(envelope("INTERNAL", "internal error"), status_code=500)
-
-
-def backing_service_down(exc: BaseException) -> bool:
-    """Whether `exc` says the database or the bus cannot be reached (as opposed to a bug or bad data)."""
-    import asyncpg
-    import nats.errors
-
-    down = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-            asyncpg.OperatorInterventionError, asyncpg.ConnectionDoesNotExistError,
-            nats.errors.ConnectionClosedError, nats.errors.NoServersError, nats.errors.TimeoutError,
-            nats.errors.ConnectionReconnectingError, nats.errors.OutboundBufferLimitError)
-    if isinstance(exc, down):
-        return True
-    # A pooled connection the server closed under us; other InterfaceErrors are our own misuse.
-    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
-        return True
-    cause = exc.__cause__ or exc.__context__
-    return cause is not None and cause is not exc and backing_service_down(cause)

@@ -87,17 +87,23 @@ def _database_on(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a PostgreSQL server's maintenance database."""
-    external = os.environ.get("WELLPULSE_TEST_DATABASE_URL")
-    if external:
-        yield external
+def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | None]:
+    """The session's own PostgreSQL server (None when ``WELLPULSE_TEST_DATABASE_URL`` names one): a test
+    that must stop and restart the database (tests/test_outage.py) holds this."""
+    if os.environ.get("WELLPULSE_TEST_DATABASE_URL"):
+        yield None
         return
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="postgres").start()
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(embedded_pg: EmbeddedPostgres | None) -> str:
+    """URL of a PostgreSQL server's maintenance database."""
+    return embedded_pg.url if embedded_pg is not None else os.environ["WELLPULSE_TEST_DATABASE_URL"]
 
 
 @pytest.fixture(scope="module")
