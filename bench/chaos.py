@@ -14,7 +14,10 @@ Faults, one at a time, each followed by the time until ingest moves again:
   must say degraded and the REST API answer 503 with the error envelope, and nothing may go to the DLQ;
 - ``tenant_actor``, ``equipment_actor``, ``supervisor``, ``serve_replica``, ``serve_controller``: kill -9
   (``ray.kill``) of that Ray actor;
-- ``ws``: one operator's socket closed for ``--ws-down`` seconds, then resumed with ``since``.
+- ``ws``: one operator's socket closed for ``--ws-down`` seconds, then resumed with ``since``;
+- ``flood``: the first tenant sends ten times its share for ``--flood-seconds`` (nine shares more, from equipment
+  of its own): the other tenants' alert latency (an incident's first snapshot sent to its ``opened`` event on
+  the operator's socket) during the flood is set against the same latency before the first fault.
 
 After the last fault the feed stops and the checks run: every acknowledged reading stored exactly once (count
 and checksum by key), every incident opened one ``chaos_high`` alert and no more, and every operator got
@@ -58,7 +61,8 @@ from serve.runtime import Stack
 from store.admin import ensure_user
 
 SCENARIOS = ("nats", "postgres", "tenant_actor", "equipment_actor", "supervisor", "serve_replica",
-             "serve_controller", "ws")
+             "serve_controller", "ws", "flood")
+FLOOD_PREFIX = "FLOOD-"  # the flooding tenant's extra equipment; their readings are not part of the checks
 EQUIPMENT_PER_TENANT = 4
 SENSORS = ("motor_current_a", "polished_rod_load_lbf", "strokes_per_minute", "tubing_psi", "casing_psi")
 INCIDENT_EVERY = 400  # snapshots of one equipment between two incidents
@@ -87,6 +91,7 @@ class Feed:
     generated: int = 0
     retried: int = 0
     resent: set[tuple[str, str, int]] = field(default_factory=set)  # snapshots published more than once
+    incident_sent: dict[tuple[str, str, int], float] = field(default_factory=dict)  # wall time, first send
     unacked_at_end: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -125,6 +130,8 @@ class Feed:
                     self.generated += 1
                 futures = []
                 for tenant, equipment, n in batch:
+                    if n >= INCIDENT_EVERY and n % INCIDENT_EVERY == 0:
+                        self.incident_sent.setdefault((tenant, equipment, n), time.time())
                     body = json.dumps({"equipment_id": equipment, "ts": self.ts(n).isoformat(),
                                        "values": _values(n)}).encode()
                     try:
@@ -152,6 +159,7 @@ class Operator:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url, token
         self.seqs: list[int] = []
+        self.opened: list[tuple[str, str, float]] = []  # chaos_high openings: equipment, occurred_at, received
         self.reconnects = 0
         self.paused = asyncio.Event()
         self.paused.set()  # set: allowed to be connected
@@ -170,11 +178,65 @@ class Operator:
                             message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
                             if "seq" in message:
                                 self.seqs.append(int(message["seq"]))
+                                if message.get("kind") == "opened" and message.get("rule_id") == RULE["id"]:
+                                    self.opened.append((message["equipment_id"], message["occurred_at"],
+                                                        time.time()))
             except (OSError, websockets.WebSocketException, TimeoutError):
                 pass
             if not self.stop.is_set():
                 self.reconnects += 1
                 await asyncio.sleep(0.5)
+
+
+async def _flood(url: str, tenant: str, values_per_s: float, seconds: float) -> int:
+    """Extra snapshots from the tenant's own `FLOOD_PREFIX` equipment, paced at `values_per_s` for `seconds`
+    (no incidents among them); returns how many JetStream acknowledged."""
+    nc = await nats.connect(url)
+    js = nc.jetstream(timeout=5.0)
+    per_second = values_per_s / len(SENSORS)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    sent = acked = 0
+    began = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - began) < seconds:
+            futures = []
+            while sent < elapsed * per_second and len(futures) < 1_000:
+                equipment, n = f"{FLOOD_PREFIX}{sent % EQUIPMENT_PER_TENANT + 1}", sent // EQUIPMENT_PER_TENANT
+                quiet = n if n % INCIDENT_EVERY >= INCIDENT_LENGTH else INCIDENT_LENGTH
+                ts = start + timedelta(milliseconds=250 * n)
+                body = json.dumps({"equipment_id": equipment, "ts": ts.isoformat(), "values": _values(quiet)}).encode()
+                futures.append(await js.publish_async(tele_subject(tenant, equipment), body))
+                sent += 1
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            acked += sum(1 for r in results if not isinstance(r, BaseException))
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    return acked
+
+
+def _percentiles(xs: list[float]) -> dict[str, Any]:
+    xs = sorted(xs)
+    if not xs:
+        return {"incidents": 0}
+    return {"incidents": len(xs), "p50_ms": round(1000 * xs[len(xs) // 2]),
+            "p95_ms": round(1000 * xs[min(len(xs) - 1, math.ceil(0.95 * len(xs)) - 1)]), "max_ms": round(1000 * xs[-1])}
+
+
+def alert_latency(feed: Feed, operators: list[Operator], tenants: list[str], windows: dict[str, tuple[float, float]],
+                  skip_tenant: str) -> dict[str, Any]:
+    """The other tenants' alert latency in each wall-clock window: an incident's first snapshot sent to its
+    ``opened`` event received on the operator's socket."""
+    received: dict[tuple[str, str, int], float] = {}
+    for tenant, op in zip(tenants, operators, strict=True):
+        for equipment, occurred_at, at in op.opened:
+            k = round((datetime.fromisoformat(occurred_at) - feed.start).total_seconds() / 0.25)
+            received.setdefault((tenant, equipment, k - k % INCIDENT_EVERY), at)
+    out: dict[str, Any] = {}
+    for name, (lo, hi) in windows.items():
+        out[name] = _percentiles([received[key] - sent for key, sent in feed.incident_sent.items()
+                                  if key[0] != skip_tenant and lo <= sent < hi and key in received])
+    return out
 
 
 async def _wait_progress(url: str, before: int, timeout: float) -> float | None:
@@ -259,6 +321,12 @@ async def run_scenario(name: str, stack: Stack, tenants: list[str], operators: l
         operators[0].paused.clear()
         await asyncio.sleep(args.ws_down)
         operators[0].paused.set()
+    elif name == "flood":
+        window_start = time.time()
+        out["flood_values_per_s"] = round(9 * args.rate / len(tenants))
+        out["flood_snapshots_acked"] = await _flood(stack.settings.nats_url or "", tenants[0],
+                                                    9 * args.rate / len(tenants), args.flood_seconds)
+        out["window"] = (window_start, time.time())
     out["fault_seconds"] = round(time.monotonic() - began, 2)
     out["recovery_seconds"] = await _wait_progress(url, max(before, await _count_safe(url)), args.recover_timeout)
     if name in ("serve_replica", "serve_controller", "postgres"):
@@ -290,7 +358,8 @@ async def check(stack: Stack, feed: Feed, operators: list[Operator], tenants: li
     try:
         began = time.monotonic()
         while time.monotonic() - began < timeout:
-            if int(await conn.fetchval("SELECT count(*) FROM readings")) >= expected:
+            if int(await conn.fetchval("SELECT count(*) FROM readings WHERE equipment_id NOT LIKE $1",
+                                       FLOOD_PREFIX + "%")) >= expected:
                 break
             await asyncio.sleep(1.0)
         lost = duplicated = 0
@@ -390,6 +459,7 @@ async def main(args: argparse.Namespace) -> int:
             baseline = (await _count(stack.settings.database_url) - c0) / (time.monotonic() - t0)
             chosen = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
             phases: list[tuple[str, int]] = []
+            faults_began = time.time()
             for name in chosen:
                 phases.append((name, feed.snapshot_index))
                 print(f"chaos: {name} ...", file=sys.stderr, flush=True)
@@ -400,6 +470,16 @@ async def main(args: argparse.Namespace) -> int:
         await feed_task
         await asyncio.sleep(args.settle)
         checks = await check(stack, feed, operators, tenants, args.recover_timeout, phases)
+        for result in results:
+            if result["scenario"] == "flood":
+                during = result.pop("window")
+                latency = alert_latency(feed, operators, tenants, {
+                    "before_faults": (0.0, faults_began), "during_flood": (during[0], during[1])}, tenants[0])
+                result["other_tenants_alert_latency"] = latency
+                before, flood = latency["before_faults"], latency["during_flood"]
+                if before.get("incidents") and flood.get("incidents"):
+                    result["p95_ratio"] = round(flood["p95_ms"] / max(before["p95_ms"], 1), 2)
+                    result["fair"] = result["p95_ratio"] <= 2.0  # the bar: within 2x of normal
         for op in operators:
             op.stop.set()
         await asyncio.gather(*op_tasks, return_exceptions=True)
@@ -424,6 +504,7 @@ if __name__ == "__main__":
     parser.add_argument("--nats-down", type=float, default=10.0)
     parser.add_argument("--pg-down", type=float, default=60.0)
     parser.add_argument("--ws-down", type=float, default=30.0)
+    parser.add_argument("--flood-seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds between faults")
     parser.add_argument("--recover-timeout", type=float, default=120.0)
