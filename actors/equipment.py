@@ -456,6 +456,7 @@ class EquipmentActor:
     async def status(self) -> dict[str, Any]:
         return {
             "slot": self.slot,
+            "node_id": ray.get_runtime_context().get_node_id(),
             "entities": {eid: e.summary() for eid, e in self.entities.items()},
             "counters": dict(self.counters),
             "stage_seconds": dict(self.stage_seconds),

@@ -14,11 +14,20 @@ from store import tenants as tenant_store
 
 log = logging.getLogger(__name__)
 SUPERVISOR_NAME = "supervisor"
+# What a TenantActor asks of a node: next to nothing (it waits on IO), but not nothing, because Ray spreads
+# only actors that ask for some CPU; with none, every tenant would sit on the node that asked first.
+TENANT_CPUS = 0.001
 WATCH_SECONDS = 2.0
 
 
 def tenant_actor_name(tenant_id: str) -> str:
     return f"tenant:{tenant_id}"
+
+
+def alive_nodes() -> dict[str, float]:
+    """The cluster's alive nodes that can run work: node id -> CPUs."""
+    return {n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes()
+            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) > 0}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -65,8 +74,11 @@ class Supervisor:
         active = await tenant_store.list_active_tenants(self._pool)
         for tenant_id in active:
             if tenant_id not in self.tenants:
+                # SPREAD: new tenants go round the nodes that have room; Ray restarts a lost node's actors
+                # on the others. An actor that exists already (get_if_exists) stays where it is.
                 self.tenants[tenant_id] = TenantActor.options(
                     name=tenant_actor_name(tenant_id), namespace=NAMESPACE, get_if_exists=True,
+                    num_cpus=TENANT_CPUS, scheduling_strategy="SPREAD",
                 ).remote(tenant_id, self.settings)
                 log.info("tenant %s: actor started", tenant_id)
         gone = {tenant_id: self.tenants.pop(tenant_id) for tenant_id in set(self.tenants) - set(active)}

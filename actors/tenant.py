@@ -379,6 +379,7 @@ class TenantActor:
     async def stats(self) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
+            "node_id": ray.get_runtime_context().get_node_id(),
             "counters": {k: (dict(v) if isinstance(v, defaultdict) else v) for k, v in self.counters.items()},
             "write_hist": list(self.write_hist), "write_sum": self.write_sum,
             "write_buckets": list(WRITE_BUCKETS), "stage_seconds": dict(self.stage_seconds),

@@ -71,6 +71,7 @@ class Stack:
         self.supervisor: Any = None
         self.ray_started_here = False
         self.ray_head: subprocess.Popen[bytes] | None = None
+        self.ray_address: str | None = None  # the cluster's address (GCS), once Ray is up
         self._ray_tmp: Path | None = None
         self._nats_sync_lock = threading.Lock()
         self._nats_sync_stop = threading.Event()
@@ -197,6 +198,7 @@ class Stack:
     def start_ray(self) -> None:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or self._start_ray_head()
+            self.ray_address = address
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=self.log_to_driver)
             self.ray_started_here = True
         supervisor: Any = Supervisor  # @ray.remote made the class an actor class; ray's types keep the class
@@ -271,7 +273,11 @@ class Stack:
     def start_serve(self) -> None:
         from serve.app import build_deployment
 
+        # A head we started is on this machine alone: one proxy there. Other nodes of such a cluster are on
+        # this machine too (tests, bench.chaos) and would fight over the port. On a cluster of one's own
+        # (RAY_ADDRESS), every node gets a proxy, as Serve does by default.
         serve.start(http_options={"host": self.settings.host, "port": self.settings.port},
+                    proxy_location="HeadOnly" if self.ray_head is not None else "EveryNode",
                     logging_config={"enable_access_log": False})
         serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix="/", blocking=False)
         self.wait_http(timeout=120)

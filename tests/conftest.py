@@ -11,6 +11,8 @@ A test marked fast that asks for the stack is refused at collection, so the tier
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -87,17 +89,21 @@ def _database_on(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | None]:
+def embedded_pg() -> Iterator[EmbeddedPostgres | None]:
     """The session's own PostgreSQL server (None when ``WELLPULSE_TEST_DATABASE_URL`` names one): a test
     that must stop and restart the database (tests/test_outage.py) holds this."""
     if os.environ.get("WELLPULSE_TEST_DATABASE_URL"):
         yield None
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="postgres").start()
+    # Not under pytest's temp root: any pytest started on this machine (a Ray node started by a test runs one)
+    # makes that root private to its owner again, and the server, running as another user, loses its files.
+    home = Path(tempfile.mkdtemp(prefix="wellpulse-test-pg-"))
+    server = EmbeddedPostgres(home / "data", database="postgres").start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
