@@ -14,6 +14,8 @@ Faults, one at a time, each followed by the time until ingest moves again:
   must say degraded and the REST API answer 503 with the error envelope, and nothing may go to the DLQ;
 - ``tenant_actor``, ``equipment_actor``, ``supervisor``, ``serve_replica``, ``serve_controller``: kill -9
   (``ray.kill``) of that Ray actor;
+- ``node``: a second Ray node (started on this machine before the tenants, so Ray spreads some onto it)
+  killed with kill -9 while it hosts tenants: they must restart on the head and lose nothing;
 - ``ws``: one operator's socket closed for ``--ws-down`` seconds, then resumed with ``since``;
 - ``flood``: the first tenant sends ten times its share for ``--flood-seconds`` (nine shares more, from equipment
   of its own): the other tenants' alert latency (an incident's first snapshot sent to its ``opened`` event on
@@ -38,11 +40,16 @@ import contextlib
 import itertools
 import json
 import math
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -53,7 +60,7 @@ import websockets
 from nats.errors import Error as NatsError
 
 from actors.common import NAMESPACE
-from actors.supervisor import SUPERVISOR_NAME, tenant_actor_name
+from actors.supervisor import SUPERVISOR_NAME, alive_nodes, tenant_actor_name
 from bench.common import emit, new_tenant, start_stack
 from cli.tenant import mint_user_token
 from schema.subjects import DLQ_STREAM, tele_subject
@@ -61,7 +68,7 @@ from serve.runtime import Stack
 from store.admin import ensure_user
 
 SCENARIOS = ("nats", "postgres", "tenant_actor", "equipment_actor", "supervisor", "serve_replica",
-             "serve_controller", "ws", "flood")
+             "serve_controller", "node", "ws", "flood")
 FLOOD_PREFIX = "FLOOD-"  # the flooding tenant's extra equipment; their readings are not part of the checks
 EQUIPMENT_PER_TENANT = 4
 SENSORS = ("motor_current_a", "polished_rod_load_lbf", "strokes_per_minute", "tubing_psi", "casing_psi")
@@ -188,6 +195,62 @@ class Operator:
                 await asyncio.sleep(0.5)
 
 
+class SecondNode:
+    """A second Ray node on this machine (its own temp dir and process group), as a second machine would join."""
+
+    def __init__(self, address: str) -> None:
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="wp-chaos-node-"))
+        log_file = open(self.temp_dir / "node.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--address={address}",
+             f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--num-cpus=2"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+        self.node_id: str | None = None
+
+    async def joined(self, timeout: float = 120.0) -> str:
+        head = ray.get_runtime_context().get_node_id()  # this driver's node
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            new = set(alive_nodes()) - {head}
+            if new:
+                self.node_id = new.pop()
+                return self.node_id
+            await asyncio.sleep(0.5)
+        raise TimeoutError("the second Ray node did not join")
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+async def _tenant_nodes(stack: Stack, tenants: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for tenant in tenants:
+        actor = await stack.supervisor.tenant.remote(tenant)
+        try:
+            out[tenant] = (await asyncio.wait_for(actor.stats.remote(), 5))["node_id"]
+        except Exception:  # restarting: not placed yet
+            out[tenant] = None
+    return out
+
+
+async def _kill_node(stack: Stack, node: SecondNode, tenants: list[str], timeout: float) -> dict[str, Any]:
+    """Kill the second node; seconds until every tenant it hosted answers from another node."""
+    hosted = [t for t, n in (await _tenant_nodes(stack, tenants)).items() if n == node.node_id]
+    node.kill()
+    began = time.monotonic()
+    moved_after = None
+    while time.monotonic() - began < timeout:
+        now = await _tenant_nodes(stack, hosted)
+        if all(n not in (None, node.node_id) for n in now.values()):
+            moved_after = round(time.monotonic() - began, 1)
+            break
+        await asyncio.sleep(1.0)
+    return {"tenants_on_node": len(hosted), "tenants_moved_seconds": moved_after}
+
+
 async def _flood(url: str, tenant: str, values_per_s: float, seconds: float) -> int:
     """Extra snapshots from the tenant's own `FLOOD_PREFIX` equipment, paced at `values_per_s` for `seconds`
     (no incidents among them); returns how many JetStream acknowledged."""
@@ -282,7 +345,8 @@ def _serve_actor(prefix: str) -> tuple[str, str] | None:
 
 
 async def run_scenario(name: str, stack: Stack, tenants: list[str], operators: list[Operator],
-                       args: argparse.Namespace, http: httpx.AsyncClient, admin_token: str) -> dict[str, Any]:
+                       args: argparse.Namespace, http: httpx.AsyncClient, admin_token: str,
+                       second_node: SecondNode | None = None) -> dict[str, Any]:
     url = stack.settings.database_url
     before = await _count(url)
     began = time.monotonic()
@@ -317,6 +381,11 @@ async def run_scenario(name: str, stack: Stack, tenants: list[str], operators: l
         out["killed"] = found is not None and _kill_named(*found)
     elif name == "serve_controller":
         out["killed"] = _kill_named("SERVE_CONTROLLER_ACTOR", "serve")
+    elif name == "node":
+        if second_node is None:
+            out["skipped"] = "no second node"
+        else:
+            out.update(await _kill_node(stack, second_node, tenants, args.recover_timeout))
     elif name == "ws":
         operators[0].paused.clear()
         await asyncio.sleep(args.ws_down)
@@ -426,7 +495,12 @@ def _missing_by_phase(missing: list[tuple[str, str, int]], feed: Feed,
 
 async def main(args: argparse.Namespace) -> int:
     stack = await asyncio.to_thread(start_stack, serve_http=True)
+    chosen = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
+    second_node = None
     try:
+        if "node" in chosen and stack.ray_address is not None:
+            second_node = SecondNode(stack.ray_address)  # before the tenants, so that some are placed on it
+            await second_node.joined()
         tenants = [new_tenant("chaos") for _ in range(args.tenants)]
         conn = await asyncpg.connect(stack.settings.database_url)
         try:
@@ -457,13 +531,13 @@ async def main(args: argparse.Namespace) -> int:
             c0, t0 = await _count(stack.settings.database_url), time.monotonic()
             await asyncio.sleep(args.settle)
             baseline = (await _count(stack.settings.database_url) - c0) / (time.monotonic() - t0)
-            chosen = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
             phases: list[tuple[str, int]] = []
             faults_began = time.time()
             for name in chosen:
                 phases.append((name, feed.snapshot_index))
                 print(f"chaos: {name} ...", file=sys.stderr, flush=True)
-                results.append(await run_scenario(name, stack, tenants, operators, args, http, tokens[0]))
+                results.append(await run_scenario(name, stack, tenants, operators, args, http, tokens[0],
+                                                  second_node))
                 print(f"chaos: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
                 await asyncio.sleep(args.settle)
         feed.stop.set()
@@ -493,6 +567,8 @@ async def main(args: argparse.Namespace) -> int:
               "baseline_values_per_s_without_faults": round(baseline * 1.0)})
         return 0 if lost == 0 and duplicated == 0 else 1
     finally:
+        if second_node is not None:
+            second_node.kill()
         await asyncio.to_thread(stack.stop)
 
 
