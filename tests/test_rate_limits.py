@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from config import Settings
 from config.clock import SYSTEM_CLOCK, ManualClock
 from serve import errors
-from serve.ratelimit import enforce_rate_limit, rules_for
+from serve.ratelimit import enforce_rate_limit, get_limiter, rules_for
 from store import db
 from store.migrate import migrate
 from store.ratelimit import Decision, LimitsRateLimiter, PostgresRateLimiter, PostgresStorage, Rule
@@ -274,10 +274,12 @@ def tiny_app(services: Any) -> FastAPI:
 async def test_http_429_envelope_and_headers(pools: Any) -> None:
     settings = Settings(rate_limit_user_per_minute=2, rate_limit_batch_burst=1, rate_limit_tenant_per_hour=50)
     services = SimpleNamespace(pool=pools[0], settings=settings)
+    limiter = get_limiter(services)  # what the first request makes, kept on services
+    assert isinstance(limiter, PostgresRateLimiter)
+    limiter.clock = at_window_start(60)  # all hits in one minute window
     headers = {"x-tenant": f"t-{uuid.uuid4().hex[:8]}", "x-user": "alice"}
     transport = httpx.ASGITransport(app=tiny_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        await at_window_start(60, within=50)
         first = await client.get("/v1/things", headers=headers)
         assert first.status_code == 200
         assert first.headers["X-RateLimit-Limit"] == "2"
@@ -306,7 +308,7 @@ async def test_http_429_envelope_and_headers(pools: Any) -> None:
         # another user of the tenant is not affected
         other = await client.get("/v1/things", headers={**headers, "x-user": "bob"})
         assert other.status_code == 200
-        assert services.rate_limiter is services.rate_limiter  # made once, cached on services
+        assert services.rate_limiter is limiter  # made once, cached on services
 
         # disabled: no check, no headers
         settings_off = Settings(rate_limit_enabled=False)
