@@ -8,7 +8,9 @@ answers). A route::
     WELLS = ResourceSpec(name="wells", from_sql="wells", default_sort="-created_at", deleted_column="deleted_at",
                          fields=(FieldSpec("id", "id"), FieldSpec("name", "name"), ...))
 
-    @router.get("", response_model=Envelope[list[sparse(WellPublic)]], response_model_exclude_unset=True,
+    WELL_PAGE = Envelope.__class_getitem__(sparse_list(WellPublic))  # at module level: see sparse_list
+
+    @router.get("", response_model=WELL_PAGE, response_model_exclude_unset=True,
                 responses={422: {"model": ErrorEnvelope}})
     async def list_wells(
         services: ServicesDep,
@@ -30,6 +32,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
+from types import GenericAlias
 from typing import Annotated, Any, cast
 
 import orjson
@@ -53,7 +56,7 @@ from store.listing import (
     parse_list_query,
 )
 
-__all__ = ["json_envelope", "list_params", "page_envelope", "sparse", "tenant_page"]
+__all__ = ["json_envelope", "list_params", "page_envelope", "sparse", "sparse_list", "tenant_page"]
 
 _TYPE_HINTS = {
     "text": "text", "int": "integer", "float": "number", "bool": "true or false", "uuid": "UUID",
@@ -185,3 +188,15 @@ def sparse(model: type[BaseModel], id_field: str = "id") -> type[BaseModel]:
             optional = cast(Any, info.annotation) | None  # a field's annotation is a type (pydantic says type | None)
             fields[name] = (optional, Field(None, description=info.description))
     return create_model(f"{model.__name__}Item", __doc__=model.__doc__, **fields)
+
+
+def sparse_list(model: type[BaseModel], id_field: str = "id") -> Any:
+    """``list[sparse(model)]``, the data of a list route's envelope::
+
+        WELL_PAGE = Envelope.__class_getitem__(sparse_list(WellPublic))
+
+    at the router's module level: pydantic registers a generic model parametrised there under its name in that
+    module, so Ray Serve pickles the app's routes by reference. ``Envelope[list[sparse(WellPublic)]]`` does the
+    same, but mypy cannot read a call as a type (hence ``Any`` and the explicit ``__class_getitem__``).
+    """
+    return GenericAlias(list, (sparse(model, id_field),))

@@ -15,6 +15,9 @@ Two backends share that algorithm and the :class:`Decision` they return:
   below). Two storage calls per limit, and not atomic across limits; used when
   ``WELLPULSE_RATE_LIMIT_STORAGE_URL`` is set.
 
+Both read the database clock, so replicas on different hosts agree on the windows; a test passes a
+`config.clock.ManualClock` instead and moves time on rather than waiting for a window to pass.
+
 Nothing here does work at import time; pools and storages are passed in.
 """
 
@@ -23,11 +26,14 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from limits.aio.storage import Storage
 from limits.aio.storage.base import SlidingWindowCounterSupport
+
+from config.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True)
@@ -103,16 +109,18 @@ class PostgresRateLimiter:
 
     PRUNE_EVERY_SECONDS = 600.0
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
         self.pool = pool
+        self.clock = clock  # None: the database clock
         self._next_prune = time.monotonic() + self.PRUNE_EVERY_SECONDS
         self._prune_task: asyncio.Task[Any] | None = None
 
     async def hit(self, rules: Sequence[Rule]) -> Decision:
         rows = await self.pool.fetch(
             "SELECT idx, prev_count, cur_count, elapsed, admitted, consumed"
-            " FROM wellpulse_rate_limit_hit($1::text[], $2::int[], $3::int[])",
+            " FROM wellpulse_rate_limit_hit($1::text[], $2::int[], $3::int[], $4::float8)",
             [r.key for r in rules], [r.limit for r in rules], [r.period for r in rules],
+            None if self.clock is None else self.clock.now().timestamp(),
         )
         self._maybe_prune()
         states = tuple(
@@ -126,7 +134,8 @@ class PostgresRateLimiter:
 
     async def prune(self) -> int:
         """Delete dead rows (keys idle for two periods); returns how many."""
-        status = await self.pool.execute("DELETE FROM rate_limit_windows WHERE expires_at < now()")
+        status = await self.pool.execute("DELETE FROM rate_limit_windows WHERE expires_at < coalesce($1, now())",
+                                         None if self.clock is None else self.clock.now())
         return int(status.rsplit(" ", 1)[-1])
 
     def _maybe_prune(self) -> None:
@@ -157,10 +166,11 @@ class LimitsRateLimiter:
     leaves the earlier ones counted (storages of ``limits`` have no multi-key atomicity).
     """
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, clock: Clock = SYSTEM_CLOCK) -> None:
         if not isinstance(storage, SlidingWindowCounterSupport):
             raise ValueError(f"{type(storage).__name__} does not support the sliding window counter")
         self.storage = storage
+        self.clock = clock  # where the window stands when the storage has no previous one to tell
 
     async def hit(self, rules: Sequence[Rule]) -> Decision:
         storage: Any = self.storage
@@ -170,7 +180,7 @@ class LimitsRateLimiter:
             admitted = await storage.acquire_sliding_window_entry(rule.key, rule.limit, rule.period, 1)
             prev, prev_ttl, cur, _ = await storage.get_sliding_window(rule.key, rule.period)
             # limits reports the previous window's weight as its TTL: prev_ttl / period == 1 - elapsed
-            elapsed = 1 - prev_ttl / rule.period if prev else (time.time() / rule.period) % 1
+            elapsed = 1 - prev_ttl / rule.period if prev else (self.clock.now().timestamp() / rule.period) % 1
             states.append(RuleState(rule, prev, cur, elapsed, admitted))
             if not admitted:
                 allowed = False
@@ -186,6 +196,10 @@ class LimitsRateLimiter:
         pass
 
 
+# The time the statements below read: their $3, or the database clock when that is NULL (see PostgresStorage).
+_NOW = "coalesce($3::timestamptz, clock_timestamp())"
+
+
 class PostgresStorage(Storage, SlidingWindowCounterSupport):
     """A ``limits`` async storage on the UNLOGGED table ``rate_limit_counters``.
 
@@ -195,9 +209,14 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
 
     STORAGE_SCHEME = None  # built from a pool, not from a URI
 
-    def __init__(self, pool: asyncpg.Pool, wrap_exceptions: bool = False) -> None:
+    def __init__(self, pool: asyncpg.Pool, wrap_exceptions: bool = False, clock: Clock | None = None) -> None:
         super().__init__(None, wrap_exceptions=wrap_exceptions)
         self.pool = pool
+        self.clock = clock  # None: the database clock
+
+    def _now(self) -> datetime | None:
+        """The time to pass as the statements' ``$3`` (NULL: the database's ``clock_timestamp()``)."""
+        return None if self.clock is None else self.clock.now()
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -206,27 +225,28 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return await self.pool.fetchval(
             "INSERT INTO rate_limit_counters AS c (key, value, expires_at)"
-            " VALUES ($1, $3::bigint, clock_timestamp() + make_interval(secs => $2::float8))"
+            " VALUES ($1, $4::bigint, " + _NOW + " + make_interval(secs => $2::float8))"
             " ON CONFLICT (key) DO UPDATE SET"
-            "  value = CASE WHEN c.expires_at <= clock_timestamp() THEN $3::bigint ELSE c.value + $3::bigint END,"
-            "  expires_at = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.expires_at"
+            "  value = CASE WHEN c.expires_at <= " + _NOW + " THEN $4::bigint ELSE c.value + $4::bigint END,"
+            "  expires_at = CASE WHEN c.expires_at <= " + _NOW + " THEN EXCLUDED.expires_at"
             "               ELSE c.expires_at END"
             " RETURNING value",
-            key, float(expiry), amount,
+            key, float(expiry), self._now(), amount,
         )
 
     async def get(self, key: str) -> int:
         value = await self.pool.fetchval(
-            "SELECT value FROM rate_limit_counters WHERE key = $1 AND expires_at > clock_timestamp()", key
+            "SELECT value FROM rate_limit_counters WHERE key = $1 AND expires_at > coalesce($2, clock_timestamp())",
+            key, self._now(),
         )
         return int(value or 0)
 
     async def get_expiry(self, key: str) -> float:
         value = await self.pool.fetchval(
             "SELECT extract(epoch FROM expires_at)::float8 FROM rate_limit_counters"
-            " WHERE key = $1 AND expires_at > clock_timestamp()", key,
+            " WHERE key = $1 AND expires_at > coalesce($2, clock_timestamp())", key, self._now(),
         )
-        return float(value) if value is not None else time.time()
+        return float(value) if value is not None else (self.clock or SYSTEM_CLOCK).now().timestamp()
 
     async def check(self) -> bool:
         try:
@@ -243,12 +263,12 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
 
     # Sliding window counter: the windows are keys "<key>/<window index>", as in limits.
     _SLIDING = (
-        "WITH t AS (SELECT extract(epoch FROM clock_timestamp()) / $2::float8 AS x),"
+        "WITH t AS (SELECT extract(epoch FROM " + _NOW + ") / $2::float8 AS x),"
         " w AS (SELECT floor(x)::bigint AS win, x - floor(x) AS f FROM t),"
         " p AS (SELECT coalesce((SELECT value FROM rate_limit_counters"
-        "        WHERE key = $1 || '/' || (w.win - 1) AND expires_at > clock_timestamp()), 0) AS prev,"
+        "        WHERE key = $1 || '/' || (w.win - 1) AND expires_at > " + _NOW + "), 0) AS prev,"
         "       coalesce((SELECT value FROM rate_limit_counters"
-        "        WHERE key = $1 || '/' || w.win AND expires_at > clock_timestamp()), 0) AS cur,"
+        "        WHERE key = $1 || '/' || w.win AND expires_at > " + _NOW + "), 0) AS cur,"
         "       w.win, w.f FROM w)"
     )
 
@@ -260,13 +280,13 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
         row = await self.pool.fetchrow(
             self._SLIDING + ","
             " ins AS (INSERT INTO rate_limit_counters AS c (key, value, expires_at)"
-            "   SELECT $1 || '/' || p.win, $4::bigint, to_timestamp((p.win + 2) * $2::float8) FROM p"
-            "   WHERE floor(p.prev * (1 - p.f) + p.cur) + $4::bigint <= $3::bigint"
-            "   ON CONFLICT (key) DO UPDATE SET value = CASE WHEN c.expires_at <= clock_timestamp()"
-            "     THEN $4::bigint ELSE c.value + $4::bigint END, expires_at = EXCLUDED.expires_at"
+            "   SELECT $1 || '/' || p.win, $5::bigint, to_timestamp((p.win + 2) * $2::float8) FROM p"
+            "   WHERE floor(p.prev * (1 - p.f) + p.cur) + $5::bigint <= $4::bigint"
+            "   ON CONFLICT (key) DO UPDATE SET value = CASE WHEN c.expires_at <= " + _NOW +
+            "     THEN $5::bigint ELSE c.value + $5::bigint END, expires_at = EXCLUDED.expires_at"
             "   RETURNING value)"
             " SELECT p.prev, p.f, (SELECT value FROM ins) AS cur, p.win FROM p",
-            key, float(expiry), limit, amount,
+            key, float(expiry), self._now(), limit, amount,
         )
         if row["cur"] is None:
             return False
@@ -278,7 +298,7 @@ class PostgresStorage(Storage, SlidingWindowCounterSupport):
         return True
 
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
-        row = await self.pool.fetchrow(self._SLIDING + " SELECT prev, cur, f FROM p", key, float(expiry))
+        row = await self.pool.fetchrow(self._SLIDING + " SELECT prev, cur, f FROM p", key, float(expiry), self._now())
         prev, cur, f = int(row["prev"]), int(row["cur"]), float(row["f"])
         return prev, (1 - f) * expiry if prev else 0.0, cur, (1 - f) * expiry + expiry
 

@@ -8,28 +8,33 @@ from typing import Any
 
 import asyncpg
 
-from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot
+from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, settled, snapshot
 
 
 class Feed:
-    """One equipment's feed: each `send` publishes one snapshot, timestamps strictly increasing near now."""
+    """One equipment's feed: each `send` publishes one snapshot `STEP` of reading time after the last (or at now,
+    if later), so "for 5 s" rules see time pass without the test sleeping; it starts 30 s back, and the skew
+    allowed into the future is minutes."""
+
+    STEP = timedelta(milliseconds=800)
 
     def __init__(self, stack: Any, tenant: str, equipment: str) -> None:
         self.stack, self.tenant, self.equipment = stack, tenant, equipment
         self.ts = now_utc() - timedelta(seconds=30)
 
     async def send(self, **values: float) -> None:
-        self.ts = max(self.ts + timedelta(milliseconds=100), now_utc())
+        self.ts = max(self.ts + self.STEP, now_utc())
         await publish(self.stack.settings.nats_url, self.tenant,
                       [(self.equipment, snapshot(self.equipment, self.ts, values))])
 
 
 async def feed_until(feed: Feed, values: dict[str, float], predicate: Any, timeout: float = 30.0) -> Any:
-    """Send `values` about once a second until the async `predicate` holds; returns its value."""
+    """Send `values`, one snapshot once the tenant has taken the last, until the async `predicate` holds; returns
+    its value."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         await feed.send(**values)
-        await asyncio.sleep(0.8)
+        await settled(feed.stack, feed.tenant, timeout=timeout)
         value = await predicate()
         if value:
             return value
@@ -262,10 +267,13 @@ async def test_custom_rule_replaces_the_type_default_of_the_same_id(stack: Any, 
     assert r.status_code == 201
     assert (await http.post("/v1/rules", headers=h, json=threshold("marker", "marker", 0.5))).status_code == 201
     feed = Feed(stack, tenant, "MTR-1")
-    # 2000 for well over 5 s: the default would have opened; the custom rule (5000) does not.
+    # The marker rule was created last: its alert proves the actors read the custom rule too.
+    await feed_until(feed, {"flow_mcfd": 500.0, "marker": 1.0}, lambda: open_alert(db_conn, tenant, "marker"))
+    # 2000 for well over 5 s of reading time: the default would have opened; the custom rule (5000) does not.
     for _ in range(8):
         await feed.send(flow_mcfd=2000.0, marker=0.0)
-        await asyncio.sleep(0.8)
+    # The marker closing and opening again proves those snapshots were evaluated.
+    await feed_until(feed, {"flow_mcfd": 2000.0, "marker": 0.0}, lambda: _no_open(db_conn, tenant, "marker"))
     await feed_until(feed, {"flow_mcfd": 2000.0, "marker": 1.0}, lambda: open_alert(db_conn, tenant, "marker"))
     assert await alerts_of(db_conn, tenant, "flow_mcfd_high") == []
     opened = await feed_until(feed, {"flow_mcfd": 6000.0}, lambda: open_alert(db_conn, tenant, "flow_mcfd_high"))

@@ -1,11 +1,13 @@
 """Rate limits against a real PostgreSQL: the limiter (two pools stand for two Serve
 replicas), both backends (one-statement SQL and limits' strategy on PostgresStorage),
-and the HTTP behaviour through a tiny FastAPI app."""
+and the HTTP behaviour through a tiny FastAPI app. Tests of windows passing give the limiter a
+`ManualClock` and move it on instead of waiting for the database clock."""
 
 import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Annotated, Any
 
@@ -15,8 +17,9 @@ import pytest
 from fastapi import Depends, FastAPI, Request
 
 from config import Settings
+from config.clock import SYSTEM_CLOCK, ManualClock
 from serve import errors
-from serve.ratelimit import enforce_rate_limit, rules_for
+from serve.ratelimit import enforce_rate_limit, get_limiter, rules_for
 from store import db
 from store.migrate import migrate
 from store.ratelimit import Decision, LimitsRateLimiter, PostgresRateLimiter, PostgresStorage, Rule
@@ -40,10 +43,11 @@ async def pools(migrated: str) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool
         await b.close()
 
 
-Factory = Callable[[asyncpg.Pool], Any]
+Factory = Callable[..., Any]  # (pool, clock=None): a limiter on that clock, or on the database's
 BACKENDS: dict[str, Factory] = {
     "sql": PostgresRateLimiter,
-    "limits+pg": lambda pool: LimitsRateLimiter(PostgresStorage(pool)),
+    "limits+pg": lambda pool, clock=None: LimitsRateLimiter(PostgresStorage(pool, clock=clock),
+                                                           clock or SYSTEM_CLOCK),
 }
 
 
@@ -56,10 +60,13 @@ def key(prefix: str = "k") -> str:
     return f"{prefix}:{uuid.uuid4().hex}"
 
 
-async def at_window_start(period: float, within: float = 0.25) -> None:
-    """Sleep until just after a window boundary, so a test's hits all fall in one window."""
-    if time.time() % period > within:
-        await asyncio.sleep(period - time.time() % period + 0.01)
+def at_window_start(period: float) -> ManualClock:
+    """A clock standing at the start of a window of `period` (the latest one begun), moved only by the test."""
+    return ManualClock(datetime.fromtimestamp(time.time() // period * period, UTC))
+
+
+def seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
 
 
 @pytest.mark.fast
@@ -133,11 +140,10 @@ async def test_one_principal_takes_only_its_share_and_acknowledging_is_exempt(po
 
 @pytest.mark.fast
 async def test_batch_burst_beyond_user_limit_bounded_by_tenant(pools: Any) -> None:
-    limiter = PostgresRateLimiter(pools[0])
+    limiter = PostgresRateLimiter(pools[0], at_window_start(60))  # all hits in one minute window
     settings = Settings(rate_limit_user_per_minute=3, rate_limit_batch_burst=4, rate_limit_tenant_per_hour=20,
                         rate_limit_principal_share=1.0)
     gateway = SimpleNamespace(tenant_id=f"t-{uuid.uuid4().hex[:8]}", subject="gateway-1")
-    await at_window_start(60, within=50)  # all hits in one minute window
     assert [(await limiter.hit(rules_for(settings, gateway))).allowed for _ in range(4)] == [True] * 3 + [False]
     # Batch requests of the same user go on, up to 3 + 4 in the minute...
     batch = [(await limiter.hit(rules_for(settings, gateway, batch=True))) for _ in range(5)]
@@ -156,50 +162,52 @@ async def test_batch_burst_beyond_user_limit_bounded_by_tenant(pools: Any) -> No
 
 
 async def test_window_reset(pools: Any, make: Factory) -> None:
-    limiter = make(pools[0])
     period = 2
+    clock = at_window_start(period)
+    limiter = make(pools[0], clock)
     rule = Rule(key(), 3, period)
-    await at_window_start(period, within=0.3)
     assert [(await limiter.hit([rule])).allowed for _ in range(4)] == [True] * 3 + [False]
     refused = await limiter.hit([rule])
     assert 0 < refused.retry_after <= period
-    await asyncio.sleep(refused.retry_after + 0.05)
+    clock.advance(seconds(refused.retry_after + 0.05))
     # The previous window still weighs in: its count fades over the next window.
     assert (await limiter.hit([rule])).allowed
-    await asyncio.sleep(2 * period)
+    clock.advance(seconds(2 * period))
     fresh = [await limiter.hit([rule]) for _ in range(3)]
     assert all(d.allowed for d in fresh)
 
 
 async def test_retry_after_is_when_the_next_request_is_admitted(pools: Any) -> None:
-    limiter = PostgresRateLimiter(pools[0])
     period = 2
+    clock = at_window_start(period)
+    limiter = PostgresRateLimiter(pools[0], clock)
     rule = Rule(key(), 4, period)
-    await at_window_start(period, within=0.2)
     for _ in range(4):
         assert (await limiter.hit([rule])).allowed
     # Next window: the 4 of the previous window weigh 4 * (1 - elapsed); after one hit more
     # the limit is reached again and the next admission needs that weight to fade.
-    await asyncio.sleep(period - time.time() % period + 0.05)
+    clock.advance(seconds(period + 0.05))
     while (await limiter.hit([rule])).allowed:
         pass
     refused = await limiter.hit([rule])
     assert not refused.allowed and refused.retry_after > 0
-    await asyncio.sleep(max(0.0, refused.retry_after - 0.15))
+    clock.advance(seconds(max(0.0, refused.retry_after - 0.15)))
     early = await limiter.hit([rule])
-    await asyncio.sleep(0.3)
+    clock.advance(seconds(0.3))
     late = await limiter.hit([rule])
     assert late.allowed
     assert not early.allowed or refused.retry_after < 0.2
 
 
 async def test_prune_and_clear(pools: Any) -> None:
-    limiter = PostgresRateLimiter(pools[0])
+    # A day back: pruning at this clock's time leaves alone the live rows of tests running beside this one.
+    clock = ManualClock(datetime.now(UTC) - timedelta(days=1))
+    limiter = PostgresRateLimiter(pools[0], clock)
     rule = Rule(key(), 1, 1)
     await limiter.hit([rule])
     await limiter.clear([rule.key])
     assert (await limiter.hit([rule])).allowed
-    await asyncio.sleep(2.1)
+    clock.advance(seconds(2.1))  # its window and the next are over: the row is dead
     assert await limiter.prune() >= 1
     assert await pools[0].fetchval("SELECT count(*) FROM rate_limit_windows WHERE key = $1", rule.key) == 0
 
@@ -266,10 +274,12 @@ def tiny_app(services: Any) -> FastAPI:
 async def test_http_429_envelope_and_headers(pools: Any) -> None:
     settings = Settings(rate_limit_user_per_minute=2, rate_limit_batch_burst=1, rate_limit_tenant_per_hour=50)
     services = SimpleNamespace(pool=pools[0], settings=settings)
+    limiter = get_limiter(services)  # what the first request makes, kept on services
+    assert isinstance(limiter, PostgresRateLimiter)
+    limiter.clock = at_window_start(60)  # all hits in one minute window
     headers = {"x-tenant": f"t-{uuid.uuid4().hex[:8]}", "x-user": "alice"}
     transport = httpx.ASGITransport(app=tiny_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        await at_window_start(60, within=50)
         first = await client.get("/v1/things", headers=headers)
         assert first.status_code == 200
         assert first.headers["X-RateLimit-Limit"] == "2"
@@ -298,7 +308,7 @@ async def test_http_429_envelope_and_headers(pools: Any) -> None:
         # another user of the tenant is not affected
         other = await client.get("/v1/things", headers={**headers, "x-user": "bob"})
         assert other.status_code == 200
-        assert services.rate_limiter is services.rate_limiter  # made once, cached on services
+        assert services.rate_limiter is limiter  # made once, cached on services
 
         # disabled: no check, no headers
         settings_off = Settings(rate_limit_enabled=False)

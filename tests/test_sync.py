@@ -336,7 +336,9 @@ async def test_upload_session_of_ten_thousand_survives_a_drop(stack: Any, http: 
     await drop_after_sending(stack.base_url, "PUT", f"{path}/chunks/5", h, dumps({"changes": chunks[5]}),
                              until=committed)
     await drop_after_sending(stack.base_url, "PUT", f"{path}/chunks/6", h, dumps({"changes": chunks[6]}))
-    await asyncio.sleep(2)
+    # Nothing to wait for: whether and when the server applies the dropped chunk 6 is not the device's to know,
+    # and each step below holds either way (the upload row and the chunk's receipt key serialise its attempts:
+    # a late one replays the first answer).
     resume = await next_chunk()
     assert resume in (6, 7)
     # Out of order: refused, saying which chunk comes next.

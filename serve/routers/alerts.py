@@ -29,7 +29,7 @@ from serve.auth import Principal
 from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
 from serve.errors import ApiError
 from serve.hub import TooManySockets
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from serve.ratelimit import enforce_rate_limit
 from store import alerts as store
 from store.listing import ListQuery
@@ -39,14 +39,17 @@ MAX_KPI_DAYS = 92
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 log = logging.getLogger(__name__)
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
-ERRORS = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 SEND_TIMEOUT = 10.0
 _WELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+ALERT_PAGE = Envelope.__class_getitem__(sparse_list(AlertPublic))
 
 
-@router.get("", response_model=Envelope[list[sparse(AlertPublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=ALERT_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_alerts(
     services: ServicesDep,

@@ -10,16 +10,19 @@ from schema.identity import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from serve import identity
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse, tenant_page
+from serve.listing import list_params, page_envelope, sparse_list, tenant_page
 from store.identity import API_KEYS
 from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
-ERRORS = {403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 Admin = Annotated[Principal, require("api_keys:manage")]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+API_KEY_PAGE = Envelope.__class_getitem__(sparse_list(ApiKeyPublic))
 
 
-@router.get("", response_model=Envelope[list[sparse(ApiKeyPublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=API_KEY_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_keys(services: ServicesDep, principal: Admin,
                     q: Annotated[ListQuery, list_params(API_KEYS)]) -> dict[str, Any]:

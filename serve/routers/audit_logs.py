@@ -10,14 +10,16 @@ from schema.identity import AuditEntry
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
 from serve.errors import ApiError
-from serve.listing import list_params, page_envelope, sparse, tenant_page
+from serve.listing import list_params, page_envelope, sparse_list, tenant_page
 from store.audit import AUDIT_LOG
 from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+AUDIT_ENTRY_PAGE = Envelope.__class_getitem__(sparse_list(AuditEntry))
 
 
-@router.get("", response_model=Envelope[list[sparse(AuditEntry)]], response_model_exclude_unset=True)
+@router.get("", response_model=AUDIT_ENTRY_PAGE, response_model_exclude_unset=True)
 async def list_audit_logs(
     services: ServicesDep,
     principal: Annotated[Principal, require("audit:read")],

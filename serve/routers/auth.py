@@ -1,5 +1,7 @@
 """Sign-in, sessions and the caller's own account: /v1/auth/*."""
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from schema.api import Envelope, ErrorEnvelope
@@ -29,7 +31,8 @@ from serve.deps import (
 from serve.errors import ApiError
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
-ERRORS = {401: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}, 429: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}, 429: {"model": ErrorEnvelope}}
 REFRESH_PATH = "/v1/auth"
 
 

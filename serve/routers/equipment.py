@@ -18,7 +18,7 @@ from serve import assets
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.assets import EQUIPMENT
 from store.listing import ListQuery
 
@@ -30,9 +30,11 @@ Writer = Annotated[Principal, require("assets:write")]
 EquipmentId = Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN, description="the equipment's id")]
 SensorName = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,64}$", description="the sensor's name")]
 Silencer = Annotated[Principal, require("alerts:silence")]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+EQUIPMENT_PAGE = Envelope.__class_getitem__(sparse_list(EquipmentPublic))
 
 
-@router.get("", response_model=Envelope[list[sparse(EquipmentPublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=EQUIPMENT_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_equipment(
     services: ServicesDep, principal: Reader, q: Annotated[ListQuery, list_params(EQUIPMENT)],

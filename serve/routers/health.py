@@ -24,6 +24,7 @@ async def stream_usage(services: Services) -> list[dict[str, Any]]:
     """Disk each stream with a byte limit takes, against that limit (JetStream drops its oldest messages there)."""
     out = []
     for config in bus.stream_configs():
+        assert config.name is not None  # noqa: S101  narrows a type: every stream config of ours is named
         info = await services.js.stream_info(config.name)
         limit = info.config.max_bytes or 0
         if limit > 0:

@@ -16,7 +16,7 @@ from schema.ids import EQUIPMENT_ID_PATTERN
 from serve import assets
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require, require_silence_for_open_job
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.assets import DUE_MAINTENANCE, MAINTENANCE
 from store.listing import ListQuery
 
@@ -26,10 +26,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 Reader = Annotated[Principal, require("assets:read")]
 FieldCrew = Annotated[Principal, require("field_data:write")]
 EquipmentId = Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN, description="the equipment's id")]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+DUE_MAINTENANCE_PAGE = Envelope.__class_getitem__(sparse_list(DueMaintenancePublic))
+MAINTENANCE_PAGE = Envelope.__class_getitem__(sparse_list(MaintenancePublic))
 
 
 # Declared before any /{equipment_id} route (and this router is included before the equipment router).
-@router.get("/due-maintenance", response_model=Envelope[list[sparse(DueMaintenancePublic)]],
+@router.get("/due-maintenance", response_model=DUE_MAINTENANCE_PAGE,
             response_model_exclude_unset=True, responses=ERRORS)
 async def due_maintenance(
     services: ServicesDep, principal: Reader, q: Annotated[ListQuery, list_params(DUE_MAINTENANCE)],
@@ -41,7 +44,7 @@ async def due_maintenance(
     return page_envelope(rows, total, q)
 
 
-@router.get("/{equipment_id}/maintenance", response_model=Envelope[list[sparse(MaintenancePublic)]],
+@router.get("/{equipment_id}/maintenance", response_model=MAINTENANCE_PAGE,
             response_model_exclude_unset=True, responses=ERRORS)
 async def list_maintenance(equipment_id: EquipmentId, services: ServicesDep, principal: Reader,
                            q: Annotated[ListQuery, list_params(MAINTENANCE)]) -> dict[str, Any]:

@@ -9,14 +9,16 @@ from schema.predictions import ModelPublic
 from serve import predictions
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.listing import ListQuery
 from store.predictions import ML_MODELS
 
 router = APIRouter(prefix="/v1/ml", tags=["models"])
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+MODEL_PAGE = Envelope.__class_getitem__(sparse_list(ModelPublic))
 
 
-@router.get("/models", response_model=Envelope[list[sparse(ModelPublic)]], response_model_exclude_unset=True,
+@router.get("/models", response_model=MODEL_PAGE, response_model_exclude_unset=True,
             responses={422: {"model": ErrorEnvelope}})
 async def list_models(services: ServicesDep, principal: Annotated[Principal, require("models:read")],
                       q: Annotated[ListQuery, list_params(ML_MODELS)]) -> dict[str, Any]:

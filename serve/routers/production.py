@@ -29,7 +29,7 @@ from serve import production as service
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store import production as store
 from store.listing import ListQuery
 
@@ -40,14 +40,16 @@ WellPath = Annotated[str, Path(pattern=WELL_ID_PATTERN)]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
                                            422: {"model": ErrorEnvelope}}
 CSV_MEDIA_TYPE = "text/csv"
-CSV_RESPONSE = {200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
-                      "description": "CSV with a header row, streamed"}}
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
+    "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}, "description": "CSV with a header row, streamed"}}
 
 
 # ---------------------------------------------------------------- collection
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+PRODUCTION_PAGE = Envelope.__class_getitem__(sparse_list(ProductionPublic))
 
 
-@router.get("/production", response_model=Envelope[list[sparse(ProductionPublic)]], response_model_exclude_unset=True,
+@router.get("/production", response_model=PRODUCTION_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_production(services: ServicesDep, principal: Reader,
                           q: Annotated[ListQuery, list_params(store.PRODUCTION)]) -> dict[str, Any]:
@@ -170,7 +172,7 @@ async def delete_production(record_id: UUID, services: ServicesDep, principal: W
 # ---------------------------------------------------------------- per well
 
 
-@router.get("/wells/{well_id}/production", response_model=Envelope[list[sparse(ProductionPublic)]],
+@router.get("/wells/{well_id}/production", response_model=PRODUCTION_PAGE,
             response_model_exclude_unset=True, responses=ERRORS)
 async def well_production(well_id: WellPath, services: ServicesDep, principal: Reader,
                           q: Annotated[ListQuery, list_params(store.PRODUCTION, reserved={"well_id"})],

@@ -12,18 +12,21 @@ from schema.rules import RuleCreate, RulePublic, RuleUpdate
 from serve import rules as service
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.listing import ListQuery
 from store.rules import RULES
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
-ERRORS = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 Reader = Annotated[Principal, require("rules:read")]
 Writer = Annotated[Principal, require("rules:write")]
 RuleIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+RULE_PAGE = Envelope.__class_getitem__(sparse_list(RulePublic))
 
 
-@router.get("", response_model=Envelope[list[sparse(RulePublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=RULE_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_rules(services: ServicesDep, principal: Reader,
                      q: Annotated[ListQuery, list_params(RULES)]) -> dict[str, Any]:

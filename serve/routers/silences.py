@@ -14,17 +14,20 @@ from schema.api import Envelope, ErrorEnvelope
 from serve import silences as service
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.alerts import SILENCES
 from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/silences", tags=["silences"])
-ERRORS = {404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 Reader = Annotated[Principal, require("alerts:read")]
 Silencer = Annotated[Principal, require("alerts:silence")]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+SILENCE_PAGE = Envelope.__class_getitem__(sparse_list(Silence))
 
 
-@router.get("", response_model=Envelope[list[sparse(Silence)]], response_model_exclude_unset=True,
+@router.get("", response_model=SILENCE_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_silences(services: ServicesDep, principal: Reader,
                         q: Annotated[ListQuery, list_params(SILENCES)]) -> dict[str, Any]:

@@ -11,18 +11,21 @@ from schema.identity import InvitationSent, RoleChange, UserCreate, UserPublic, 
 from serve import identity
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse, tenant_page
+from serve.listing import list_params, page_envelope, sparse_list, tenant_page
 from store.identity import USERS
 from store.listing import ListQuery
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-ERRORS = {403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
-          422: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope},
+    422: {"model": ErrorEnvelope}}
 Reader = Annotated[Principal, require("users:read")]
 Admin = Annotated[Principal, require("users:write")]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+USER_PAGE = Envelope.__class_getitem__(sparse_list(UserPublic))
 
 
-@router.get("", response_model=Envelope[list[sparse(UserPublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=USER_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_users(services: ServicesDep, principal: Reader,
                      q: Annotated[ListQuery, list_params(USERS)]) -> dict[str, Any]:

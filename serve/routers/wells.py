@@ -11,7 +11,7 @@ from schema.ids import EQUIPMENT_ID_PATTERN
 from serve import assets
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.assets import ACTIVITIES, EQUIPMENT, WELLS
 from store.listing import ListQuery
 
@@ -24,9 +24,13 @@ WellId = Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN, description="the well
 Bbox = Annotated[str | None, Query(max_length=200, description=(
     "Wells located inside `min_lon,min_lat,max_lon,max_lat` (degrees, WGS 84); min_lon > max_lon crosses the"
     " antimeridian. Wells without a location are left out."), examples=["-103.1,31.5,-101.9,32.6"])]
+# List pages, parametrised at module level (see serve.listing.sparse_list).
+WELL_PAGE = Envelope.__class_getitem__(sparse_list(WellPublic))
+EQUIPMENT_PAGE = Envelope.__class_getitem__(sparse_list(EquipmentPublic))
+ACTIVITY_PAGE = Envelope.__class_getitem__(sparse_list(ActivityPublic))
 
 
-@router.get("", response_model=Envelope[list[sparse(WellPublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=WELL_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_wells(services: ServicesDep, principal: Reader, q: Annotated[ListQuery, list_params(WELLS)],
                      bbox: Bbox = None) -> dict[str, Any]:
@@ -64,7 +68,7 @@ async def delete_well(well_id: WellId, services: ServicesDep, principal: Writer,
     return Response(status_code=204)
 
 
-@router.get("/{well_id}/equipment", response_model=Envelope[list[sparse(EquipmentPublic)]],
+@router.get("/{well_id}/equipment", response_model=EQUIPMENT_PAGE,
             response_model_exclude_unset=True, responses=ERRORS)
 async def well_equipment(well_id: WellId, services: ServicesDep, principal: Reader,
                          q: Annotated[ListQuery, list_params(EQUIPMENT)]) -> dict[str, Any]:
@@ -73,7 +77,7 @@ async def well_equipment(well_id: WellId, services: ServicesDep, principal: Read
     return page_envelope(rows, total, q)
 
 
-@router.get("/{well_id}/activities", response_model=Envelope[list[sparse(ActivityPublic)]],
+@router.get("/{well_id}/activities", response_model=ACTIVITY_PAGE,
             response_model_exclude_unset=True, responses=ERRORS)
 async def well_activities(well_id: WellId, services: ServicesDep, principal: Reader,
                           q: Annotated[ListQuery, list_params(ACTIVITIES)]) -> dict[str, Any]:
