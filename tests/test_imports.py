@@ -53,7 +53,7 @@ def files(package: str) -> list[Path]:
 
 def test_the_graph_is_read() -> None:
     found = {name for _, name in imported(ROOT / "serve" / "routers" / "sync.py")}
-    assert "serve.sync.run_chunk" in found and "store.sync" in found
+    assert "serve.sync" in found and "store.sync.CONFLICTS" in found
     assert module_name(ROOT / "serve" / "routers" / "__init__.py") == "serve.routers"
     assert "sim.run_simulation" in {name for _, name in imported(ROOT / "cli" / "up.py")}
 
@@ -78,7 +78,7 @@ def test_no_router_imports_another() -> None:
 
 # Routers that only parse, call a service (serve/*.py, which works in a `serve.uow` unit of work) and answer.
 THIN_ROUTERS = ("alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance", "ml_models",
-                "predictions", "production", "readings", "rules", "silences", "telemetry", "users", "wells")
+                "predictions", "production", "readings", "rules", "silences", "sync", "telemetry", "users", "wells")
 
 
 @pytest.mark.parametrize("name", THIN_ROUTERS)
