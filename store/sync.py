@@ -213,38 +213,179 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
     tenant = ctx.tenant_id
     await _begin(conn, tenant, ctx.device_id)
     if pull:
-        latest = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM sync_changes WHERE tenant_id = $1", tenant)
-        if cursor > latest:
-            raise InvalidInput("cursor is ahead of the server", [
-                {"field": "cursor", "message": f"the latest server change is {latest}; a cursor never passes it"}])
-    strategies = await tenant_strategies(conn, tenant)
-    duplicates = await _duplicates(conn, tenant, changes, events)
-    aliases = await _aliases(conn, tenant, changes)
-    work, by_key = await _load(conn, tenant, changes, events, aliases, duplicates)
-    await _check_references(conn, tenant, changes, events, duplicates)
+        await _check_cursor(conn, tenant, cursor)
+    chunk = await _ChunkWork.load(conn, ctx, changes, events)
+    for pc in changes:
+        await chunk.apply_change(pc)
+    for ev in events:
+        await chunk.apply_event(ev)
+    await chunk.check()
+    outcome = await chunk.write(now)
+    result_changes: list[dict[str, Any]] = []
+    new_cursor, has_more = cursor, False
+    if pull:
+        result_changes, new_cursor, has_more = await changes_since(conn, tenant, ctx.device_id, cursor, pull_limit)
+    if track_device:
+        await touch_device(conn, tenant, ctx.device_id, ctx.actor, new_cursor if pull else None)
+    outcome.result = {
+        "device_id": ctx.device_id, "applied": chunk.applied,
+        "conflicts": [_settlement(d) for d in chunk.drafts],
+        "changes": result_changes, "cursor": new_cursor, "has_more": has_more,
+    }
+    return outcome
 
-    applied: list[dict[str, Any]] = []
-    rows: list[fe.FieldEventRow] = []
-    drafts: list[_ConflictDraft] = []
-    new_aliases: list[tuple[str, str, str]] = []
-    chunk_changes: dict[str, Change] = {}
-    errors: list[tuple[type[DomainError], dict[str, str]]] = []
-    failures: list[dict[str, Any]] = []
-    findings: list[fe.FindingReport] = []
 
-    async def run(item: _Item, change: Change, path: str, event_index: int, *, defaults: dict[str, Any] | None = None,
-                  id_field: str = "id") -> Outcome | None:
-        strategy = strategy_for(item.table.entity, strategies)
+async def _check_cursor(conn: asyncpg.Connection, tenant: str, cursor: int) -> None:
+    latest = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM sync_changes WHERE tenant_id = $1", tenant)
+    if cursor > latest:
+        raise InvalidInput("cursor is ahead of the server", [
+            {"field": "cursor", "message": f"the latest server change is {latest}; a cursor never passes it"}])
+
+
+@dataclass
+class _ChunkWork:
+    """One chunk being applied: what was loaded for it (`load`), and what its changes and events make, gathered
+    in memory (`apply_change`, `apply_event`) until every one has passed (`check`) and it is written (`write`)."""
+
+    conn: asyncpg.Connection
+    ctx: SyncContext
+    strategies: dict[str, str]
+    duplicates: dict[str, asyncpg.Record]  # event ids stored before with the same content
+    aliases: dict[tuple[str, str], str]  # (entity, id sent) -> the record it landed on
+    work: dict[tuple[str, str], _Item]  # (entity, record id) -> the record as loaded and as it becomes
+    by_key: dict[tuple[Any, ...], str]  # a live production record's natural key -> its id
+    applied: list[dict[str, Any]] = field(default_factory=list)  # the answer's ``applied``, in the chunk's order
+    rows: list[fe.FieldEventRow] = field(default_factory=list)  # the field events to store
+    drafts: list[_ConflictDraft] = field(default_factory=list)
+    new_aliases: list[tuple[str, str, str]] = field(default_factory=list)  # (entity, alias id, record id)
+    chunk_changes: dict[str, Change] = field(default_factory=dict)  # by event id: history for later changes
+    errors: list[tuple[type[DomainError], dict[str, str]]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[fe.FindingReport] = field(default_factory=list)
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same event twice: the second a duplicate
+
+    @classmethod
+    async def load(cls, conn: asyncpg.Connection, ctx: SyncContext, changes: Sequence[ParsedChange],
+                   events: Sequence[ParsedEvent]) -> _ChunkWork:
+        """Refuse reused event ids and unknown references; lock and read the records the chunk may touch."""
+        tenant = ctx.tenant_id
+        strategies = await tenant_strategies(conn, tenant)
+        duplicates = await _duplicates(conn, tenant, changes, events)
+        aliases = await _aliases(conn, tenant, changes)
+        work, by_key = await _load(conn, tenant, changes, events, aliases, duplicates)
+        await _check_references(conn, tenant, changes, events, duplicates)
+        return cls(conn, ctx, strategies, duplicates, aliases, work, by_key)
+
+    def _repeated(self, event_id: str) -> bool:
+        """Answer a change received before (in an earlier chunk or this one) as a duplicate."""
+        if event_id in self.duplicates:
+            self.applied.append(_duplicate_answer(event_id, self.duplicates[event_id]))
+            return True
+        if event_id in self.seen:
+            first = self.seen[event_id]
+            self.applied.append(_entry(event_id, first.get("id"), first.get("record_id"), first.get("version"),
+                                       "duplicate"))
+            return True
+        return False
+
+    def _answered(self, entry: dict[str, Any]) -> None:
+        self.applied.append(entry)
+        self.seen[entry["event_id"]] = entry
+
+    async def apply_change(self, pc: ParsedChange) -> None:
+        """A device's change to a record (``changes``): its row of the answer and its field event."""
+        if self._repeated(pc.event_id):
+            return
+        table = TABLES[pc.entity]
+        record_id = self.aliases.get((pc.entity, pc.record_id), pc.record_id)
+        item = self.work.get((pc.entity, record_id))
+        if (item is None or item.record is None) and pc.op == "create" and table.natural_key:
+            existing = self.by_key.get(tuple(pc.data.get(k) for k in table.natural_key))
+            if existing is not None and existing != record_id:  # the well's day has a record: the create joins it
+                self.new_aliases.append((pc.entity, pc.record_id, existing))
+                self.aliases[(pc.entity, pc.record_id)] = record_id = existing
+                item = self.work[(pc.entity, record_id)]
+        if item is None:
+            item = self.work[(pc.entity, record_id)] = _Item(table, record_id, None, None)
+        change = Change(pc.event_id, self.ctx.device_id, pc.op, record_id, pc.version, pc.client_ts, pc.data)
+        out = await self._run(item, change, pc.path, len(self.rows), defaults=pc.defaults)
+        if out is None:
+            return
+        if table.natural_key and not out.record.state.get(DELETED):
+            self.by_key[tuple(out.record.state.get(k) for k in table.natural_key)] = record_id
+        self.rows.append(fe.FieldEventRow(
+            event_id=pc.event_id, type=f"{pc.entity}.{pc.op}", actor=self.ctx.actor, outcome=out.kind,
+            occurred_at=pc.client_ts, content_hash=pc.content_hash, device_id=self.ctx.device_id,
+            entity_type=pc.entity, record_id=record_id, equipment_id=out.record.state.get("equipment_id"),
+            base_version=pc.version, version=out.record.version, data=pc.data, upload_id=self.ctx.upload_id))
+        self._answered(_entry(pc.event_id, pc.record_id, record_id, out.record.version, out.kind,
+                              _conflict_of(self.drafts, pc.event_id) if out.is_conflict else None))
+
+    async def apply_event(self, ev: ParsedEvent) -> None:
+        """A domain event (``events``): the maintenance jobs it opens or closes, the failure or finding it
+        reports, its row of the answer and its field event."""
+        if self._repeated(ev.event_id):
+            return
+        device = ev.device_id or self.ctx.device_id
+        ev_record, ev_version, ev_outcome = await self._apply_to_jobs(ev, device)
+        effects: list[str] = []
+        if ev.type == fe.FAILURE_REPORTED:
+            effects.append(fe.FAILURE_REPORTED)
+            self.failures.append({"equipment_id": ev.equipment_id, "at": ev.occurred_at, "event_id": ev.event_id,
+                                  "description": ev.data.get("description", "")})
+        elif ev.type == fe.INSPECTION_FINDING:
+            effects.append(fe.INSPECTION_FINDING)
+            self.findings.append(fe.FindingReport(ev.equipment_id, ev.data["severity"], ev.data["description"],
+                                                  ev.event_id, ev.data.get("inspection_id"), ev.occurred_at))
+        entity = "maintenance_record" if ev_record else None
+        self.rows.append(fe.FieldEventRow(
+            event_id=ev.event_id, type=ev.type, actor=self.ctx.actor, outcome=ev_outcome, occurred_at=ev.occurred_at,
+            content_hash=ev.content_hash, device_id=device, entity_type=entity, record_id=ev_record,
+            equipment_id=ev.equipment_id, version=ev_version, data=ev.data, effects=effects,
+            upload_id=self.ctx.upload_id))
+        self._answered(_entry(ev.event_id, ev_record, ev_record, ev_version, ev_outcome,
+                              _conflict_of(self.drafts, ev.event_id), entity=entity, op=ev.type))
+
+    async def _apply_to_jobs(self, ev: ParsedEvent, device: str) -> tuple[str | None, int | None, str]:
+        """Open or close the event's maintenance jobs: the record it lands on last, its version, the outcome."""
+        index = len(self.rows)
+        ev_record: str | None = None
+        ev_version: int | None = None
+        ev_outcome = "recorded"
+        for target, patch, op in _event_targets(ev, self.work):
+            item = self.work.setdefault(("maintenance_record", target),
+                                        _Item(TABLES["maintenance_record"], target, None, None))
+            if op == "update" and item.record is not None:
+                if item.record.state.get("equipment_id") != ev.equipment_id:
+                    self.errors.append((InvalidInput, {
+                        "field": f"{ev.path}.data.maintenance_id",
+                        "message": f"maintenance {target} is not a job of {ev.equipment_id}"}))
+                    continue
+                if item.record.state.get("ended_at") is not None:
+                    ev_record, ev_version = target, item.record.version  # already finished: nothing to change
+                    continue
+            base = item.record.version if item.record is not None and op == "update" else 0
+            change = Change(ev.event_id, device, op, target, base, ev.occurred_at, patch)
+            out = await self._run(item, change, ev.path, index, id_field="data.maintenance_id")
+            if out is not None:
+                ev_record, ev_version, ev_outcome = target, out.record.version, out.kind
+        return ev_record, ev_version, ev_outcome
+
+    async def _run(self, item: _Item, change: Change, path: str, event_index: int, *,
+                   defaults: dict[str, Any] | None = None, id_field: str = "id") -> Outcome | None:
+        """Apply one change to its record with the tenant's strategy; ``None`` (and an error noted, so that
+        every error of the chunk is answered at once) when a rule refuses it."""
+        strategy = strategy_for(item.table.entity, self.strategies)
         history = None
         if history_needed(item.record, change, strategy):
-            history = await _history(conn, tenant, item, change, chunk_changes)
+            history = await _history(self.conn, self.ctx.tenant_id, item, change, self.chunk_changes)
         try:
             out = apply_change(item.record, change, strategy, ROLES[item.table.entity], defaults=defaults,
                                history=history)
         except SyncRuleError as exc:
             where = id_field if exc.field == "id" else exc.field
-            errors.append((NotFound if isinstance(exc, NotFound) else InvalidInput,
-                           {"field": f"{path}.{where}", "message": exc.message}))
+            self.errors.append((NotFound if isinstance(exc, NotFound) else InvalidInput,
+                                {"field": f"{path}.{where}", "message": exc.message}))
             return None
         before = item.record
         item.record = out.record
@@ -254,138 +395,45 @@ async def apply_chunk(conn: asyncpg.Connection, ctx: SyncContext, changes: Seque
         item.written_fields.update(change.patch())
         item.validate = item.validate or before is not None or defaults is None or out.kind != "applied"
         item.as_sent = item.as_sent and out.kind == "applied"
-        chunk_changes[change.event_id] = change
+        self.chunk_changes[change.event_id] = change
         if out.is_conflict:
-            drafts.extend(_drafts(item, before, change, out, strategy.name, history, drafts))
-        for copy in out.copies:
-            copy_item = _Item(item.table, copy.record_id, None,
-                              Record(dict(copy.state), 1, {k: Stamp(1, copy.device, copy.clock) for k in copy.state}),
-                              extra={"kept_from": item.record_id}, changed=True, last_event=event_index,
-                              last_path=path, written_fields=set(copy.state), as_sent=False)
-            work[(item.table.entity, copy.record_id)] = copy_item
+            self.drafts.extend(_drafts(item, before, change, out, strategy.name, history, self.drafts))
+        for copy in out.copies:  # keep_both: the losing version kept as a record of its own
+            self.work[(item.table.entity, copy.record_id)] = _Item(
+                item.table, copy.record_id, None,
+                Record(dict(copy.state), 1, {k: Stamp(1, copy.device, copy.clock) for k in copy.state}),
+                extra={"kept_from": item.record_id}, changed=True, last_event=event_index, last_path=path,
+                written_fields=set(copy.state), as_sent=False)
         return out
 
-    seen: dict[str, dict[str, Any]] = {}  # the same event twice in one chunk: the second is a duplicate
+    async def check(self) -> None:
+        """Refuse the whole chunk when a change failed or would leave a record invalid (nothing is written yet)."""
+        if self.errors:
+            refusal, first = self.errors[0]
+            raise refusal("no change of the chunk was applied: " + first["message"], [d for _, d in self.errors][:100])
+        _validate_states(self.work)
+        await _check_natural_keys(self.conn, self.ctx.tenant_id, self.work)
 
-    def repeated(event_id: str) -> bool:
-        if event_id in duplicates:
-            applied.append(_duplicate_answer(event_id, duplicates[event_id]))
-            return True
-        if event_id in seen:
-            applied.append(_entry(event_id, seen[event_id].get("id"), seen[event_id].get("record_id"),
-                                  seen[event_id].get("version"), "duplicate"))
-            return True
-        return False
-
-    for pc in changes:
-        if repeated(pc.event_id):
-            continue
-        table = TABLES[pc.entity]
-        record_id = aliases.get((pc.entity, pc.record_id), pc.record_id)
-        item = work.get((pc.entity, record_id))
-        if (item is None or item.record is None) and pc.op == "create" and table.natural_key:
-            existing = by_key.get(tuple(pc.data.get(k) for k in table.natural_key))
-            if existing is not None and existing != record_id:
-                new_aliases.append((pc.entity, pc.record_id, existing))
-                aliases[(pc.entity, pc.record_id)] = record_id = existing
-                item = work[(pc.entity, record_id)]
-        if item is None:
-            item = work[(pc.entity, record_id)] = _Item(table, record_id, None, None)
-        change = Change(pc.event_id, ctx.device_id, pc.op, record_id, pc.version, pc.client_ts, pc.data)
-        index = len(rows)
-        out = await run(item, change, pc.path, index, defaults=pc.defaults)
-        if out is None:
-            continue
-        if table.natural_key and item.record is not None and not item.record.state.get(DELETED):
-            by_key[tuple(item.record.state.get(k) for k in table.natural_key)] = record_id
-        equipment = (item.record.state if item.record else {}).get("equipment_id")
-        rows.append(fe.FieldEventRow(
-            event_id=pc.event_id, type=f"{pc.entity}.{pc.op}", actor=ctx.actor, outcome=out.kind,
-            occurred_at=pc.client_ts, content_hash=pc.content_hash, device_id=ctx.device_id, entity_type=pc.entity,
-            record_id=record_id, equipment_id=equipment, base_version=pc.version, version=out.record.version,
-            data=pc.data, upload_id=ctx.upload_id))
-        applied.append(_entry(pc.event_id, pc.record_id, record_id, out.record.version, out.kind,
-                              _conflict_of(drafts, pc.event_id) if out.is_conflict else None))
-        seen[pc.event_id] = applied[-1]
-
-    for ev in events:
-        if repeated(ev.event_id):
-            continue
-        index = len(rows)
-        device = ev.device_id or ctx.device_id
-        ev_record: str | None = None
-        ev_version: int | None = None
-        ev_outcome = "recorded"
-        effects: list[str] = []
-        for target, patch, op in _event_targets(ev, work):
-            item = work.setdefault(("maintenance_record", target),
-                                   _Item(TABLES["maintenance_record"], target, None, None))
-            if op == "update" and item.record is not None:
-                if item.record.state.get("equipment_id") != ev.equipment_id:
-                    errors.append((InvalidInput, {"field": f"{ev.path}.data.maintenance_id",
-                                         "message": f"maintenance {target} is not a job of {ev.equipment_id}"}))
-                    continue
-                if item.record.state.get("ended_at") is not None:
-                    ev_record, ev_version = target, item.record.version  # already finished: nothing to change
-                    continue
-            base = item.record.version if item.record is not None and op == "update" else 0
-            change = Change(ev.event_id, device, op, target, base, ev.occurred_at, patch)
-            out = await run(item, change, ev.path, index, id_field="data.maintenance_id")
-            if out is not None:
-                ev_record, ev_version, ev_outcome = target, out.record.version, out.kind
-        if ev.type == fe.FAILURE_REPORTED:
-            effects.append(fe.FAILURE_REPORTED)
-            failures.append({"equipment_id": ev.equipment_id, "at": ev.occurred_at, "event_id": ev.event_id,
-                             "description": ev.data.get("description", "")})
-        elif ev.type == fe.INSPECTION_FINDING:
-            effects.append(fe.INSPECTION_FINDING)
-            findings.append(fe.FindingReport(ev.equipment_id, ev.data["severity"], ev.data["description"],
-                                             ev.event_id, ev.data.get("inspection_id"), ev.occurred_at))
-        rows.append(fe.FieldEventRow(
-            event_id=ev.event_id, type=ev.type, actor=ctx.actor, outcome=ev_outcome, occurred_at=ev.occurred_at,
-            content_hash=ev.content_hash, device_id=device, entity_type="maintenance_record" if ev_record else None,
-            record_id=ev_record, equipment_id=ev.equipment_id, version=ev_version, data=ev.data, effects=effects,
-            upload_id=ctx.upload_id))
-        applied.append(_entry(ev.event_id, ev_record, ev_record, ev_version, ev_outcome,
-                              _conflict_of(drafts, ev.event_id), entity="maintenance_record" if ev_record else None,
-                              op=ev.type))
-        seen[ev.event_id] = applied[-1]
-
-    if errors:
-        refusal = errors[0][0]
-        raise refusal("no change of the chunk was applied: " + errors[0][1]["message"], [d for _, d in errors][:100])
-    _validate_states(work)
-    await _check_natural_keys(conn, tenant, work)
-
-    # ------------------------------------------------------------ writes
-    changed = [i for i in work.values() if i.changed and i.record is not None]
-    await _lock_equipment(conn, tenant, changed)
-    await _write_records(conn, tenant, ctx, changed, now)
-    if new_aliases:
-        await conn.executemany(
-            "INSERT INTO sync_record_aliases (tenant_id, entity_type, alias_id, record_id) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT DO NOTHING", [(tenant, e, a, r) for e, a, r in new_aliases])
-    outcome = ChunkOutcome(result={}, failures=failures)
-    await _effects(conn, ctx, changed, rows, findings, outcome, now)
-    await fe.insert_events(conn, tenant, rows)
-    await _write_conflicts(conn, tenant, drafts, now)
-    await _audit(conn, ctx, rows, drafts)
-
-    result_changes: list[dict[str, Any]] = []
-    new_cursor, has_more = cursor, False
-    if pull:
-        result_changes, new_cursor, has_more = await changes_since(conn, tenant, ctx.device_id, cursor, pull_limit)
-    if track_device:
-        await touch_device(conn, tenant, ctx.device_id, ctx.actor, new_cursor if pull else None)
-    outcome.messages = fe.messages(tenant, rows)
-    outcome.applied = sum(1 for a in applied if a["outcome"] != "duplicate")
-    outcome.conflicts = len(drafts)
-    outcome.result = {
-        "device_id": ctx.device_id, "applied": applied,
-        "conflicts": [_settlement(d) for d in drafts],
-        "changes": result_changes, "cursor": new_cursor, "has_more": has_more,
-    }
-    return outcome
+    async def write(self, now: datetime) -> ChunkOutcome:
+        """Write the records, aliases, effects, field events, conflicts and audit rows; the outcome without its
+        answer (`apply_chunk` adds what is pulled)."""
+        conn, tenant = self.conn, self.ctx.tenant_id
+        changed = [i for i in self.work.values() if i.changed and i.record is not None]
+        await _lock_equipment(conn, tenant, changed)
+        await _write_records(conn, tenant, self.ctx, changed, now)
+        if self.new_aliases:
+            await conn.executemany(
+                "INSERT INTO sync_record_aliases (tenant_id, entity_type, alias_id, record_id) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING", [(tenant, e, a, r) for e, a, r in self.new_aliases])
+        outcome = ChunkOutcome(result={}, failures=self.failures)
+        await _effects(conn, self.ctx, changed, self.rows, self.findings, outcome, now)
+        await fe.insert_events(conn, tenant, self.rows)
+        await _write_conflicts(conn, tenant, self.drafts, now)
+        await _audit(conn, self.ctx, self.rows, self.drafts)
+        outcome.messages = fe.messages(tenant, self.rows)
+        outcome.applied = sum(1 for a in self.applied if a["outcome"] != "duplicate")
+        outcome.conflicts = len(self.drafts)
+        return outcome
 
 
 async def _begin(conn: asyncpg.Connection, tenant: str, origin: str) -> None:

@@ -1,32 +1,29 @@
 """Offline sync for field devices: chunks of changes, upload sessions, conflicts, device status, attachments.
 
-A chunk is applied in one transaction (store/sync.py) by `serve.sync.run_chunk`. Its answer is stored with it: a
-retry after a dropped connection (the same ``Idempotency-Key``, the same upload chunk, or the same body) gets that
-answer again (``Idempotent-Replayed: true``) and applies nothing twice. After the commit, its field events go to
-``field.<tenant>.<equipment>``, its alert events to the ALERTS stream, and the tenant's actors are told when
-silences (maintenance) or the registry (equipment status) changed.
+The routes parse and answer; `serve.sync` applies a chunk (in one transaction, its answer stored with it: a retry
+after a dropped connection, with the same ``Idempotency-Key``, the same upload chunk or the same body, gets that
+answer again, ``Idempotent-Replayed: true``, and applies nothing twice) and settles conflicts; `serve.uploads`
+keeps upload sessions and attachment content.
 """
 
 import hashlib
 import time
-from collections.abc import Awaitable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-import asyncpg
 import orjson
 from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from schema.api import Envelope, ErrorEnvelope
-from schema.errors import ChunkOutOfOrder, Conflict, InvalidInput
-from schema.field_events import parse_events
+from schema.field_events import ParsedEvent, parse_events
 from schema.sync import (
     ATTACHMENT_CONTENT_TYPES,
     AttachmentContentStored,
     ConflictPublic,
     DeviceId,
     DeviceStatus,
+    ParsedChange,
     ResolveRequest,
     SyncRequestBody,
     SyncResult,
@@ -37,16 +34,16 @@ from schema.sync import (
     error_path,
     parse_changes,
 )
+from serve import sync as service
+from serve import uploads
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
 from serve.errors import ApiError
 from serve.listing import list_params, page_envelope, sparse
 from serve.services import Services
-from serve.sync import ChunkAnswer, after_commit, run_chunk
-from store import audit as audit_log
-from store import sync as store
-from store.attachments import AttachmentStorage, build_storage, sha256_hex
-from store.listing import ListQuery, fetch_page
+from serve.sync import ChunkAnswer
+from store.listing import ListQuery
+from store.sync import CONFLICTS
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
 Writer = Annotated[Principal, require("sync:write")]
@@ -57,6 +54,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorEnvelope, "description": "The chunk is larger than the server takes"},
     422: {"model": ErrorEnvelope},
 }
+Body = TypeVar("Body", bound=BaseModel)
 IdempotencyKey = Annotated[str | None, Header(max_length=255, description="a retry with it gets the first answer")]
 
 
@@ -78,7 +76,7 @@ async def _json_body(request: Request, limit: int) -> tuple[Any, str]:
     return body, hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _model(model: type[BaseModel], body: Any) -> Any:
+def _model(model: type[Body], body: Any) -> Body:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -87,7 +85,8 @@ def _model(model: type[BaseModel], body: Any) -> Any:
         raise ApiError(422, "request is invalid", details=details[:100]) from exc
 
 
-def _parse_chunk(services: Services, changes: list[Any], events: list[Any]) -> tuple[list[Any], list[Any]]:
+def _parse_chunk(services: Services, changes: list[Any], events: list[Any],
+                 ) -> tuple[list[ParsedChange], list[ParsedEvent]]:
     limit = services.settings.sync_max_changes_per_chunk
     if len(changes) + len(events) > limit:
         raise ApiError(413, f"chunk of {len(changes) + len(events)} changes; at most {limit} per chunk",
@@ -112,11 +111,6 @@ def _answer(answer: ChunkAnswer, started: float) -> Response:
                     headers=headers)
 
 
-def _context(principal: Principal, audit: Any, device_id: str, upload_id: str | None = None) -> store.SyncContext:
-    return store.SyncContext(tenant_id=principal.tenant_id, device_id=device_id, actor=principal.actor, audit=audit,
-                             upload_id=upload_id)
-
-
 # ---------------------------------------------------------------------- POST /v1/sync
 
 
@@ -127,20 +121,12 @@ async def sync(request: Request, services: ServicesDep, principal: BatchWriter, 
     how each was settled, the server changes after the device's cursor, and the new cursor."""
     started = time.perf_counter()
     body, body_hash = await _json_body(request, services.settings.sync_max_chunk_bytes)
-    req: SyncRequestBody = _model(SyncRequestBody, body)
+    req = _model(SyncRequestBody, body)
     changes, events = _parse_chunk(services, req.changes, req.events)
-    if idempotency_key:
-        key: str | None = "key:" + hashlib.sha256(idempotency_key.encode()).hexdigest()
-    else:
-        # Without a key, a chunk that changes something is known by its content (event ids make it unique).
-        key = f"body:{req.device_id}:{body_hash}" if changes or events else None
-    ctx = _context(principal, audit, req.device_id)
-
-    def apply(conn: asyncpg.Connection) -> Awaitable[store.ChunkOutcome]:
-        return store.apply_chunk(conn, ctx, changes, events, cursor=req.cursor, pull=req.pull,
-                                 pull_limit=services.settings.sync_pull_limit)
-
-    return _answer(await run_chunk(services, ctx, key=key, body_hash=body_hash, apply=apply), started)
+    answer = await service.sync_chunk(services, principal, audit, device_id=req.device_id, changes=changes,
+                                      events=events, cursor=req.cursor, pull=req.pull,
+                                      idempotency_key=idempotency_key, body_hash=body_hash)
+    return _answer(answer, started)
 
 
 # ---------------------------------------------------------------------- upload sessions
@@ -151,20 +137,13 @@ async def create_upload(body: UploadCreate, services: ServicesDep, principal: Wr
                         ) -> Envelope[UploadPublic]:
     """Start a large upload: send its chunks to ``PUT /v1/sync/uploads/{id}/chunks/{n}`` from 0 on; after a
     dropped connection, ``GET /v1/sync/uploads/{id}`` says which chunk to send next."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.create_upload(conn, principal.tenant_id, body.device_id, body.cursor, body.total_chunks,
-                                        principal.actor)
-        await audit_log.record(conn, audit, action="create", entity_type="sync_upload", entity_id=str(row["id"]),
-                               new=dict(row))
+    row = await uploads.create_upload(services, principal, audit, body)
     return Envelope(data=UploadPublic(**dict(row)))
 
 
 @router.get("/uploads/{upload_id}", response_model=Envelope[UploadPublic], responses=ERRORS)
 async def get_upload(upload_id: UUID, services: ServicesDep, principal: Writer) -> Envelope[UploadPublic]:
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.get_upload(conn, principal.tenant_id, str(upload_id))
-    if row is None:
-        raise ApiError(404, f"upload {upload_id} not found")
+    row = await uploads.get_upload(services, principal.tenant_id, str(upload_id))
     return Envelope(data=UploadPublic(**dict(row)))
 
 
@@ -176,78 +155,40 @@ async def put_chunk(request: Request, upload_id: UUID, n: Annotated[int, Path(ge
     returns its first answer and applies nothing twice."""
     started = time.perf_counter()
     body, body_hash = await _json_body(request, services.settings.sync_max_chunk_bytes)
-    req: UploadChunkBody = _model(UploadChunkBody, body)
+    req = _model(UploadChunkBody, body)
     changes, events = _parse_chunk(services, req.changes, req.events)
-    tenant = principal.tenant_id
-    async with services.tenant_tx(tenant) as conn:
-        upload = await store.get_upload(conn, tenant, str(upload_id))
-    if upload is None:
-        raise ApiError(404, f"upload {upload_id} not found")
-    ctx = _context(principal, audit, upload["device_id"], str(upload_id))
-
-    async def apply(conn: asyncpg.Connection) -> store.ChunkOutcome:
-        current = await store.get_upload(conn, tenant, str(upload_id), for_update=True)
-        assert current is not None  # noqa: S101  narrows a type; not a check of input
-        if current["status"] != "open":
-            raise Conflict("the upload is completed", [{"field": "upload_id", "message": "completed"}])
-        if current["total_chunks"] is not None and n >= current["total_chunks"]:
-            raise InvalidInput(f"the upload has {current['total_chunks']} chunks",
-                               [{"field": "n", "message": f"at most {current['total_chunks'] - 1}"}])
-        if n != current["next_chunk"]:
-            raise ChunkOutOfOrder(f"send chunk {current['next_chunk']} next", [
-                {"field": "n", "message": f"expected chunk {current['next_chunk']}"}])
-        outcome = await store.apply_chunk(conn, ctx, changes, events, pull=False)
-        advanced = await store.advance_upload(conn, tenant, str(upload_id), outcome.applied, outcome.conflicts)
-        outcome.result.update(upload_id=str(upload_id), chunk=n, cursor=advanced["cursor"])
-        return outcome
-
-    return _answer(await run_chunk(services, ctx, key=f"upload:{upload_id}:{n}", body_hash=body_hash, apply=apply),
-                   started)
+    answer = await uploads.apply_upload_chunk(services, principal, audit, str(upload_id), n, changes=changes,
+                                              events=events, body_hash=body_hash)
+    return _answer(answer, started)
 
 
 @router.post("/uploads/{upload_id}/complete", response_model=Envelope[UploadCompleted], responses=ERRORS)
 async def complete_upload(upload_id: UUID, services: ServicesDep, principal: Writer, audit: Audit,
                           ) -> Envelope[UploadCompleted]:
     """Close the upload and answer with the server changes after the cursor it started from."""
-    tenant = principal.tenant_id
-    async with services.tenant_tx(tenant) as conn:
-        upload = await store.get_upload(conn, tenant, str(upload_id), for_update=True)
-        if upload is None:
-            raise ApiError(404, f"upload {upload_id} not found")
-        if upload["total_chunks"] is not None and upload["next_chunk"] < upload["total_chunks"]:
-            raise ApiError(409, f"chunks {upload['next_chunk']} to {upload['total_chunks'] - 1} are missing",
-                           details=[{"field": "upload_id", "message": f"send chunk {upload['next_chunk']} next"}])
-        if upload["status"] == "open":
-            upload = await store.complete_upload(conn, tenant, str(upload_id))
-            await audit_log.record(conn, audit, action="complete", entity_type="sync_upload",
-                                   entity_id=str(upload_id), new=dict(upload))
-        changes, cursor, has_more = await store.changes_since(conn, tenant, upload["device_id"], upload["cursor"],
-                                                              services.settings.sync_pull_limit)
-        await store.touch_device(conn, tenant, upload["device_id"], principal.actor, cursor)
-    return Envelope(data=UploadCompleted(upload=UploadPublic(**dict(upload)), changes=changes, cursor=cursor,
-                                         has_more=has_more))
+    return Envelope(data=await uploads.complete_upload(services, principal, audit, str(upload_id)))
 
 
 # ---------------------------------------------------------------------- conflicts and status
 
 
-@router.get("/conflicts", response_model=Envelope[list[sparse(ConflictPublic)]], response_model_exclude_unset=True,
+# A model made at run time: FastAPI reads it as the list's item type; to mypy it is a value (Any), not a type.
+SparseConflict: Any = sparse(ConflictPublic)
+
+
+@router.get("/conflicts", response_model=Envelope[list[SparseConflict]], response_model_exclude_unset=True,
             responses={422: {"model": ErrorEnvelope}})
 async def list_conflicts(services: ServicesDep, principal: Writer,
-                         q: Annotated[ListQuery, list_params(store.CONFLICTS)]) -> dict[str, Any]:
+                         q: Annotated[ListQuery, list_params(CONFLICTS)]) -> dict[str, Any]:
     """Conflicts, settled and pending (``?status=pending``): every version involved, and the result."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        rows, total = await fetch_page(conn, store.CONFLICTS, q, principal.tenant_id)
+    rows, total = await service.list_conflicts(services, principal.tenant_id, q)
     return page_envelope(rows, total, q)
 
 
 @router.get("/conflicts/{conflict_id}", response_model=Envelope[ConflictPublic], responses=ERRORS)
 async def get_conflict(conflict_id: UUID, services: ServicesDep, principal: Writer) -> Envelope[ConflictPublic]:
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.get_conflict(conn, principal.tenant_id, str(conflict_id))
-    if row is None:
-        raise ApiError(404, f"conflict {conflict_id} not found")
-    return Envelope(data=ConflictPublic(**row))
+    return Envelope(data=ConflictPublic(**await service.get_conflict(services, principal.tenant_id,
+                                                                     str(conflict_id))))
 
 
 @router.post("/conflicts/{conflict_id}/resolve", response_model=Envelope[ConflictPublic], responses=ERRORS)
@@ -257,33 +198,20 @@ async def resolve_conflict(conflict_id: UUID, body: ResolveRequest, services: Se
     """Settle a conflict held for review: ``{"choose": "<event id>"}`` takes that version, ``{"choose":
     "server"}`` keeps the record as it is, ``{"data": {...}}`` sets the merged fields. The record gets a new
     version that flows to every device."""
-    ctx = _context(principal, audit, f"review:{principal.subject}")
-    choose = str(body.choose) if body.choose is not None else None
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        outcome = await store.resolve_conflict(conn, ctx, str(conflict_id), choose=choose, data=body.data,
-                                               comment=body.comment)
-    await after_commit(services, principal.tenant_id, outcome)
-    return Envelope(data=ConflictPublic(**outcome.result))
+    settled = await service.resolve_conflict(services, principal, audit, str(conflict_id),
+                                             choose=str(body.choose) if body.choose is not None else None,
+                                             data=body.data, comment=body.comment)
+    return Envelope(data=ConflictPublic(**settled))
 
 
 @router.get("/status/{device_id}", response_model=Envelope[DeviceStatus], responses=ERRORS)
 async def device_status(device_id: Annotated[DeviceId, Path()], services: ServicesDep,
                         principal: Writer) -> Envelope[DeviceStatus]:
     """Last sync, last cursor, conflicts waiting for review that involve the device, and its last error."""
-    async with services.tenant_tx(principal.tenant_id) as conn:
-        row = await store.device_status(conn, principal.tenant_id, device_id)
-    if row is None:
-        raise ApiError(404, f"device {device_id} has never synced")
-    return Envelope(data=DeviceStatus(**row))
+    return Envelope(data=DeviceStatus(**await service.device_status(services, principal.tenant_id, device_id)))
 
 
 # ---------------------------------------------------------------------- attachment content
-
-
-def _storage(services: Services) -> AttachmentStorage:
-    if services.attachment_storage is None:
-        services.attachment_storage = build_storage(services.settings)
-    return services.attachment_storage
 
 
 @router.put("/attachments/{attachment_id}/content", response_model=Envelope[AttachmentContentStored],
@@ -298,22 +226,9 @@ async def put_attachment_content(request: Request, attachment_id: UUID, services
     data = await request.body()
     if len(data) > limit:
         raise ApiError(413, f"attachment larger than {limit} bytes", details=[{"field": "body", "message": "too big"}])
-    sha = sha256_hex(data)
-    tenant = principal.tenant_id
-    async with services.tenant_tx(tenant) as conn:
-        row = await store.get_attachment(conn, tenant, str(attachment_id), for_update=True)
-        if row is None or row["deleted_at"] is not None:
-            raise ApiError(404, f"attachment {attachment_id} not found")
-        allowed = await store.attachment_hashes(conn, tenant, str(attachment_id))
-        if allowed and sha not in allowed:
-            raise ApiError(409, "content does not match the attachment's sha256",
-                           details=[{"field": "body", "message": f"sha256 of the body is {sha}"}])
-        await _storage(services).put(tenant, sha, data)
-        await store.mark_content_stored(conn, tenant, sha, len(data), str(attachment_id))
-        await audit_log.record(conn, audit, action="upload_content", entity_type="attachment",
-                               entity_id=str(attachment_id), new={"sha256": sha, "size_bytes": len(data)})
-    return Envelope(data=AttachmentContentStored(id=attachment_id, sha256=sha, size_bytes=len(data),
-                                                 content_type=row["content_type"]))
+    stored = await uploads.put_attachment_content(services, principal, audit, str(attachment_id), data)
+    return Envelope(data=AttachmentContentStored(id=attachment_id, sha256=stored.sha256, size_bytes=len(data),
+                                                 content_type=stored.content_type))
 
 
 @router.get("/attachments/{attachment_id}/content", response_class=Response,
@@ -321,17 +236,11 @@ async def put_attachment_content(request: Request, attachment_id: UUID, services
                        404: {"model": ErrorEnvelope}})
 async def get_attachment_content(attachment_id: UUID, services: ServicesDep,
                                  principal: Annotated[Principal, require("assets:read")]) -> Response:
-    tenant = principal.tenant_id
-    async with services.tenant_tx(tenant) as conn:
-        row = await store.get_attachment(conn, tenant, str(attachment_id))
-    if row is None or row["deleted_at"] is not None:
-        raise ApiError(404, f"attachment {attachment_id} not found")
-    data = await _storage(services).get(tenant, row["sha256"]) if row["sha256"] and row["content_stored"] else None
-    if data is None:
-        raise ApiError(404, f"attachment {attachment_id} has no content yet")
+    content = await uploads.get_attachment_content(services, principal.tenant_id, str(attachment_id))
     # Always a download, never rendered in our origin: a type from before the allow-list becomes opaque bytes.
-    media_type = row["content_type"] if row["content_type"] in ATTACHMENT_CONTENT_TYPES else "application/octet-stream"
-    return Response(content=data, media_type=media_type, headers={
-        "ETag": f'"{row["sha256"]}"', "Cache-Control": "private, max-age=86400",
+    allowed = content.content_type in ATTACHMENT_CONTENT_TYPES
+    media_type = content.content_type if allowed else "application/octet-stream"
+    return Response(content=content.data, media_type=media_type, headers={
+        "ETag": f'"{content.sha256}"', "Cache-Control": "private, max-age=86400",
         "Content-Disposition": f'attachment; filename="{attachment_id}"',
         "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
