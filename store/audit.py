@@ -5,6 +5,7 @@ TRUNCATE, and the app role holds no such privilege), so a row, once committed, s
 """
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -67,3 +68,31 @@ async def record(conn: asyncpg.Connection, ctx: AuditContext, *, action: str, en
         _json_safe(new), ctx.ip, ctx.request_id)
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of a batch written by `record_many`."""
+
+    action: str
+    entity_type: str
+    entity_id: str | None
+    old: Any = None
+    new: Any = None
+
+
+async def record_many(conn: asyncpg.Connection, ctx: AuditContext, entries: Sequence[AuditEntry], *,
+                      default: Callable[[Any], Any] = _default) -> None:
+    """Rows for many changes by one actor, in one statement (a sync chunk: the chunk and each conflict).
+
+    `default` turns what JSON lacks into JSON values (sync keeps its own form: UTC times ending in Z).
+    """
+    if not entries:
+        return
+    await conn.execute(
+        "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, old_values,"
+        " new_values, ip, request_id)"
+        " SELECT $1, $2, $3, x.action, x.entity_type, x.entity_id, x.old_values, x.new_values, $4, $5"
+        " FROM jsonb_to_recordset($6::text::jsonb)"  # text: the pool's jsonb codec is not involved
+        " AS x(action text, entity_type text, entity_id text, old_values jsonb, new_values jsonb)",
+        ctx.tenant_id, ctx.actor_type, ctx.actor_id, ctx.ip, ctx.request_id,
+        json.dumps([{"action": e.action, "entity_type": e.entity_type, "entity_id": e.entity_id,
+                     "old_values": e.old, "new_values": e.new} for e in entries], default=default))

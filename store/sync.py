@@ -919,22 +919,13 @@ async def _audit(conn: asyncpg.Connection, ctx: SyncContext, rows: Sequence[fe.F
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
         counts[f"{r.type}:{r.outcome}"] += 1
-    entries: list[tuple[str, str, str, dict[str, Any] | None, dict[str, Any]]] = [
-        ("sync", "sync_chunk", ctx.device_id, None, {"device_id": ctx.device_id, "upload_id": ctx.upload_id,
-                                                     "counts": dict(counts), "event_ids": [r.event_id for r in rows]})]
-    entries += [("sync_conflict", d.entity, d.record_id, d.server or None,
-                 {"conflict_id": d.id, "strategy": d.strategy, "status": d.status, "outcome": d.outcome,
-                  "versions": d.versions, "result": d.result}) for d in drafts]
-    a = ctx.audit
-    await conn.execute(
-        "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, old_values,"
-        " new_values, ip, request_id)"
-        " SELECT $1, $2, $3, x.action, x.entity_type, x.entity_id, x.old_values, x.new_values, $4, $5"
-        " FROM jsonb_to_recordset($6::text::jsonb)"
-        " AS x(action text, entity_type text, entity_id text, old_values jsonb, new_values jsonb)",
-        a.tenant_id, a.actor_type, a.actor_id, a.ip, a.request_id,
-        dumps([{"action": e[0], "entity_type": e[1], "entity_id": e[2], "old_values": e[3], "new_values": e[4]}
-               for e in entries]))
+    entries = [audit_log.AuditEntry("sync", "sync_chunk", ctx.device_id, None, {
+        "device_id": ctx.device_id, "upload_id": ctx.upload_id, "counts": dict(counts),
+        "event_ids": [r.event_id for r in rows]})]
+    entries += [audit_log.AuditEntry("sync_conflict", d.entity, d.record_id, d.server or None, {
+        "conflict_id": d.id, "strategy": d.strategy, "status": d.status, "outcome": d.outcome,
+        "versions": d.versions, "result": d.result}) for d in drafts]
+    await audit_log.record_many(conn, ctx.audit, entries, default=json_value)
 
 
 # ---------------------------------------------------------------- pulling and devices
