@@ -5,6 +5,7 @@ The services are called as their routes call them; deliveries are run by `actors
 `config.ManualClock`, so backoff and giving up are checked at once instead of waited for.
 """
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from serve import notifications as service
 from serve.auth import Principal, Role
 from store import alerts as alert_store
 from store import db
+from store.admin import reseal_secrets
 from store.audit import AuditContext
 from store.listing import ListQuery
 from tests.helpers import seeded_tenant
@@ -268,3 +270,21 @@ async def test_a_refusal_no_retry_can_change_fails_at_once(
     assert (failed["status"], failed["response_code"], failed["attempts"]) == ("failed", 410, 1)
     with pytest.raises(NotFound):
         await deliveries(services, tenant, 987_654_321)
+
+
+async def test_a_rotated_data_key_reseals_channel_settings(services: Any, tenant: str, principal: Principal,
+                                                           audit: AuditContext) -> None:
+    """Channels sealed by the previous data key are sealed again by the current one at start-up, so dropping the
+    previous key later strands none of them."""
+    row = await create(services, principal, audit, webhook("https://hooks.example.com/rotated"))
+    current = SecretBox.from_settings(services.settings)
+    old = SecretBox("an-earlier-data-key-" + "k" * 32)
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        await conn.execute("UPDATE notification_channels SET secret = $2 WHERE id = $1", row["id"],
+                           old.seal(current.open(await conn.fetchval(
+                               "SELECT secret FROM notification_channels WHERE id = $1", row["id"]))))
+    rotated = SecretBox(current.current, previous=(old.current,))
+    assert await asyncio.to_thread(reseal_secrets, services.settings.database_url, rotated) >= 1
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        sealed = await conn.fetchval("SELECT secret FROM notification_channels WHERE id = $1", row["id"])
+    assert current.is_current(sealed) and current.open(sealed) == f'{{"secret": "{SECRET}"}}'
