@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import AnyUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints, field_validator
 
+from schema.alerts import NO_NUL
 from schema.severity import Severity
 
 __all__ = [
@@ -24,7 +25,7 @@ CHANNEL_KINDS = ("email", "webhook", "slack", "teams")
 ChannelKind = Literal["email", "webhook", "slack", "teams"]
 DELIVERY_STATUSES = ("pending", "sent", "failed")
 MAX_URL_LENGTH = 2048
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253,
                                         pattern=r"^[A-Za-z0-9.:\[\]-]+$")]
 
@@ -41,6 +42,8 @@ def check_http_url(value: str) -> str:
     """
     if len(value) > MAX_URL_LENGTH:
         raise ValueError(f"at most {MAX_URL_LENGTH} characters")
+    if any(not c.isprintable() or c.isspace() for c in value):
+        raise ValueError("holds whitespace or control characters")
     try:
         url = AnyUrl(value)
     except ValueError:
@@ -63,7 +66,7 @@ class EmailConfig(_Config):
     smtp_host: Host
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["starttls", "tls", "none"] = "starttls"
-    username: Annotated[str, StringConstraints(max_length=320)] | None = None
+    username: Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=NO_NUL)] | None = None
     password: SecretStr | None = Field(None, description="Write-only; needed with `username`.")
     from_address: EmailStr
     to: Annotated[list[EmailStr], Field(min_length=1, max_length=50)]

@@ -123,9 +123,9 @@ async def plan_deliveries(conn: asyncpg.Connection, tenant_id: str, *, now: date
     """Read up to ``limit`` events after the tenant's cursor, plan their deliveries, move the cursor; returns
     (events read, deliveries planned). Run it in a transaction. A channel hears of events committed after it
     was created, if enabled and the event's severity is at least its ``min_severity``."""
-    cursor = await conn.fetchval(
-        "INSERT INTO notification_cursors (tenant_id, seq) VALUES ($1, 0) ON CONFLICT (tenant_id)"
-        " DO UPDATE SET seq = notification_cursors.seq RETURNING seq", tenant_id)
+    # Read, not upserted: an idle round writes nothing. Two planners reading the same cursor (an actor handing
+    # over) insert nothing twice: the unique key drops the second insert.
+    cursor = await conn.fetchval("SELECT seq FROM notification_cursors WHERE tenant_id = $1", tenant_id) or 0
     row = await conn.fetchrow(
         f"""WITH batch AS (
                 SELECT seq, alert_id, kind, severity, created_at FROM alert_events
@@ -144,7 +144,9 @@ async def plan_deliveries(conn: asyncpg.Connection, tenant_id: str, *, now: date
                    (SELECT count(*) FROM planned) AS planned""",
         tenant_id, cursor, limit, now, list(NOTIFY_KINDS))
     if row["last"] is not None:
-        await conn.execute("UPDATE notification_cursors SET seq = $2 WHERE tenant_id = $1", tenant_id, row["last"])
+        await conn.execute(
+            "INSERT INTO notification_cursors (tenant_id, seq) VALUES ($1, $2) ON CONFLICT (tenant_id)"
+            " DO UPDATE SET seq = greatest(notification_cursors.seq, excluded.seq)", tenant_id, row["last"])
     return int(row["events"]), int(row["planned"])
 
 

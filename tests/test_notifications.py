@@ -192,6 +192,11 @@ async def test_a_failing_test_reports_the_error_without_the_secret(services: Any
     down = await create(services, principal, audit, webhook(HttpReceiver().url(), name="nobody listens"))
     result = await service.test_channel(services, principal, down["id"])
     assert not result.ok and result.response_code is None and result.error
+    no_smtp = await create(services, principal, audit, CREATE.validate_python({"kind": "email", "name": "m", "config": {
+        "smtp_host": "127.0.0.1", "smtp_port": HttpReceiver().port, "security": "starttls",
+        "from_address": "wellpulse@example.com", "to": ["ops@example.com"]}}))
+    result = await service.test_channel(services, principal, no_smtp["id"])
+    assert not result.ok and result.error and "Connection refused" in result.error
 
 
 # ------------------------------------------------------------------------------------------------ deliveries

@@ -3,7 +3,7 @@ attempts, last error, the provider's response code and the latency. `serve.notif
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from schema.api import Envelope, ErrorEnvelope
 from schema.notifications import DeliveryPublic
@@ -16,11 +16,12 @@ from store.notifications import DELIVERIES
 
 router = APIRouter(prefix="/v1/alerts", tags=["notifications"])
 Reader = Annotated[Principal, require("alerts:read")]
+AlertId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 @router.get("/{alert_id}/notifications", response_model=Envelope[list[sparse(DeliveryPublic)]],
             response_model_exclude_unset=True, responses={404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}})
-async def list_alert_notifications(alert_id: int, services: ServicesDep, principal: Reader,
+async def list_alert_notifications(alert_id: AlertId, services: ServicesDep, principal: Reader,
                                    q: Annotated[ListQuery, list_params(DELIVERIES)]) -> dict[str, Any]:
     """Oldest first; `?status=failed` for those that gave up."""
     rows, total = await service.list_alert_deliveries(services, principal.tenant_id, alert_id, q)
