@@ -97,23 +97,31 @@ async def get_channel(conn: Executor, tenant_id: str, channel_id: uuid.UUID, *,
 
 async def update_channel(conn: Executor, tenant_id: str, channel_id: uuid.UUID, *, name: str, enabled: bool,
                          min_severity: str, config: dict[str, Any], secret: str | None) -> asyncpg.Record:
-    return await conn.fetchrow(
+    """The new settings; disabling the channel fails its pending deliveries (nobody is to send them)."""
+    row = await conn.fetchrow(
         "UPDATE notification_channels SET name = $3, enabled = $4, min_severity = $5, config = $6, secret = $7,"
         " updated_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
         f" RETURNING {CHANNEL_COLUMNS}", tenant_id, channel_id, name, enabled, min_severity, config, secret)
+    if row is not None and not enabled:
+        await _fail_pending(conn, tenant_id, channel_id, "channel disabled")
+    return row
 
 
 async def delete_channel(conn: Executor, tenant_id: str, channel_id: uuid.UUID) -> bool:
-    """Soft delete (its deliveries stay as history); pending deliveries to it fail, as nobody will send them."""
+    """Soft delete (its deliveries stay as history); its pending deliveries fail."""
     row = await conn.fetchrow(
         "UPDATE notification_channels SET deleted_at = now(), enabled = false, secret = NULL"
         " WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING id", tenant_id, channel_id)
     if row is None:
         return False
-    await conn.execute(
-        "UPDATE notification_deliveries SET status = 'failed', failed_at = now(), last_error = 'channel deleted'"
-        " WHERE tenant_id = $1 AND channel_id = $2 AND status = 'pending'", tenant_id, channel_id)
+    await _fail_pending(conn, tenant_id, channel_id, "channel deleted")
     return True
+
+
+async def _fail_pending(conn: Executor, tenant_id: str, channel_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE notification_deliveries SET status = 'failed', failed_at = now(), last_error = $3"
+        " WHERE tenant_id = $1 AND channel_id = $2 AND status = 'pending'", tenant_id, channel_id, reason)
 
 
 # ---------------------------------------------------------------- deliveries

@@ -100,6 +100,8 @@ async def send(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str],
     except smtplib.SMTPResponseException as exc:
         return SendResult(False, _ms(started), exc.smtp_code, _redact(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
                                                                       secrets), permanent=exc.smtp_code >= 500)
+    except KeyError as exc:  # a setting the kind needs is not stored: no retry can change that
+        return SendResult(False, _ms(started), None, f"the channel lacks the setting {exc}", permanent=True)
     except (OSError, smtplib.SMTPException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return SendResult(False, _ms(started), None, _redact(f"{type(exc).__name__}: {exc}", secrets))
 

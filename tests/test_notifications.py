@@ -293,3 +293,18 @@ async def test_a_rotated_data_key_reseals_channel_settings(services: Any, tenant
     async with db.tenant_tx(services.pool, tenant) as conn:
         sealed = await conn.fetchval("SELECT secret FROM notification_channels WHERE id = $1", row["id"])
     assert current.is_current(sealed) and current.open(sealed) == f'{{"secret": "{SECRET}"}}'
+
+
+async def test_disabling_a_channel_fails_what_was_pending_for_it(
+        services: Any, tenant: str, principal: Principal, audit: AuditContext, receiver: HttpReceiver) -> None:
+    channel = await create(services, principal, audit, webhook(receiver.url("/hook")))
+    await receiver.stop()
+    event = await open_alert(services, tenant)
+    clock = ManualClock(datetime.now(UTC))
+    await notifier(services, tenant, clock).run_round()
+    await service.update_channel(services, principal, audit, channel["id"], ChannelUpdate(enabled=False))
+    await receiver.start()
+    clock.advance(timedelta(hours=1))
+    assert await notifier(services, tenant, clock).run_round() == 0
+    [failed] = await deliveries(services, tenant, event["alert_id"])
+    assert (failed["status"], failed["last_error"]) == ("failed", "channel disabled") and receiver.requests == []
