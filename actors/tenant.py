@@ -23,10 +23,12 @@ from pydantic import ValidationError
 
 from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging, while_down_retry
 from actors.equipment import EquipmentActor, publish_alert_events
+from actors.notifier import Notifier, RetryPolicy
 from actors.placement import place
 from config import SYSTEM_CLOCK, Clock, Settings
+from config.secrets import SecretBox
 from schema.ids import InvalidIdentifier, check_equipment_id
-from schema.subjects import ctl_subject, split_tele_subject
+from schema.subjects import alerts_tenant_filter, ctl_subject, split_tele_subject
 from schema.telemetry import DEFAULT_MAX_AGE, parse_telemetry, validation_reason
 from store import alerts as alert_store
 from store import assets as asset_store
@@ -104,6 +106,8 @@ class TenantActor:
         self._pool = None
         self._nc = None
         self._js = None
+        self.notifier: Notifier | None = None  # sends the tenant's notifications (actors/notifier.py)
+        self._notifier_task: asyncio.Task | None = None
         self.equipment: dict[str, asset_store.EquipmentInfo] = {}
         self.placement: dict[str, str] = {}
         self.retired: set[str] = set()  # reported, but deleted from the registry
@@ -134,6 +138,7 @@ class TenantActor:
                                                           tenant_id=self.tenant_id)
             self._js = self._nc.jetstream()
             await self._nc.subscribe(ctl_subject(self.tenant_id), cb=self._on_ctl)
+            await self._start_notifier()
         await self._load_registry()
         sub = await bus.telemetry_subscription(self._js, self.tenant_id,
                                                max_ack_pending=self.settings.max_ack_pending)
@@ -162,6 +167,24 @@ class TenantActor:
                 await in_flight
         finally:
             housekeeping.cancel()
+
+    async def _start_notifier(self) -> None:
+        """The tenant's notifier runs beside ingest, woken by the tenant's ALERTS messages (see actors/notifier.py
+        for why here)."""
+        js = self._js
+
+        async def publish(events: Any) -> None:
+            await publish_alert_events(js, self.tenant_id, events)
+
+        notifier = self.notifier = Notifier(self._pool, self.tenant_id, SecretBox.from_settings(self.settings),
+                                            policy=RetryPolicy.from_settings(self.settings), clock=self.clock,
+                                            publish=publish)
+
+        async def on_alert(_msg: Any) -> None:
+            notifier.wake.set()
+
+        await self._nc.subscribe(alerts_tenant_filter(self.tenant_id), cb=on_alert)
+        self._notifier_task = asyncio.get_running_loop().create_task(notifier.run_forever())
 
     async def _redeliver(self, msgs: list[Any]) -> None:
         # DB or an EquipmentActor is down: hand the batch back for a prompt redelivery
@@ -387,6 +410,7 @@ class TenantActor:
             "equipment": len(self.equipment), "equipment_actors": len(self.actors),
             "running": self._task is not None and not self._task.done(),
             "last_batch_at": self.last_batch_at,
+            "notifications": self.notifier.stats() if self.notifier is not None else None,
         }
 
     async def equipment_status(self) -> list[dict[str, Any]]:
@@ -402,6 +426,10 @@ class TenantActor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, timeout=5)
         await asyncio.gather(*(a.stop.remote() for a in self.actors.values()), return_exceptions=True)
+        if self._notifier_task is not None:
+            self._notifier_task.cancel()
+        if self.notifier is not None:
+            await self.notifier.close()
         for actor in self.actors.values():
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     ws_max_per_tenant: int = Field(100, ge=1, description="open alert sockets per tenant (per replica)")
     ws_replay_max_events: int = Field(
         1000, ge=1, description="events a reconnect with since= replays at most (older ones: list /v1/alerts)")
+    # Notifications (actors/notifier.py): a failing channel is retried with exponential backoff and jitter.
+    notification_retry_seconds: float = Field(
+        3600.0, ge=0, description="how long a delivery is retried before it is marked failed")
+    notification_backoff_seconds: float = Field(2.0, gt=0, description="the first retry's delay (then doubling)")
+    notification_backoff_max_seconds: float = Field(300.0, gt=0, description="the longest delay between retries")
+    notification_timeout_seconds: float = Field(10.0, gt=0, le=120, description="one attempt's time limit")
     serve_replicas: int = 1
     model_seed: int = 0
     db_pool_size: int = 4

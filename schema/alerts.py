@@ -35,6 +35,7 @@ class AlertEventKind(StrEnum):
     SUPPRESSED = "suppressed"
     UNSUPPRESSED = "unsuppressed"
     VERDICT = "verdict"  # a verdict given to an alert that changed state no more
+    NOTIFICATION_FAILED = "notification_failed"  # a channel could not be reached in time (actors/notifier.py)
 
 
 Verdict = Literal["real", "false_alarm", "planned"]

@@ -25,6 +25,8 @@ from serve.routers import (
     maintenance,
     metrics,
     ml_models,
+    notification_channels,
+    notification_deliveries,
     predictions,
     production,
     readings,
@@ -65,7 +67,8 @@ def build_app(settings: Settings) -> FastAPI:
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
-                   wells, maintenance, equipment, sync, field_events, predictions, ml_models):
+                   wells, maintenance, equipment, sync, field_events, predictions, ml_models,
+                   notification_channels, notification_deliveries):
         app.include_router(module.router)
     install_openapi(app)
     return app

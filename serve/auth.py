@@ -61,6 +61,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "users:write": _ADMIN,
     "api_keys:manage": _ADMIN,
     "audit:read": _ADMIN,
+    "notifications:manage": _WRITERS,  # channels: their settings name people and endpoints
 }
 # What an API key may be granted: machine work, never identity administration.
 API_KEY_SCOPES: frozenset[str] = frozenset({

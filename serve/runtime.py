@@ -133,7 +133,7 @@ class Stack:
                                  app_password=self.settings.secret("app_db_password"))
         resealed = reseal_secrets(self.database_url, SecretBox.from_settings(self.settings))
         if resealed:
-            log.info("sealed %d stored TOTP seeds with the current data key", resealed)
+            log.info("sealed %d stored secrets (TOTP seeds, channel settings) with the current data key", resealed)
         asyncio.run(self._ensure_streams())
         self._start_nats_sync()
         self._write_runtime_file()

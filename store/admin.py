@@ -107,24 +107,33 @@ def open_session(database_url: str, tenant_id: str, email: str, *, lifetime: tim
     return str(row[0]), str(session_id), row[1]
 
 
-def reseal_secrets(database_url: str, box: SecretBox) -> int:
-    """Seal every stored TOTP seed with the current data key: plaintext ones (from before encryption) and
-    ones sealed by the previous key (after `wellpulse keys rotate-data-key`). Returns how many changed.
+# (what, table, key column, sealed column) of every secret sealed with the data key.
+_SEALED = (("the TOTP seed of user", "users", "id", "mfa_secret"),
+           ("the settings of notification channel", "notification_channels", "id", "secret"))
 
-    Runs at start-up with the owning role (it sees every tenant); a seed no key opens is left alone and
+
+def reseal_secrets(database_url: str, box: SecretBox) -> int:
+    """Seal every stored TOTP seed and notification channel secret with the current data key: plaintext ones
+    (seeds from before encryption) and ones sealed by the previous key (after `wellpulse keys
+    rotate-data-key`). Returns how many changed.
+
+    Runs at start-up with the owning role (it sees every tenant); a secret no key opens is left alone and
     reported, never lost.
     """
     changed = 0
     with psycopg.connect(database_url) as conn, conn.transaction():
-        rows = conn.execute("SELECT id, mfa_secret FROM users WHERE mfa_secret IS NOT NULL FOR UPDATE").fetchall()
-        for user_id, stored in rows:
-            if box.is_current(stored):
-                continue
-            try:
-                seed = box.open(stored) if box.is_sealed(stored) else stored
-            except ValueError:
-                log.error("the TOTP seed of user %s is sealed by an unknown data key; left as is", user_id)
-                continue
-            conn.execute("UPDATE users SET mfa_secret = %s WHERE id = %s", (box.seal(seed), user_id))
-            changed += 1
+        for what, table, key, column in _SEALED:  # names of ours in the SQL text, never input
+            rows = conn.execute(f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL FOR UPDATE"
+                                ).fetchall()
+            for row_id, stored in rows:
+                if box.is_current(stored):
+                    continue
+                try:
+                    plain = box.open(stored) if box.is_sealed(stored) else stored
+                except ValueError:
+                    log.error("%s %s is sealed by an unknown data key; left as is", what, row_id)
+                    continue
+                conn.execute(f"UPDATE {table} SET {column} = %s WHERE {key} = %s",
+                             (box.seal(plain), row_id))
+                changed += 1
     return changed

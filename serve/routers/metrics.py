@@ -13,6 +13,7 @@ from schema.api import ErrorEnvelope
 from serve.deps import ServicesDep, bearer_token
 from serve.edge import EDGE_REGISTRY
 from serve.errors import ApiError
+from serve.notifications import notification_metrics
 from store import alerts as alert_store
 
 router = APIRouter(tags=["health"])
@@ -68,6 +69,7 @@ class SnapshotCollector:
         ws = GaugeMetricFamily("wellpulse_websocket_clients", "Connected alert WebSocket clients (this replica)")
         ws.add_metric([], self.ws_clients)
         yield from (ingested, duplicates, messages, dlq, errors, lag, pending, up, write, open_alerts, ws)
+        yield from notification_metrics(self.tenants)
 
 
 def metrics_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:

@@ -1,0 +1,198 @@
+"""Sending one notice through one channel: SMTP, a signed webhook, Slack's and Teams' incoming webhooks.
+
+An adapter like the rest of `store`: it knows the wire formats and nothing of deliveries, retries or tenants.
+`send` never raises for the channel's failure: it answers a `SendResult` whose ``error`` is safe to store and
+show (a write-only setting that appears in an error text is replaced by ``[redacted]``). ``permanent`` marks
+an answer that a retry cannot change (an HTTP 4xx other than 408/429, an SMTP 5xx).
+
+A webhook body is signed so its receiver can verify it and refuse replays::
+
+    X-WellPulse-Timestamp: <unix seconds>
+    X-WellPulse-Signature: sha256=<hex HMAC-SHA256 under the channel's secret of "<timestamp>.<body>">
+    X-WellPulse-Delivery: <delivery id, the same for every retry of one delivery>
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+
+__all__ = ["Notice", "SendResult", "send", "webhook_signature"]
+
+SIGNATURE_HEADER = "X-WellPulse-Signature"
+TIMESTAMP_HEADER = "X-WellPulse-Timestamp"
+DELIVERY_HEADER = "X-WellPulse-Delivery"
+_COLOURS = {"info": "Accent", "warning": "Warning", "critical": "Attention"}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What one message says: an alert event (or a channel test)."""
+
+    delivery_id: str
+    tenant_id: str
+    alert_id: int
+    event_seq: int
+    event_kind: str
+    equipment_id: str
+    rule_id: str
+    severity: str
+    state: str
+    message: str
+    occurred_at: datetime
+    test: bool = False
+
+    @property
+    def title(self) -> str:
+        what = "test notification" if self.test else f"alert {self.event_kind}"
+        return f"[{self.severity.upper()}] {what}: {self.rule_id} on {self.equipment_id}"
+
+    def text(self) -> str:
+        return (f"{self.message}\n\nEquipment: {self.equipment_id}\nRule: {self.rule_id}\nSeverity: {self.severity}"
+                f"\nState: {self.state}\nAlert: {self.alert_id} (event {self.event_seq})"
+                f"\nAt: {self.occurred_at.isoformat()}\nTenant: {self.tenant_id}")
+
+    def document(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["occurred_at"] = self.occurred_at.isoformat()
+        return {"type": "test" if self.test else f"alert.{self.event_kind}", **data}
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    latency_ms: float
+    response_code: int | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=<hex>`` over ``b"<timestamp>." + body``.
+
+    >>> webhook_signature("s" * 16, 1700000000, b'{"a":1}')[:15]
+    'sha256=b7262996'
+    """
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+async def send(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str], notice: Notice, *,
+               timeout: float, session: aiohttp.ClientSession | None = None) -> SendResult:
+    """Send ``notice`` through a channel of ``kind`` with its public ``config`` and opened ``secrets``."""
+    started = time.perf_counter()
+    try:
+        if kind == "email":
+            code = await asyncio.to_thread(_send_mail, config, secrets.get("password"), notice, timeout)
+            return SendResult(True, _ms(started), code)
+        url, body, headers = _http_request(kind, config, secrets, notice)
+        return await _post(session, url, body, headers, timeout, started, secrets)
+    except smtplib.SMTPResponseException as exc:
+        return SendResult(False, _ms(started), exc.smtp_code, _redact(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+                                                                      secrets), permanent=exc.smtp_code >= 500)
+    except KeyError as exc:  # a setting the kind needs is not stored: no retry can change that
+        return SendResult(False, _ms(started), None, f"the channel lacks the setting {exc}", permanent=True)
+    except (OSError, smtplib.SMTPException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return SendResult(False, _ms(started), None, _redact(f"{type(exc).__name__}: {exc}", secrets))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _redact(text: str, secrets: Mapping[str, str]) -> str:
+    for value in secrets.values():
+        if value:
+            text = text.replace(value, "[redacted]")
+    return text[:2000]
+
+
+def _http_request(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str],
+                  notice: Notice) -> tuple[str, bytes, dict[str, str]]:
+    headers = {"Content-Type": "application/json", DELIVERY_HEADER: notice.delivery_id,
+               "User-Agent": "WellPulse-Notifier/1"}
+    if kind == "webhook":
+        body = json.dumps(notice.document(), separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        headers[TIMESTAMP_HEADER] = str(timestamp)
+        headers[SIGNATURE_HEADER] = webhook_signature(secrets["secret"], timestamp, body)
+        return str(config["url"]), body, headers
+    document = _slack_message(notice) if kind == "slack" else _teams_message(notice)
+    return secrets["url"], json.dumps(document).encode(), headers
+
+
+async def _post(session: aiohttp.ClientSession | None, url: str, body: bytes, headers: dict[str, str],
+                timeout: float, started: float, secrets: Mapping[str, str]) -> SendResult:
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await _post(own, url, body, headers, timeout, started, secrets)
+    async with session.post(url, data=body, headers=headers, allow_redirects=False,
+                            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        text = (await response.text(errors="replace"))[:300]
+        status = response.status
+    if 200 <= status < 300:
+        return SendResult(True, _ms(started), status)
+    permanent = 400 <= status < 500 and status not in (408, 429)
+    return SendResult(False, _ms(started), status, _redact(f"HTTP {status}: {text}", secrets), permanent=permanent)
+
+
+def _slack_message(notice: Notice) -> dict[str, Any]:
+    """Slack's incoming-webhook format: ``text`` (the notification's fallback) and Block Kit ``blocks``."""
+    fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in (
+        ("Equipment", notice.equipment_id), ("Rule", notice.rule_id), ("Severity", notice.severity),
+        ("State", notice.state))]
+    return {"text": notice.title, "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": notice.message[:2900]}, "fields": fields},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            f"alert {notice.alert_id} · event {notice.event_seq} · {notice.occurred_at.isoformat()}")}]},
+    ]}
+
+
+def _teams_message(notice: Notice) -> dict[str, Any]:
+    """Teams' incoming-webhook format (Workflows and connectors alike): a message with one Adaptive Card."""
+    facts = [{"title": name, "value": value} for name, value in (
+        ("Equipment", notice.equipment_id), ("Rule", notice.rule_id), ("Severity", notice.severity),
+        ("State", notice.state), ("Alert", f"{notice.alert_id} (event {notice.event_seq})"),
+        ("At", notice.occurred_at.isoformat()))]
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+            "version": "1.4", "body": [
+                {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True, "text": notice.title,
+                 "color": _COLOURS.get(notice.severity, "Default")},
+                {"type": "TextBlock", "wrap": True, "text": notice.message},
+                {"type": "FactSet", "facts": facts}]}
+    return {"type": "message", "summary": notice.title, "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+
+
+def _send_mail(config: Mapping[str, Any], password: str | None, notice: Notice, timeout: float) -> int:
+    """Blocking (run in a thread): one message to every address of ``to``; the SMTP reply code."""
+    message = EmailMessage()
+    message["Subject"] = notice.title
+    message["From"] = config["from_address"]
+    message["To"] = ", ".join(config["to"])
+    message["Message-ID"] = f"<{notice.delivery_id}@wellpulse>"  # the same on a retry: mail clients dedupe
+    message.set_content(notice.text())
+    host, port, security = config["smtp_host"], int(config["smtp_port"]), config["security"]
+    context = ssl.create_default_context()
+    smtp = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if security == "tls"
+            else smtplib.SMTP(host, port, timeout=timeout))
+    with smtp:
+        if security == "starttls":
+            smtp.starttls(context=context)
+        if config.get("username"):
+            smtp.login(config["username"], password or "")
+        refused = smtp.send_message(message)
+    if refused:
+        raise smtplib.SMTPRecipientsRefused(refused)
+    return 250
