@@ -13,16 +13,19 @@ from schema.notifications import ChannelCreate, ChannelPublic, ChannelTestResult
 from serve import notifications as service
 from serve.auth import Principal
 from serve.deps import Audit, ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.listing import ListQuery
 from store.notifications import CHANNELS
 
 router = APIRouter(prefix="/v1/notification-channels", tags=["notifications"])
-ERRORS = {404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorEnvelope}, 409: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
+# The list page, parametrised at module level (see serve.listing.sparse_list).
+CHANNEL_PAGE = Envelope.__class_getitem__(sparse_list(ChannelPublic))
 Manager = Annotated[Principal, require("notifications:manage")]
 
 
-@router.get("", response_model=Envelope[list[sparse(ChannelPublic)]], response_model_exclude_unset=True,
+@router.get("", response_model=CHANNEL_PAGE, response_model_exclude_unset=True,
             responses=ERRORS)
 async def list_channels(services: ServicesDep, principal: Manager,
                         q: Annotated[ListQuery, list_params(CHANNELS)]) -> dict[str, Any]:

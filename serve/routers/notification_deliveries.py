@@ -10,16 +10,18 @@ from schema.notifications import DeliveryPublic
 from serve import notifications as service
 from serve.auth import Principal
 from serve.deps import ServicesDep, require
-from serve.listing import list_params, page_envelope, sparse
+from serve.listing import list_params, page_envelope, sparse_list
 from store.listing import ListQuery
 from store.notifications import DELIVERIES
 
 router = APIRouter(prefix="/v1/alerts", tags=["notifications"])
 Reader = Annotated[Principal, require("alerts:read")]
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
+# The list page, parametrised at module level (see serve.listing.sparse_list).
+DELIVERY_PAGE = Envelope.__class_getitem__(sparse_list(DeliveryPublic))
 
 
-@router.get("/{alert_id}/notifications", response_model=Envelope[list[sparse(DeliveryPublic)]],
+@router.get("/{alert_id}/notifications", response_model=DELIVERY_PAGE,
             response_model_exclude_unset=True, responses={404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}})
 async def list_alert_notifications(alert_id: AlertId, services: ServicesDep, principal: Reader,
                                    q: Annotated[ListQuery, list_params(DELIVERIES)]) -> dict[str, Any]:
