@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import ray
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging, while_down_retry
@@ -396,7 +397,10 @@ class TenantActor:
         unacked): a test's condition before it checks that nothing more happens, instead of a sleep."""
         if self._js is None:
             return False
-        pending, unacked = await bus.consumer_lag(self._js, self.tenant_id)
+        try:
+            pending, unacked = await bus.consumer_lag(self._js, self.tenant_id)
+        except NotFoundError:  # the consumer is not made yet (the actor is starting): not settled
+            return False
         return pending == 0 and unacked == 0
 
     async def stats(self) -> dict[str, Any]:
