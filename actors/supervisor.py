@@ -24,12 +24,6 @@ def tenant_actor_name(tenant_id: str) -> str:
     return f"tenant:{tenant_id}"
 
 
-def alive_nodes() -> dict[str, float]:
-    """The cluster's alive nodes that can run work: node id -> CPUs."""
-    return {n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes()
-            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) > 0}
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class Supervisor:
     def __init__(self, settings: Settings) -> None:

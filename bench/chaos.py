@@ -40,16 +40,11 @@ import contextlib
 import itertools
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -60,8 +55,8 @@ import websockets
 from nats.errors import Error as NatsError
 
 from actors.common import NAMESPACE
-from actors.supervisor import SUPERVISOR_NAME, alive_nodes, tenant_actor_name
-from bench.common import emit, new_tenant, start_stack
+from actors.supervisor import SUPERVISOR_NAME, tenant_actor_name
+from bench.common import SecondRayNode, emit, new_tenant, start_stack
 from cli.tenant import mint_user_token
 from schema.subjects import DLQ_STREAM, tele_subject
 from serve.runtime import Stack
@@ -195,36 +190,6 @@ class Operator:
                 await asyncio.sleep(0.5)
 
 
-class SecondNode:
-    """A second Ray node on this machine (its own temp dir and process group), as a second machine would join."""
-
-    def __init__(self, address: str) -> None:
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="wp-chaos-node-"))
-        log_file = open(self.temp_dir / "node.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--address={address}",
-             f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--num-cpus=2"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        log_file.close()
-        self.node_id: str | None = None
-
-    async def joined(self, timeout: float = 120.0) -> str:
-        head = ray.get_runtime_context().get_node_id()  # this driver's node
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            new = set(alive_nodes()) - {head}
-            if new:
-                self.node_id = new.pop()
-                return self.node_id
-            await asyncio.sleep(0.5)
-        raise TimeoutError("the second Ray node did not join")
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-
 async def _tenant_nodes(stack: Stack, tenants: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for tenant in tenants:
@@ -236,7 +201,7 @@ async def _tenant_nodes(stack: Stack, tenants: list[str]) -> dict[str, str | Non
     return out
 
 
-async def _kill_node(stack: Stack, node: SecondNode, tenants: list[str], timeout: float) -> dict[str, Any]:
+async def _kill_node(stack: Stack, node: SecondRayNode, tenants: list[str], timeout: float) -> dict[str, Any]:
     """Kill the second node; seconds until every tenant it hosted answers from another node."""
     hosted = [t for t, n in (await _tenant_nodes(stack, tenants)).items() if n == node.node_id]
     node.kill()
@@ -346,7 +311,7 @@ def _serve_actor(prefix: str) -> tuple[str, str] | None:
 
 async def run_scenario(name: str, stack: Stack, tenants: list[str], operators: list[Operator],
                        args: argparse.Namespace, http: httpx.AsyncClient, admin_token: str,
-                       second_node: SecondNode | None = None) -> dict[str, Any]:
+                       second_node: SecondRayNode | None = None) -> dict[str, Any]:
     url = stack.settings.database_url
     before = await _count(url)
     began = time.monotonic()
@@ -499,7 +464,7 @@ async def main(args: argparse.Namespace) -> int:
     second_node = None
     try:
         if "node" in chosen and stack.ray_address is not None:
-            second_node = SecondNode(stack.ray_address)  # before the tenants, so that some are placed on it
+            second_node = SecondRayNode(stack.ray_address)  # before the tenants, so that some are placed on it
             await second_node.joined()
         tenants = [new_tenant("chaos") for _ in range(args.tenants)]
         conn = await asyncpg.connect(stack.settings.database_url)

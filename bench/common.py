@@ -1,9 +1,13 @@
-"""What the benchmarks share: a running stack, fresh tenants, memory sampling."""
+"""What the benchmarks share: a running stack, fresh tenants, memory sampling, a second Ray node."""
 
 import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import ray
 
 from config import load_settings
 from serve.runtime import Stack
@@ -90,3 +95,51 @@ def emit(result: dict[str, Any]) -> None:
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["cpus"] = os.cpu_count()
     print(json.dumps(result, indent=2))
+
+
+def alive_nodes() -> dict[str, float]:
+    """The Ray cluster's alive nodes that can run work: node id -> CPUs."""
+    return {n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes()
+            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) > 0}
+
+
+class SecondRayNode:
+    """A second Ray node on this machine joining the cluster at `address`, as a second machine would: its own
+    temp dir (short: Ray's socket paths must stay under 108 bytes, and outside pytest's temp root) and its own
+    process group, so that `kill` takes all of it down at once (kill -9)."""
+
+    def __init__(self, address: str, cpus: int = 2) -> None:
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="wp-node-"))
+        log_file = open(self.temp_dir / "node.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--address={address}",
+             f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+             f"--num-cpus={cpus}"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+        log_file.close()
+        self.node_id: str | None = None
+
+    async def joined(self, timeout: float = 120.0) -> str:
+        """The node's id once the cluster counts it alive (a node starts in seconds, on a loaded machine in
+        a minute)."""
+        head = ray.get_runtime_context().get_node_id()  # this driver's node
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            new = set(alive_nodes()) - {head}
+            if new:
+                self.node_id = new.pop()
+                return self.node_id
+            await asyncio.sleep(0.5)
+        raise TimeoutError("the second Ray node did not join")
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def wait_dead(self, timeout: float = 120.0) -> None:
+        """Until Ray declares the killed node dead (it may place new actors there until then)."""
+        deadline = time.monotonic() + timeout
+        while self.node_id in alive_nodes() and time.monotonic() < deadline:
+            time.sleep(0.5)

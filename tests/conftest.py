@@ -231,3 +231,12 @@ async def db_conn(stack: Any) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A real HTTP receiver (tests/receivers.py) on a free port, for webhook, Slack- and Teams-shaped posts."""
+    from tests.receivers import HttpReceiver
+
+    r = HttpReceiver()
+    await r.start()
+    yield r
+    await r.stop()

@@ -7,24 +7,15 @@ ingesting and alerting, every reading stored once.
 """
 
 import asyncio
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import ray
 
-from actors.supervisor import alive_nodes
+from bench.common import SecondRayNode
 from tests.helpers import create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
 from tests.test_streaming_e2e import TUBING_RULE, pump_jack_values
 
@@ -32,31 +23,17 @@ NODE_CPUS = 2
 
 
 @pytest.fixture
-def second_node(stack: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """A second Ray node in the session's cluster, in its own process group so a test can kill all of it."""
+def second_node(stack: Any) -> Iterator[SecondRayNode]:
+    """A second Ray node in the session's cluster; after the test, gone and declared dead by Ray (until then it
+    may place the next test's tenants there)."""
     if stack.ray_address is None:
         pytest.skip("Ray was not started by these tests")
-    ray_cli = Path(sys.executable).parent / "ray"
-    # Short (Ray's socket paths must stay under 108 bytes) and outside pytest's temp dirs, whose parents are
-    # private to their owner (the embedded PostgreSQL runs as another user and must reach its own dir there).
-    temp_dir = Path(tempfile.mkdtemp(prefix="wp-node-"))
-    log_file = open(temp_dir / "node.log", "ab")
-    proc = subprocess.Popen(
-        [str(ray_cli), "start", "--block", f"--address={stack.ray_address}", f"--temp-dir={temp_dir}",
-         "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--num-cpus={NODE_CPUS}"],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
-    log_file.close()
+    node = SecondRayNode(stack.ray_address, cpus=NODE_CPUS)
     try:
-        yield proc
+        yield node
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        # Until Ray declares the node dead it may place the next test's tenants there: wait for that.
-        deadline = time.monotonic() + 120
-        while len(alive_nodes()) > 1 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        node.kill()
+        node.wait_dead()
 
 
 async def _node_of(stack: Any, tenant: str) -> str | None:
@@ -69,15 +46,9 @@ async def _node_of(stack: Any, tenant: str) -> str | None:
 
 
 async def test_tenants_spread_over_two_nodes_and_move_when_one_is_lost(
-        stack: Any, second_node: subprocess.Popen[bytes]) -> None:
+        stack: Any, second_node: SecondRayNode) -> None:
     head = ray.get_runtime_context().get_node_id()
-
-    async def two_nodes() -> dict[str, float] | None:
-        nodes = alive_nodes()
-        return nodes if len(nodes) == 2 else None
-
-    nodes = await wait_for(two_nodes, timeout=120)  # a node starts in seconds, on a loaded machine in a minute
-    other = next(n for n in nodes if n != head)
+    other = await second_node.joined()
     tenants = [new_tenant_id("node") for _ in range(4)]
     for tenant in tenants:
         await create_tenant(stack, tenant, [("PJ-A", "pump_jack")], rules=[TUBING_RULE])
@@ -101,7 +72,7 @@ async def test_tenants_spread_over_two_nodes_and_move_when_one_is_lost(
         await publish(stack.settings.nats_url, on_other, batch(0, 20))
         await wait_for(lambda: stored(on_other, 20 * 5))
 
-        os.killpg(second_node.pid, signal.SIGKILL)  # the node's raylet (its workers follow when they notice)
+        second_node.kill()  # kill -9 of the node's raylet (its workers follow when they notice)
         # Ray declares the node dead after missed health checks, then restarts its actors on the head.
 
         async def moved() -> str | None:

@@ -7,7 +7,7 @@ The services are called as their routes call them; deliveries are run by `actors
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from typing import Any
@@ -48,14 +48,6 @@ def audit(tenant: str) -> AuditContext:
 @pytest.fixture
 def principal(tenant: str, audit: AuditContext) -> Principal:
     return Principal(tenant, audit.actor_id, role=Role.MANAGER, email=f"manager@{tenant}.example")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    r = HttpReceiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture

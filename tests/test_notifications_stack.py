@@ -2,11 +2,8 @@
 permissions), and alerts opened by the real ingest path delivered by the TenantActor's notifier to a real
 receiver exactly once, also when the receiver is down for a while."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
-
-import pytest
 
 from tests.helpers import auth, create_tenant, metrics_auth, new_tenant_id, now_utc, publish, snapshot, wait_for
 from tests.receivers import HttpReceiver, signature_valid
@@ -14,14 +11,6 @@ from tests.receivers import HttpReceiver, signature_valid
 SECRET = "stack-webhook-secret-0123"
 RULE = {"id": "flow_high", "kind": "threshold",
         "params": {"sensor": "flow_mcfd", "high": 1000.0, "for_seconds": 0, "severity": "warning"}}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    r = HttpReceiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def open_flow_alert(stack: Any, tenant: str) -> None:
