@@ -8,7 +8,7 @@ A message carries one snapshot of one equipment, or a list of them under ``readi
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -48,14 +48,40 @@ AwareTimestamp = Annotated[datetime, AfterValidator(_aware_and_not_future)]
 SensorValue = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
 
 
+Quality = Literal["good", "uncertain", "bad"]
+"""A value's quality as the source reports it (OPC UA status, Sparkplug quality, a gateway's own checks)."""
+
+
 class Reading(BaseModel):
-    """One snapshot of one equipment: several sensor values at one instant."""
+    """One snapshot of one equipment: several sensor values at one instant.
+
+    ``quality`` names the sensors whose value is not ``good`` (a sensor left out is good); ``historical`` marks a
+    snapshot forwarded late from an edge buffer or a Sparkplug ``is_historical`` metric.
+
+    >>> r = Reading.model_validate({"equipment_id": "PJ-1", "ts": "2026-11-22T06:00:00Z",
+    ...                             "values": {"a": 1, "b": 2}, "quality": {"b": "bad"}})
+    >>> r.quality_of("a"), r.quality_of("b")
+    ('good', 'bad')
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     equipment_id: EquipmentId
     ts: AwareTimestamp
     values: Annotated[dict[SensorName, SensorValue], Field(min_length=1, max_length=MAX_SENSORS_PER_READING)]
+    quality: Annotated[dict[SensorName, Quality], Field(max_length=MAX_SENSORS_PER_READING)] = Field(
+        default_factory=dict)
+    historical: bool = False
+
+    @model_validator(mode="after")
+    def _quality_of_known_sensors(self) -> "Reading":
+        unknown = sorted(set(self.quality) - set(self.values))
+        if unknown:
+            raise ValueError(f"quality names sensors without a value: {', '.join(unknown)}")
+        return self
+
+    def quality_of(self, sensor: str) -> Quality:
+        return self.quality.get(sensor, "good")
 
 
 class TelemetryBatch(BaseModel):
