@@ -1,4 +1,4 @@
-"""The ``wellpulse`` command: up, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys.
+"""The ``wellpulse`` command: up, node, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys.
 
 A dispatcher: each sub-command's module (`cli.up`, `cli.simulate`, ...) parses its options and calls the code that
 does the work (`serve.runtime`, `sim`, `models.backtest`, `store`); nothing below imports this package.
@@ -11,6 +11,7 @@ from cli.backtest import add_backtest_arguments, backtest_command
 from cli.database import add_database_commands
 from cli.keys import add_keys_commands
 from cli.nats import add_nats_commands
+from cli.node import add_node_command
 from cli.simulate import add_simulate_arguments, simulate_command
 from cli.tenant import add_tenant_commands
 from cli.up import add_up_command
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wellpulse", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_up_command(sub)
+    add_node_command(sub)
 
     sim = sub.add_parser("simulate", help="publish realistic SCADA readings with injected faults")
     add_simulate_arguments(sim)
