@@ -1,0 +1,220 @@
+"""The Modbus TCP gateway against a real pymodbus server and a real NATS, publishing with a tenant's feed user."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+
+from gateway.config import ConfigError, load_modbus_config_text
+from gateway.modbus import run_modbus_gateway
+from gateway.publish import GatewayMetrics
+from schema.telemetry import parse_telemetry
+from sim.modbus_server import SimModbusServer
+from sim.publish import ensure_telemetry_stream
+from store.embedded import EmbeddedNats, free_port
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.fast
+
+TENANT = "gw-modbus"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    nats_server = EmbeddedNats(tmp_path_factory.mktemp("nats-gw-modbus"), tenants=[TENANT]).start()
+    try:
+        yield nats_server
+    finally:
+        nats_server.stop()
+
+
+@pytest.fixture(scope="module")
+async def received(server: EmbeddedNats) -> AsyncIterator[dict[str, list[dict[str, Any]]]]:
+    """Every message the gateway publishes, by equipment, as the app's connection sees it."""
+    nc = await nats.connect(server.url)
+    await ensure_telemetry_stream(nc.jetstream())
+    got: dict[str, list[dict[str, Any]]] = {}
+
+    async def on_msg(msg: Any) -> None:
+        got.setdefault(msg.subject.split(".")[-1], []).append(
+            {"body": orjson.loads(msg.data), "id": (msg.headers or {}).get("Nats-Msg-Id")})
+
+    await nc.subscribe(f"tele.{TENANT}.>", cb=on_msg)
+    yield got
+    await nc.close()
+
+
+@pytest.fixture(scope="module")
+async def plc() -> AsyncIterator[SimModbusServer]:
+    plc = await SimModbusServer(units=[1, 2], port=free_port()).start()
+    plc.set_value(1, 0, 812.5, type="float32")
+    plc.set_value(1, 2, -123, type="int16")
+    plc.set_value(1, 10, 70000, type="int32", word_order="little")
+    plc.set_value(1, 20, 3.25, type="float64")
+    plc.set_value(1, 0, 1500, type="uint16", table="input")
+    plc.set_value(2, 0, 42.0, type="float32")
+    yield plc
+    await plc.stop()
+
+
+def _config(plc_port: int, dead_port: int) -> str:
+    return f"""
+[nats]
+tenant = "{TENANT}"
+
+[[device]]
+equipment_id = "PJ-1"
+host = "127.0.0.1"
+port = {plc_port}
+unit_id = 1
+poll_interval_s = 0.1
+timeout_s = 0.5
+[[device.register]]
+sensor = "tubing_psi"
+address = 0
+type = "float32"
+[[device.register]]
+sensor = "temp_c"
+address = 2
+type = "int16"
+scale = 0.1
+[[device.register]]
+sensor = "runtime_s"
+address = 10
+type = "int32"
+word_order = "little"
+[[device.register]]
+sensor = "flow"
+address = 20
+type = "float64"
+[[device.register]]
+sensor = "level_m"
+address = 0
+table = "input"
+scale = 0.01
+offset = -5
+
+[[device]]
+equipment_id = "PJ-2"
+host = "127.0.0.1"
+port = {plc_port}
+unit_id = 2
+poll_interval_s = 0.1
+timeout_s = 0.5
+comms_loss_after = 3
+backoff_max_s = 0.2
+[[device.register]]
+sensor = "tubing_psi"
+address = 0
+type = "float32"
+
+[[device]]
+equipment_id = "PJ-3"
+host = "127.0.0.1"
+port = {dead_port}
+poll_interval_s = 0.1
+timeout_s = 0.3
+comms_loss_after = 2
+backoff_max_s = 0.2
+[[device.register]]
+sensor = "tubing_psi"
+address = 0
+"""
+
+
+@pytest.fixture(scope="module")
+async def gateway(server: EmbeddedNats, plc: SimModbusServer, received: Any) -> AsyncIterator[GatewayMetrics]:
+    config = load_modbus_config_text(_config(plc.port, free_port()))
+    stop = asyncio.Event()
+    metrics = GatewayMetrics()
+    task = asyncio.create_task(run_modbus_gateway(config, server.feed_url(TENANT), stop, metrics))
+    yield metrics
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
+async def test_registers_are_decoded_scaled_and_published(gateway: GatewayMetrics, received: Any) -> None:
+    async def first() -> Any:
+        return received.get("PJ-1")
+
+    message = (await wait_for(first, timeout=10))[0]
+    reading = parse_telemetry(orjson.dumps(message["body"])).readings[0]
+    assert reading.values == {"tubing_psi": 812.5, "temp_c": pytest.approx(-12.3), "runtime_s": 70000.0,
+                              "flow": 3.25, "level_m": 10.0}
+    assert reading.quality == {} and not reading.historical
+    assert message["id"] == f"PJ-1@{message['body']['ts']}"
+    assert gateway.value("wellpulse_gateway_published_total", device="PJ-1") >= 1
+
+
+async def test_exceptions_open_comms_loss_and_stop_publishing_until_healed(
+        gateway: GatewayMetrics, plc: SimModbusServer, received: Any) -> None:
+    async def publishing() -> bool:
+        return len(received.get("PJ-2", [])) >= 2
+
+    await wait_for(publishing, timeout=10)
+    plc.fail(2, 6)
+
+    async def lost() -> bool:
+        return gateway.value("wellpulse_gateway_comms_lost", device="PJ-2") == 1
+
+    await wait_for(lost, timeout=10, interval=0.05)
+    assert gateway.value("wellpulse_gateway_errors_total", device="PJ-2", kind="exception") >= 3
+    assert gateway.value("wellpulse_gateway_comms_loss_total", device="PJ-2") == 1
+    published = len(received["PJ-2"])
+    failures = gateway.value("wellpulse_gateway_errors_total", device="PJ-2", kind="exception")
+
+    async def more_failures() -> bool:
+        return gateway.value("wellpulse_gateway_errors_total", device="PJ-2", kind="exception") >= failures + 2
+
+    await wait_for(more_failures, timeout=10, interval=0.05)
+    assert len(received["PJ-2"]) == published  # nothing invented while the device is down
+    plc.fail(2, None)
+    plc.set_value(2, 0, 43.0, type="float32")
+
+    async def healed() -> bool:
+        return any(m["body"]["values"]["tubing_psi"] == 43.0 for m in received["PJ-2"][published:])
+
+    await wait_for(healed, timeout=10, interval=0.05)
+    assert gateway.value("wellpulse_gateway_comms_lost", device="PJ-2") == 0
+    assert gateway.value("wellpulse_gateway_comms_loss_total", device="PJ-2") == 1
+
+
+async def test_a_device_that_never_answers_is_counted_and_backs_off(gateway: GatewayMetrics, received: Any) -> None:
+    async def lost() -> bool:
+        return gateway.value("wellpulse_gateway_comms_lost", device="PJ-3") == 1
+
+    await wait_for(lost, timeout=10, interval=0.05)
+    assert gateway.value("wellpulse_gateway_errors_total", device="PJ-3", kind="connect") >= 2
+    assert "PJ-3" not in received
+    assert received.get("PJ-1")  # the others go on
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ('[nats]\ntenant = "t"\n[[device]]\nequipment_id = "A"\nhost = "h"\nregister = []', "device.0.register"),
+    ('[nats]\ntenant = "t"\n[[device]]\nequipment_id = "A"\nhost = "h"\n'
+     '[[device.register]]\nsensor = "s"\naddress = 0\ntype = "int8"', "device.0.register.0.type"),
+    ('[nats]\ntenant = "t"\npoll = 1\n[[device]]\nequipment_id = "A"\nhost = "h"\n'
+     '[[device.register]]\nsensor = "s"\naddress = 0', "nats.poll"),
+    ('[nats]\ntenant = "T!"', "nats.tenant"),
+    ("[nats", "not valid TOML"),
+])
+def test_bad_configs_name_the_field(text: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_modbus_config_text(text)
+
+
+def test_cli_refuses_a_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import main
+
+    bad = tmp_path / "poll.toml"
+    bad.write_text('[nats]\ntenant = "t"\n', encoding="utf-8")
+    assert main(["gateway", "modbus", "--config", str(bad)]) == 2
+    assert "device" in capsys.readouterr().err
+    with contextlib.suppress(FileNotFoundError):
+        (tmp_path / "missing.toml").unlink()
+    assert main(["gateway", "modbus", "--config", str(tmp_path / "missing.toml")]) == 2
