@@ -11,7 +11,7 @@ under `store.nats_auth.feed_inbox_prefix`.
 >>> encode_reading(r)
 b'{"equipment_id":"PJ-1","ts":"2026-12-04T06:00:00.000Z","values":{"a":1.5}}'
 >>> message_id(r)
-'PJ-1@2026-12-04T06:00:00.000Z'
+'PJ-1@2026-12-04T06:00:00.000Z/e8b7be43'
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from typing import Any
 
 import orjson
@@ -73,8 +74,10 @@ def _ts(reading: Reading) -> str:
 
 
 def message_id(reading: Reading) -> str:
-    """Stable per snapshot: the same equipment and instant give the same id, whoever sends it again."""
-    return f"{reading.equipment_id}@{_ts(reading)}"
+    """Stable per snapshot: the same equipment, instant and sensors give the same id, whoever sends it again;
+    two readings of one instant with different sensors (OPC UA nodes notified apart) keep apart."""
+    sensors = zlib.crc32(",".join(sorted(reading.values)).encode())
+    return f"{reading.equipment_id}@{_ts(reading)}/{sensors:08x}"
 
 
 def encode_reading(reading: Reading) -> bytes:

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import orjson
 import pytest
 
@@ -15,8 +14,8 @@ from gateway.modbus import run_modbus_gateway
 from gateway.publish import GatewayMetrics
 from schema.telemetry import parse_telemetry
 from sim.modbus_server import SimModbusServer
-from sim.publish import ensure_telemetry_stream
 from store.embedded import EmbeddedNats, free_port
+from tests.gateway_support import collected
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.fast
@@ -35,18 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
 
 @pytest.fixture(scope="module")
 async def received(server: EmbeddedNats) -> AsyncIterator[dict[str, list[dict[str, Any]]]]:
-    """Every message the gateway publishes, by equipment, as the app's connection sees it."""
-    nc = await nats.connect(server.url)
-    await ensure_telemetry_stream(nc.jetstream())
-    got: dict[str, list[dict[str, Any]]] = {}
-
-    async def on_msg(msg: Any) -> None:
-        got.setdefault(msg.subject.split(".")[-1], []).append(
-            {"body": orjson.loads(msg.data), "id": (msg.headers or {}).get("Nats-Msg-Id")})
-
-    await nc.subscribe(f"tele.{TENANT}.>", cb=on_msg)
-    yield got
-    await nc.close()
+    async with collected(server.url, TENANT) as got:
+        yield got
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +136,7 @@ async def test_registers_are_decoded_scaled_and_published(gateway: GatewayMetric
     assert reading.values == {"tubing_psi": 812.5, "temp_c": pytest.approx(-12.3), "runtime_s": 70000.0,
                               "flow": 3.25, "level_m": 10.0}
     assert reading.quality == {} and not reading.historical
-    assert message["id"] == f"PJ-1@{message['body']['ts']}"
+    assert message["id"].startswith(f"PJ-1@{message['body']['ts']}/")
     assert gateway.value("wellpulse_gateway_published_total", device="PJ-1") >= 1
 
 
