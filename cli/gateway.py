@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -44,9 +45,8 @@ def _runner(kind: str, path: str) -> tuple[Any, Callable[..., Awaitable[Any]]]:
         from gateway.modbus import run_modbus_gateway
 
         return load_modbus_config(path), run_modbus_gateway
-    from gateway.opcua import run_opcua_gateway
-
     from gateway.config import load_opcua_config
+    from gateway.opcua import run_opcua_gateway
 
     return load_opcua_config(path), run_opcua_gateway
 
@@ -54,6 +54,8 @@ def _runner(kind: str, path: str) -> tuple[Any, Callable[..., Awaitable[Any]]]:
 def gateway_command(args: argparse.Namespace) -> int:
     from gateway.config import ConfigError
     from gateway.publish import GatewayMetrics
+
+    logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO is every node of the address space
 
     try:
         config, run = _runner(args.gateway, args.config)
@@ -81,7 +83,8 @@ def gateway_command(args: argparse.Namespace) -> int:
     except (OSError, ConnectionError, TimeoutError) as exc:
         print(f"error: NATS at {redact_url(nats_url)}: {exc}", file=sys.stderr)
         return 1
-    summary = {name: sum(s.value for s in family.samples if s.name.endswith("_total"))
-               for family in metrics.registry.collect() for name in [family.name]}
+    summary = {family.name.removeprefix("wellpulse_gateway_"): sum(s.value for s in family.samples
+                                                                   if s.name.endswith("_total"))
+               for family in metrics.registry.collect() if family.type == "counter"}
     print(json.dumps({"gateway": args.gateway, **summary}), flush=True)
     return 0

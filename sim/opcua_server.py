@@ -89,7 +89,7 @@ def _fleet_equipment(fleet: Sequence[EquipmentSpec]) -> dict[str, list[str]]:
 
 def opcua_gateway_config(tenant: str, endpoint: str, fleet: Sequence[EquipmentSpec], namespace: int = 2) -> str:
     """The ``wellpulse gateway opcua`` TOML that subscribes to `serve_fleet_opcua`'s nodes."""
-    lines = ["[nats]", f'tenant = "{tenant}"', "", f'endpoint = "{endpoint}"', ""]
+    lines = [f'endpoint = "{endpoint}"', "", "[nats]", f'tenant = "{tenant}"', ""]
     for equipment_id, sensors in _fleet_equipment(fleet).items():
         for sensor in sensors:
             lines += ["[[item]]", f'node_id = "{node_id(namespace, equipment_id, sensor)}"',

@@ -207,3 +207,26 @@ def test_cli_refuses_a_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.Cap
     with contextlib.suppress(FileNotFoundError):
         (tmp_path / "missing.toml").unlink()
     assert main(["gateway", "modbus", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+async def test_the_simulated_field_and_its_generated_config_work_together(
+        server: EmbeddedNats, received: Any) -> None:
+    """What ``wellpulse simulate --modbus-server P --gateway-config F`` serves, ``wellpulse gateway modbus`` reads."""
+    from sim.fleet import demo_fleet
+    from sim.modbus_server import modbus_gateway_config, serve_fleet_modbus
+
+    fleet, port, stop = demo_fleet(2), free_port(), asyncio.Event()
+    field = asyncio.create_task(serve_fleet_modbus(fleet, stop, port=port, interval_s=0.1))
+    config = load_modbus_config_text(modbus_gateway_config(TENANT, "127.0.0.1", port, fleet, poll_interval_s=0.1))
+    gateway = asyncio.create_task(run_modbus_gateway(config, server.feed_url(TENANT), stop))
+    try:
+        async def both() -> bool:
+            return all(any(m["body"]["values"].get(s.name) for m in received.get(spec.equipment_id, []))
+                       for spec in fleet for s in spec.sensors[:1])
+
+        await wait_for(both, timeout=15, interval=0.05)
+        message = received["PJ-0001"][-1]["body"]
+        assert set(message["values"]) == {s.name for s in fleet[0].sensors}
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(field, gateway), timeout=10)
