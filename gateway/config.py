@@ -32,6 +32,7 @@ from schema.ids import EquipmentId, SensorName, TenantId
 __all__ = [
     "ConfigError",
     "DeviceConfig",
+    "EdgeConfig",
     "ModbusConfig",
     "NatsConfig",
     "OpcUaConfig",
@@ -60,6 +61,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class EdgeConfig(_Strict):
+    """Store-and-forward (`gateway.edge`): a local NATS JetStream under ``data_dir`` buffers every reading until
+    the hub acknowledged it. ``max_bytes`` bounds the outage it covers (the oldest are dropped past it)."""
+
+    data_dir: Path
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 1 << 30
+    drain_timeout_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 5.0
+
+
 class NatsConfig(_Strict):
     """Where readings go: ``url`` (a tenant's feed credentials, ``wellpulse nats feed-credentials T``; default
     ``$WELLPULSE_NATS_URL``) and the tenant they belong to."""
@@ -67,6 +78,7 @@ class NatsConfig(_Strict):
     tenant: TenantId
     url: SecretStr | None = None
     ack_timeout_s: Seconds = 5.0
+    edge: EdgeConfig | None = None
 
 
 class RegisterConfig(_Strict):

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import MAX_REGISTERS_PER_READ, DeviceConfig, ModbusConfig, RegisterConfig
-from gateway.publish import GatewayMetrics, ReadingPublisher
+from gateway.publish import GatewayMetrics, ReadingPublisher, open_publisher
 from schema.telemetry import MAX_ABS_VALUE, Reading
 
 __all__ = ["DevicePoller", "PollFailed", "ReadPlan", "decode", "plan_reads", "run_modbus_gateway"]
@@ -222,12 +222,7 @@ async def run_modbus_gateway(config: ModbusConfig, nats_url: str, stop: asyncio.
                              metrics: GatewayMetrics | None = None) -> GatewayMetrics:
     """Poll every configured device until ``stop`` is set; returns the metrics (the CLI prints a summary)."""
     metrics = metrics or GatewayMetrics()
-    publisher = ReadingPublisher(nats_url, config.nats.tenant, metrics, ack_timeout=config.nats.ack_timeout_s,
-                                 name="wellpulse-gateway-modbus")
-    await publisher.connect()
-    try:
+    async with open_publisher(config.nats, nats_url, metrics, "wellpulse-gateway-modbus") as publisher:
         pollers = [DevicePoller(device, publisher, metrics, stop) for device in config.device]
         await asyncio.gather(*(p.run() for p in pollers))
-    finally:
-        await publisher.close()
     return metrics

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import ConfigError, OpcUaConfig, OpcUaItem
-from gateway.publish import GatewayMetrics, ReadingPublisher
+from gateway.publish import GatewayMetrics, ReadingPublisher, open_publisher
 from schema.telemetry import MAX_ABS_VALUE, Quality, Reading
 
 __all__ = ["Change", "group_changes", "quality_of_status", "run_opcua_gateway"]
@@ -259,18 +259,15 @@ async def run_opcua_gateway(config: OpcUaConfig, nats_url: str, stop: asyncio.Ev
                             metrics: GatewayMetrics | None = None) -> GatewayMetrics:
     """Subscribe and forward until ``stop`` is set; returns the metrics."""
     metrics = metrics or GatewayMetrics()
-    gateway = OpcUaGateway(config, ReadingPublisher(nats_url, config.nats.tenant, metrics,
-                                                    ack_timeout=config.nats.ack_timeout_s,
-                                                    name="wellpulse-gateway-opcua"), metrics, stop)
-    await gateway.publisher.connect()
-    forwarder = asyncio.create_task(gateway.forward())
-    try:
-        await gateway.connect_loop()
-        with contextlib.suppress(TimeoutError):  # what arrived before stop still goes out
-            await asyncio.wait_for(gateway.queue.join(), timeout=config.nats.ack_timeout_s * 2)
-    finally:
-        forwarder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await forwarder
-        await gateway.publisher.close()
+    async with open_publisher(config.nats, nats_url, metrics, "wellpulse-gateway-opcua") as publisher:
+        gateway = OpcUaGateway(config, publisher, metrics, stop)
+        forwarder = asyncio.create_task(gateway.forward())
+        try:
+            await gateway.connect_loop()
+            with contextlib.suppress(TimeoutError):  # what arrived before stop still goes out
+                await asyncio.wait_for(gateway.queue.join(), timeout=config.nats.ack_timeout_s * 2)
+        finally:
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarder
     return metrics

@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -30,7 +31,10 @@ from schema.subjects import tele_subject
 from schema.telemetry import Reading
 from store.nats_auth import feed_inbox_prefix, redact_url, url_user
 
-__all__ = ["GatewayMetrics", "ReadingPublisher", "encode_reading", "message_id"]
+if TYPE_CHECKING:
+    from gateway.config import NatsConfig
+
+__all__ = ["GatewayMetrics", "ReadingPublisher", "encode_reading", "message_id", "open_publisher"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class GatewayMetrics:
                                  registry=self.registry)
         self.publish_errors = Counter(p + "publish_errors", "Readings JetStream did not acknowledge", ["device"],
                                       registry=self.registry)
+        self.forwarded = Counter(p + "edge_forwarded", "Messages the edge buffer forwarded to the hub",
+                                 registry=self.registry)
         self.not_good = Counter(p + "values_not_good", "Values published with quality uncertain or bad",
                                 ["device", "quality"], registry=self.registry)
 
@@ -157,3 +163,36 @@ class ReadingPublisher:
             with contextlib.suppress(Exception):
                 await self._nc.close()
         self._nc = self._js = None
+
+
+@contextlib.asynccontextmanager
+async def open_publisher(nats_config: NatsConfig, nats_url: str, metrics: GatewayMetrics,
+                         name: str) -> AsyncIterator[ReadingPublisher]:
+    """A connected publisher: straight to ``nats_url``, or, with ``[nats.edge]``, into the local edge buffer whose
+    forwarder sends on to ``nats_url``. On exit the buffer gets ``drain_timeout_s`` to empty; what is left stays on
+    disk and goes out on the next start."""
+    edge = forwarder = None
+    forwarder_stop = asyncio.Event()
+    url = nats_url
+    if nats_config.edge is not None:
+        from gateway.edge import EdgeBuffer
+
+        cfg = nats_config.edge
+        edge = await EdgeBuffer(cfg.data_dir, nats_config.tenant, nats_url, metrics, port=cfg.port or None,
+                                max_bytes=cfg.max_bytes, ack_timeout=nats_config.ack_timeout_s).start()
+        forwarder = asyncio.create_task(edge.forward(forwarder_stop))
+        url = edge.local_url
+    publisher = ReadingPublisher(url, nats_config.tenant, metrics, ack_timeout=nats_config.ack_timeout_s, name=name)
+    try:
+        await publisher.connect()
+        yield publisher
+    finally:
+        await publisher.close()
+        if edge is not None and forwarder is not None:
+            left = await edge.drain(nats_config.edge.drain_timeout_s if nats_config.edge else 0)
+            if left:
+                log.warning("%d readings still in the edge buffer; they go out on the next start", left)
+            forwarder_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(forwarder, timeout=5)
+            await edge.stop()
