@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cli.simulate import stop_on_signals
 from store.nats_auth import redact_url
 
 __all__ = ["add_gateway_commands"]
@@ -71,12 +70,7 @@ def gateway_command(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, registry=metrics.registry)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        await run(config, nats_url, stop, metrics)
+        await run(config, nats_url, stop_on_signals(), metrics)
 
     try:
         asyncio.run(main())

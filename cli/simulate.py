@@ -31,7 +31,7 @@ from sim import (
 from sim.faults import FAULT_SPEC_HELP
 from store.nats_auth import redact_url
 
-__all__ = ["add_simulate_arguments", "simulate_command"]
+__all__ = ["add_simulate_arguments", "simulate_command", "stop_on_signals"]
 
 
 def _arg_type(convert: Any, what: str) -> Any:
@@ -158,6 +158,17 @@ def _check_args(args: argparse.Namespace) -> list[Fault]:
     return faults
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets (both: SIGINT alone left processes running under a supervisor); for a
+    command's ``asyncio.run`` that ends with the process, so the handlers are not removed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def _serve_field(args: argparse.Namespace) -> int:
     """Serve the fleet as simulated RTUs (Modbus TCP) and/or an OPC UA server until ``--duration`` or a signal,
     for ``wellpulse gateway modbus|opcua`` to poll; write the gateways' configurations first."""
@@ -182,13 +193,9 @@ def _serve_field(args: argparse.Namespace) -> int:
             print(f"wrote {path}: wellpulse gateway {kind} --config {path}", file=sys.stderr)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         if args.duration is not None:
-            loop.call_later(args.duration, stop.set)
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
         servers = []
         if args.modbus_server:
             servers.append(serve_fleet_modbus(fleet, stop, port=args.modbus_server, seed=args.seed))

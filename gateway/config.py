@@ -22,6 +22,8 @@ Every table refuses unknown keys, so a misspelt option is an error naming it rat
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal, Self, TypeVar
 
@@ -51,6 +53,10 @@ MAX_REGISTERS_PER_READ = 125  # the Modbus limit for function codes 3 and 4
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Seconds = Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)]
 M = TypeVar("M", bound=BaseModel)
+
+
+def _repeated(names: Iterable[str]) -> list[str]:
+    return sorted(n for n, count in Counter(names).items() if count > 1)
 
 
 class ConfigError(ValueError):
@@ -118,8 +124,7 @@ class DeviceConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_sensors(self) -> Self:
-        names = [r.sensor for r in self.registers]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _repeated(r.sensor for r in self.registers)
         if dupes:
             raise ValueError(f"device {self.equipment_id}: sensor(s) mapped twice: {', '.join(dupes)}")
         return self
@@ -131,8 +136,7 @@ class ModbusConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_equipment(self) -> Self:
-        ids = [d.equipment_id for d in self.device]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = _repeated(d.equipment_id for d in self.device)
         if dupes:
             raise ValueError(f"equipment polled by two devices: {', '.join(dupes)}")
         return self
@@ -184,8 +188,7 @@ class OpcUaConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        keys = [(i.equipment_id, i.sensor) for i in self.item]
-        dupes = sorted({f"{e}/{s}" for e, s in keys if keys.count((e, s)) > 1})
+        dupes = _repeated(f"{i.equipment_id}/{i.sensor}" for i in self.item)
         if dupes:
             raise ValueError(f"sensor(s) mapped from two nodes: {', '.join(dupes)}")
         return self

@@ -22,7 +22,9 @@ beside the sourced one. Pushing with the feed credentials asks nothing of the hu
 Forwarded messages are sent byte for byte, so ``historical`` is not set on them: the forwarder cannot tell a
 reading that waited out an outage from one that waited a millisecond without a threshold that would be a guess.
 
-Measured on this machine (``python -m bench.gateway_edge``): see the README's "Store-and-forward" paragraph.
+Measured on this machine (2 cores, ``python -m bench.gateway_edge``): 20,000 buffered readings (five minutes of a
+67 readings/s site) reach the hub at 1,770 readings/s, 0.85 of publishing straight to the hub with the same
+awaited PubAck per message (2,090/s).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nats
@@ -10,6 +10,26 @@ import orjson
 
 from sim.publish import ensure_telemetry_stream
 from store.embedded import free_port
+
+
+def feed_fixtures(tenant: str) -> tuple[Any, Any]:
+    """Module-scoped ``server`` (a NATS with a feed user for ``tenant``) and ``received`` (`collected` on it)
+    fixtures: ``server, received = feed_fixtures(TENANT)`` at a test module's top level."""
+    import pytest
+
+    from store.embedded import EmbeddedNats
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+        with EmbeddedNats(tmp_path_factory.mktemp(f"nats-{tenant}"), tenants=[tenant]) as nats_server:
+            yield nats_server
+
+    @pytest.fixture(scope="module")
+    async def received(server: EmbeddedNats) -> AsyncIterator[dict[str, list[dict[str, Any]]]]:
+        async with collected(server.url, tenant) as got:
+            yield got
+
+    return server, received
 
 
 @contextlib.asynccontextmanager

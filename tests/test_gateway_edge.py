@@ -28,11 +28,8 @@ log = logging.getLogger(__name__)
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    nats_server = EmbeddedNats(tmp_path_factory.mktemp("nats-gw-hub"), tenants=[TENANT]).start()
-    try:
+    with EmbeddedNats(tmp_path_factory.mktemp("nats-gw-hub"), tenants=[TENANT]) as nats_server:
         yield nats_server
-    finally:
-        nats_server.stop()
 
 
 @pytest.fixture(scope="module")

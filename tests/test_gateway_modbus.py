@@ -1,8 +1,7 @@
 """The Modbus TCP gateway against a real pymodbus server and a real NATS, publishing with a tenant's feed user."""
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from gateway.publish import GatewayMetrics
 from schema.telemetry import parse_telemetry
 from sim.modbus_server import SimModbusServer
 from store.embedded import EmbeddedNats, free_port
-from tests.gateway_support import collected
+from tests.gateway_support import feed_fixtures
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.fast
@@ -23,19 +22,7 @@ pytestmark = pytest.mark.fast
 TENANT = "gw-modbus"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    nats_server = EmbeddedNats(tmp_path_factory.mktemp("nats-gw-modbus"), tenants=[TENANT]).start()
-    try:
-        yield nats_server
-    finally:
-        nats_server.stop()
-
-
-@pytest.fixture(scope="module")
-async def received(server: EmbeddedNats) -> AsyncIterator[dict[str, list[dict[str, Any]]]]:
-    async with collected(server.url, TENANT) as got:
-        yield got
+server, received = feed_fixtures(TENANT)
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +191,6 @@ def test_cli_refuses_a_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.Cap
     bad.write_text('[nats]\ntenant = "t"\n', encoding="utf-8")
     assert main(["gateway", "modbus", "--config", str(bad)]) == 2
     assert "device" in capsys.readouterr().err
-    with contextlib.suppress(FileNotFoundError):
-        (tmp_path / "missing.toml").unlink()
     assert main(["gateway", "modbus", "--config", str(tmp_path / "missing.toml")]) == 2
 
 

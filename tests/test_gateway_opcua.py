@@ -1,9 +1,10 @@
 """The OPC UA gateway against a real asyncua server (through a link the test can cut) and a real NATS."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.config import ConfigError, load_opcua_config_text
@@ -12,7 +13,7 @@ from gateway.publish import GatewayMetrics
 from schema.telemetry import parse_telemetry
 from sim.opcua_server import SimOpcUaServer
 from store.embedded import EmbeddedNats, free_port
-from tests.gateway_support import TcpProxy, collected
+from tests.gateway_support import TcpProxy, feed_fixtures
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.fast
@@ -20,19 +21,7 @@ pytestmark = pytest.mark.fast
 TENANT = "gw-opcua"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    nats_server = EmbeddedNats(tmp_path_factory.mktemp("nats-gw-opcua"), tenants=[TENANT]).start()
-    try:
-        yield nats_server
-    finally:
-        nats_server.stop()
-
-
-@pytest.fixture(scope="module")
-async def received(server: EmbeddedNats) -> AsyncIterator[dict[str, list[dict[str, Any]]]]:
-    async with collected(server.url, TENANT) as got:
-        yield got
+server, received = feed_fixtures(TENANT)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +90,7 @@ async def gateway(server: EmbeddedNats, controller: SimOpcUaServer, link: TcpPro
 def _values(received: Any, sensor: str) -> list[tuple[float, str]]:
     out = []
     for message in received.get("CMP-1", []):
-        reading = parse_telemetry(__import__("orjson").dumps(message["body"])).readings[0]
+        reading = parse_telemetry(orjson.dumps(message["body"])).readings[0]
         if sensor in reading.values:
             out.append((reading.values[sensor], reading.quality_of(sensor)))
     return out
