@@ -72,10 +72,12 @@ def gateway_command(args: argparse.Namespace) -> int:
     async def main() -> None:
         await run(config, nats_url, stop_on_signals(), metrics)
 
+    import nats.errors
+
     try:
         asyncio.run(main())
-    except (OSError, ConnectionError, TimeoutError) as exc:
-        print(f"error: NATS at {redact_url(nats_url)}: {exc}", file=sys.stderr)
+    except (OSError, ConnectionError, TimeoutError, nats.errors.Error) as exc:
+        print(f"error: NATS at {redact_url(nats_url)}: {exc!r}", file=sys.stderr)
         return 1
     summary = {family.name.removeprefix("wellpulse_gateway_"): sum(s.value for s in family.samples
                                                                    if s.name.endswith("_total"))

@@ -122,9 +122,10 @@ class DevicePoller:
         try:
             response = await asyncio.wait_for(read(plan.start, count=plan.count, device_id=self.device.unit_id),
                                               timeout=self.device.timeout_s * 2)
-        except (TimeoutError, ConnectionException, ModbusException) as exc:
+        except (TimeoutError, ModbusException) as exc:
             self._drop_client()  # a late answer must not be taken for the next request's
-            raise PollFailed("timeout", repr(exc)) from exc
+            kind = "connect" if isinstance(exc, ConnectionException) else "timeout"
+            raise PollFailed(kind, repr(exc)) from exc
         if response.isError():
             raise PollFailed("exception", f"{plan.table} {plan.start}+{plan.count}: exception code "
                                           f"{getattr(response, 'exception_code', '?')}")

@@ -47,7 +47,9 @@ class GatewayMetrics:
 
     ``errors_total{kind}``: ``exception`` (a Modbus exception response), ``timeout``, ``connect``, ``decode`` (a
     value that is not a finite number), ``subscribe`` (an OPC UA node refused). ``comms_lost`` is 1 while a device
-    has failed ``comms_loss_after`` polls in a row; ``comms_loss_total`` counts the times that began.
+    has failed ``comms_loss_after`` polls in a row; ``comms_loss_total`` counts the times that began. The OPC UA
+    gateway reports its connection under ``device="opcua"`` (``polls_total`` there counts sessions subscribed) and
+    the edge buffer under ``device="edge"`` (``errors_total{kind="forward"}``: a send to the hub that failed).
     """
 
     def __init__(self) -> None:

@@ -53,13 +53,15 @@ async def collected(app_url: str, tenant: str) -> AsyncIterator[dict[str, list[d
 
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to ``target_port``. `cut` closes every open connection and refuses new ones
-    (as a dead link would) until `restore`."""
+    (as a dead link would) until `restore`; `stalled` keeps connections open but forwards nothing (a device that
+    accepts and never answers)."""
 
     def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
         self.host = host
         self.target_port = target_port
         self.port = free_port()
         self.up = True
+        self.stalled = False
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -71,6 +73,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             while data := await reader.read(65536):
+                if self.stalled:
+                    continue
                 writer.write(data)
                 await writer.drain()
         writer.close()

@@ -14,7 +14,7 @@ from gateway.publish import GatewayMetrics
 from schema.telemetry import parse_telemetry
 from sim.modbus_server import SimModbusServer
 from store.embedded import EmbeddedNats, free_port
-from tests.gateway_support import feed_fixtures
+from tests.gateway_support import TcpProxy, feed_fixtures
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.fast
@@ -27,18 +27,19 @@ server, received = feed_fixtures(TENANT)
 
 @pytest.fixture(scope="module")
 async def plc() -> AsyncIterator[SimModbusServer]:
-    plc = await SimModbusServer(units=[1, 2], port=free_port()).start()
+    plc = await SimModbusServer(units=[1, 2, 3], port=free_port()).start()
     plc.set_value(1, 0, 812.5, type="float32")
     plc.set_value(1, 2, -123, type="int16")
     plc.set_value(1, 10, 70000, type="int32", word_order="little")
     plc.set_value(1, 20, 3.25, type="float64")
     plc.set_value(1, 0, 1500, type="uint16", table="input")
     plc.set_value(2, 0, 42.0, type="float32")
+    plc.set_value(3, 0, 7.0, type="float32")
     yield plc
     await plc.stop()
 
 
-def _config(plc_port: int, dead_port: int) -> str:
+def _config(plc_port: int, dead_port: int, link_port: int) -> str:
     return f"""
 [nats]
 tenant = "{TENANT}"
@@ -90,6 +91,20 @@ address = 0
 type = "float32"
 
 [[device]]
+equipment_id = "PJ-4"
+host = "127.0.0.1"
+port = {link_port}
+unit_id = 3
+poll_interval_s = 0.1
+timeout_s = 0.3
+comms_loss_after = 2
+backoff_max_s = 0.2
+[[device.register]]
+sensor = "tubing_psi"
+address = 0
+type = "float32"
+
+[[device]]
 equipment_id = "PJ-3"
 host = "127.0.0.1"
 port = {dead_port}
@@ -104,8 +119,16 @@ address = 0
 
 
 @pytest.fixture(scope="module")
-async def gateway(server: EmbeddedNats, plc: SimModbusServer, received: Any) -> AsyncIterator[GatewayMetrics]:
-    config = load_modbus_config_text(_config(plc.port, free_port()))
+async def link(plc: SimModbusServer) -> AsyncIterator[TcpProxy]:
+    proxy = await TcpProxy(plc.port).start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest.fixture(scope="module")
+async def gateway(server: EmbeddedNats, plc: SimModbusServer, link: TcpProxy,
+                  received: Any) -> AsyncIterator[GatewayMetrics]:
+    config = load_modbus_config_text(_config(plc.port, free_port(), link.port))
     stop = asyncio.Event()
     metrics = GatewayMetrics()
     task = asyncio.create_task(run_modbus_gateway(config, server.feed_url(TENANT), stop, metrics))
@@ -168,6 +191,32 @@ async def test_a_device_that_never_answers_is_counted_and_backs_off(gateway: Gat
     assert gateway.value("wellpulse_gateway_errors_total", device="PJ-3", kind="connect") >= 2
     assert "PJ-3" not in received
     assert received.get("PJ-1")  # the others go on
+
+
+async def test_a_silent_device_times_out_and_a_cut_link_reconnects(
+        gateway: GatewayMetrics, link: TcpProxy, received: Any) -> None:
+    async def publishing(at_least: int) -> bool:
+        return len(received.get("PJ-4", [])) >= at_least
+
+    async def lost() -> bool:
+        return gateway.value("wellpulse_gateway_comms_lost", device="PJ-4") == 1
+
+    async def back() -> bool:
+        return gateway.value("wellpulse_gateway_comms_lost", device="PJ-4") == 0
+
+    await wait_for(lambda: publishing(1), timeout=10, interval=0.05)
+    link.stalled = True  # connected, never answering
+    await wait_for(lost, timeout=10, interval=0.05)
+    assert gateway.value("wellpulse_gateway_errors_total", device="PJ-4", kind="timeout") >= 2
+    link.stalled = False
+    await wait_for(back, timeout=10, interval=0.05)
+    link.cut()  # the link drops: connections reset, new ones refused
+    await wait_for(lost, timeout=10, interval=0.05)
+    assert gateway.value("wellpulse_gateway_errors_total", device="PJ-4", kind="connect") >= 1
+    count = len(received["PJ-4"])
+    link.restore()
+    await wait_for(lambda: publishing(count + 1), timeout=10, interval=0.05)
+    assert gateway.value("wellpulse_gateway_comms_loss_total", device="PJ-4") == 2
 
 
 @pytest.mark.parametrize(("text", "field"), [
