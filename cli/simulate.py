@@ -175,7 +175,7 @@ def _serve_field(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sim.modbus_server import modbus_gateway_config, serve_fleet_modbus
-    from sim.opcua_server import opcua_gateway_config, serve_fleet_opcua
+    from sim.opcua_server import opcua_gateway_config, serve_fleet_opcua  # asyncua itself loads when serving
 
     logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO is every node of the address space
     fleet = demo_fleet(args.equipment)

@@ -264,3 +264,13 @@ async def test_the_simulated_field_and_its_generated_config_work_together(
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(field, gateway), timeout=10)
+
+
+def test_simulate_modbus_server_writes_the_gateway_config(tmp_path: Path) -> None:
+    from cli import main
+
+    port, path = free_port(), tmp_path / "poll.toml"
+    assert main(["simulate", "--tenant", TENANT, "--equipment", "2", "--modbus-server", str(port),
+                 "--gateway-config", str(path), "--duration", "0.3"]) == 0
+    config = load_modbus_config_text(path.read_text(encoding="utf-8"))
+    assert [(d.equipment_id, d.port, d.unit_id) for d in config.device] == [("PJ-0001", port, 1), ("CMP-0002", port, 2)]
