@@ -1,4 +1,5 @@
-"""The ``wellpulse`` command: up, node, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys.
+"""The ``wellpulse`` command: up, node, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys,
+gateway.
 
 A dispatcher: each sub-command's module (`cli.up`, `cli.simulate`, ...) parses its options and calls the code that
 does the work (`serve.runtime`, `sim`, `models.backtest`, `store`); nothing below imports this package.
@@ -9,6 +10,7 @@ import logging
 
 from cli.backtest import add_backtest_arguments, backtest_command
 from cli.database import add_database_commands
+from cli.gateway import add_gateway_commands
 from cli.keys import add_keys_commands
 from cli.nats import add_nats_commands
 from cli.node import add_node_command
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_database_commands(sub)
     add_nats_commands(sub)
     add_keys_commands(sub)
+    add_gateway_commands(sub)
     return parser
 
 
