@@ -53,8 +53,8 @@ class Console:
     def email(self, role: str) -> str:
         return f"{role}@{self.tenant}.console.example"
 
-    async def page(self, role: str = "operator", **context_options: Any) -> Any:
-        context = await self.browser.new_context(viewport={"width": 1366, "height": 768}, **context_options)
+    async def page(self, **context_options: Any) -> Any:
+        context = await self.browser.new_context(**{"viewport": {"width": 1366, "height": 768}, **context_options})
         return self.watch(await context.new_page())
 
     def watch(self, page: Any) -> Any:
@@ -117,7 +117,8 @@ async def test_sign_in_and_a_live_alert_appears_without_reload(console: Console)
     page = await console.page()
     await console.sign_in(page)
     assert await page.locator("td.empty").inner_text() == "No alerts match."
-    await flip(console, "MTR-1", [500.0] * 3 + [1500.0] * 2)
+    # Five minutes of normal flow, then above the limit: a critical alert.
+    await flip(console, "MTR-1", [800.0 + ((i * 37) % 11 - 5) * 4 for i in range(300)] + [1500.0] * 2)
     alert_id = await opened_alert(console, "MTR-1")
     row = page.locator(f"tr[data-alert-id='{alert_id}']")
     await row.wait_for(timeout=LIVE_WITHIN_MS)  # no reload: it came over the WebSocket
@@ -160,6 +161,9 @@ async def test_the_equipment_page_draws_the_alert_period_on_the_trend(console: C
     await chart.locator(f"rect.alert-period[data-alert-id='{alert_id}']").wait_for()
     assert await chart.locator("polyline.line").count() == 1
     assert "acknowledged" in await page.locator("section.card", has_text="Alert history").inner_text()
+    await page.get_by_role("link", name="15m", exact=True).click()
+    await page.locator("nav.ranges a[aria-current=true]", has_text="15m").wait_for()
+    await chart.locator(f"rect.alert-period[data-alert-id='{alert_id}']").wait_for()
     await page.screenshot(path=console.shots / "equipment.png", full_page=True)
     await page.get_by_role("link", name="Fleet").click()
     row = page.locator("table.fleet tr[data-equipment-id='MTR-1']")
@@ -170,11 +174,12 @@ async def test_the_equipment_page_draws_the_alert_period_on_the_trend(console: C
 
 async def test_a_viewer_sees_no_acknowledge_button_and_the_server_refuses(console: Console) -> None:
     alert_id = console.alert_id  # type: ignore[attr-defined]
-    page = await console.page()
+    page = await console.page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)  # a phone
     await console.sign_in(page, "viewer", "#/alerts?state=all")  # the hash survives the sign-in
     row = page.locator(f"tr[data-alert-id='{alert_id}']")
     await row.wait_for()
     assert await page.locator("[data-action]").count() == 0
+    await page.screenshot(path=console.shots / "alarm-board-phone.png")
     answer = await page.evaluate("""async (id) => {
         const r = await fetch(`/v1/alerts/${id}/resolve`, {method: "POST", credentials: "same-origin",
             headers: {"X-WellPulse-CSRF": "1", "Content-Type": "application/json"}, body: "{}"});

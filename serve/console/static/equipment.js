@@ -7,7 +7,7 @@ import { trendChart } from "./chart.js";
 import { store } from "./store.js";
 import { navigate, showError } from "./app.js";
 
-const RANGES = [["1h", 3600e3], ["6h", 6 * 3600e3], ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
+const RANGES = [["15m", 900e3], ["1h", 3600e3], ["6h", 6 * 3600e3], ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
 
 function bucketFor(span) {
   if (span <= 2 * 3600e3) return null; // raw
@@ -22,7 +22,7 @@ function windowOf(params) {
   const to = Number(params.get("to"));
   if (from && to && to > from) return { start: from, end: to, label: "zoomed" };
   const label = params.get("range") || "1h";
-  const span = (RANGES.find(([r]) => r === label) || RANGES[0])[1];
+  const span = (RANGES.find(([r]) => r === label) || RANGES[1])[1];
   const end = Date.now();
   return { start: end - span, end, label };
 }
@@ -144,7 +144,8 @@ async function charts(id, equipment, latest, predictions, alerts, win) {
   return names.map((sensor, i) => {
     const p = bySensor.get(sensor);
     return trendChart({ sensor, unit: units.get(sensor) || "", points: data[i], start: win.start, end: win.end,
-      band: p ? { low: p.expected_mean - 2 * p.expected_std, high: p.expected_mean + 2 * p.expected_std } : null,
+      band: p && !p.warming_up ? { low: p.expected_mean - 2 * p.expected_std,
+                                   high: p.expected_mean + 2 * p.expected_std } : null,
       alerts: alerts.filter((a) => !a.sensors || !a.sensors.length || a.sensors.includes(sensor)), onZoom: zoom });
   });
 }
