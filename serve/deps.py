@@ -97,11 +97,20 @@ def check_csrf(request: Request) -> None:
     if not request.headers.get(CSRF_HEADER):
         raise ApiError(403, f"a signed-in browser request that changes state needs the {CSRF_HEADER} header",
                        code="CSRF_REJECTED")
-    origin = request.headers.get("origin")
-    if origin is not None:  # "null" (a sandboxed or file: page) has no host: refused
-        allowed = getattr(request.app.state.settings, "cors_origin_list", None) or []
-        if urlsplit(origin).netloc != request.headers.get("host") and origin not in allowed:
-            raise ApiError(403, "cross-origin request refused", code="CSRF_REJECTED")
+    if not same_origin(request):
+        raise ApiError(403, "cross-origin request refused", code="CSRF_REJECTED")
+
+
+def same_origin(connection: HTTPConnection) -> bool:
+    """No ``Origin`` (not a browser's cross-origin request), this server's, or an allowed CORS origin.
+
+    ``null`` (a sandboxed or ``file:`` page) has no host: refused.
+    """
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = getattr(connection.app.state.settings, "cors_origin_list", None) or []
+    return urlsplit(origin).netloc == connection.headers.get("host") or origin in allowed
 
 
 async def current_principal(request: Request, services: ServicesDep) -> Principal:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+import websockets
 
 from serve.security import password_hashing
 from store import admin
-from tests.helpers import create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
+from tests.helpers import auth, create_tenant, new_tenant_id, now_utc, publish, snapshot, wait_for
 
 CHROMIUM = os.environ.get("WELLPULSE_CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install -y chromium chromium-driver"
@@ -82,6 +84,11 @@ async def console(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Async
     for role in ("operator", "admin", "viewer"):
         await asyncio.to_thread(admin.ensure_user, stack.settings.database_url, tenant,
                                 f"{role}@{tenant}.console.example", role=role, password_hash=hashed)
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=auth(tenant, "admin"), timeout=30) as http:
+        well = await http.post("/v1/wells", json={"id": "W-7", "api_number": "42-501-20130", "name": "University 7"})
+        assert well.status_code == 201, well.text
+        moved = await http.patch("/v1/equipment/MTR-1", json={"well_ids": ["W-7"]})
+        assert moved.status_code == 200, moved.text
     shots = tmp_path_factory.mktemp("console-screenshots")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -170,6 +177,10 @@ async def test_the_equipment_page_draws_the_alert_period_on_the_trend(console: C
     await row.wait_for()
     assert "critical" in (await row.inner_text()).lower()
     await page.screenshot(path=console.shots / "fleet.png")
+    await page.get_by_role("link", name="Wells").click()
+    well = page.locator("section.well[data-well-id='W-7']")
+    await expect(well.locator("tr[data-equipment-id='MTR-1']")).to_contain_text("critical", ignore_case=True)
+    assert await well.locator("tr[data-equipment-id='MTR-2']").count() == 0
 
 
 async def test_a_viewer_sees_no_acknowledge_button_and_the_server_refuses(console: Console) -> None:
@@ -221,6 +232,18 @@ async def test_a_dropped_socket_reconnects_and_shows_the_missed_alerts(console: 
     assert "since=" in urls[-1], urls
     await page.locator(".feed-status[data-state=live]").wait_for()
     await context.close()
+
+
+async def test_a_cookie_socket_opens_from_this_origin_only(console: Console) -> None:
+    page = console.operator_page  # type: ignore[attr-defined]
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "wp_access")
+    url = console.stack.base_url.replace("http", "ws", 1) + "/v1/alerts/ws"
+    headers = {"Cookie": f"wp_access={cookie['value']}"}
+    async with websockets.connect(url, additional_headers=headers, origin=console.stack.base_url) as ws:
+        await ws.ping()
+    with pytest.raises(websockets.InvalidStatus):  # another site's page, riding the operator's session
+        async with websockets.connect(url, additional_headers=headers, origin="https://evil.example"):
+            pass
 
 
 async def test_an_expired_session_returns_to_sign_in_and_keeps_the_filters(console: Console) -> None:
