@@ -46,6 +46,8 @@ async def test_versioned_files_are_cached_for_good_and_old_versions_are_gone(cli
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert script.headers["content-security-policy"] == CONSOLE_CSP
+    units = await client.get(f"/console/{version}/units.js")  # made from schema/equipment.py
+    assert units.status_code == 200 and '"casing_psi": {"high": 400.0, "low": 150.0, "unit": "psi"}' in units.text
     style = await client.get(f"/console/{version}/console.css")
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
     for path in ("/console/0000000000000000/app.js", f"/console/{version}/nothing.js",

@@ -8,6 +8,7 @@ event handler, no inline style.
 """
 
 import hashlib
+import json
 import mimetypes
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
+from schema.equipment import SENSORS_BY_TYPE
 from serve.errors import ApiError
 
 __all__ = ["CONSOLE_CSP", "Assets", "assets", "router"]
@@ -41,12 +43,22 @@ class Assets:
 def assets() -> Assets:
     """Read once per process: the files do not change while it runs."""
     files = {p.relative_to(STATIC).as_posix(): p.read_bytes() for p in sorted(STATIC.rglob("*")) if p.is_file()}
+    files["units.js"] = _units_module()
     digest = hashlib.sha256()
     for name, body in files.items():
         digest.update(name.encode() + b"\0" + body + b"\0")
     version = digest.hexdigest()[:16]
     page = files.pop("index.html").replace(b"__ASSETS__", f"/console/{version}".encode())
     return Assets(version=version, files=files, page=page, page_etag=f'"{hashlib.sha256(page).hexdigest()[:24]}"')
+
+
+def _units_module() -> bytes:
+    """The unit and normal range of each equipment type's standard sensors (schema/equipment.py), for sensors an
+    equipment does not configure itself: one source of truth, handed to the browser as a module."""
+    table = {str(t): {spec.name: {"unit": spec.unit, "low": spec.low, "high": spec.high} for spec in specs}
+             for t, specs in SENSORS_BY_TYPE.items()}
+    return (f"// Generated from schema/equipment.py by serve/console: the standard sensors of each equipment type.\n"
+            f"export const STANDARD_SENSORS = {json.dumps(table, sort_keys=True)};\n").encode()
 
 
 def _headers(cache_control: str, etag: str | None = None) -> dict[str, str]:

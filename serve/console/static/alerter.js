@@ -11,8 +11,21 @@ export class Alerter {
     toggle.checked = localStorage.getItem(SOUND_KEY) !== "off";
     toggle.addEventListener("change", () => {
       localStorage.setItem(SOUND_KEY, toggle.checked ? "on" : "off");
-      if (toggle.checked) this.context(); // a user gesture: browsers let audio start from here
+      if (toggle.checked) this.unlock();
     });
+    // Browsers let audio start only from a user gesture: the first click or key on the page.
+    for (const type of ["pointerdown", "keydown"]) {
+      document.addEventListener(type, () => this.unlock(), { once: true, capture: true });
+    }
+  }
+
+  unlock() {
+    const audio = this.toggle.checked ? this.context() : null;
+    if (audio && audio.state === "suspended") audio.resume().catch(() => {});
+  }
+
+  reset() {
+    document.title = TITLE;
   }
 
   context() {

@@ -69,6 +69,7 @@ function signedOut({ keepPlace = true } = {}) {
   session = "signed-out";
   feed.stop();
   store.reset();
+  alerter.reset();
   const here = window.location.hash;
   if (keepPlace && here && !here.startsWith("#/signin")) sessionStorage.setItem(RETURN_KEY, here);
   header.hidden = true;

@@ -4,8 +4,8 @@
 import { h, number, s } from "./dom.js";
 
 const W = 800;
-const H = 180;
-const PAD = { left: 56, right: 12, top: 10, bottom: 24 };
+const H = 220;
+const PAD = { left: 70, right: 14, top: 12, bottom: 30 };
 
 function timeLabel(ms, span) {
   const d = new Date(ms);
@@ -58,8 +58,8 @@ export function trendChart({ sensor, unit, points, start, end, band, alerts, onZ
     s("line", { class: "axis", x1: PAD.left, x2: W - PAD.right, y1: plotTop + plotHeight, y2: plotTop + plotHeight }),
     s("text", { class: "tick", x: PAD.left - 4, y: y(hi - margin) + 4, "text-anchor": "end" }, number(hi - margin)),
     s("text", { class: "tick", x: PAD.left - 4, y: y(lo + margin) + 4, "text-anchor": "end" }, number(lo + margin)),
-    s("text", { class: "tick", x: PAD.left, y: H - 6 }, timeLabel(start, end - start)),
-    s("text", { class: "tick", x: W - PAD.right, y: H - 6, "text-anchor": "end" }, timeLabel(end, end - start)));
+    s("text", { class: "tick", x: PAD.left, y: H - 8 }, timeLabel(start, end - start)),
+    s("text", { class: "tick", x: W - PAD.right, y: H - 8, "text-anchor": "end" }, timeLabel(end, end - start)));
   if (!points.length) {
     svg.append(s("text", { class: "no-data", x: W / 2, y: H / 2, "text-anchor": "middle" }, "no readings"));
   }

@@ -6,6 +6,7 @@ import { age, clear, h, number, severityBadge, stateBadge, when } from "./dom.js
 import { trendChart } from "./chart.js";
 import { store } from "./store.js";
 import { navigate, showError } from "./app.js";
+import { STANDARD_SENSORS } from "./units.js";
 
 const RANGES = [["15m", 900e3], ["1h", 3600e3], ["6h", 6 * 3600e3], ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
 
@@ -35,6 +36,13 @@ async function series(id, sensor, start, end) {
                                       : { t: Date.parse(r.ts), v: r.value }));
 }
 
+// Unit of each sensor: the equipment's own configuration, else its type's standard sensor.
+function unitsOf(equipment) {
+  const units = new Map(Object.entries(STANDARD_SENSORS[equipment.type] || {}).map(([name, s]) => [name, s.unit]));
+  for (const sensor of equipment.sensors) units.set(sensor.name, sensor.unit);
+  return units;
+}
+
 function section(title, ...content) {
   return h("section", { class: "card" }, h("h2", {}, title), ...content);
 }
@@ -54,7 +62,7 @@ async function optional(promise) {
 }
 
 function valuesSection(equipment, latest, predictions) {
-  const units = new Map(equipment.sensors.map((s) => [s.name, s.unit]));
+  const units = unitsOf(equipment);
   const bySensor = new Map(((predictions && predictions.anomaly && predictions.anomaly.sensors) || [])
     .map((p) => [p.sensor, p]));
   const rows = latest.map((v) => {
@@ -136,7 +144,7 @@ function rangeBar(id, win) {
 
 async function charts(id, equipment, latest, predictions, alerts, win) {
   const names = [...new Set([...equipment.sensors.map((s) => s.name), ...latest.map((v) => v.sensor)])];
-  const units = new Map(equipment.sensors.map((s) => [s.name, s.unit]));
+  const units = unitsOf(equipment);
   const bySensor = new Map(((predictions && predictions.anomaly && predictions.anomaly.sensors) || [])
     .map((p) => [p.sensor, p]));
   const data = await Promise.all(names.map((n) => series(id, n, win.start, win.end)));
