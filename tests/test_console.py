@@ -3,7 +3,8 @@ session, the equipment chart with its alert period, a viewer without the button,
 
 Needs Debian's Chromium (``apt-get install -y chromium chromium-driver``) and the ``playwright`` package
 (driving that executable: no browser download). Without them the module is skipped, saying why.
-Screenshots of the three main views are saved under a temp dir (printed) as the run's artefacts.
+Screenshots of the three main views are the run's artefacts: under ``$WELLPULSE_TEST_ARTEFACTS/console`` when
+that is set, else under pytest's temp dir (the path is printed at the end of the module).
 """
 
 import asyncio
@@ -89,7 +90,9 @@ async def console(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Async
         assert well.status_code == 201, well.text
         moved = await http.patch("/v1/equipment/MTR-1", json={"well_ids": ["W-7"]})
         assert moved.status_code == 200, moved.text
-    shots = tmp_path_factory.mktemp("console-screenshots")
+    artefacts = os.environ.get("WELLPULSE_TEST_ARTEFACTS")  # CI keeps this directory
+    shots = Path(artefacts) / "console" if artefacts else tmp_path_factory.mktemp("console-screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
