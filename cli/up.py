@@ -89,6 +89,7 @@ def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secret
     migration = stack.migration  # type: ignore[attr-defined]
     lines = [
         "WellPulse is up.",
+        f"  console    {stack.base_url}/  (operator console: sign in with a tenant, email and password)",  # type: ignore[attr-defined]
         f"  API        {stack.base_url}/v1  (docs {stack.base_url}/docs)",  # type: ignore[attr-defined]
         f"  health     {stack.base_url}/health   metrics {stack.base_url}/metrics",  # type: ignore[attr-defined]
         f"  alerts WS  ws://{settings.host}:{settings.port}/v1/alerts/ws",

@@ -187,8 +187,15 @@ async def test_web_client_gets_secure_cookies_and_they_authenticate(stack: Any, 
     assert me.status_code == 200, me.text
     assert me.json()["data"]["id"] == user_id
 
+    # A state-changing request on the strength of a cookie needs the CSRF header, from this origin.
+    for headers in ({}, {"X-WellPulse-CSRF": "1", "Origin": "https://evil.example"}):
+        refused = await http.post("/v1/auth/refresh", headers={"Cookie": f"wp_refresh={refresh}", **headers})
+        assert refused.status_code == 403 and error(refused)["code"] == "CSRF_REJECTED", refused.text
+        refused = await http.post("/v1/auth/logout", headers={"Cookie": f"wp_access={access}", **headers})
+        assert refused.status_code == 403 and error(refused)["code"] == "CSRF_REJECTED", refused.text
     # The refresh cookie rotates and answers with cookies again, no tokens in the body.
-    rotated = await http.post("/v1/auth/refresh", headers={"Cookie": f"wp_refresh={refresh}"})
+    rotated = await http.post("/v1/auth/refresh", headers={"Cookie": f"wp_refresh={refresh}",
+                                                           "X-WellPulse-CSRF": "1"})
     assert rotated.status_code == 200, rotated.text
     assert "access_token" not in rotated.json()["data"]
     new_cookies = set_cookies(rotated)
