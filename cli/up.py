@@ -80,7 +80,8 @@ def _demo_users(settings: object) -> tuple[str, str]:
     password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(12)
     hashed = password_hashing(settings).hash(password)  # type: ignore[arg-type]
     for email, role in ((DEMO_ADMIN, "admin"), (DEMO_OPERATOR, "operator")):
-        ensure_user(settings.database_url, DEMO_TENANT, email, role=role, password_hash=hashed)  # type: ignore[attr-defined]
+        ensure_user(settings.database_url, DEMO_TENANT, email, role=role, password_hash=hashed,  # type: ignore[attr-defined]
+                    reset_password=True)  # the password printed now is the one that works
     return DEMO_OPERATOR, password
 
 
