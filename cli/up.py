@@ -97,9 +97,10 @@ def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secret
         f"  storage    {migration.flavour if migration else '?'}",
         f"  NATS       {redact_url(settings.nats_url)}  (feed credentials: wellpulse nats feed-credentials TENANT)",
     ]
-    if stack.ray_head is not None and not stack.head_is_local:  # type: ignore[attr-defined]
+    join = getattr(stack, "join_address", None)
+    if join:
         token = f"{settings.data_dir}/secrets/ray_auth_token"
-        lines.append(f"  cluster    join from another machine: wellpulse node --address {stack.ray_address}"  # type: ignore[attr-defined]
+        lines.append(f"  cluster    join from another machine: wellpulse node --address {join}"
                      f" --node-ip <its address> --auth-token-file <a copy of {token}>")
     if demo_login and not secrets_shown:  # logs that others read (docker compose): no password, no token
         lines += [

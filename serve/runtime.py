@@ -249,6 +249,11 @@ class Stack:
         return f"{host}:{port}"
 
     @property
+    def join_address(self) -> str | None:
+        """The address other machines join with `wellpulse node` (None: a head on loopback, or not ours)."""
+        return self.ray_address if self.ray_head is not None and not self.head_is_local else None
+
+    @property
     def head_is_local(self) -> bool:
         """The Ray head we start is on loopback: no other machine can join it."""
         host = self.settings.ray_head_host
