@@ -31,10 +31,11 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models import EquipmentState, Rule, Sensitivity, rules_for_equipment
-from models.backtest import TableReplay, TableRow, replay_table
+if TYPE_CHECKING:  # imported where used: the models (River, SciPy) take seconds, and every CLI command imports this
+    from models import Rule, Sensitivity
+    from models.backtest import TableReplay, TableRow
 
 __all__ = [
     "BacktestError",
@@ -219,6 +220,9 @@ def backtest_csv(
     label_col, label_map = _labels(path, header, labels)
     cols = _pick_columns(header, rows, columns, {ts_col} | ({label_col} if label_col else set()))
     table, bad_values = _table(rows, ts_col, cols, label_col, label_map)
+    from models import EquipmentState
+    from models.backtest import replay_table
+
     eq = EquipmentState("backtest", equipment_type, rules, seed=seed, sensitivity=sensitivity)
     replayed = replay_table(table, eq)
     if len(rows) and replayed.bad_timestamp == len(rows):
@@ -261,6 +265,8 @@ def _labels(path: Path, header: Sequence[str],
 def _table(rows: Sequence[dict[str, str]], ts_col: str, cols: Sequence[str], label_col: str | None,
            label_map: dict[datetime, int] | None) -> tuple[list[TableRow], int]:
     """The CSV's rows parsed for `models.backtest.replay_table`, and how many values were not numbers."""
+    from models.backtest import TableRow
+
     table: list[TableRow] = []
     bad_values = 0
     for row in rows:
@@ -307,6 +313,8 @@ def load_rules(path: Path, equipment_type: str = "other", sensitivity: Sensitivi
         raise BacktestError(f"{path}: cannot read rules: {e}") from None
     if not isinstance(specs, list):
         raise BacktestError(f"{path}: rules must be a JSON list of {{id, kind, params}}")
+    from models import rules_for_equipment
+
     rules, rejected = rules_for_equipment(equipment_type, specs, sensitivity)
     if rejected:
         raise BacktestError(f"{path}: {rejected[0].reason}")
