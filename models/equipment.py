@@ -120,6 +120,12 @@ class EquipmentState:
     see it without values (the stale-data rule still counts it as data; open alerts on values clear as they
     would on normal data). Counted in `stopped_snapshots`.
 
+    Historical: a snapshot forwarded late from an edge buffer (`Snapshot.historical`) is scored and learned, but
+    neither the rules nor drift see it: no alert opens, updates or resolves on readings whose time has passed,
+    and a stale-data alert opened while the link was down stays open until live data comes (it fires once).
+    Counted in `historical_snapshots`. Values of bad quality never reach the models (the ingest path leaves
+    them out).
+
     Failure: every hour of reading time the features (`failure_features`) are sampled into a
     `FailurePredictor`; field events label them (`record_failure`, `record_maintenance`), and
     `failure_probability` is the probability of a failure within the horizon (default 7 days). A new
@@ -212,6 +218,7 @@ class EquipmentState:
         self.operating_changes = 0
         self.setpoint_changes = 0
         self.stopped_snapshots = 0
+        self.historical_snapshots = 0  # learned without evaluating the rules (`Snapshot.historical`)
         self.rebaselining: dict[str, int] = {}
         self.drift_events: dict[str, str] = {}
         self.drifts_since_maintenance = 0
@@ -321,21 +328,26 @@ class EquipmentState:
                 changes.extend(self._resolve_orphans(ts))
                 orphans_checked = True
             values = _finite_values(snap.values)
+            live = not snap.historical
+            if not live:
+                self.historical_snapshots += 1
             if self._stopped(values):
                 self.stopped_snapshots += 1
                 obs = Observation(ts, {}, failure_probability=self.failure_probability)
-                for rule in self.rules:
+                for rule in self.rules if live else ():
                     change = self._apply(rule, rule.observe(obs), obs, ts)
                     if change is not None:
                         changes.append(change)
             else:
-                changes.extend(self._learn_running(ts, values, last))
+                changes.extend(self._learn_running(ts, values, last, live=live))
             last = ts
         self.last_learned_ts = last
         return changes
 
-    def _learn_running(self, ts: datetime, values: dict[str, float], last: datetime | None) -> list[AlertChange]:
-        """One snapshot of the machine running: score it, learn it, then evaluate drift and the rules."""
+    def _learn_running(self, ts: datetime, values: dict[str, float], last: datetime | None, *,
+                       live: bool = True) -> list[AlertChange]:
+        """One snapshot of the machine running: score it, learn it, then evaluate drift and the rules (a
+        historical snapshot, not `live`, is scored and learned only: its time is past, its alarms are too)."""
         if self._setpoint_step(values):
             self._rebaseline_operating_change(values)
         tsf = ts.timestamp()
@@ -356,12 +368,13 @@ class EquipmentState:
         if self.failure.due(ts):
             self._sample_failure(ts)
         changes: list[AlertChange] = []
-        drifted = self._settle(drifted)
-        if drifted or self.rebaselining:
-            changes.extend(self._drift_changes(ts, values, drifted, baselines))
+        if live:
+            drifted = self._settle(drifted)
+            if drifted or self.rebaselining:
+                changes.extend(self._drift_changes(ts, values, drifted, baselines))
         obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
         needs_change = self.alerts.needs_change
-        for rule in self.rules:
+        for rule in self.rules if live else ():
             verdict = rule.observe(obs)
             if verdict is not None and needs_change(rule.rule_id, active=verdict[0], severity=verdict[1]):
                 change = self._change(rule, verdict, obs, ts)
