@@ -390,6 +390,17 @@ class EquipmentActor:
             return {"equipment_id": equipment_id, "examples": len(examples),
                     "failure_probability": entity.failure_probability}
 
+    async def comms_lost(self, equipment_id: str, ts: datetime, reason: str) -> int:
+        """The source reported the equipment lost (``ctl.<tenant>`` ``comms_loss``): open the alert now; returns
+        the alert events published."""
+        async with self._lock:
+            await self._ensure_started()
+            entity = await self._entity(equipment_id)
+            changes = entity.comms_lost(ts, reason)
+            await self._emit(changes)
+            self._unsaved[equipment_id] += 1
+            return len(changes)
+
     async def reset_model(self, equipment_id: str) -> dict[str, Any]:
         """Drop an entity's models and checkpoint (``ctl.<tenant>``, a manager's reset); a fresh one warms up
         from the next reading (nothing stored before it is learned again), its rules and open alerts kept."""

@@ -41,7 +41,8 @@ WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"
 FETCH_TIMEOUT = 0.25
 HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silences and shelves release
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
-MODEL_COMMANDS = frozenset({"model_reset", "failure"})  # ctl.<tenant> commands for one equipment's models
+# ctl.<tenant> commands for one equipment's models (comms_loss: a source's death notice, gateway/sparkplug.py)
+MODEL_COMMANDS = frozenset({"model_reset", "failure", "comms_loss"})
 
 
 class Rejected(Exception):
@@ -250,7 +251,8 @@ class TenantActor:
             log.warning("bad control message for %s: %s", self.tenant_id, exc)
 
     async def _model_command(self, command: dict[str, Any]) -> None:
-        """One equipment's models: ``model_reset`` (a manager's reset) or ``failure`` (a label, ``failed_at``)."""
+        """One equipment's models: ``model_reset`` (a manager's reset), ``failure`` (a label, ``failed_at``) or
+        ``comms_loss`` (the source lost it, at ``ts``: an alert at once)."""
         equipment_id = check_equipment_id(command.get("equipment_id"))
         if equipment_id not in self.placement:
             await self._load_registry()  # registered since the last reload
@@ -260,10 +262,14 @@ class TenantActor:
         if command["reload"] == "model_reset":
             await actor.reset_model.remote(equipment_id)
             return
-        failed_at = datetime.fromisoformat(str(command.get("failed_at")))
-        if failed_at.tzinfo is None:
-            raise ValueError("failed_at needs a time zone")
-        await actor.label_failure.remote(equipment_id, failed_at)
+        stamp = "ts" if command["reload"] == "comms_loss" else "failed_at"
+        at = datetime.fromisoformat(str(command.get(stamp)))
+        if at.tzinfo is None:
+            raise ValueError(f"{stamp} needs a time zone")
+        if command["reload"] == "comms_loss":
+            await actor.comms_lost.remote(equipment_id, at, str(command.get("reason", "source reported"))[:200])
+            return
+        await actor.label_failure.remote(equipment_id, at)
 
     async def _reload(self) -> None:
         """Re-read registry and rules everywhere; open the alerts a silence or maintenance that ended held back."""

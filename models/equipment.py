@@ -20,6 +20,7 @@ from models.rules import AnomalyRule, Observation, Rule, Sensitivity, default_ru
 from schema.equipment import SENSORS_BY_TYPE, SETPOINT_SENSOR
 
 __all__ = [
+    "COMMS_LOSS",
     "DRIFT_PREFIX",
     "EQUIPMENT_KEY",
     "MODEL_SCHEMA",
@@ -36,6 +37,7 @@ MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
 DRIFT_PREFIX = "drift_"
+COMMS_LOSS = "comms_loss"  # the alert a source's own death notice opens (`EquipmentState.comms_lost`)
 RUNTIME_GAP_SECONDS = 300.0  # a longer gap between readings counts as this much runtime
 VERDICT_WIDEN = 1.5  # a false alarm widens its sensors' normal by this factor ...
 MAX_TOLERANCE = 8.0  # ... up to this many times the learned spread
@@ -281,6 +283,8 @@ class EquipmentState:
         for rule_id, severity in self.alerts.open_alerts().items():
             if rule_id.startswith(DRIFT_PREFIX) and rule_id[len(DRIFT_PREFIX) :] in self.rebaselining:
                 continue  # a drift alert resolves itself once its sensor is re-baselined
+            if rule_id == COMMS_LOSS:
+                continue  # not a rule's: live data resolves it (`learn_many`)
             if rule_id not in ids:
                 change = self.alerts.evaluate(
                     rule_id,
@@ -331,6 +335,8 @@ class EquipmentState:
             live = not snap.historical
             if not live:
                 self.historical_snapshots += 1
+            elif self.alerts.is_open(COMMS_LOSS):
+                changes.extend(self._comms(False, ts, "communication restored", {"reason": "live data"}))
             if self._stopped(values):
                 self.stopped_snapshots += 1
                 obs = Observation(ts, {}, failure_probability=self.failure_probability)
@@ -695,6 +701,16 @@ class EquipmentState:
                 self._rebaseline(name)
                 self.rebaselining[name] = self.warmup
         return True
+
+    def comms_lost(self, ts: datetime, reason: str) -> list[AlertChange]:
+        """The source said it lost the equipment (a Sparkplug DEATH): open ``comms_loss`` now, without waiting for
+        the stale-data rule's silence; the next live snapshot resolves it."""
+        return self._comms(True, _utc(ts), f"communication lost: {reason}", {"reason": reason})
+
+    def _comms(self, active: bool, ts: datetime, message: str, details: dict[str, Any]) -> list[AlertChange]:
+        change = self.alerts.evaluate(COMMS_LOSS, active=active, severity="warning", ts=ts, message=message,
+                                      details=details)
+        return [change] if change is not None else []
 
     def tick(self, now: datetime) -> list[AlertChange]:
         """Evaluate the wall-clock rules (stale data) at `now`; return the alert changes."""

@@ -5,10 +5,11 @@
 - Tenant ``t``'s feed user is ``feed-t``; its password is ``base64url(HMAC-SHA256(feed_secret, t))``, stable
   and printable (``wellpulse nats feed-credentials t``) without being stored. The feed secret comes from
   ``WELLPULSE_NATS_FEED_SECRET`` or else from ``feed.secret`` (0600), made once.
-- A feed user may publish only to ``tele.<t>.>`` and ``simctl.<t>.faults`` (the simulator's ground truth: each
-  fault it injects, announced beside its control subject). To get JetStream PubAcks it may subscribe to its own inbox
-  prefix ``_INBOX.feed-<t>.>`` only (nats-py: ``connect(inbox_prefix=feed_inbox_prefix(t))``), so it cannot
-  read other clients' replies, and to ``simctl.<t>`` (the simulator's fault control), answering requests it
+- A feed user may publish only to ``tele.<t>.>``, the Sparkplug B group ``<t>`` (``spBv1.0/<t>/#``) and
+  ``simctl.<t>.faults`` (the simulator's ground truth: each fault it injects, announced beside its control subject);
+  it may take its group's Sparkplug commands (NCMD, DCMD) at QoS 0. To get JetStream PubAcks it may subscribe to
+  its own inbox prefix ``_INBOX.feed-<t>.>`` only (nats-py: ``connect(inbox_prefix=feed_inbox_prefix(t))``), so it
+  cannot read other clients' replies, and to ``simctl.<t>`` (the simulator's fault control), answering requests it
   receives (``allow_responses``). No ``$JS.API``, no other tenant, no other stream.
 
 MQTT: the server's built-in MQTT listener (`mqtt_block`; it needs ``server_name`` and JetStream) authenticates
@@ -60,10 +61,20 @@ def feed_password(feed_secret: str, tenant_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def sparkplug_group_filter(tenant_id: str) -> str:
+    """Sparkplug B topics of the group named like the tenant, as NATS's MQTT listener names them
+    (``spBv1.0/<t>/...`` is ``spBv1//0.<t>. ...``; see gateway/sparkplug.py)."""
+    return f"spBv1//0.{check_tenant_id(tenant_id)}.>"
+
+
 def feed_permissions(tenant_id: str) -> dict[str, object]:
+    tenant = check_tenant_id(tenant_id)
     return {
-        "publish": {"allow": [tele_tenant_filter(tenant_id), simctl_truth_subject(tenant_id)]},
-        "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", simctl_subject(tenant_id)]},
+        "publish": {"allow": [tele_tenant_filter(tenant_id), simctl_truth_subject(tenant_id),
+                              sparkplug_group_filter(tenant_id)]},
+        # Sparkplug edge nodes take their commands (a rebirth request) at QoS 0.
+        "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", simctl_subject(tenant_id),
+                                f"spBv1//0.{tenant}.NCMD.>", f"spBv1//0.{tenant}.DCMD.>"]},
         "allow_responses": True,
     }
 
