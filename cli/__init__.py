@@ -1,4 +1,4 @@
-"""The ``wellpulse`` command: up, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys.
+"""The ``wellpulse`` command: up, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys, sparkplug.
 
 A dispatcher: each sub-command's module (`cli.up`, `cli.simulate`, ...) parses its options and calls the code that
 does the work (`serve.runtime`, `sim`, `models.backtest`, `store`); nothing below imports this package.
@@ -12,6 +12,7 @@ from cli.database import add_database_commands
 from cli.keys import add_keys_commands
 from cli.nats import add_nats_commands
 from cli.simulate import add_simulate_arguments, simulate_command
+from cli.sparkplug import add_sparkplug_commands
 from cli.tenant import add_tenant_commands
 from cli.up import add_up_command
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_database_commands(sub)
     add_nats_commands(sub)
     add_keys_commands(sub)
+    add_sparkplug_commands(sub)
     return parser
 
 

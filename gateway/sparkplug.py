@@ -260,6 +260,8 @@ class SparkplugHost:
         if kind == "NDEATH":
             self._node_death(topic, payload, out)
             return
+        if kind in ("NBIRTH", "DBIRTH"):
+            self.count(topic, "births")
         if kind == "NBIRTH":
             self.nodes[node_key] = _Node(seq=payload.seq if payload.HasField("seq") else 0)
         node = self.nodes.get(node_key)

@@ -12,7 +12,17 @@ import nats
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.sparkplug import EdgeNode, SparkplugBridge, SparkplugConfig, SparkplugHost, parse_topic, register_sensors
+from gateway.sparkplug import (
+    EdgeNode,
+    SparkplugBridge,
+    SparkplugConfig,
+    SparkplugHost,
+    Topic,
+    parse_topic,
+    rebirth_payload,
+    register_sensors,
+)
+from models import EquipmentState, Snapshot, StaleDataRule
 from schema import sparkplug_b_pb2 as pb
 from store import db, nats_auth
 from store.embedded import EmbeddedNats
@@ -72,6 +82,18 @@ def test_deaths_mark_devices_offline_and_late_wills_are_ignored() -> None:
     assert host.handle(*old.ndeath(), T0).offline == []
     assert host.handle(*edge.ndeath(), T0).offline == ["WELL-9"]
     assert host.handle(*edge.ddeath("PJ-1", T0), T0).offline == ["WELL-9"]
+
+
+def test_comms_loss_opens_at_once_and_only_live_data_resolves_it() -> None:
+    eq = EquipmentState("PJ-1", "pump_jack", [StaleDataRule(max_silence_seconds=60)])
+    eq.learn_many([Snapshot(T0, {"tubing_psi": 800.0})])
+    assert [(c.kind, c.rule_id) for c in eq.comms_lost(T0 + timedelta(seconds=1), "NDEATH")] == [
+        ("opened", "comms_loss")]
+    assert eq.comms_lost(T0 + timedelta(seconds=2), "NDEATH") == []  # once
+    assert eq.tick(T0 + timedelta(seconds=10)) == []  # no rule of that name, yet not resolved as an orphan
+    assert eq.learn_many([Snapshot(T0 + timedelta(seconds=11), {"tubing_psi": 801.0}, True)]) == []  # history
+    back = eq.learn_many([Snapshot(T0 + timedelta(seconds=20), {"tubing_psi": 802.0})])
+    assert [(c.kind, c.rule_id) for c in back] == [("resolved", "comms_loss")]
 
 
 # ---------------------------------------------------------------- end to end
@@ -175,3 +197,37 @@ async def _dlq(stack: Any, tenant: str) -> dict[str, Any]:
         return dict(json.loads(msgs[0].data))
     finally:
         await nc.close()
+
+
+async def test_simulator_edge_node_feeds_the_fleet_and_answers_a_rebirth(
+        stack: Any, embedded_nats: EmbeddedNats, bridge: SparkplugBridge, db_conn: asyncpg.Connection) -> None:
+    from sim.sparkplug import run_sparkplug_simulation
+
+    tenant = new_tenant_id("spsim")
+    await create_tenant(stack, tenant, [])
+    embedded_nats.set_tenants(embedded_nats.tenants | {tenant})
+    url = nats_auth.mqtt_url(embedded_nats.public_url, nats_auth.feed_user(tenant),
+                             nats_auth.feed_password(embedded_nats.feed_secret, tenant), embedded_nats.mqtt_port)
+    assert url is not None
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_sparkplug_simulation(url, tenant, node="rtu-9", equipment=3, rate=60, stop=stop))
+
+    async def fleet_reporting() -> bool:
+        return await db_conn.fetchval("SELECT count(DISTINCT equipment_id) FROM readings WHERE tenant_id = $1",
+                                      tenant) == 3
+
+    try:
+        await wait_for(fleet_reporting)
+        before = bridge.rebirths_requested
+        nc = await nats.connect(stack.settings.nats_url)  # a host asks for a rebirth: the node sends births again
+        try:
+            await nc.publish(Topic(tenant, "NCMD", "rtu-9").subject(), rebirth_payload())
+            await nc.flush()
+        finally:
+            await nc.close()
+        await wait_for(lambda: _true(bridge.host.counters[f"{tenant}/rtu-9"]["births"] == 2))
+    finally:
+        stop.set()
+        stats = await run
+    assert stats.rebirths == 1 and stats.values > 0 and bridge.rebirths_requested == before
+    await wait_for(lambda: _true(bridge.host.counters[f"{tenant}/rtu-9"]["deaths"] == 1))  # NDEATH on a clean stop
