@@ -241,8 +241,8 @@ class EquipmentActor:
         # Readings committed after the checkpoint were learned by a process that is gone;
         # learn them again so the model is what it would have been without the crash. Without a checkpoint
         # too: an equipment new since the last checkpoint had batches committed that died with the process.
-        # A batch being learned (`before`, its first reading) is left to the batch: it carries what the store
-        # does not (a snapshot's `historical` flag).
+        # With `before` (a batch's first historical snapshot), what follows is left to the batch: it carries the
+        # `historical` flag, which the store does not keep.
         rows = await self._stored_after(equipment_id, entity, before)
         if rows:
             changes = entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows])
@@ -280,7 +280,8 @@ class EquipmentActor:
             changes: list[AlertChange] = []
             learned = 0
             for equipment_id, snapshots in batch.items():
-                entity = await self._entity(equipment_id, before=min((s[0] for s in snapshots), default=None))
+                # A historical snapshot must be learned from the batch, which carries its flag (the store does not).
+                entity = await self._entity(equipment_id, before=min((s[0] for s in snapshots if s[2]), default=None))
                 before = entity.values_seen
                 t1 = time.perf_counter()
                 changes.extend(entity.learn_many([Snapshot(ts, values, historical)
