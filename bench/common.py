@@ -111,10 +111,10 @@ class SecondRayNode:
     def __init__(self, address: str, cpus: int = 2) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="wp-node-"))
         log_file = open(self.temp_dir / "node.log", "ab")
+        # The product's own command (`wellpulse node`), as a second machine would run it.
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--address={address}",
-             f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-             f"--num-cpus={cpus}"],
+            [str(Path(sys.executable).parent / "wellpulse"), "node", f"--address={address}",
+             f"--temp-dir={self.temp_dir}", "--node-ip=127.0.0.1", f"--num-cpus={cpus}"],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
         log_file.close()
         self.node_id: str | None = None

@@ -19,15 +19,16 @@ import paho.mqtt.client as mqtt
 
 from bench.common import emit, new_tenant, start_stack
 from bench.ingest import PUMP_JACK, build_messages, publish_all, wait_ingested
-from gateway.sparkplug import EdgeNode, SparkplugConfig, SparkplugHost
+from gateway.sparkplug import SparkplugConfig, SparkplugHost
 from schema import sparkplug_b_pb2 as pb
 from serve.runtime import Stack
+from sim.sparkplug import EdgeNode
 from store import db, nats_auth
 
 
 async def publish_mqtt(stack: Stack, tenant: str, messages: list[tuple[str, bytes]], inflight: int) -> float:
     """QoS 1 publishes of every message; returns the seconds until the last PUBACK."""
-    assert stack.nats is not None
+    assert stack.nats is not None and stack.nats.mqtt_port is not None
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{tenant}")
     client.username_pw_set(nats_auth.feed_user(tenant), nats_auth.feed_password(stack.nats.feed_secret, tenant))
     client.max_inflight_messages_set(inflight)

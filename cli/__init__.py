@@ -1,4 +1,5 @@
-"""The ``wellpulse`` command: up, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys, sparkplug.
+"""The ``wellpulse`` command: up, node, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys,
+gateway, sparkplug.
 
 A dispatcher: each sub-command's module (`cli.up`, `cli.simulate`, ...) parses its options and calls the code that
 does the work (`serve.runtime`, `sim`, `models.backtest`, `store`); nothing below imports this package.
@@ -9,8 +10,10 @@ import logging
 
 from cli.backtest import add_backtest_arguments, backtest_command
 from cli.database import add_database_commands
+from cli.gateway import add_gateway_commands
 from cli.keys import add_keys_commands
 from cli.nats import add_nats_commands
+from cli.node import add_node_command
 from cli.simulate import add_simulate_arguments, simulate_command
 from cli.sparkplug import add_sparkplug_commands
 from cli.tenant import add_tenant_commands
@@ -23,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wellpulse", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_up_command(sub)
+    add_node_command(sub)
 
     sim = sub.add_parser("simulate", help="publish realistic SCADA readings with injected faults")
     add_simulate_arguments(sim)
@@ -36,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_database_commands(sub)
     add_nats_commands(sub)
     add_keys_commands(sub)
+    add_gateway_commands(sub)
     add_sparkplug_commands(sub)
     return parser
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -30,7 +31,7 @@ from sim import (
 from sim.faults import FAULT_SPEC_HELP
 from store.nats_auth import redact_url
 
-__all__ = ["add_simulate_arguments", "simulate_command"]
+__all__ = ["add_simulate_arguments", "simulate_command", "stop_on_signals"]
 
 
 def _arg_type(convert: Any, what: str) -> Any:
@@ -60,6 +61,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or not math.isfinite(value):
         raise ValueError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be a TCP port (1-65535), got {text!r}")
     return value
 
 
@@ -114,6 +122,19 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         dest="normal_operations",
         action="store_false",
         help="no set-point changes, pump-off cycles or late data (only cycles, walk and noise)",
+    )
+    parser.add_argument(
+        "--modbus-server", type=_arg_type(_port, "port"), default=None, metavar="PORT",
+        help="instead of publishing, serve the fleet as Modbus TCP RTUs on 127.0.0.1:PORT (one unit per equipment)",
+    )
+    parser.add_argument(
+        "--opcua-server", type=_arg_type(_port, "port"), default=None, metavar="PORT",
+        help="instead of publishing, serve the fleet as an OPC UA node tree on opc.tcp://127.0.0.1:PORT/wellpulse/",
+    )
+    parser.add_argument(
+        "--gateway-config", default=None, metavar="PATH",
+        help="with --modbus-server/--opcua-server: write the matching `wellpulse gateway` TOML here "
+             "(PATH.modbus.toml / PATH.opcua.toml when both)",
     )
     parser.add_argument(
         "--snapshots-per-message",
@@ -175,6 +196,59 @@ def _check_args(args: argparse.Namespace) -> list[Fault]:
     return faults
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets (both: SIGINT alone left processes running under a supervisor); for a
+    command's ``asyncio.run`` that ends with the process, so the handlers are not removed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _serve_field(args: argparse.Namespace) -> int:
+    """Serve the fleet as simulated RTUs (Modbus TCP) and/or an OPC UA server until ``--duration`` or a signal,
+    for ``wellpulse gateway modbus|opcua`` to poll; write the gateways' configurations first."""
+    from pathlib import Path
+
+    from sim.modbus_server import modbus_gateway_config, serve_fleet_modbus
+    from sim.opcua_server import opcua_gateway_config, serve_fleet_opcua  # asyncua itself loads when serving
+
+    logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO is every node of the address space
+    fleet = demo_fleet(args.equipment)
+    both = bool(args.modbus_server and args.opcua_server)
+    configs: dict[str, str] = {}
+    if args.modbus_server:
+        configs["modbus"] = modbus_gateway_config(args.tenant, "127.0.0.1", args.modbus_server, fleet)
+    if args.opcua_server:
+        configs["opcua"] = opcua_gateway_config(args.tenant, f"opc.tcp://127.0.0.1:{args.opcua_server}/wellpulse/",
+                                                fleet)
+    if args.gateway_config:
+        for kind, text in configs.items():
+            path = Path(f"{args.gateway_config}.{kind}.toml" if both else args.gateway_config)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}: wellpulse gateway {kind} --config {path}", file=sys.stderr)
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        if args.duration is not None:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        servers = []
+        if args.modbus_server:
+            servers.append(serve_fleet_modbus(fleet, stop, port=args.modbus_server, seed=args.seed))
+        if args.opcua_server:
+            servers.append(serve_fleet_opcua(fleet, stop, port=args.opcua_server, seed=args.seed))
+        await asyncio.gather(*servers)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"error: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def simulate_command(args: argparse.Namespace) -> int:
     """Run the simulator until ``--duration`` or SIGINT/SIGTERM; print a one-line JSON summary.
 
@@ -187,6 +261,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     except (InvalidIdentifier, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "modbus_server", None) or getattr(args, "opcua_server", None):
+        return _serve_field(args)
     nats_url = args.nats or os.environ.get("WELLPULSE_NATS_URL") or DEFAULT_NATS_URL
 
     async def main() -> SimulationStats:

@@ -38,6 +38,8 @@ def _up(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
+    if args.ray_address:
+        os.environ["RAY_ADDRESS"] = args.ray_address  # what Ray itself reads, here from the flag
     settings = load_settings(**overrides)
     stack = Stack(settings)
     stop = asyncio.Event()
@@ -78,7 +80,8 @@ def _demo_users(settings: object) -> tuple[str, str]:
     password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(12)
     hashed = password_hashing(settings).hash(password)  # type: ignore[arg-type]
     for email, role in ((DEMO_ADMIN, "admin"), (DEMO_OPERATOR, "operator")):
-        ensure_user(settings.database_url, DEMO_TENANT, email, role=role, password_hash=hashed)  # type: ignore[attr-defined]
+        ensure_user(settings.database_url, DEMO_TENANT, email, role=role, password_hash=hashed,  # type: ignore[attr-defined]
+                    reset_password=True)  # the password printed now is the one that works
     return DEMO_OPERATOR, password
 
 
@@ -87,12 +90,18 @@ def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secret
     migration = stack.migration  # type: ignore[attr-defined]
     lines = [
         "WellPulse is up.",
+        f"  console    {stack.base_url}/  (operator console: sign in with a tenant, email and password)",  # type: ignore[attr-defined]
         f"  API        {stack.base_url}/v1  (docs {stack.base_url}/docs)",  # type: ignore[attr-defined]
         f"  health     {stack.base_url}/health   metrics {stack.base_url}/metrics",  # type: ignore[attr-defined]
         f"  alerts WS  ws://{settings.host}:{settings.port}/v1/alerts/ws",
         f"  storage    {migration.flavour if migration else '?'}",
         f"  NATS       {redact_url(settings.nats_url)}  (feed credentials: wellpulse nats feed-credentials TENANT)",
     ]
+    join = getattr(stack, "join_address", None)
+    if join:
+        token = f"{settings.data_dir}/secrets/ray_auth_token"
+        lines.append(f"  cluster    join from another machine: wellpulse node --address {join}"
+                     f" --node-ip <its address> --auth-token-file <a copy of {token}>")
     if demo_login and not secrets_shown:  # logs that others read (docker compose): no password, no token
         lines += [
             f"  demo       tenant '{DEMO_TENANT}', {DEMO_EQUIPMENT} pieces of equipment, simulated feed with faults",
@@ -134,6 +143,7 @@ def add_up_command(sub: Any) -> None:
     up.add_argument("--host", help="HTTP host (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="HTTP port (default 8000)")
     up.add_argument("--data-dir", help="where embedded servers keep data (default .wellpulse)")
+    up.add_argument("--ray-address", help="run on an existing Ray cluster, HOST:PORT (as RAY_ADDRESS)")
     up.add_argument("--rate", type=float, default=200.0, help="demo feed: sensor values per second")
     up.add_argument("--no-secrets-in-banner", action="store_true",
                     help="print neither the demo password nor a token (for logs that others read)")

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     notification_backoff_max_seconds: float = Field(300.0, gt=0, description="the longest delay between retries")
     notification_timeout_seconds: float = Field(10.0, gt=0, le=120, description="one attempt's time limit")
     serve_replicas: int = 1
+    # A Ray head that other machines join (`wellpulse node --address HOST:PORT`) listens beyond loopback.
+    ray_head_host: str = Field("127.0.0.1", description="address of the Ray head `wellpulse up` starts; another"
+                               " machine joins it with `wellpulse node` (not loopback: Ray token auth must be on)")
+    ray_head_port: int = Field(0, ge=0, le=65535, description="port of that head; 0: a free one")
     model_seed: int = 0
     db_pool_size: int = 4
     # Rate limits (serve/ratelimit.py): sliding windows shared by all replicas, in PostgreSQL.

@@ -38,7 +38,6 @@ import re
 import time
 import tomllib
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,68 +47,14 @@ from google.protobuf.message import DecodeError
 
 from schema import sparkplug_b_pb2 as pb
 from schema.ids import InvalidIdentifier, check_equipment_id, check_tenant_id
+from schema.sparkplug import BD_SEQ, REBIRTH, SUBJECT_FILTER, SparkplugError, Topic, parse_topic
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "spBv1.0"
-SUBJECT_NAMESPACE = "spBv1//0"  # NATS's MQTT listener writes a topic's "." as "//"
-SUBJECT_FILTER = f"{SUBJECT_NAMESPACE}.>"
-REBIRTH = "Node Control/Rebirth"
-BD_SEQ = "bdSeq"
-NODE_TYPES = frozenset({"NBIRTH", "NDEATH", "NDATA", "NCMD"})
-DEVICE_TYPES = frozenset({"DBIRTH", "DDEATH", "DDATA", "DCMD"})
 _SENSOR_CHARS = re.compile(r"[^a-z0-9]+")
 _SIGNED_BITS: dict[int, int] = {pb.Int8: 8, pb.Int16: 16, pb.Int32: 32, pb.Int64: 64}
 _NUMERIC: frozenset[int] = frozenset({pb.Int8, pb.Int16, pb.Int32, pb.Int64, pb.UInt8, pb.UInt16, pb.UInt32,
                                       pb.UInt64, pb.Float, pb.Double, pb.Boolean})
-
-
-class SparkplugError(ValueError):
-    """A message that cannot be used, with a short code for the counters."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
-# ---------------------------------------------------------------- topics
-
-
-@dataclass(frozen=True)
-class Topic:
-    group: str
-    message_type: str
-    node: str
-    device: str | None = None
-
-    @property
-    def key(self) -> str:
-        """``group/node/device`` (or ``group/node``): the counters' and the equipment map's key."""
-        return "/".join(p for p in (self.group, self.node, self.device) if p)
-
-    def mqtt(self) -> str:
-        return "/".join(p for p in (NAMESPACE, self.group, self.message_type, self.node, self.device) if p)
-
-    def subject(self) -> str:
-        return ".".join(p for p in (SUBJECT_NAMESPACE, self.group, self.message_type, self.node, self.device) if p)
-
-
-def parse_topic(topic: str) -> Topic:
-    """A Sparkplug MQTT topic, or its NATS subject.
-
-    >>> parse_topic("spBv1.0/east/DDATA/rtu-7/PJ-1")
-    Topic(group='east', message_type='DDATA', node='rtu-7', device='PJ-1')
-    >>> parse_topic("spBv1//0.east.NDEATH.rtu-7").key
-    'east/rtu-7'
-    """
-    parts = topic.split(".") if topic.startswith(SUBJECT_NAMESPACE + ".") else topic.split("/")
-    if parts[0] not in (NAMESPACE, SUBJECT_NAMESPACE) or len(parts) not in (4, 5):
-        raise SparkplugError(f"not a Sparkplug B topic: {topic!r}", "bad_topic")
-    _, group, message_type, node, *device = parts
-    if message_type not in (NODE_TYPES if not device else DEVICE_TYPES):
-        raise SparkplugError(f"unknown message type {message_type!r} in {topic!r}", "bad_topic")
-    return Topic(group, message_type, node, device[0] if device else None)
 
 
 def sensor_name(metric: str) -> str:
@@ -482,76 +427,3 @@ async def run_bridge(nats_url: str, config: SparkplugConfig, database_url: str |
         await nc.close()
         if pool is not None:
             await pool.close()
-
-
-# ---------------------------------------------------------------- an edge node (the simulator's)
-
-
-class EdgeNode:
-    """Builds the payloads of one Sparkplug B edge node with devices (``wellpulse simulate --sparkplug`` and the
-    tests): births with aliases and units, data by alias, deaths, and the sequence numbers."""
-
-    def __init__(self, group: str, node: str, devices: dict[str, dict[str, str]]) -> None:
-        self.group, self.node = group, node
-        self.devices = devices  # device -> metric name -> unit
-        self.seq = -1
-        self.bd_seq = 0
-        self.aliases: dict[tuple[str, str], int] = {}
-        for i, (device, metrics) in enumerate(sorted(devices.items())):
-            for j, name in enumerate(sorted(metrics)):
-                self.aliases[(device, name)] = 1000 * (i + 1) + j
-
-    def _payload(self, now: datetime) -> Any:
-        self.seq = (self.seq + 1) % 256
-        return pb.Payload(timestamp=int(now.timestamp() * 1000), seq=self.seq)
-
-    def topic(self, message_type: str, device: str | None = None) -> Topic:
-        return Topic(self.group, message_type, self.node, device)
-
-    def nbirth(self, now: datetime) -> tuple[Topic, bytes]:
-        self.seq = -1
-        payload = self._payload(now)
-        m = payload.metrics.add()
-        m.name, m.datatype, m.long_value = BD_SEQ, pb.UInt64, self.bd_seq
-        m = payload.metrics.add()
-        m.name, m.datatype, m.boolean_value = REBIRTH, pb.Boolean, False
-        return self.topic("NBIRTH"), payload.SerializeToString()
-
-    def ndeath(self) -> tuple[Topic, bytes]:
-        payload = pb.Payload()
-        m = payload.metrics.add()
-        m.name, m.datatype, m.long_value = BD_SEQ, pb.UInt64, self.bd_seq
-        return self.topic("NDEATH"), payload.SerializeToString()
-
-    def dbirth(self, device: str, values: dict[str, float], now: datetime) -> tuple[Topic, bytes]:
-        payload = self._payload(now)
-        for name, value in sorted(values.items()):
-            m = payload.metrics.add()
-            m.name, m.alias, m.datatype, m.double_value = name, self.aliases[(device, name)], pb.Double, value
-            m.properties.keys.append("engUnit")
-            unit = m.properties.values.add()
-            unit.type, unit.string_value = pb.String, self.devices[device][name]
-        return self.topic("DBIRTH", device), payload.SerializeToString()
-
-    def ddata(self, device: str, values: dict[str, float], now: datetime, *, historical: bool = False,
-              quality: dict[str, int] | None = None) -> tuple[Topic, bytes]:
-        payload = self._payload(now)
-        for name, value in sorted(values.items()):
-            m = payload.metrics.add()
-            m.alias, m.datatype, m.double_value = self.aliases[(device, name)], pb.Double, value
-            m.timestamp = int(now.timestamp() * 1000)
-            if historical:
-                m.is_historical = True
-            if quality and name in quality:
-                m.properties.keys.append("Quality")
-                q = m.properties.values.add()
-                q.type, q.int_value = pb.Int32, quality[name]
-        return self.topic("DDATA", device), payload.SerializeToString()
-
-    def ddeath(self, device: str, now: datetime) -> tuple[Topic, bytes]:
-        return self.topic("DDEATH", device), self._payload(now).SerializeToString()
-
-    def births(self, values: dict[str, dict[str, float]], now: datetime) -> Iterable[tuple[Topic, bytes]]:
-        yield self.nbirth(now)
-        for device in sorted(self.devices):
-            yield self.dbirth(device, values[device], now)

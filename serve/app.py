@@ -10,9 +10,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from config import Settings
 from schema.api import ErrorEnvelope
-from serve import errors
+from serve import console, errors
 from serve.bodylimit import BodyLimit
-from serve.deps import ACCESS_COOKIE, current_principal, current_user
+from serve.deps import ACCESS_COOKIE, CSRF_HEADER, current_principal, current_user
 from serve.edge import SecurityHeaders
 from serve.routers import (
     alerts,
@@ -55,7 +55,8 @@ def build_app(settings: Settings) -> FastAPI:
     if settings.cors_origin_list:  # off unless an allow-list is configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=True,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"])
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID",
+                                          CSRF_HEADER])
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     app.add_middleware(BodyLimit, default=errors.MAX_REQUEST_BYTES, by_prefix=[
         ("/v1/telemetry", TELEMETRY_MAX_BODY_BYTES),
@@ -68,7 +69,7 @@ def build_app(settings: Settings) -> FastAPI:
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
-                   notification_channels, notification_deliveries):
+                   notification_channels, notification_deliveries, console):
         app.include_router(module.router)
     install_openapi(app)
     return app

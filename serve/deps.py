@@ -7,6 +7,7 @@ Auth and tenant scope are parameters of a route, never code inside it:
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
@@ -21,6 +22,8 @@ from store.audit import AuditContext
 
 ACCESS_COOKIE = "wp_access"
 REFRESH_COOKIE = "wp_refresh"
+CSRF_HEADER = "X-WellPulse-CSRF"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
@@ -82,7 +85,37 @@ def request_credential(request: Request) -> str | None:
     return bearer_token(request.headers.get("authorization")) or request.cookies.get(ACCESS_COOKIE)
 
 
+def check_csrf(request: Request) -> None:
+    """A request that changes state on the strength of a cookie must come from our own pages.
+
+    The cookies are SameSite=Strict already; on top of that such a request must carry ``X-WellPulse-CSRF``
+    (a header a cross-site form cannot send, and cross-origin scripts may not without a CORS grant), and an
+    ``Origin``, when the browser sends one, must be this server or an allowed CORS origin.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    if not request.headers.get(CSRF_HEADER):
+        raise ApiError(403, f"a signed-in browser request that changes state needs the {CSRF_HEADER} header",
+                       code="CSRF_REJECTED")
+    if not same_origin(request):
+        raise ApiError(403, "cross-origin request refused", code="CSRF_REJECTED")
+
+
+def same_origin(connection: HTTPConnection) -> bool:
+    """No ``Origin`` (not a browser's cross-origin request), this server's, or an allowed CORS origin.
+
+    ``null`` (a sandboxed or ``file:`` page) has no host: refused.
+    """
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = getattr(connection.app.state.settings, "cors_origin_list", None) or []
+    return urlsplit(origin).netloc == connection.headers.get("host") or origin in allowed
+
+
 async def current_principal(request: Request, services: ServicesDep) -> Principal:
+    if not bearer_token(request.headers.get("authorization")) and request.cookies.get(ACCESS_COOKIE):
+        check_csrf(request)
     principal = await authenticate(services, request_credential(request))
     request.state.principal = principal
     return principal

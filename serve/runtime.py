@@ -217,8 +217,11 @@ class Stack:
             ray_dir = Path(tempfile.mkdtemp(prefix="wellpulse-ray-"))
             self._ray_tmp = ray_dir
         ray_dir.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        host = self.settings.ray_head_host
+        port = self.settings.ray_head_port or free_port()
         auth = self._ray_auth()
+        if not self.head_is_local:
+            self._check_joinable(auth)
         os.environ.update(auth)  # the driver's own ray.init authenticates with the same token
         from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; not in ray's type stubs
 
@@ -230,16 +233,37 @@ class Stack:
         ray_cli = Path(sys.executable).parent / "ray"
         log_file = open(ray_dir / "head.log", "ab")
         self.ray_head = subprocess.Popen(  # noqa: S603  our own binaries, fixed argv, no shell
-            # On loopback: a head reachable from the network runs anyone's code with the app's secrets. To
-            # spread over several machines, start a Ray cluster yourself and point RAY_ADDRESS at it.
+            # On loopback unless WELLPULSE_RAY_HEAD_HOST says otherwise: a head reachable from the network runs
+            # the code of whoever reaches it, so then only with Ray's token (`_check_joinable`).
             [str(ray_cli), "start", "--head", "--block", f"--port={port}", f"--temp-dir={ray_dir}",
-             "--node-ip-address=127.0.0.1",
+             f"--node-ip-address={host}",
              "--include-dashboard=false", "--disable-usage-stats", f"--num-cpus={max(os.cpu_count() or 2, 2)}"],
             env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log_file.close()
-        wait_for_port("127.0.0.1", port, 60, self.ray_head)
-        return f"127.0.0.1:{port}"
+        wait_for_port(host, port, 60, self.ray_head)
+        return f"{host}:{port}"
+
+    @property
+    def join_address(self) -> str | None:
+        """The address other machines join with `wellpulse node` (None: a head on loopback, or not ours)."""
+        return self.ray_address if self.ray_head is not None and not self.head_is_local else None
+
+    @property
+    def head_is_local(self) -> bool:
+        """The Ray head we start is on loopback: no other machine can join it."""
+        host = self.settings.ray_head_host
+        return host in ("127.0.0.1", "::1", "localhost")
+
+    def _check_joinable(self, auth: dict[str, str]) -> None:
+        """A head other machines join: authenticated, and with databases those machines reach too."""
+        if auth.get("RAY_AUTH_MODE") != "token":
+            raise RuntimeError("WELLPULSE_RAY_HEAD_HOST beyond loopback needs Ray token authentication: "
+                               "unset RAY_AUTH_MODE=disabled")
+        if self.pg is not None or self.nats is not None:
+            # Actors placed on another machine would dial 127.0.0.1 there.
+            raise RuntimeError("a Ray head other machines join needs WELLPULSE_DATABASE_URL and "
+                               "WELLPULSE_NATS_URL that every node can reach (the embedded servers are on loopback)")
 
     def _ray_auth(self) -> dict[str, str]:
         """Ray's token authentication for the head we start, with a token made once in the data dir.
@@ -269,11 +293,12 @@ class Stack:
     def start_serve(self) -> None:
         from serve.app import build_deployment
 
-        # A head we started is on this machine alone: one proxy there. Other nodes of such a cluster are on
-        # this machine too (tests, bench.chaos) and would fight over the port. On a cluster of one's own
-        # (RAY_ADDRESS), every node gets a proxy, as Serve does by default.
+        # A head we started on loopback is on this machine alone: one proxy there. Other nodes of such a cluster
+        # are on this machine too (tests, bench.chaos) and would fight over the port. On a cluster of several
+        # machines (RAY_ADDRESS, or a head others join), every node gets a proxy, as Serve does by default.
+        local = self.ray_head is not None and self.head_is_local
         serve.start(http_options={"host": self.settings.host, "port": self.settings.port},
-                    proxy_location="HeadOnly" if self.ray_head is not None else "EveryNode",
+                    proxy_location="HeadOnly" if local else "EveryNode",
                     logging_config={"enable_access_log": False})
         serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix="/", blocking=False)
         self.wait_http(timeout=120)

@@ -12,18 +12,89 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gateway.sparkplug import REBIRTH, EdgeNode
 from schema import sparkplug_b_pb2 as pb
 from schema.equipment import SENSORS_BY_TYPE
+from schema.sparkplug import BD_SEQ, REBIRTH, Topic
 from sim.feed import FeedSimulator
 from sim.fleet import demo_fleet, snapshot_interval
 
-__all__ = ["SparkplugStats", "parse_mqtt_url", "run_sparkplug_simulation"]
+__all__ = ["EdgeNode", "SparkplugStats", "parse_mqtt_url", "run_sparkplug_simulation"]
+
+
+class EdgeNode:
+    """Builds the payloads of one Sparkplug B edge node with devices (``wellpulse simulate --sparkplug`` and the
+    tests): births with aliases and units, data by alias, deaths, and the sequence numbers."""
+
+    def __init__(self, group: str, node: str, devices: dict[str, dict[str, str]]) -> None:
+        self.group, self.node = group, node
+        self.devices = devices  # device -> metric name -> unit
+        self.seq = -1
+        self.bd_seq = 0
+        self.aliases: dict[tuple[str, str], int] = {}
+        for i, (device, metrics) in enumerate(sorted(devices.items())):
+            for j, name in enumerate(sorted(metrics)):
+                self.aliases[(device, name)] = 1000 * (i + 1) + j
+
+    def _payload(self, now: datetime) -> Any:
+        self.seq = (self.seq + 1) % 256
+        return pb.Payload(timestamp=int(now.timestamp() * 1000), seq=self.seq)
+
+    def topic(self, message_type: str, device: str | None = None) -> Topic:
+        return Topic(self.group, message_type, self.node, device)
+
+    def nbirth(self, now: datetime) -> tuple[Topic, bytes]:
+        self.seq = -1
+        payload = self._payload(now)
+        m = payload.metrics.add()
+        m.name, m.datatype, m.long_value = BD_SEQ, pb.UInt64, self.bd_seq
+        m = payload.metrics.add()
+        m.name, m.datatype, m.boolean_value = REBIRTH, pb.Boolean, False
+        return self.topic("NBIRTH"), payload.SerializeToString()
+
+    def ndeath(self) -> tuple[Topic, bytes]:
+        payload = pb.Payload()
+        m = payload.metrics.add()
+        m.name, m.datatype, m.long_value = BD_SEQ, pb.UInt64, self.bd_seq
+        return self.topic("NDEATH"), payload.SerializeToString()
+
+    def dbirth(self, device: str, values: dict[str, float], now: datetime) -> tuple[Topic, bytes]:
+        payload = self._payload(now)
+        for name, value in sorted(values.items()):
+            m = payload.metrics.add()
+            m.name, m.alias, m.datatype, m.double_value = name, self.aliases[(device, name)], pb.Double, value
+            m.properties.keys.append("engUnit")
+            unit = m.properties.values.add()
+            unit.type, unit.string_value = pb.String, self.devices[device][name]
+        return self.topic("DBIRTH", device), payload.SerializeToString()
+
+    def ddata(self, device: str, values: dict[str, float], now: datetime, *, historical: bool = False,
+              quality: dict[str, int] | None = None) -> tuple[Topic, bytes]:
+        payload = self._payload(now)
+        for name, value in sorted(values.items()):
+            m = payload.metrics.add()
+            m.alias, m.datatype, m.double_value = self.aliases[(device, name)], pb.Double, value
+            m.timestamp = int(now.timestamp() * 1000)
+            if historical:
+                m.is_historical = True
+            if quality and name in quality:
+                m.properties.keys.append("Quality")
+                q = m.properties.values.add()
+                q.type, q.int_value = pb.Int32, quality[name]
+        return self.topic("DDATA", device), payload.SerializeToString()
+
+    def ddeath(self, device: str, now: datetime) -> tuple[Topic, bytes]:
+        return self.topic("DDEATH", device), self._payload(now).SerializeToString()
+
+    def births(self, values: dict[str, dict[str, float]], now: datetime) -> Iterable[tuple[Topic, bytes]]:
+        yield self.nbirth(now)
+        for device in sorted(self.devices):
+            yield self.dbirth(device, values[device], now)
 
 
 @dataclass

@@ -77,11 +77,18 @@ def set_tenant_active(database_url: str, tenant_id: str, active: bool) -> None:
 
 
 def ensure_user(database_url: str, tenant_id: str, email: str, *, role: str, password_hash: str | None,
-                name: str = "") -> str:
-    """Create the user if the address is free (demo and test set-up); returns its id either way."""
+                name: str = "", reset_password: bool = False) -> str:
+    """Create the user if the address is free (demo and test set-up); returns its id either way.
+
+    ``reset_password``: an existing user takes `password_hash` too (the demo prints a new password each start).
+    """
     with psycopg.connect(database_url) as conn, conn.transaction():
         row = conn.execute("SELECT id FROM users WHERE tenant_id = %s AND email = %s AND deleted_at IS NULL",
                            (tenant_id, email.lower())).fetchone()
+        if row and reset_password and password_hash is not None:
+            conn.execute("UPDATE users SET password_hash = %s WHERE tenant_id = %s AND id = %s",
+                         (password_hash, tenant_id, row[0]))
+            _audit(conn, tenant_id, "reset_password", "user", str(row[0]), {"via": "wellpulse up --demo"})
         if row:
             return str(row[0])
         user_id = str(conn.execute(

@@ -139,7 +139,7 @@ def fresh_database(pg_server: str) -> Iterator[str]:
 def embedded_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """The session's authorizing NATS server (with its MQTT listener on ``mqtt_port``); feed users are added with
     ``set_tenants``."""
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), mqtt_port=0).start()
     try:
         yield server
     finally:

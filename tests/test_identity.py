@@ -147,6 +147,23 @@ async def test_login_tokens_and_me(stack: Any, http: Any) -> None:
     assert "password_hash" not in me and "mfa_secret" not in me
 
 
+async def test_a_demo_restart_sets_the_password_it_prints(stack: Any, http: Any) -> None:
+    """`wellpulse up --demo` prints a new password each start: the existing user must take it."""
+    tenant = new_tenant_id("demopw")
+    await create_tenant(stack, tenant, [])
+    email, user_id = await add_user(stack, tenant, "admin", password="first-password-123")
+    hasher = password_hashing(stack.settings)
+    again = await asyncio.to_thread(admin.ensure_user, stack.settings.database_url, tenant, email, role="admin",
+                                    password_hash=hasher.hash("second-password-456"), reset_password=True)
+    assert again == user_id
+    assert (await login(http, tenant, email, "first-password-123")).status_code == 401
+    await login_ok(http, tenant, email, "second-password-456")
+    kept = await asyncio.to_thread(admin.ensure_user, stack.settings.database_url, tenant, email, role="admin",
+                                   password_hash=hasher.hash("third-password-789"))  # without: unchanged
+    assert kept == user_id
+    await login_ok(http, tenant, email, "second-password-456")
+
+
 async def test_wrong_password_unknown_email_unknown_tenant_and_invited_look_identical(stack: Any, http: Any,
                                                                                        ) -> None:
     tenant = new_tenant_id("login")
@@ -187,8 +204,15 @@ async def test_web_client_gets_secure_cookies_and_they_authenticate(stack: Any, 
     assert me.status_code == 200, me.text
     assert me.json()["data"]["id"] == user_id
 
+    # A state-changing request on the strength of a cookie needs the CSRF header, from this origin.
+    for headers in ({}, {"X-WellPulse-CSRF": "1", "Origin": "https://evil.example"}):
+        refused = await http.post("/v1/auth/refresh", headers={"Cookie": f"wp_refresh={refresh}", **headers})
+        assert refused.status_code == 403 and error(refused)["code"] == "CSRF_REJECTED", refused.text
+        refused = await http.post("/v1/auth/logout", headers={"Cookie": f"wp_access={access}", **headers})
+        assert refused.status_code == 403 and error(refused)["code"] == "CSRF_REJECTED", refused.text
     # The refresh cookie rotates and answers with cookies again, no tokens in the body.
-    rotated = await http.post("/v1/auth/refresh", headers={"Cookie": f"wp_refresh={refresh}"})
+    rotated = await http.post("/v1/auth/refresh", headers={"Cookie": f"wp_refresh={refresh}",
+                                                           "X-WellPulse-CSRF": "1"})
     assert rotated.status_code == 200, rotated.text
     assert "access_token" not in rotated.json()["data"]
     new_cookies = set_cookies(rotated)

@@ -2,10 +2,11 @@
 
 ``schema`` and ``config`` import nothing of ours, ``models`` only ``schema``, ``store`` nothing above it (``actors``,
 ``serve``, ``bench``), ``sim`` only the layers below it (``schema``, ``models``, ``store``, ``config``); nothing
-imports ``sim`` but ``cli``, ``bench`` and the tests; ``cli`` may import everything and nothing imports it but
-``bench`` and the tests. No router imports another: what two routers share lives in a service (``serve/*.py``).
-Routers moved onto services open no transaction, write no audit row and publish nothing themselves.
-Imports inside functions count too.
+imports ``sim`` but ``cli``, ``bench`` and the tests; ``gateway`` (the field gateways, run at the edge) imports only
+``schema``, ``config`` and ``store``, and only ``cli``, ``bench`` and the tests import it; ``cli`` may import
+everything and nothing imports it but ``bench`` and the tests. No router imports another: what two routers share
+lives in a service (``serve/*.py``). Routers moved onto services open no transaction, write no audit row and
+publish nothing themselves. Imports inside functions count too.
 """
 
 import ast
@@ -18,13 +19,14 @@ pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
 
 ROOT = Path(__file__).resolve().parent.parent
 MAY_NOT_IMPORT = {
-    "schema": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench"},
-    "config": {"schema", "models", "store", "actors", "serve", "sim", "cli", "bench"},
-    "models": {"config", "store", "actors", "serve", "sim", "cli", "bench"},
-    "store": {"actors", "serve", "sim", "cli", "bench"},
-    "actors": {"serve", "sim", "cli", "bench"},
-    "serve": {"sim", "cli", "bench"},
-    "sim": {"actors", "serve", "cli", "bench"},
+    "schema": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
+    "config": {"schema", "models", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
+    "models": {"config", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
+    "store": {"actors", "serve", "sim", "cli", "bench", "gateway"},
+    "actors": {"serve", "sim", "cli", "bench", "gateway"},
+    "serve": {"sim", "cli", "bench", "gateway"},
+    "sim": {"actors", "serve", "cli", "bench", "gateway"},
+    "gateway": {"models", "actors", "serve", "sim", "cli", "bench"},
 }
 
 

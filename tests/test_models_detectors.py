@@ -7,7 +7,7 @@ import random
 import pytest
 
 from models import SensorAnomalyDetector, SensorDriftDetector, SnapshotAnomalyDetector
-from models.detectors import TailCalibration
+from models.detectors import EquipmentAnomalyScorer, TailCalibration
 
 pytestmark = pytest.mark.fast  # no Ray, no Serve: `./wp test -m fast`
 
@@ -149,3 +149,27 @@ def test_fused_step_equals_score_then_learn() -> None:
         if z is not None:
             assert z == b.z(x)
         b.learn_one(x)
+
+
+def _drop_held(pooled_incidents: bool, seed: int) -> int:
+    """Snapshots of a 4 sigma drop of one sensor among eight (one of them wandering) scored >= 0.9."""
+    rng = random.Random(seed)
+    det = EquipmentAnomalyScorer(pooled_incidents=pooled_incidents, seasonal=False)
+    wander, held = 0.0, 0
+    for i in range(3_400):
+        wander += rng.gauss(0.0, 1.0)
+        x = {"temperature": wander, "flow": rng.gauss(100.0, 1.0) - (4.0 if i >= 3_000 else 0.0),
+             **{f"other{k}": rng.gauss(0.0, 1.0) for k in range(6)}}
+        score = det.score_one(x)
+        det.learn_one(x)
+        held += i >= 3_000 and score >= 0.9
+    return held
+
+
+def test_one_sensor_far_off_is_an_incident_its_baseline_does_not_learn_quickly() -> None:
+    # T averages the eight sensors, so the drop alone rarely passes T's cap: without the pooled calibration the
+    # flow's baseline learns the drop at full speed and the score falls back within the incident.
+    pooled = [_drop_held(True, seed) for seed in range(4)]
+    plain = [_drop_held(False, seed) for seed in range(4)]
+    assert all(p >= q for p, q in zip(pooled, plain, strict=True))
+    assert sum(pooled) > 1.15 * sum(plain)

@@ -75,7 +75,7 @@ async def test_mqtt_publish_is_ingested_and_other_tenants_topics_are_refused(
         async def stored() -> list[Any]:
             return await db_conn.fetch("SELECT value, quality FROM readings WHERE tenant_id = $1 ORDER BY ts", a)
 
-        rows = await wait_for(lambda: _when(stored, 2))
+        rows = await wait_for(lambda: _when(stored, 2), timeout=60)
         assert [(r["value"], r["quality"]) for r in rows] == [(801.0, None), (802.0, "uncertain")]
         await settled(stack, a)
         assert await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", b) == 0

@@ -177,7 +177,9 @@ def test_public_auth_routes_take_no_credential() -> None:
 def test_every_v1_route_is_classified() -> None:
     v1 = {e.path for e in ENDPOINTS if e.path.startswith("/v1/")}
     assert v1 == {e.path for e in PROTECTED} | PUBLIC_AUTH | SELF_SERVICE
-    assert {e.path for e in ENDPOINTS if not e.path.startswith("/v1/")} <= {"/health", "/health/{part}", "/metrics"}
+    assert {e.path for e in ENDPOINTS if not e.path.startswith("/v1/")} <= {
+        "/health", "/health/{part}", "/metrics",
+        "/", "/console/{version}/{name:path}"}  # the console's page and files (static, no data: serve/console)
     assert sorted(WEBSOCKET_PATHS) == sorted(WEBSOCKETS), "a new WebSocket route: add it and its permission here"
 
 

@@ -89,7 +89,7 @@ async def test_ingest_stores_quality_and_alerts_only_on_live_good_values(stack: 
     async def stored() -> bool:
         return await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant) == 15
 
-    await wait_for(stored)
+    await wait_for(stored, timeout=60)
     await settled(stack, tenant)
     assert await db_conn.fetchval("SELECT count(*) FROM alerts WHERE tenant_id = $1 AND rule_id = 't_high'",
                                   tenant) == 0

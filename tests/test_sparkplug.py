@@ -12,18 +12,11 @@ import nats
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.sparkplug import (
-    EdgeNode,
-    SparkplugBridge,
-    SparkplugConfig,
-    SparkplugHost,
-    Topic,
-    parse_topic,
-    rebirth_payload,
-    register_sensors,
-)
+from gateway.sparkplug import SparkplugBridge, SparkplugConfig, SparkplugHost, rebirth_payload, register_sensors
 from models import EquipmentState, Snapshot, StaleDataRule
 from schema import sparkplug_b_pb2 as pb
+from schema.sparkplug import Topic, parse_topic
+from sim.sparkplug import EdgeNode
 from store import db, nats_auth
 from store.embedded import EmbeddedNats
 from tests.helpers import create_tenant, new_tenant_id, wait_for
@@ -158,7 +151,7 @@ async def test_edge_node_over_mqtt_is_ingested_rebirthed_and_its_death_alerts(
         async def stored() -> bool:
             return await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant) == 8
 
-        await wait_for(stored)
+        await wait_for(stored, timeout=60)
         units = await db_conn.fetch("SELECT name, unit FROM equipment_sensors WHERE tenant_id = $1 ORDER BY name",
                                     tenant)
         assert [(r["name"], r["unit"]) for r in units] == [("motor_current", "A"), ("tubing_psi", "psi")]
@@ -175,7 +168,7 @@ async def test_edge_node_over_mqtt_is_ingested_rebirthed_and_its_death_alerts(
                 "SELECT count(*) FROM alerts WHERE tenant_id = $1 AND rule_id = 'comms_loss' AND state = 'open'",
                 tenant))
 
-        await wait_for(comms_loss)
+        await wait_for(comms_loss, timeout=60)
         topic = device.edge.topic("DDATA", "PJ-1")
         await device.send((topic, b"\xff\xffnot protobuf"))
         dlq = await _dlq(stack, tenant)
@@ -217,7 +210,7 @@ async def test_simulator_edge_node_feeds_the_fleet_and_answers_a_rebirth(
                                       tenant) == 3
 
     try:
-        await wait_for(fleet_reporting)
+        await wait_for(fleet_reporting, timeout=60)
         before = bridge.rebirths_requested
         nc = await nats.connect(stack.settings.nats_url)  # a host asks for a rebirth: the node sends births again
         try:

@@ -26,7 +26,16 @@ from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.severity import SEVERITIES, SEVERITY_RANK, Severity
 from serve import alerts as service
 from serve.auth import Principal
-from serve.deps import ACCESS_COOKIE, Audit, ServicesDep, authenticate, bearer_token, get_services, require
+from serve.deps import (
+    ACCESS_COOKIE,
+    Audit,
+    ServicesDep,
+    authenticate,
+    bearer_token,
+    get_services,
+    require,
+    same_origin,
+)
 from serve.errors import ApiError
 from serve.hub import TooManySockets
 from serve.listing import list_params, page_envelope, sparse_list
@@ -196,13 +205,15 @@ async def alerts_ws(
 ) -> None:
     """Alert events of the caller's tenant: first those after ``since``, then live ones.
 
-    Auth: ``Authorization: Bearer`` or ``?token=`` (browsers cannot set headers).
+    Auth: ``Authorization: Bearer``, ``?token=`` (browsers cannot set headers) or the web-session cookie (then
+    only from this origin: another site's page cannot open a socket on the operator's session).
     A client too slow to keep up is closed with 1013; it reconnects with ``since``.
     """
     try:
         services = await get_services(websocket)
-        credential = (bearer_token(websocket.headers.get("authorization")) or token
-                      or websocket.cookies.get(ACCESS_COOKIE))
+        credential = bearer_token(websocket.headers.get("authorization")) or token
+        if not credential and (credential := websocket.cookies.get(ACCESS_COOKIE)) and not same_origin(websocket):
+            raise ApiError(403, "a cookie-authenticated socket must come from this origin")
         principal = await _socket_principal(services, credential)
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
         await enforce_rate_limit(websocket, services, principal)  # a connect is a request

@@ -25,6 +25,7 @@ from serve.deps import (
     CurrentUser,
     ServicesDep,
     audit_context,
+    check_csrf,
     client_ip,
     request_id,
 )
@@ -62,8 +63,12 @@ async def login(body: LoginRequest, request: Request, response: Response, servic
 @router.post("/refresh", response_model=Envelope[TokenPair], response_model_exclude_none=True, responses=ERRORS)
 async def refresh(request: Request, response: Response, services: ServicesDep,
                   body: RefreshRequest | None = None) -> Envelope[TokenPair]:
-    """Rotates the refresh token. Presenting one already used revokes its whole session."""
-    token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+    """Rotates the refresh token. Presenting one already used revokes its whole session. A browser sending
+    the `wp_refresh` cookie also sends the `X-WellPulse-CSRF` header (403 without it)."""
+    token = body.refresh_token if body else None
+    if not token and request.cookies.get(REFRESH_COOKIE):
+        check_csrf(request)
+        token = request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise ApiError(401, "missing refresh token", code="INVALID_REFRESH_TOKEN")
     tokens = await identity.refresh(services, token)
