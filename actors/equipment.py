@@ -45,7 +45,7 @@ from store import rules as rule_store
 from store import tenants as tenant_store
 
 log = logging.getLogger(__name__)
-SnapshotTuple = tuple[datetime, dict[str, float]]
+SnapshotTuple = tuple[datetime, dict[str, float], bool]  # ts, values to learn, historical
 CATCH_UP_LIMIT = 20_000
 TICK_SECONDS = 5.0
 
@@ -205,7 +205,8 @@ class EquipmentActor:
         sensitivity = self._sensitivity.get(equipment_id, "medium")
         return etype, build_rules(equipment_id, etype, self._rule_rows or [], sensitivity)
 
-    async def _entity(self, equipment_id: str, *, catch_up: bool = True) -> EquipmentState:
+    async def _entity(self, equipment_id: str, *, catch_up: bool = True,
+                      before: datetime | None = None) -> EquipmentState:
         entity = self.entities.get(equipment_id)
         if entity is not None:
             return entity
@@ -239,9 +240,10 @@ class EquipmentActor:
             return entity
         # Readings committed after the checkpoint were learned by a process that is gone;
         # learn them again so the model is what it would have been without the crash. Without a checkpoint
-        # too: an equipment new since the last checkpoint had batches committed that died with the process
-        # (and for a new equipment this is its first batch, which the caller then skips as learned).
-        rows = await self._stored_after(equipment_id, entity)
+        # too: an equipment new since the last checkpoint had batches committed that died with the process.
+        # With `before` (a batch's first historical snapshot), what follows is left to the batch: it carries the
+        # `historical` flag, which the store does not keep.
+        rows = await self._stored_after(equipment_id, entity, before)
         if rows:
             changes = entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows])
             self.counters["caught_up_snapshots"] += len(rows)
@@ -249,10 +251,11 @@ class EquipmentActor:
             await self._emit(changes)
         return entity
 
-    async def _stored_after(self, equipment_id: str, entity: EquipmentState) -> list[Any]:
+    async def _stored_after(self, equipment_id: str, entity: EquipmentState,
+                            before: datetime | None = None) -> list[Any]:
         """Committed readings the model has not learned (a restore's catch-up and `resync` both ask this)."""
         return await reading_store.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
-                                                  CATCH_UP_LIMIT)
+                                                  CATCH_UP_LIMIT, before)
 
     async def _emit(self, changes: Sequence[AlertChange]) -> None:
         if not changes:
@@ -266,7 +269,7 @@ class EquipmentActor:
         await publish_alert_events(self._js, self.tenant_id, events)
 
     async def process(self, payload: bytes) -> int:
-        """Learn a committed batch: pickled {equipment id: [(ts, values)]}, in arrival order.
+        """Learn a committed batch: pickled {equipment id: [(ts, values, historical)]}, in arrival order.
 
         Returns the number of sensor values learned (those already learned are skipped).
         """
@@ -277,10 +280,12 @@ class EquipmentActor:
             changes: list[AlertChange] = []
             learned = 0
             for equipment_id, snapshots in batch.items():
-                entity = await self._entity(equipment_id)
+                # A historical snapshot must be learned from the batch, which carries its flag (the store does not).
+                entity = await self._entity(equipment_id, before=min((s[0] for s in snapshots if s[2]), default=None))
                 before = entity.values_seen
                 t1 = time.perf_counter()
-                changes.extend(entity.learn_many([Snapshot(ts, values) for ts, values in snapshots]))
+                changes.extend(entity.learn_many([Snapshot(ts, values, historical)
+                                                  for ts, values, historical in snapshots]))
                 self.stage_seconds["models"] += time.perf_counter() - t1
                 learned += entity.values_seen - before
                 self._unsaved[equipment_id] += entity.values_seen - before
@@ -385,6 +390,17 @@ class EquipmentActor:
             await self._checkpoint()
             return {"equipment_id": equipment_id, "examples": len(examples),
                     "failure_probability": entity.failure_probability}
+
+    async def comms_lost(self, equipment_id: str, ts: datetime, reason: str) -> int:
+        """The source reported the equipment lost (``ctl.<tenant>`` ``comms_loss``): open the alert now; returns
+        the alert events published."""
+        async with self._lock:
+            await self._ensure_started()
+            entity = await self._entity(equipment_id)
+            changes = entity.comms_lost(ts, reason)
+            await self._emit(changes)
+            self._unsaved[equipment_id] += 1
+            return len(changes)
 
     async def reset_model(self, equipment_id: str) -> dict[str, Any]:
         """Drop an entity's models and checkpoint (``ctl.<tenant>``, a manager's reset); a fresh one warms up

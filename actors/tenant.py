@@ -23,14 +23,14 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging, while_down_retry
-from actors.equipment import EquipmentActor, publish_alert_events
+from actors.equipment import EquipmentActor, SnapshotTuple, publish_alert_events
 from actors.notifier import Notifier, RetryPolicy
 from actors.placement import place
 from config import SYSTEM_CLOCK, Clock, Settings
 from config.secrets import SecretBox
 from schema.ids import InvalidIdentifier, check_equipment_id
 from schema.subjects import alerts_tenant_filter, ctl_subject, split_tele_subject
-from schema.telemetry import DEFAULT_MAX_AGE, parse_telemetry, validation_reason
+from schema.telemetry import DEFAULT_MAX_AGE, Reading, parse_telemetry, validation_reason
 from store import alerts as alert_store
 from store import assets as asset_store
 from store import bus
@@ -41,7 +41,8 @@ WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"
 FETCH_TIMEOUT = 0.25
 HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silences and shelves release
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
-MODEL_COMMANDS = frozenset({"model_reset", "failure"})  # ctl.<tenant> commands for one equipment's models
+# ctl.<tenant> commands for one equipment's models (comms_loss: a source's death notice, gateway/sparkplug.py)
+MODEL_COMMANDS = frozenset({"model_reset", "failure", "comms_loss"})
 
 
 class Rejected(Exception):
@@ -54,7 +55,7 @@ class Rejected(Exception):
 
 
 def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: timedelta,
-                   max_age: timedelta = DEFAULT_MAX_AGE) -> tuple[str, list[tuple[datetime, dict[str, float]]]]:
+                   max_age: timedelta = DEFAULT_MAX_AGE) -> tuple[str, list[Reading]]:
     """Equipment id and snapshots of one message, or ``Rejected`` with the reason."""
     try:
         subject_tenant, equipment_id = split_tele_subject(subject)
@@ -73,8 +74,30 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
             raise Rejected(
                 f"equipment_id {reading.equipment_id!r} does not match subject equipment {equipment_id!r}",
                 "equipment_mismatch")
-        snapshots.append((reading.ts, dict(reading.values)))
+        snapshots.append(reading)
     return equipment_id, snapshots
+
+
+def stored_rows(tenant_id: str, equipment_id: str, reading: Reading) -> list[reading_store.QualifiedRow]:
+    """The rows of one snapshot, each value with its quality (None: good)."""
+    quality = reading.quality
+    if not quality:
+        return [(tenant_id, equipment_id, sensor, reading.ts, value, None) for sensor, value in reading.values.items()]
+    return [(tenant_id, equipment_id, sensor, reading.ts, value, _stored_quality(quality.get(sensor)))
+            for sensor, value in reading.values.items()]
+
+
+def _stored_quality(quality: str | None) -> str | None:
+    return None if quality is None or quality == "good" else quality
+
+
+def learned_snapshot(reading: Reading) -> SnapshotTuple:
+    """What the models learn of a snapshot: its values of good or uncertain quality, and whether it is historical
+    (learned without alerts). Bad values are stored, never learned."""
+    quality = reading.quality
+    values = dict(reading.values) if not quality else {
+        sensor: value for sensor, value in reading.values.items() if quality.get(sensor) != "bad"}
+    return reading.ts, values, reading.historical
 
 
 async def housekeeping_round(pool: Any, tenant_id: str, *, now: datetime,
@@ -228,7 +251,8 @@ class TenantActor:
             log.warning("bad control message for %s: %s", self.tenant_id, exc)
 
     async def _model_command(self, command: dict[str, Any]) -> None:
-        """One equipment's models: ``model_reset`` (a manager's reset) or ``failure`` (a label, ``failed_at``)."""
+        """One equipment's models: ``model_reset`` (a manager's reset), ``failure`` (a label, ``failed_at``) or
+        ``comms_loss`` (the source lost it, at ``ts``: an alert at once)."""
         equipment_id = check_equipment_id(command.get("equipment_id"))
         if equipment_id not in self.placement:
             await self._load_registry()  # registered since the last reload
@@ -238,10 +262,14 @@ class TenantActor:
         if command["reload"] == "model_reset":
             await actor.reset_model.remote(equipment_id)
             return
-        failed_at = datetime.fromisoformat(str(command.get("failed_at")))
-        if failed_at.tzinfo is None:
-            raise ValueError("failed_at needs a time zone")
-        await actor.label_failure.remote(equipment_id, failed_at)
+        stamp = "ts" if command["reload"] == "comms_loss" else "failed_at"
+        at = datetime.fromisoformat(str(command.get(stamp)))
+        if at.tzinfo is None:
+            raise ValueError(f"{stamp} needs a time zone")
+        if command["reload"] == "comms_loss":
+            await actor.comms_lost.remote(equipment_id, at, str(command.get("reason", "source reported"))[:200])
+            return
+        await actor.label_failure.remote(equipment_id, at)
 
     async def _reload(self) -> None:
         """Re-read registry and rules everywhere; open the alerts a silence or maintenance that ended held back."""
@@ -255,8 +283,8 @@ class TenantActor:
     async def _store_batch(self, msgs: list[Any]) -> tuple[list[Any], dict[str, list], int, int]:
         """Decode, park the bad, commit the good; returns what ``_learn_and_ack`` needs."""
         t0 = time.perf_counter()
-        rows: list[reading_store.ReadingRow] = []
-        by_equipment: dict[str, list[tuple[datetime, dict[str, float]]]] = defaultdict(list)
+        rows: list[reading_store.QualifiedRow] = []
+        by_equipment: dict[str, list[SnapshotTuple]] = defaultdict(list)
         good, bad = [], []
         skew = self.settings.max_future_skew
         for msg in msgs:
@@ -270,9 +298,9 @@ class TenantActor:
                 bad.append((msg, Rejected(f"unreadable message: {exc}", "error")))
                 continue
             good.append(msg)
-            by_equipment[equipment_id].extend(snapshots)
-            for ts, values in snapshots:
-                rows.extend((self.tenant_id, equipment_id, sensor, ts, value) for sensor, value in values.items())
+            by_equipment[equipment_id].extend(map(learned_snapshot, snapshots))
+            for reading in snapshots:
+                rows.extend(stored_rows(self.tenant_id, equipment_id, reading))
         for msg, exc in bad:
             await bus.publish_dlq(self._js, self.tenant_id, subject=msg.subject, payload=msg.data,
                                   reason=exc.reason, headers=msg.headers)
@@ -282,7 +310,8 @@ class TenantActor:
         inserted = await self._write_in_order(good, list(by_equipment), rows)
         return good, by_equipment, len(rows), inserted
 
-    async def _write_in_order(self, good: list[Any], equipment: list[str], rows: list[reading_store.ReadingRow]) -> int:
+    async def _write_in_order(self, good: list[Any], equipment: list[str],
+                              rows: list[reading_store.QualifiedRow]) -> int:
         """Write the batch's readings; while the database is down, hold the batch and try again.
 
         Handing the batch back (a nak) would let newer messages overtake it, and an incident inside the
@@ -298,7 +327,7 @@ class TenantActor:
         return await while_down_retry(lambda: self._write(equipment, rows), on_wait=keep_in_progress,
                                       what=f"readings of tenant {self.tenant_id}", stopping=lambda: self._stopping)
 
-    async def _write(self, equipment: list[str], rows: list[reading_store.ReadingRow]) -> int:
+    async def _write(self, equipment: list[str], rows: list[reading_store.QualifiedRow]) -> int:
         unknown = [e for e in equipment if e not in self.equipment and e not in self.retired]
         if unknown:
             # A feed may report equipment before anyone registered it: keep its data, register it.
@@ -337,7 +366,7 @@ class TenantActor:
         self.counters["batches"] += 1
         self.last_batch_at = time.time()
 
-    async def _learn(self, by_equipment: dict[str, list[tuple[datetime, dict[str, float]]]]) -> None:
+    async def _learn(self, by_equipment: dict[str, list[SnapshotTuple]]) -> None:
         per_slot: dict[str, dict[str, list]] = defaultdict(dict)
         for equipment_id, snapshots in by_equipment.items():
             if equipment_id in self.placement:  # not a deleted (decommissioned) equipment

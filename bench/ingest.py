@@ -61,6 +61,16 @@ async def publish_all(js: Any, tenant: str, messages: list[tuple[str, bytes]]) -
     return time.perf_counter() - started
 
 
+async def wait_ingested(pool: Any, js: Any, tenant: str, expected_rows: int) -> None:
+    """Until the tenant's readings are all stored, learned and acked."""
+    while True:
+        stored = await readings.count_readings(pool, tenant)
+        pending, ack_pending = await bus.consumer_lag(js, tenant)
+        if stored >= expected_rows and pending == 0 and ack_pending == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     tenant = new_tenant("bench")
     equipment = [f"PJ-{i:04d}" for i in range(args.equipment)]
@@ -77,12 +87,7 @@ async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             cpu_before = memory.cpu_seconds()
             started = time.perf_counter()
             publish_seconds = await publish_all(js, tenant, messages)
-            while True:
-                stored = await readings.count_readings(pool, tenant)
-                pending, ack_pending = await bus.consumer_lag(js, tenant)
-                if stored >= expected_rows and pending == 0 and ack_pending == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_ingested(pool, js, tenant, expected_rows)
             elapsed = time.perf_counter() - started
             cpu_busy = psutil.cpu_percent()
             cpu_after = memory.cpu_seconds()

@@ -1,5 +1,5 @@
 """The ``wellpulse`` command: up, node, simulate, backtest, tenant, token, migrate, nats, backup, restore, keys,
-gateway.
+gateway, sparkplug.
 
 A dispatcher: each sub-command's module (`cli.up`, `cli.simulate`, ...) parses its options and calls the code that
 does the work (`serve.runtime`, `sim`, `models.backtest`, `store`); nothing below imports this package.
@@ -15,6 +15,7 @@ from cli.keys import add_keys_commands
 from cli.nats import add_nats_commands
 from cli.node import add_node_command
 from cli.simulate import add_simulate_arguments, simulate_command
+from cli.sparkplug import add_sparkplug_commands
 from cli.tenant import add_tenant_commands
 from cli.up import add_up_command
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_nats_commands(sub)
     add_keys_commands(sub)
     add_gateway_commands(sub)
+    add_sparkplug_commands(sub)
     return parser
 
 

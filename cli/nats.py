@@ -1,4 +1,4 @@
-"""``wellpulse nats ...``: tenants' feed credentials and the NATS authorization block.
+"""``wellpulse nats ...``: tenants' feed credentials (NATS and MQTT) and the NATS authorization and MQTT blocks.
 
 URLs come from ``WELLPULSE_NATS_URL`` / ``WELLPULSE_DATABASE_URL`` or, when those are unset, from the
 ``runtime.json`` a running ``wellpulse up`` keeps in its data dir. The feed secret comes from
@@ -76,11 +76,13 @@ def feed_credentials_command(args: argparse.Namespace) -> int:
         url = None
         print("warning: no NATS URL known (set WELLPULSE_NATS_URL, or run `wellpulse up` with this data dir)",
               file=sys.stderr)
+    mqtt_port = int(runtime.get("mqtt_port") or settings.mqtt_port)
     info = {
         "tenant": tenant,
         "user": user,
         "password": password,
         "url": url,
+        "mqtt_url": nats_auth.mqtt_url(server_url, user, password, mqtt_port),
         "publish": tele_tenant_filter(tenant),
         "inbox_prefix": nats_auth.feed_inbox_prefix(tenant),
     }
@@ -96,6 +98,7 @@ def feed_credentials_command(args: argparse.Namespace) -> int:
           f"user          {user}\n"
           f"password      {password}\n"
           f"url           {url or '?'}\n"
+          f"mqtt          {info['mqtt_url'] or '?'}  (MQTT 3.1.1/5, QoS 1: WellPulse JSON to tele/{tenant}/<id>)\n"
           f"publish to    {info['publish']}  (nothing else)\n"
           f"inbox prefix  {info['inbox_prefix']}  (for JetStream PubAcks, e.g. nats-py "
           f"connect(..., inbox_prefix={info['inbox_prefix']!r}))")
@@ -123,6 +126,10 @@ def config_command(args: argparse.Namespace) -> int:
         print(f"note: the app must then connect as {creds[0]}: set WELLPULSE_NATS_URL=nats://{creds[0]}:"
               f"<password from {_secrets_dir(settings) / nats_auth.APP_PASSWORD_FILE}>@HOST:PORT", file=sys.stderr)
     sys.stdout.write(nats_auth.authorization_block(creds[0], creds[1], _feed_secret(settings), tenants))
+    if not args.no_mqtt:
+        # NATS's MQTT listener: devices speaking MQTT publish with the same feed users (needs JetStream on).
+        sys.stdout.write(nats_auth.server_name_line(args.server_name)
+                         + nats_auth.mqtt_block(args.mqtt_port or settings.mqtt_port))
     return 0
 
 
@@ -138,7 +145,11 @@ def add_nats_commands(subparsers: Any) -> None:
     out.add_argument("--url", action="store_true", help="only the URL (e.g. for `wellpulse simulate --nats`)")
     feed.set_defaults(func=feed_credentials_command)
 
-    conf = sub.add_parser("config", help="print the authorization block for a NATS server you run yourself")
+    conf = sub.add_parser("config", help="print the authorization and MQTT blocks for a NATS server you run yourself")
     conf.add_argument("--tenant", action="append", help="tenant (repeatable; default: the active ones in the DB)")
     conf.add_argument("--data-dir", help="data dir of `wellpulse up` (default .wellpulse)")
+    conf.add_argument("--mqtt-port", type=int, help="port of the MQTT listener (default WELLPULSE_MQTT_PORT, 1883)")
+    conf.add_argument("--server-name", default="wellpulse",
+                      help="server_name the MQTT listener needs (unique per server of a cluster)")
+    conf.add_argument("--no-mqtt", action="store_true", help="leave the server_name and mqtt blocks out")
     conf.set_defaults(func=config_command)

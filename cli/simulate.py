@@ -142,6 +142,44 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="snapshots of one equipment per message",
     )
+    add_sparkplug_arguments(parser)
+
+
+def add_sparkplug_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sparkplug", action="store_true",
+                        help="publish Sparkplug B over MQTT as one edge node with a device per equipment "
+                             "(group = tenant); needs --mqtt")
+    parser.add_argument("--mqtt", metavar="URL", default=None,
+                        help="mqtt://user:password@host:port (`wellpulse nats feed-credentials T` prints it; "
+                             "default $WELLPULSE_MQTT_URL)")
+    parser.add_argument("--node", default="rtu-1", help="Sparkplug edge node id (with --sparkplug)")
+
+
+def sparkplug_command(args: argparse.Namespace) -> int:
+    """``wellpulse simulate --sparkplug``: the fleet as a Sparkplug B edge node; a JSON summary at the end."""
+    from sim.sparkplug import run_sparkplug_simulation
+
+    url = args.mqtt or os.environ.get("WELLPULSE_MQTT_URL")
+    if not url:
+        print("error: --sparkplug needs --mqtt URL (see `wellpulse nats feed-credentials <tenant>`)", file=sys.stderr)
+        return 2
+
+    async def main() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        return await run_sparkplug_simulation(url, args.tenant, node=args.node, equipment=args.equipment,
+                                              rate=args.rate, duration=args.duration, seed=args.seed, stop=stop)
+
+    try:
+        stats = asyncio.run(main())
+    except (OSError, ValueError) as exc:
+        print(f"error: MQTT: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"tenant": args.tenant, "node": args.node, **asdict(stats)}), flush=True)
+    return 0
 
 
 def _check_args(args: argparse.Namespace) -> list[Fault]:
@@ -216,6 +254,8 @@ def simulate_command(args: argparse.Namespace) -> int:
 
     Exit codes: 0 done, 1 NATS unreachable or failed, 2 bad arguments.
     """
+    if getattr(args, "sparkplug", False):
+        return sparkplug_command(args)
     try:
         faults = _check_args(args)
     except (InvalidIdentifier, ValueError) as exc:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     nats_feed_secret: SecretStr | None = Field(
         None, description="HMAC key from which each tenant's NATS feed password is derived; unset: one made"
         " once in <data_dir>/nats/feed.secret")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT port: the embedded NATS's MQTT listener (a free"
+                           " one when this is taken), or the one your own NATS's mqtt block listens on")
     data_dir: Path = Field(Path(".wellpulse"), description="where embedded servers keep their data")
     host: str = "127.0.0.1"
     port: int = 8000

@@ -20,6 +20,7 @@ from models.rules import AnomalyRule, Observation, Rule, Sensitivity, default_ru
 from schema.equipment import SENSORS_BY_TYPE, SETPOINT_SENSOR
 
 __all__ = [
+    "COMMS_LOSS",
     "DRIFT_PREFIX",
     "EQUIPMENT_KEY",
     "MODEL_SCHEMA",
@@ -36,6 +37,7 @@ MODEL_VERSION = f"wellpulse-models-{MODEL_SCHEMA}/river-{river.__version__}"
 MULTIVARIATE_KEY = "_multivariate"
 EQUIPMENT_KEY = "_equipment"
 DRIFT_PREFIX = "drift_"
+COMMS_LOSS = "comms_loss"  # the alert a source's own death notice opens (`EquipmentState.comms_lost`)
 RUNTIME_GAP_SECONDS = 300.0  # a longer gap between readings counts as this much runtime
 VERDICT_WIDEN = 1.5  # a false alarm widens its sensors' normal by this factor ...
 MAX_TOLERANCE = 8.0  # ... up to this many times the learned spread
@@ -119,6 +121,12 @@ class EquipmentState:
     (a pump-off controller), a state, not an anomaly: the models neither score nor learn it, and the rules
     see it without values (the stale-data rule still counts it as data; open alerts on values clear as they
     would on normal data). Counted in `stopped_snapshots`.
+
+    Historical: a snapshot forwarded late from an edge buffer (`Snapshot.historical`) is scored and learned, but
+    neither the rules nor drift see it: no alert opens, updates or resolves on readings whose time has passed,
+    and a stale-data alert opened while the link was down stays open until live data comes (it fires once).
+    Counted in `historical_snapshots`. Values of bad quality never reach the models (the ingest path leaves
+    them out).
 
     Failure: every hour of reading time the features (`failure_features`) are sampled into a
     `FailurePredictor`; field events label them (`record_failure`, `record_maintenance`), and
@@ -212,6 +220,7 @@ class EquipmentState:
         self.operating_changes = 0
         self.setpoint_changes = 0
         self.stopped_snapshots = 0
+        self.historical_snapshots = 0  # learned without evaluating the rules (`Snapshot.historical`)
         self.rebaselining: dict[str, int] = {}
         self.drift_events: dict[str, str] = {}
         self.drifts_since_maintenance = 0
@@ -274,6 +283,8 @@ class EquipmentState:
         for rule_id, severity in self.alerts.open_alerts().items():
             if rule_id.startswith(DRIFT_PREFIX) and rule_id[len(DRIFT_PREFIX) :] in self.rebaselining:
                 continue  # a drift alert resolves itself once its sensor is re-baselined
+            if rule_id == COMMS_LOSS:
+                continue  # not a rule's: live data resolves it (`learn_many`)
             if rule_id not in ids:
                 change = self.alerts.evaluate(
                     rule_id,
@@ -321,21 +332,28 @@ class EquipmentState:
                 changes.extend(self._resolve_orphans(ts))
                 orphans_checked = True
             values = _finite_values(snap.values)
+            live = not snap.historical
+            if not live:
+                self.historical_snapshots += 1
+            elif self.alerts.is_open(COMMS_LOSS):
+                changes.extend(self._comms(False, ts, "communication restored", {"reason": "live data"}))
             if self._stopped(values):
                 self.stopped_snapshots += 1
                 obs = Observation(ts, {}, failure_probability=self.failure_probability)
-                for rule in self.rules:
+                for rule in self.rules if live else ():
                     change = self._apply(rule, rule.observe(obs), obs, ts)
                     if change is not None:
                         changes.append(change)
             else:
-                changes.extend(self._learn_running(ts, values, last))
+                changes.extend(self._learn_running(ts, values, last, live=live))
             last = ts
         self.last_learned_ts = last
         return changes
 
-    def _learn_running(self, ts: datetime, values: dict[str, float], last: datetime | None) -> list[AlertChange]:
-        """One snapshot of the machine running: score it, learn it, then evaluate drift and the rules."""
+    def _learn_running(self, ts: datetime, values: dict[str, float], last: datetime | None, *,
+                       live: bool = True) -> list[AlertChange]:
+        """One snapshot of the machine running: score it, learn it, then evaluate drift and the rules (a
+        historical snapshot, not `live`, is scored and learned only: its time is past, its alarms are too)."""
         if self._setpoint_step(values):
             self._rebaseline_operating_change(values)
         tsf = ts.timestamp()
@@ -356,12 +374,13 @@ class EquipmentState:
         if self.failure.due(ts):
             self._sample_failure(ts)
         changes: list[AlertChange] = []
-        drifted = self._settle(drifted)
-        if drifted or self.rebaselining:
-            changes.extend(self._drift_changes(ts, values, drifted, baselines))
+        if live:
+            drifted = self._settle(drifted)
+            if drifted or self.rebaselining:
+                changes.extend(self._drift_changes(ts, values, drifted, baselines))
         obs = Observation(ts, values, scores, baselines, mv, eq_score, self.failure_probability)
         needs_change = self.alerts.needs_change
-        for rule in self.rules:
+        for rule in self.rules if live else ():
             verdict = rule.observe(obs)
             if verdict is not None and needs_change(rule.rule_id, active=verdict[0], severity=verdict[1]):
                 change = self._change(rule, verdict, obs, ts)
@@ -682,6 +701,16 @@ class EquipmentState:
                 self._rebaseline(name)
                 self.rebaselining[name] = self.warmup
         return True
+
+    def comms_lost(self, ts: datetime, reason: str) -> list[AlertChange]:
+        """The source said it lost the equipment (a Sparkplug DEATH): open ``comms_loss`` now, without waiting for
+        the stale-data rule's silence; the next live snapshot resolves it."""
+        return self._comms(True, _utc(ts), f"communication lost: {reason}", {"reason": reason})
+
+    def _comms(self, active: bool, ts: datetime, message: str, details: dict[str, Any]) -> list[AlertChange]:
+        change = self.alerts.evaluate(COMMS_LOSS, active=active, severity="warning", ts=ts, message=message,
+                                      details=details)
+        return [change] if change is not None else []
 
     def tick(self, now: datetime) -> list[AlertChange]:
         """Evaluate the wall-clock rules (stale data) at `now`; return the alert changes."""

@@ -39,11 +39,15 @@ class Snapshot:
         Reading time, timezone-aware UTC (a naive time is taken as UTC by the models).
     values
         Sensor name to value. Missing sensors, NaN and inf are allowed: the models skip them.
+    historical
+        Forwarded late from an edge buffer (a Sparkplug ``is_historical`` metric): learned, but no alert opens,
+        updates or resolves on it (`models.equipment.EquipmentState.learn_many`).
 
     """
 
     ts: datetime
     values: Mapping[str, float] = field(default_factory=dict)
+    historical: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from schema.alerts import Alert
+from schema.telemetry import Quality
 
 T = TypeVar("T")
 
@@ -52,6 +53,12 @@ class RawReading(BaseModel):
     sensor: str
     ts: datetime
     value: float
+
+
+class RawReadingWithQuality(RawReading):
+    """A raw reading with its value's quality (``?include_quality=true``)."""
+
+    quality: Quality
 
 
 class BucketedReading(BaseModel):

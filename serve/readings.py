@@ -32,9 +32,9 @@ def align_up(ts: datetime, size: timedelta) -> datetime:
 
 async def series(services: Services, tenant_id: str, equipment_id: str, *, sensors: list[str] | None,
                  start: datetime, end: datetime, bucket: timedelta | None, after: tuple[datetime, str] | None,
-                 limit: int) -> list[asyncpg.Record]:
-    """Raw readings after the cursor ``after``, or with ``bucket`` the buckets of the range widened to whole
-    buckets (``after`` is then ignored)."""
+                 limit: int, quality: bool = False) -> list[asyncpg.Record]:
+    """Raw readings after the cursor ``after`` (with ``quality``, each with its value's quality), or with
+    ``bucket`` the buckets of the range widened to whole buckets (``after`` is then ignored)."""
     async with services.tenant_tx(tenant_id) as conn:
         await _require_equipment(conn, tenant_id, equipment_id)
         if bucket is not None:
@@ -42,7 +42,7 @@ async def series(services: Services, tenant_id: str, equipment_id: str, *, senso
                 conn, tenant_id, equipment_id, sensors=sensors, start=align_down(start, bucket),
                 end=align_up(end, bucket), bucket=bucket, flavour=services.flavour, limit=limit)
         return await store.fetch_readings(conn, tenant_id, equipment_id, sensors=sensors, start=start, end=end,
-                                          after=after, limit=limit)
+                                          after=after, limit=limit, quality=quality)
 
 
 async def latest_values(services: Services, tenant_id: str, equipment_ids: list[str], *,

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from config import Settings
 from config.secrets import SECRETS_DIR, SecretBox, read_or_make_secret, resolve_secrets
 from store import assets, bus, db, tenants
 from store.admin import reseal_secrets
-from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
+from store.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_is_free, wait_for_port
 from store.migrate import MigrationResult, migrate
 
 log = logging.getLogger(__name__)
@@ -92,13 +91,9 @@ class Stack:
                                "stop it or pass --data-dir") from None
 
     def _check_port_free(self) -> None:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.settings.host, self.settings.port))
-            except OSError as exc:
-                raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
-                                   "pass --port") from None
+        if not port_is_free(self.settings.host, self.settings.port):
+            raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port} (in use or not "
+                               "allowed); pass --port")
 
     @property
     def database_url(self) -> str:
@@ -125,7 +120,7 @@ class Stack:
             self.settings = self.settings.model_copy(update={"database_url": self.pg.url})
         if not self.settings.nats_url:
             feed_secret = self.settings.nats_feed_secret
-            self.nats = EmbeddedNats(self.data_dir / "nats",
+            self.nats = EmbeddedNats(self.data_dir / "nats", mqtt_port=self.settings.mqtt_port,
                                      feed_secret=feed_secret.get_secret_value() if feed_secret else None).start()
             self.settings = self.settings.model_copy(update={"nats_url": self.nats.url})
         self.migration = migrate(self.database_url, retention_days=self.settings.retention_days,
@@ -140,7 +135,8 @@ class Stack:
 
     def _write_runtime_file(self) -> None:
         info = {"pid": os.getpid(), "nats_url": self.settings.nats_url, "database_url": self.settings.database_url,
-                "base_url": self.base_url}
+                "base_url": self.base_url,
+                "mqtt_port": self.nats.mqtt_port if self.nats is not None else self.settings.mqtt_port}
         path = self.data_dir / RUNTIME_FILE
         tmp = path.with_name(RUNTIME_FILE + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the NATS URL carries a password

@@ -440,6 +440,15 @@ async def register_seen_equipment(pool: Executor, tenant_id: str, equipment_ids:
     )
 
 
+async def register_seen_sensors(pool: Executor, tenant_id: str, sensors: Sequence[tuple[str, str, str]]) -> None:
+    """Sensors a feed declared (a Sparkplug birth): (equipment id, sensor, unit). A sensor already registered keeps
+    its details (the API's, or an earlier birth's)."""
+    await pool.executemany(
+        "INSERT INTO equipment_sensors (tenant_id, equipment_id, name, unit) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant_id, equipment_id, name) DO NOTHING",
+        [(tenant_id, e, s, u) for e, s, u in sensors])
+
+
 async def list_equipment(pool: Executor, tenant_id: str) -> list[EquipmentInfo]:
     """Live equipment as the actors need it (the API lists through `EQUIPMENT` and `store.listing`)."""
     rows = await pool.fetch(

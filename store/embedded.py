@@ -35,6 +35,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -214,9 +224,17 @@ class EmbeddedNats:
     """
 
     def __init__(self, data_dir: Path, *, port: int | None = None, tenants: Iterable[str] = (),
-                 feed_secret: str | None = None) -> None:
+                 feed_secret: str | None = None, mqtt_port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        # NATS's MQTT listener, for devices that speak MQTT (store.nats_auth.mqtt_block): none without `mqtt_port`;
+        # on `mqtt_port`, or a free port when that one is taken (or 0).
+        self.mqtt_port: int | None = None
+        if mqtt_port is not None:
+            self.mqtt_port = mqtt_port if mqtt_port and port_is_free("127.0.0.1", mqtt_port) else free_port()
+            if mqtt_port and self.mqtt_port != mqtt_port:
+                log.warning("MQTT port %d is taken; the embedded NATS listens for MQTT on %d", mqtt_port,
+                            self.mqtt_port)
         self.proc: subprocess.Popen[bytes] | None = None
         self.tenants: frozenset[str] = frozenset(check_tenant_id(t) for t in tenants)
         self._configured_feed_secret = feed_secret
@@ -254,7 +272,9 @@ class EmbeddedNats:
         # json.dumps quotes the path as the NATS config syntax wants it.
         text = (
             f"listen: 127.0.0.1:{self.port}\nmax_payload: 8MB\n"
-            f"jetstream {{ store_dir: {json.dumps(str(self.data_dir / 'jetstream'))} }}\n"
+            + f"jetstream {{ store_dir: {json.dumps(str(self.data_dir / 'jetstream'))} }}\n"
+            + (nats_auth.server_name_line("wellpulse-embedded") + nats_auth.mqtt_block(self.mqtt_port, "127.0.0.1")
+               if self.mqtt_port is not None else "")
             + nats_auth.authorization_block(nats_auth.APP_USER, self.app_password, self.feed_secret, self.tenants)
         )
         tmp = self._config.with_name(self._config.name + ".tmp")
@@ -274,8 +294,10 @@ class EmbeddedNats:
         )
         log_file.close()
         wait_for_port("127.0.0.1", self.port, 15, self.proc)
-        log.info("embedded NATS on 127.0.0.1:%s with authorization, %d feed user(s) (JetStream in %s)",
-                 self.port, len(self.tenants), self.data_dir)
+        if self.mqtt_port is not None:
+            wait_for_port("127.0.0.1", self.mqtt_port, 15, self.proc)
+        log.info("embedded NATS on 127.0.0.1:%s (MQTT on %s) with authorization, %d feed user(s) (JetStream in %s)",
+                 self.port, self.mqtt_port or "none", len(self.tenants), self.data_dir)
         return self
 
     def set_tenants(self, tenants: Iterable[str], *, timeout: float = 10.0) -> bool:

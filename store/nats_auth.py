@@ -5,11 +5,18 @@
 - Tenant ``t``'s feed user is ``feed-t``; its password is ``base64url(HMAC-SHA256(feed_secret, t))``, stable
   and printable (``wellpulse nats feed-credentials t``) without being stored. The feed secret comes from
   ``WELLPULSE_NATS_FEED_SECRET`` or else from ``feed.secret`` (0600), made once.
-- A feed user may publish only to ``tele.<t>.>`` and ``simctl.<t>.faults`` (the simulator's ground truth: each
-  fault it injects, announced beside its control subject). To get JetStream PubAcks it may subscribe to its own inbox
-  prefix ``_INBOX.feed-<t>.>`` only (nats-py: ``connect(inbox_prefix=feed_inbox_prefix(t))``), so it cannot
-  read other clients' replies, and to ``simctl.<t>`` (the simulator's fault control), answering requests it
+- A feed user may publish only to ``tele.<t>.>``, the Sparkplug B group ``<t>`` (``spBv1.0/<t>/#``) and
+  ``simctl.<t>.faults`` (the simulator's ground truth: each fault it injects, announced beside its control subject);
+  it may take its group's Sparkplug commands (NCMD, DCMD) at QoS 0. To get JetStream PubAcks it may subscribe to
+  its own inbox prefix ``_INBOX.feed-<t>.>`` only (nats-py: ``connect(inbox_prefix=feed_inbox_prefix(t))``), so it
+  cannot read other clients' replies, and to ``simctl.<t>`` (the simulator's fault control), answering requests it
   receives (``allow_responses``). No ``$JS.API``, no other tenant, no other stream.
+
+MQTT: the server's built-in MQTT listener (`mqtt_block`; it needs ``server_name`` and JetStream) authenticates
+MQTT clients against the same users, and an MQTT topic ``tele/<t>/<equipment>`` is the subject
+``tele.<t>.<equipment>``: the feed user's permissions decide what a device may publish. A feed user gets no
+``$MQTT.sub.>`` (the delivery subjects of QoS 1 subscriptions, shared by the whole account: with it a NATS client
+could read other tenants' MQTT deliveries), so a device subscribes at QoS 0; publishing at QoS 1 needs nothing more.
 
 Tenant ids are checked with :func:`schema.ids.check_tenant_id` before they reach the config text, and every
 value is written as a quoted string.
@@ -54,10 +61,20 @@ def feed_password(feed_secret: str, tenant_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def sparkplug_group_filter(tenant_id: str) -> str:
+    """Sparkplug B topics of the group named like the tenant, as NATS's MQTT listener names them
+    (``spBv1.0/<t>/...`` is ``spBv1//0.<t>. ...``; see gateway/sparkplug.py)."""
+    return f"spBv1//0.{check_tenant_id(tenant_id)}.>"
+
+
 def feed_permissions(tenant_id: str) -> dict[str, object]:
+    tenant = check_tenant_id(tenant_id)
     return {
-        "publish": {"allow": [tele_tenant_filter(tenant_id), simctl_truth_subject(tenant_id)]},
-        "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", simctl_subject(tenant_id)]},
+        "publish": {"allow": [tele_tenant_filter(tenant_id), simctl_truth_subject(tenant_id),
+                              sparkplug_group_filter(tenant_id)]},
+        # Sparkplug edge nodes take their commands (a rebirth request) at QoS 0.
+        "subscribe": {"allow": [f"{feed_inbox_prefix(tenant_id)}.>", simctl_subject(tenant_id),
+                                f"spBv1//0.{tenant}.NCMD.>", f"spBv1//0.{tenant}.DCMD.>"]},
         "allow_responses": True,
     }
 
@@ -97,6 +114,45 @@ def authorization_block(app_user: str, app_pw: str, secret: str, tenants: Iterab
         check_tenant_id(tenant)
         lines.append(_user_block(feed_user(tenant), feed_password(secret, tenant), feed_permissions(tenant)))
     return "authorization {\n  users = [\n" + ",\n".join(lines) + "\n  ]\n}\n"
+
+
+def mqtt_block(port: int, host: str | None = None) -> str:
+    """The ``mqtt { ... }`` block: NATS's MQTT listener (3.1.1 and 5) for feeds that speak MQTT, authenticated
+    by the ``authorization`` users. Needs ``server_name`` and JetStream (`server_name_line`).
+
+    >>> print(mqtt_block(1883, "127.0.0.1"), end="")
+    mqtt {
+      listen: "127.0.0.1:1883"
+    }
+    """
+    if not 0 < port < 65536:
+        raise ValueError(f"MQTT port {port} out of range")
+    listen = f"{host}:{port}" if host else f"0.0.0.0:{port}"
+    return f"mqtt {{\n  listen: {_q(listen)}\n}}\n"
+
+
+def server_name_line(name: str) -> str:
+    """``server_name``: the MQTT listener refuses to start without one (its session state lives in JetStream
+    streams named after the server)."""
+    if not name or any(c in name for c in '"\\\n\r\t '):
+        raise ValueError("server name must be non-empty without quotes, backslashes or whitespace")
+    return f"server_name: {_q(name)}\n"
+
+
+def mqtt_url(nats_url: str | None, user: str, password: str, port: int) -> str | None:
+    """The ``mqtt://user:password@host:port`` a device connects to: the NATS server's host, the MQTT port.
+
+    >>> mqtt_url("nats://wellpulse-app:x@10.0.0.5:4222", "feed-acme", "pw", 1883)
+    'mqtt://feed-acme:pw@10.0.0.5:1883'
+    """
+    if not nats_url:
+        return None
+    host = urlsplit(nats_url.split(",")[0].strip()).hostname
+    if host is None:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"mqtt://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
 
 
 def url_credentials(url: str | None) -> tuple[str, str] | None:

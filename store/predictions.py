@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from store.listing import FieldSpec, ResourceSpec
+from store.readings import GOOD_VALUES_JSON
 
 __all__ = [
     "ML_MODELS",
@@ -180,9 +181,10 @@ async def latest_reading_ts(conn: Executor, tenant_id: str, equipment_id: str) -
 
 async def snapshots_between(conn: Executor, tenant_id: str, equipment_id: str, start: datetime, end: datetime,
                             limit: int) -> list[asyncpg.Record]:
-    """Stored readings of ``[start, end)`` as snapshots (``ts, vals``: sensor -> value), in time order."""
+    """Stored readings of ``[start, end)`` as snapshots (``ts, vals``: sensor -> value, bad values left out as
+    the models leave them out), in time order."""
     return await conn.fetch(
-        "SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
+        f"SELECT ts, {GOOD_VALUES_JSON} AS vals FROM readings"
         " WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
         " GROUP BY ts ORDER BY ts LIMIT $5",
         tenant_id, equipment_id, start, end, limit,

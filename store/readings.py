@@ -46,9 +46,12 @@ EXPORT_CHUNK_ROWS = 5000
 MAX_LATEST_EQUIPMENT = 100
 _TS = itemgetter(3)  # a reading row's timestamp
 READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
+QUALIFIED_COLUMNS = (*READING_COLUMNS, "quality")
 _STAGED_ONLY: set[int] = set()  # pools whose readings table refuses COPY (row-level security)
 _HOURLY_ROLLUP: dict[int, bool] = {}  # pool -> whether readings_hourly exists (plain PostgreSQL)
 ReadingRow = tuple[str, str, str, datetime, float]  # tenant_id, equipment_id, sensor, ts, value
+# ... and the value's quality: None (good), "uncertain" or "bad" (migration 019)
+QualifiedRow = tuple[str, str, str, datetime, float, str | None]
 
 _LATEST = """
 WITH RECURSIVE wanted AS (
@@ -112,8 +115,11 @@ def hour_floor(ts: datetime) -> datetime:
 # ---------------------------------------------------------------- writing and reading raw readings
 
 
-async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
+async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow] | Sequence[QualifiedRow]) -> int:
     """Store readings exactly once; returns how many rows were new.
+
+    Rows are `ReadingRow` (quality good) or `QualifiedRow` (the ingest path's, with the quality of each value);
+    one batch is all of one kind.
 
     PostgreSQL refuses COPY into a table under row-level security, so readings go in as
     column arrays with ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` (the
@@ -125,13 +131,14 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
     if not rows:
         return 0
     late = late_hours(rows)  # on time, one min() over the batch; else noted for the hourly rollup
+    columns = QUALIFIED_COLUMNS if len(rows[0]) == len(QUALIFIED_COLUMNS) else READING_COLUMNS
     async with pool.acquire() as conn:
         if late and not await _has_hourly_rollup(pool, conn):
             late = []
         if id(pool) not in _STAGED_ONLY:
             try:
                 async with conn.transaction():
-                    await conn.copy_records_to_table("readings", records=rows, columns=READING_COLUMNS)
+                    await conn.copy_records_to_table("readings", records=rows, columns=columns)
                     await mark_late_readings(conn, late)
                 return len(rows)
             except asyncpg.UniqueViolationError:
@@ -141,12 +148,14 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow]) -> int:
         async with conn.transaction():
             # Column arrays, not a temp table: the app role has no TEMP privilege (a temp object could
             # shadow a name in a function that trusts its search_path).
-            tenants, equipment, sensors, stamps, values = (list(column) for column in zip(*rows, strict=True))
+            arrays = [list(column) for column in zip(*rows, strict=True)]
+            if len(arrays) < len(QUALIFIED_COLUMNS):
+                arrays.append([None] * len(rows))
             status = await conn.execute(
-                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])"
-                " ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
-                tenants, equipment, sensors, stamps, values)
+                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value, quality)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[],"
+                " $6::text[]) ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
+                *arrays)
             await mark_late_readings(conn, late)
         return int(status.rsplit(" ", 1)[-1])
 
@@ -168,10 +177,13 @@ async def fetch_readings(
     end: datetime,
     after: tuple[datetime, str] | None,
     limit: int,
+    quality: bool = False,
 ) -> list[asyncpg.Record]:
-    """Raw readings in (ts, sensor) order, keyset-paginated after ``after``."""
+    """Raw readings in (ts, sensor) order, keyset-paginated after ``after``; with ``quality`` each row also has
+    its value's quality (``good``, ``uncertain`` or ``bad``)."""
+    columns = "sensor, ts, value, coalesce(quality, 'good') AS quality" if quality else "sensor, ts, value"
     return await pool.fetch(
-        "SELECT sensor, ts, value FROM readings"
+        f"SELECT {columns} FROM readings"
         " WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
         " AND ($5::text[] IS NULL OR sensor = ANY($5::text[]))"
         " AND ($6::timestamptz IS NULL OR (ts, sensor) > ($6::timestamptz, $7::text))"
@@ -241,23 +253,30 @@ async def count_readings(pool: Executor, tenant_id: str) -> int:
     return await pool.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant_id)
 
 
+GOOD_VALUES_JSON = ("coalesce(jsonb_object_agg(sensor, value) FILTER (WHERE quality IS DISTINCT FROM 'bad'),"
+                " '{}'::jsonb)")
+
+
 async def readings_after(
-    pool: Executor, tenant_id: str, equipment_id: str, after: datetime | None, limit: int
+    pool: Executor, tenant_id: str, equipment_id: str, after: datetime | None, limit: int,
+    before: datetime | None = None,
 ) -> list[asyncpg.Record]:
     """Readings stored after a checkpoint, for a restored model to catch up on, oldest first; with `after`
-    None (a model that has learned nothing), the latest `limit` of them."""
+    None (a model that has learned nothing), the latest `limit` of them. Bad values are left out (not learned),
+    their snapshot kept (the equipment reported). With `before`, only readings older than it (a batch about to be
+    learned with its own flags starts there)."""
     if after is None:
         return await pool.fetch(
-            "SELECT ts, vals FROM (SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
-            " WHERE tenant_id = $1 AND equipment_id = $2 GROUP BY ts ORDER BY ts DESC LIMIT $3) AS latest"
-            " ORDER BY ts",
-            tenant_id, equipment_id, limit,
+            f"SELECT ts, vals FROM (SELECT ts, {GOOD_VALUES_JSON} AS vals FROM readings"
+            " WHERE tenant_id = $1 AND equipment_id = $2 AND ($4::timestamptz IS NULL OR ts < $4)"
+            " GROUP BY ts ORDER BY ts DESC LIMIT $3) AS latest ORDER BY ts",
+            tenant_id, equipment_id, limit, before,
         )
     return await pool.fetch(
-        "SELECT ts, jsonb_object_agg(sensor, value) AS vals FROM readings"
-        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts > $3"
+        f"SELECT ts, {GOOD_VALUES_JSON} AS vals FROM readings"
+        " WHERE tenant_id = $1 AND equipment_id = $2 AND ts > $3 AND ($5::timestamptz IS NULL OR ts < $5)"
         " GROUP BY ts ORDER BY ts LIMIT $4",
-        tenant_id, equipment_id, after, limit,
+        tenant_id, equipment_id, after, limit, before,
     )
 
 
@@ -381,7 +400,7 @@ async def fetch_hourly_bucketed(conn: asyncpg.Connection, tenant_id: str, equipm
         tenant_id, equipment_id, start, end, hi, bucket, list(sensors) if sensors else None, limit)
 
 
-def late_hours(rows: Sequence[ReadingRow], now: datetime | None = None,
+def late_hours(rows: Sequence[ReadingRow] | Sequence[QualifiedRow], now: datetime | None = None,
                ) -> list[tuple[str, str, datetime]]:
     """(tenant, equipment, hour) of readings whose hour ended more than :data:`LATE_AFTER` ago.
 

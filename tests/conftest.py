@@ -136,13 +136,20 @@ def fresh_database(pg_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An authorizing NATS server; the URL carries the app user's credentials (store.nats_auth)."""
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()
+def embedded_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """The session's authorizing NATS server (with its MQTT listener on ``mqtt_port``); feed users are added with
+    ``set_tenants``."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), mqtt_port=0).start()
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(embedded_nats: EmbeddedNats) -> str:
+    """The session's NATS server's URL, with the app user's credentials (store.nats_auth)."""
+    return embedded_nats.url
 
 
 @pytest.fixture(scope="session")

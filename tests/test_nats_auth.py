@@ -292,6 +292,7 @@ async def test_cli_prints_feed_credentials_that_work(
     info = json.loads(capsys.readouterr().out)
     assert info["user"] == "feed-alpha" and info["publish"] == "tele.alpha.>"
     assert server.app_password not in info["url"]  # the app's credentials are not handed out
+    assert info["mqtt_url"] == f"mqtt://feed-alpha:{info['password']}@127.0.0.1:1883"
     feed = await Feed().connect(info["url"], None, inbox_prefix=info["inbox_prefix"])
     try:
         assert (await feed.nc.jetstream().publish("tele.alpha.PJ-0003", b"{}", timeout=5)).stream == "TELEMETRY"
@@ -310,7 +311,10 @@ def test_cli_prints_the_authorization_block(
     monkeypatch.setenv("WELLPULSE_NATS_FEED_SECRET", "k")
     assert main(["nats", "config", "--tenant", "alpha", "--tenant", "beta", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out == nats_auth.authorization_block("wellpulse-app", "app-pw", "k", ["alpha", "beta"])
+    auth_block = nats_auth.authorization_block("wellpulse-app", "app-pw", "k", ["alpha", "beta"])
+    assert out == auth_block + nats_auth.server_name_line("wellpulse") + nats_auth.mqtt_block(1883)
+    assert main(["nats", "config", "--tenant", "alpha", "--no-mqtt", "--data-dir", str(tmp_path)]) == 0
+    assert "mqtt" not in capsys.readouterr().out
     assert main(["nats", "config", "--tenant", "a>b", "--data-dir", str(tmp_path)]) == 2
 
 

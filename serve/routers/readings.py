@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from schema.api import BucketedReading, Envelope, ErrorEnvelope, Pagination, RawReading
+from schema.api import BucketedReading, Envelope, ErrorEnvelope, Pagination, RawReading, RawReadingWithQuality
 from schema.ids import EQUIPMENT_ID_PATTERN, InvalidIdentifier, check_sensor
 from schema.telemetry import LatestValue
 from serve import readings as service
@@ -62,7 +62,8 @@ def aware(value: datetime | None, name: str, default: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-@router.get("/{equipment_id}/readings", response_model=Envelope[list[RawReading] | list[BucketedReading]],
+@router.get("/{equipment_id}/readings",
+            response_model=Envelope[list[RawReading] | list[RawReadingWithQuality] | list[BucketedReading]],
             responses={404: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}})
 async def readings(
     services: ServicesDep,
@@ -74,12 +75,18 @@ async def readings(
     bucket: Literal["1m", "5m", "15m", "1h", "1d"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: str | None = None,
+    include_quality: Annotated[bool, Query(description="raw readings only: each with its value's quality "
+                                                       "(good, uncertain or bad)")] = False,
 ) -> Response:
+    if include_quality and bucket:
+        raise ApiError(422, "include_quality is for raw readings", details=[
+            {"field": "include_quality", "message": "not with bucket: buckets aggregate values of every quality"}])
     start, end = _range(from_, to, timedelta(hours=1))
     sensors = parse_sensors(sensor)
     after = decode_cursor(cursor) if cursor else None
     rows = await service.series(services, principal.tenant_id, equipment_id, sensors=sensors, start=start, end=end,
-                                bucket=BUCKETS[bucket] if bucket else None, after=after, limit=limit)
+                                bucket=BUCKETS[bucket] if bucket else None, after=after, limit=limit,
+                                quality=include_quality)
     if bucket:
         return json_envelope([dict(r) for r in rows], Pagination(limit=limit))
     next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["sensor"]) if len(rows) == limit else None
