@@ -1,11 +1,12 @@
 """SCADA protocols: MQTT QoS 1 ingest end to end against a bare NATS publish of the same messages, in the same run
 on the same stack; and the Sparkplug B host's decoding cost per metric against a bare protobuf parse. Prints JSON.
 
-    python -m bench.scada [--readings 50000] [--equipment 20] [--sparkplug-messages 20000]
+    python -m bench.scada [--readings 50000] [--equipment 20] [--sparkplug-messages 20000] [--edge-readings 20000]
 
 End to end: published until every reading is stored, learned and acked. MQTT: paho-mqtt at QoS 1 (up to
 ``--inflight`` unacknowledged), as a feed user, to the embedded NATS's MQTT listener; NATS: JetStream publishes
-(windows of 2,000 PubAcks) as the app, to another tenant with the same equipment.
+(windows of 2,000 PubAcks) as the app, to another tenant with the same equipment. Last, the edge buffer's catch-up
+after a five-minute outage (`bench.gateway_edge`, its own hub and gateway, against a direct publish).
 """
 
 import argparse
@@ -17,6 +18,7 @@ from typing import Any
 import nats
 import paho.mqtt.client as mqtt
 
+from bench import gateway_edge
 from bench.common import emit, new_tenant, start_stack
 from bench.ingest import PUMP_JACK, build_messages, publish_all, wait_ingested
 from gateway.sparkplug import SparkplugConfig, SparkplugHost
@@ -106,17 +108,17 @@ async def main(args: argparse.Namespace) -> None:
     try:
         nats_result = await ingest(stack, args, "nats")
         mqtt_result = await ingest(stack, args, "mqtt")
-        emit({
-            "benchmark": "scada",
-            "mqtt_qos1_end_to_end": mqtt_result,
-            "baseline_nats_jetstream_end_to_end": nats_result,
-            "ratio_mqtt_to_nats_readings_per_s": round(
-                mqtt_result["readings_per_s"] / nats_result["readings_per_s"], 3),
-            "sparkplug_decode": sparkplug_decoding(args.sparkplug_messages, args.metrics),
-        })
     finally:
         await asyncio.to_thread(stack.stop)
-
+    edge = await gateway_edge.run(args.edge_readings)
+    emit({
+        "benchmark": "scada",
+        "mqtt_qos1_end_to_end": mqtt_result,
+        "baseline_nats_jetstream_end_to_end": nats_result,
+        "ratio_mqtt_to_nats_readings_per_s": round(mqtt_result["readings_per_s"] / nats_result["readings_per_s"], 3),
+        "sparkplug_decode": sparkplug_decoding(args.sparkplug_messages, args.metrics),
+        "edge_buffer_catch_up": edge,
+    })
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -125,4 +127,6 @@ if __name__ == "__main__":
     parser.add_argument("--inflight", type=int, default=1000, help="MQTT QoS 1 messages in flight at most")
     parser.add_argument("--sparkplug-messages", type=int, default=20_000)
     parser.add_argument("--metrics", type=int, default=5, help="metrics per Sparkplug DDATA")
+    parser.add_argument("--edge-readings", type=int, default=20_000,
+                        help="readings buffered at the edge during the outage (20,000: 5 minutes at 67/s)")
     asyncio.run(main(parser.parse_args()))
