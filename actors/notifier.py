@@ -30,7 +30,7 @@ import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -38,7 +38,10 @@ import asyncpg
 
 from config import Clock, Settings
 from config.secrets import SecretBox
+from notify.routing import PolicyError
+from schema.severity import SEVERITIES
 from store import db
+from store import notification_policies as policies
 from store import notifications as store
 from store.senders import Notice, SendResult, send
 
@@ -134,9 +137,24 @@ class Notifier:
                     return attempted
 
     async def _plan_page(self) -> int:
+        """One page of events planned: through the tenant's policy tree into groups (then the due groups become
+        deliveries), or, with no policy, straight to every channel."""
         async with db.tenant_tx(self.pool, self.tenant_id) as conn:
-            events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=self.clock.now(),
-                                                           limit=PLAN_PAGE)
+            now = self.clock.now()
+            try:
+                policy = await policies.load_policy(conn, self.tenant_id)
+            except PolicyError:  # stored before a rule tightened: the channels still hear of every alert
+                log.exception("the notification policy of %s cannot be read; notifying every channel",
+                              self.tenant_id)
+                policy = None
+            if policy is None:
+                events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
+            else:
+                events, _entries = await policies.plan_routed(conn, self.tenant_id, policy, now=now,
+                                                              limit=PLAN_PAGE)
+            # Groups left by a policy since removed still speak, unmuted: nothing they gathered is dropped.
+            await policies.flush_groups(conn, self.tenant_id, now=now, limit=PLAN_PAGE,
+                                        muted_until=policy.muted_until if policy else _never_muted)
         return events
 
     async def _attempt(self, row: asyncpg.Record, limit: asyncio.Semaphore) -> None:
@@ -206,10 +224,22 @@ class Notifier:
             await self._session.close()
 
 
+def _never_muted(_timings: Sequence[str], _at: datetime) -> None:
+    return None
+
+
 def notice_of(tenant_id: str, row: asyncpg.Record) -> Notice:
-    """What a due delivery (a row of `store.notifications.due_deliveries`) says."""
+    """What a due delivery (a row of `store.notifications.due_deliveries`) says; a grouped one lists its alerts,
+    under the gravest severity among them."""
+    grouped: list[dict[str, Any]] = row["grouped"] or []
+    severity, message = row["severity"], row["message"]
+    if len(grouped) > 1:
+        severity = max((a["severity"] for a in grouped), key=SEVERITIES.index)
+        message = "\n".join(f"- [{a['severity']}] {a['rule_id']} on {a['equipment_id']}: {a['message']}"
+                            f" (alert {a['alert_id']}, {a['event_kind']})" for a in grouped)
     return Notice(delivery_id=str(row["id"]), tenant_id=tenant_id, alert_id=row["alert_id"],
                   event_seq=row["event_seq"], event_kind=row["event_kind"], equipment_id=row["equipment_id"],
-                  rule_id=row["rule_id"], severity=row["severity"], state=row["state"], message=row["message"],
-                  occurred_at=row["occurred_at"])
+                  rule_id=row["rule_id"], severity=severity, state=row["state"], message=message,
+                  occurred_at=row["occurred_at"], alerts=tuple(grouped) if len(grouped) > 1 else (),
+                  group=row["route"] or "")
 

@@ -27,6 +27,7 @@ from serve.routers import (
     ml_models,
     notification_channels,
     notification_deliveries,
+    notification_policies,
     predictions,
     production,
     readings,
@@ -68,7 +69,7 @@ def build_app(settings: Settings) -> FastAPI:
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
-                   notification_channels, notification_deliveries):
+                   notification_channels, notification_deliveries, notification_policies):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -51,9 +51,16 @@ class Notice:
     message: str
     occurred_at: datetime
     test: bool = False
+    # A grouped message (a policy route's group, `notify.routing`): every event it lists, oldest first, each with
+    # the fields above; the fields above are then the newest event's and ``message`` lists them all.
+    alerts: tuple[Mapping[str, Any], ...] = ()
+    group: str = ""
 
     @property
     def title(self) -> str:
+        if len(self.alerts) > 1:
+            where = f" ({self.group})" if self.group else ""
+            return f"[{self.severity.upper()}] {len(self.alerts)} alerts{where}"
         what = "test notification" if self.test else f"alert {self.event_kind}"
         return f"[{self.severity.upper()}] {what}: {self.rule_id} on {self.equipment_id}"
 
@@ -65,6 +72,7 @@ class Notice:
     def document(self) -> dict[str, Any]:
         data = asdict(self)
         data["occurred_at"] = self.occurred_at.isoformat()
+        data["alerts"] = [dict(a) for a in self.alerts]
         return {"type": "test" if self.test else f"alert.{self.event_kind}", **data}
 
 

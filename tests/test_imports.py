@@ -21,6 +21,7 @@ MAY_NOT_IMPORT = {
     "schema": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench"},
     "config": {"schema", "models", "store", "actors", "serve", "sim", "cli", "bench"},
     "models": {"config", "store", "actors", "serve", "sim", "cli", "bench"},
+    "notify": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench"},
     "store": {"actors", "serve", "sim", "cli", "bench"},
     "actors": {"serve", "sim", "cli", "bench"},
     "serve": {"sim", "cli", "bench"},
@@ -78,6 +79,7 @@ def test_no_router_imports_another() -> None:
 
 # Routers that only parse, call a service (serve/*.py, which works in a `serve.uow` unit of work) and answer.
 THIN_ROUTERS = ("alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance", "ml_models",
+                "notification_policies",
                 "predictions", "production", "readings", "rules", "silences", "sync", "telemetry", "users", "wells")
 
 

@@ -1,0 +1,46 @@
+-- Notifications (issue 12), second slice: a tenant's routing policy tree (notify.routing) and the groups it
+-- gathers alert events into before one message lists them.
+
+-- One policy document per tenant; no row: every enabled channel hears of every alert (the first slice).
+CREATE TABLE IF NOT EXISTS notification_policies (
+    tenant_id  text PRIMARY KEY REFERENCES tenants (id),
+    document   jsonb NOT NULL,
+    updated_by text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- A route's group (the alerts whose group_by fields agree): when its next message is due, and after what.
+CREATE TABLE IF NOT EXISTS notification_groups (
+    tenant_id      text NOT NULL REFERENCES tenants (id),
+    id             uuid NOT NULL DEFAULT gen_random_uuid(),
+    route          text NOT NULL,
+    group_key      text NOT NULL,
+    channels       uuid[] NOT NULL,
+    group_interval double precision NOT NULL CHECK (group_interval >= 0),
+    mute_timings   text[] NOT NULL DEFAULT '{}',
+    -- NULL: nothing waits to be sent.
+    next_flush_at  timestamptz,
+    last_sent_at   timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, route, group_key)
+);
+CREATE INDEX IF NOT EXISTS notification_groups_due
+    ON notification_groups (tenant_id, next_flush_at) WHERE next_flush_at IS NOT NULL;
+
+-- The events a group gathered; flushed_at is set in the transaction that plans the message listing them.
+CREATE TABLE IF NOT EXISTS notification_group_items (
+    tenant_id  text NOT NULL,
+    group_id   uuid NOT NULL,
+    event_seq  bigint NOT NULL REFERENCES alert_events (seq),
+    flushed_at timestamptz,
+    PRIMARY KEY (tenant_id, group_id, event_seq),
+    FOREIGN KEY (tenant_id, group_id) REFERENCES notification_groups (tenant_id, id)
+);
+
+-- A grouped message lists several events; event_seq stays the newest of them (the idempotency key with the
+-- channel), event_seqs all of them (NULL: the one event_seq). route names the policy route that planned it.
+ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS event_seqs bigint[];
+ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS route text;
+
+SELECT wellpulse_enable_rls(t)
+FROM unnest(ARRAY['notification_policies', 'notification_groups', 'notification_group_items']) AS t;
