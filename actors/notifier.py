@@ -29,7 +29,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ import asyncpg
 
 from config import Clock, Settings
 from config.secrets import SecretBox
+from notify.acklinks import AckLinks
 from notify.routing import PolicyError
 from schema.severity import SEVERITIES
 from store import db
@@ -45,7 +46,7 @@ from store import notification_policies as policies
 from store import notifications as store
 from store.senders import Notice, SendResult, send
 
-__all__ = ["LATENCY_BUCKETS", "Notifier", "RetryPolicy"]
+__all__ = ["LATENCY_BUCKETS", "Notifier", "RetryPolicy", "ack_links_of"]
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
@@ -88,8 +89,10 @@ class Notifier:
     """One tenant's deliveries: plan them from committed events, send the due ones, record each outcome."""
 
     def __init__(self, pool: asyncpg.Pool, tenant_id: str, box: SecretBox, *, policy: RetryPolicy, clock: Clock,
-                 publish: Publish | None = None, rng: random.Random | None = None) -> None:
+                 publish: Publish | None = None, rng: random.Random | None = None,
+                 ack_links: AckLinks | None = None) -> None:
         self.pool = pool
+        self.ack_links = ack_links
         self.tenant_id = tenant_id
         self.box = box
         self.policy = policy
@@ -166,7 +169,7 @@ class Notifier:
                 result = SendResult(False, 0.0, error="the channel's secret cannot be opened (data key changed?)",
                                     permanent=True)
             else:
-                result = await send(kind, row["config"], secrets, notice_of(self.tenant_id, row),
+                result = await send(kind, row["config"], secrets, self._notice(row),
                                     timeout=self.policy.timeout_seconds, session=await self._http())
         await self._record(row, result)
 
@@ -195,6 +198,15 @@ class Notifier:
             if self.publish is not None:
                 await self.publish([failed_event])
 
+    def _notice(self, row: asyncpg.Record) -> Notice:
+        """The message of a due delivery, with its own acknowledge link (the delivery id is the link's nonce)."""
+        notice = notice_of(self.tenant_id, row)
+        if self.ack_links is None:
+            return notice
+        token, url = self.ack_links.make(self.tenant_id, row["alert_id"], row["id"].hex,
+                                         now=self.clock.now().timestamp())
+        return replace(notice, ack_token=token, ack_url=url)
+
     def _observe(self, kind: str, result: SendResult) -> None:
         if result.ok:
             self.sent[kind] += 1
@@ -222,6 +234,14 @@ class Notifier:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def ack_links_of(settings: Settings) -> AckLinks | None:
+    """The links a tenant's notifications carry (None when no ``ack_link_key`` is configured or generated)."""
+    if settings.ack_link_key is None:
+        return None
+    return AckLinks(settings.ack_link_key.get_secret_value().encode(), settings.public_url,
+                    settings.ack_link_hours * 3600)
 
 
 def _never_muted(_timings: Sequence[str], _at: datetime) -> None:

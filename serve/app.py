@@ -15,6 +15,7 @@ from serve.bodylimit import BodyLimit
 from serve.deps import ACCESS_COOKIE, current_principal, current_user
 from serve.edge import SecurityHeaders
 from serve.routers import (
+    ack_links,
     alerts,
     api_keys,
     audit_logs,
@@ -69,7 +70,7 @@ def build_app(settings: Settings) -> FastAPI:
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
-                   notification_channels, notification_deliveries, notification_policies):
+                   notification_channels, notification_deliveries, notification_policies, ack_links):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -78,9 +78,9 @@ def test_no_router_imports_another() -> None:
 
 
 # Routers that only parse, call a service (serve/*.py, which works in a `serve.uow` unit of work) and answer.
-THIN_ROUTERS = ("alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance", "ml_models",
-                "notification_policies",
-                "predictions", "production", "readings", "rules", "silences", "sync", "telemetry", "users", "wells")
+THIN_ROUTERS = ("ack_links", "alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance",
+                "ml_models", "notification_policies", "predictions", "production", "readings", "rules", "silences",
+                "sync", "telemetry", "users", "wells")
 
 
 @pytest.mark.parametrize("name", THIN_ROUTERS)

@@ -9,12 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
+from actors.notifier import ack_links_of
 from config import ManualClock
+from notify.acklinks import AckLinks
 from schema.errors import InvalidInput, NotFound
 from schema.notification_policies import PolicyDocument
 from serve import notification_policies as service
+from serve.app import build_app
 from serve.auth import Principal, Role
 from store import db
 from store.audit import AuditContext
@@ -128,3 +132,45 @@ async def test_a_mute_timing_in_the_tenants_zone_holds_the_message_until_it_ends
     clock.advance(timedelta(minutes=31))
     assert await notifier(services, tenant, clock).run_round() == 1
     assert len(receiver.requests) == 1
+
+
+# ------------------------------------------------------------------------------------------------ acknowledge links
+
+
+async def test_the_link_in_a_notification_acknowledges_its_alert_once(
+        services: Any, tenant: str, principal: Principal, audit: AuditContext, receiver: HttpReceiver) -> None:
+    await create(services, principal, audit, webhook(receiver.url("/hook")))
+    event = await open_alert(services, tenant, "critical")
+    links = ack_links_of(services.settings)
+    assert links is not None
+    sender = notifier(services, tenant, ManualClock(datetime.now(UTC)))
+    sender.ack_links = links
+    assert await sender.run_round() == 1
+    await sender.close()
+    body = receiver.requests[0].json()
+    token = body["ack_token"]
+    assert body["ack_url"].endswith(f"/v1/ack-links/{token}") and f".{event['alert_id']}." in token
+
+    app = build_app(services.settings)
+    app.state.services = services
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        shown = await http.get(f"/v1/ack-links/{token}")
+        assert shown.status_code == 200, shown.text
+        assert (shown.json()["data"]["used"], shown.json()["data"]["alert"]["state"]) == (False, "open")
+        done = await http.post(f"/v1/ack-links/{token}")
+        assert done.status_code == 200 and done.json()["data"]["alert"]["state"] == "acknowledged", done.text
+        again = await http.post(f"/v1/ack-links/{token}")
+        assert again.status_code == 409 and again.json()["error"]["details"][0]["field"] == "token", again.text
+        key = links.key
+        expired, _url = AckLinks(key, "http://x", -1.0).make(tenant, event["alert_id"], "cd" * 16,
+                                                             now=datetime.now(UTC).timestamp())
+        forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        for bad, reason in ((expired, "expired"), (forged, "forged"), ("not-a-token", "malformed")):
+            refused = await http.post(f"/v1/ack-links/{bad}")
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["details"][0] == {"field": "token",
+                                                             "message": f"the acknowledge link is {reason}"}
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        kinds = await conn.fetch("SELECT kind, actor FROM alert_events WHERE alert_id = $1 ORDER BY seq",
+                                 event["alert_id"])
+    assert [(k["kind"], k["actor"].split(":")[0]) for k in kinds][1:] == [("acknowledged", "ack-link")]

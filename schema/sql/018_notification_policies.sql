@@ -42,5 +42,16 @@ CREATE TABLE IF NOT EXISTS notification_group_items (
 ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS event_seqs bigint[];
 ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS route text;
 
+-- Acknowledge links (notify/acklinks.py) used: the token's nonce, recorded in the transaction that
+-- acknowledges, so a link acknowledges once.
+CREATE TABLE IF NOT EXISTS ack_link_uses (
+    tenant_id text NOT NULL REFERENCES tenants (id),
+    nonce     text NOT NULL CHECK (nonce ~ '^[0-9a-f]{32}$'),
+    alert_id  bigint NOT NULL REFERENCES alerts (id),
+    used_at   timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, nonce)
+);
+
 SELECT wellpulse_enable_rls(t)
-FROM unnest(ARRAY['notification_policies', 'notification_groups', 'notification_group_items']) AS t;
+FROM unnest(ARRAY['notification_policies', 'notification_groups', 'notification_group_items', 'ack_link_uses'])
+    AS t;
