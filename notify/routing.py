@@ -9,7 +9,8 @@ the first that matches takes it, and so does each later matching sibling while t
 A route's ``channels``, ``group_by`` and intervals, when left out, are its parent's. Alerts of one route whose
 ``group_by`` fields agree form a group: its first message waits ``group_wait`` (so alerts that come together go out
 together, as one message listing them), later alerts of the group wait until ``group_interval`` after the last
-message. While one of the route's mute timings is active (a weekly window in the tenant's time zone) the group's
+message, and while an alert it sent stays open (unacknowledged) the group reminds of it every ``repeat_interval``
+(0: never). While one of the route's mute timings is active (a weekly window in the tenant's time zone) the group's
 message is held until the window ends: a muted alert is late, never lost.
 
 Pure: the storage of the document is `store.notification_policies`'s, the planning `store.notifications`'s.

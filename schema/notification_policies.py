@@ -34,7 +34,8 @@ class RouteSpec(BaseModel):
     group_by: list[str] = Field(default_factory=list, max_length=10)
     group_wait: Seconds | None = Field(None, description="seconds before a new group's first message (30)")
     group_interval: Seconds | None = Field(None, description="seconds between a group's messages (300)")
-    repeat_interval: Seconds | None = Field(None, description="reserved for reminders (14400)")
+    repeat_interval: Seconds | None = Field(None, description="seconds between reminders of a group's"
+                                            " alerts still unacknowledged (14400; 0: none)")
     continue_: bool = Field(False, alias="continue", description="after matching, try the next siblings too")
     mute_timings: list[Name] = Field(default_factory=list, max_length=20)
 

@@ -4,7 +4,9 @@ With a policy, `plan_routed` reads the events after the tenant's cursor (as `sto
 does without one), routes each event that notifies, adds it to its route's group and moves the cursor, in the
 caller's transaction. `flush_groups` turns each group that is due into one delivery per channel listing the
 group's new events (``event_seqs``), marks them flushed and sets when the group may speak next, in one
-transaction: an event is in exactly one message per group, whatever crashes when.
+transaction: an event is in exactly one message per group, whatever crashes when. A group quiet for its
+``repeat_interval`` reminds of its alerts still open (a reminder is numbered, the number is part of the
+delivery's key); acknowledging an alert stops its reminders.
 """
 
 from collections.abc import Callable, Sequence
@@ -99,16 +101,17 @@ async def plan_routed(conn: asyncpg.Connection, tenant_id: str, policy: Policy, 
             if match.channels:
                 route = match.route
                 entries.append((tenant_id, route.name, match.group_key, list(match.channels), route.group_interval,
-                                list(route.mute_timings), now + timedelta(seconds=route.group_wait), event["seq"]))
+                                list(route.mute_timings), now + timedelta(seconds=route.group_wait), event["seq"],
+                                route.repeat_interval))
     if entries:
         await conn.executemany(
             """WITH g AS (
                    INSERT INTO notification_groups (tenant_id, route, group_key, channels, group_interval,
-                                                    mute_timings, next_flush_at)
-                   VALUES ($1, $2, $3, $4::text[]::uuid[], $5, $6, $7)
+                                                    mute_timings, next_flush_at, repeat_interval)
+                   VALUES ($1, $2, $3, $4::text[]::uuid[], $5, $6, $7, $9)
                    ON CONFLICT (tenant_id, route, group_key) DO UPDATE SET
                        channels = excluded.channels, group_interval = excluded.group_interval,
-                       mute_timings = excluded.mute_timings,
+                       mute_timings = excluded.mute_timings, repeat_interval = excluded.repeat_interval,
                        next_flush_at = coalesce(notification_groups.next_flush_at, greatest(
                            excluded.next_flush_at,
                            notification_groups.last_sent_at + make_interval(secs => excluded.group_interval)))
@@ -143,11 +146,40 @@ async def flush_groups(conn: asyncpg.Connection, tenant_id: str, *, now: datetim
         await conn.execute(
             "UPDATE notification_groups SET next_flush_at = NULL, last_sent_at = CASE WHEN $3 THEN $4"
             " ELSE last_sent_at END WHERE tenant_id = $1 AND id = $2", tenant_id, group["id"], bool(seqs), now)
+    return planned + await _remind(conn, tenant_id, now=now, muted_until=muted_until, limit=limit)
+
+
+async def _remind(conn: asyncpg.Connection, tenant_id: str, *, now: datetime, muted_until: MutedUntil,
+                  limit: int) -> int:
+    """Reminders: each group quiet for its ``repeat_interval`` sends again the alerts it sent that are still open
+    (an acknowledged or resolved alert is not repeated); a group with none open falls silent."""
+    groups = await conn.fetch(
+        "SELECT id, route, channels, mute_timings, reminders FROM notification_groups WHERE tenant_id = $1"
+        " AND next_flush_at IS NULL AND repeat_interval > 0"
+        " AND last_sent_at + make_interval(secs => repeat_interval) <= $2"
+        " ORDER BY last_sent_at LIMIT $3 FOR UPDATE SKIP LOCKED", tenant_id, now, limit)
+    planned = 0
+    for group in groups:
+        if muted_until(group["mute_timings"], now) is not None:
+            continue
+        seqs = sorted(await conn.fetchval(
+            """SELECT coalesce(array_agg(seq), '{}') FROM (
+                   SELECT DISTINCT ON (e.alert_id) e.seq FROM notification_group_items i
+                   JOIN alert_events e ON e.seq = i.event_seq
+                   JOIN alerts a ON a.id = e.alert_id AND a.tenant_id = $1
+                   WHERE i.tenant_id = $1 AND i.group_id = $2 AND i.flushed_at IS NOT NULL AND a.state = 'open'
+                   ORDER BY e.alert_id, e.seq DESC) latest""", tenant_id, group["id"]))
+        if seqs:
+            planned += await _plan_group_message(conn, tenant_id, group, seqs, now, reminder=group["reminders"] + 1)
+        await conn.execute(
+            "UPDATE notification_groups SET reminders = reminders + $3::int, last_sent_at = CASE WHEN $3 > 0"
+            " THEN $4::timestamptz END WHERE tenant_id = $1 AND id = $2",
+            tenant_id, group["id"], 1 if seqs else 0, now)
     return planned
 
 
 async def _plan_group_message(conn: asyncpg.Connection, tenant_id: str, group: asyncpg.Record, seqs: list[int],
-                              now: datetime) -> int:
+                              now: datetime, *, reminder: int = 0) -> int:
     """One delivery per live channel of the group whose ``min_severity`` the gravest listed event reaches."""
     rank = "array_position(ARRAY[" + ", ".join(f"'{s}'" for s in SEVERITIES) + "], {})"
     return int(await conn.fetchval(
@@ -155,12 +187,12 @@ async def _plan_group_message(conn: asyncpg.Connection, tenant_id: str, group: a
                              WHERE tenant_id = $1 AND seq = ANY($3::bigint[])),
                  planned AS (
                  INSERT INTO notification_deliveries (tenant_id, alert_id, event_seq, event_kind, channel_id,
-                     channel_kind, next_attempt_at, created_at, event_seqs, route)
-                 SELECT $1, e.alert_id, e.seq, e.kind, c.id, c.kind, $4, $4, $3::bigint[], $5
+                     channel_kind, next_attempt_at, created_at, event_seqs, route, reminder)
+                 SELECT $1, e.alert_id, e.seq, e.kind, c.id, c.kind, $4, $4, $3::bigint[], $5, $7
                  FROM alert_events e, gravest
                  JOIN notification_channels c ON c.tenant_id = $1 AND c.id = ANY($2::uuid[]) AND c.enabled
                   AND c.deleted_at IS NULL
                  WHERE e.seq = $6 AND gravest.r >= {rank.format('c.min_severity')}
-                 ON CONFLICT (tenant_id, event_seq, channel_id) DO NOTHING RETURNING 1)
+                 ON CONFLICT (tenant_id, event_seq, channel_id, reminder) DO NOTHING RETURNING 1)
             SELECT count(*) FROM planned""",
-        tenant_id, group["channels"], seqs, now, group["route"], seqs[-1]))
+        tenant_id, group["channels"], seqs, now, group["route"], seqs[-1], reminder))

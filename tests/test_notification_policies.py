@@ -20,6 +20,7 @@ from schema.notification_policies import PolicyDocument
 from serve import notification_policies as service
 from serve.app import build_app
 from serve.auth import Principal, Role
+from store import alerts as alert_store
 from store import db
 from store.audit import AuditContext
 from tests.helpers import seeded_tenant
@@ -174,3 +175,30 @@ async def test_the_link_in_a_notification_acknowledges_its_alert_once(
         kinds = await conn.fetch("SELECT kind, actor FROM alert_events WHERE alert_id = $1 ORDER BY seq",
                                  event["alert_id"])
     assert [(k["kind"], k["actor"].split(":")[0]) for k in kinds][1:] == [("acknowledged", "ack-link")]
+
+
+async def test_a_group_reminds_of_its_unacknowledged_alerts_until_they_are_acknowledged(
+        services: Any, tenant: str, principal: Principal, audit: AuditContext, receiver: HttpReceiver) -> None:
+    hook = await create(services, principal, audit, webhook(receiver.url("/hook")))
+    await put(services, principal, audit, [{"name": "root", "channels": [str(hook["id"])], "group_wait": 0,
+                                            "repeat_interval": 600}])
+    first = await open_alert(services, tenant, "critical", rule="motor_trip")
+    second = await open_alert(services, tenant, "warning", rule="flow_high")
+    clock = ManualClock(datetime.now(UTC))
+    assert await notifier(services, tenant, clock).run_round() == 1
+    clock.advance(timedelta(seconds=599))
+    assert await notifier(services, tenant, clock).run_round() == 0
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        await alert_store.acknowledge_alert(conn, tenant, first["alert_id"], actor="op", comment=None,
+                                            now=datetime.now(UTC))
+    clock.advance(timedelta(seconds=2))
+    assert await notifier(services, tenant, clock).run_round() == 1
+    assert await notifier(services, tenant, clock).run_round() == 0  # a restart reminds nobody twice
+    reminder = receiver.requests[1].json()
+    assert (reminder["alert_id"], reminder["alerts"]) == (second["alert_id"], [])
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        await alert_store.acknowledge_alert(conn, tenant, second["alert_id"], actor="op", comment=None,
+                                            now=datetime.now(UTC))
+    clock.advance(timedelta(seconds=601))
+    assert await notifier(services, tenant, clock).run_round() == 0  # everything acknowledged: silence
+    assert len(receiver.requests) == 2

@@ -17,6 +17,10 @@ CREATE TABLE IF NOT EXISTS notification_groups (
     group_key      text NOT NULL,
     channels       uuid[] NOT NULL,
     group_interval double precision NOT NULL CHECK (group_interval >= 0),
+    -- Reminders: while an alert the group sent is still open (not acknowledged, not resolved), the group
+    -- sends it again every repeat_interval seconds; reminders counts them (part of the deliveries' key).
+    repeat_interval double precision NOT NULL DEFAULT 14400 CHECK (repeat_interval >= 0),
+    reminders      integer NOT NULL DEFAULT 0,
     mute_timings   text[] NOT NULL DEFAULT '{}',
     -- NULL: nothing waits to be sent.
     next_flush_at  timestamptz,
@@ -41,6 +45,11 @@ CREATE TABLE IF NOT EXISTS notification_group_items (
 -- channel), event_seqs all of them (NULL: the one event_seq). route names the policy route that planned it.
 ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS event_seqs bigint[];
 ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS route text;
+-- 0: the first message of its events; n: the group's n-th reminder. The idempotency key gains it.
+ALTER TABLE notification_deliveries ADD COLUMN IF NOT EXISTS reminder integer NOT NULL DEFAULT 0;
+ALTER TABLE notification_deliveries DROP CONSTRAINT IF EXISTS notification_deliveries_tenant_id_event_seq_channel_id_key;
+CREATE UNIQUE INDEX IF NOT EXISTS notification_deliveries_key
+    ON notification_deliveries (tenant_id, event_seq, channel_id, reminder);
 
 -- Acknowledge links (notify/acklinks.py) used: the token's nonce, recorded in the transaction that
 -- acknowledges, so a link acknowledges once.
