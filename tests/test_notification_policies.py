@@ -4,8 +4,11 @@ ends. Deliveries are run by `actors.notifier.Notifier` rounds with a `config.Man
 windows are checked at once instead of waited for.
 """
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +25,9 @@ from serve.app import build_app
 from serve.auth import Principal, Role
 from store import alerts as alert_store
 from store import db
+from store.admin import ensure_email_channel
 from store.audit import AuditContext
+from store.mailsink import MailSink
 from tests.helpers import seeded_tenant
 from tests.receivers import HttpReceiver
 from tests.test_notifications import create, notifier, open_alert, webhook
@@ -202,3 +207,24 @@ async def test_a_group_reminds_of_its_unacknowledged_alerts_until_they_are_ackno
     clock.advance(timedelta(seconds=601))
     assert await notifier(services, tenant, clock).run_round() == 0  # everything acknowledged: silence
     assert len(receiver.requests) == 2
+
+
+# ------------------------------------------------------------------------------------------------ the demo's mail
+
+
+async def test_the_demo_mail_sink_receives_an_alert_email(services: Any, tenant: str, tmp_path: Path) -> None:
+    """What `wellpulse up --demo` sets up: an SMTP sink writing under the data dir, and an email channel to it."""
+    sink = MailSink(tmp_path / "demo-mail")
+    sink.start()
+    try:
+        await asyncio.to_thread(ensure_email_channel, services.settings.database_url, tenant,
+                                name="demo mail sink", smtp_port=sink.port, to="operator@demo.example")
+        await open_alert(services, tenant, "critical")
+        sender = notifier(services, tenant, ManualClock(datetime.now(UTC)))
+        assert await sender.run_round() == 1
+        await sender.close()
+    finally:
+        sink.stop()
+    [mail] = list((tmp_path / "demo-mail").glob("*.eml"))
+    message = message_from_bytes(mail.read_bytes())
+    assert message["To"] == "operator@demo.example" and "[CRITICAL] alert opened" in str(message["Subject"])
