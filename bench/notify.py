@@ -168,9 +168,11 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     receiver = Receiver()
     await receiver.start()
     tenants = await setup_tenants(url, box, receiver, args.tenants)
-    pool = await db.create_pool(url, max_size=8)
+    pool = await db.create_pool(url, max_size=4)  # the producer's
+    # Each tenant's notifier on a pool of its own, as each TenantActor holds one (db_pool_size, 4).
+    pools = {t: await db.create_pool(url, max_size=4, tenant_id=t) for t in tenants}
     policy = RetryPolicy(retry_seconds=3600.0, backoff_seconds=0.5, backoff_max_seconds=2.0, timeout_seconds=5.0)
-    notifiers = {t: Notifier(pool, t, box, policy=policy, clock=SYSTEM_CLOCK) for t in tenants}
+    notifiers = {t: Notifier(pools[t], t, box, policy=policy, clock=SYSTEM_CLOCK) for t in tenants}
     loops = [asyncio.create_task(n.run_forever()) for n in notifiers.values()]
     try:
         committed: dict[tuple[str, int], float] = {}
@@ -197,7 +199,8 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*loops, return_exceptions=True)
         for n in notifiers.values():
             await n.close()
-        await pool.close()
+        for p in [pool, *pools.values()]:
+            await p.close()
         await receiver.stop()
     expected = set(committed) | set(chaos)
     lost = len(expected - receiver.arrived.keys())

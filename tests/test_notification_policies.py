@@ -1,7 +1,8 @@
-"""Notification policies against PostgreSQL alone (fast tier), with a real HTTP receiver: a tree refused naming the
-field, alerts routed by it and grouped into one message, and a mute timing that holds a message until its window
-ends. Deliveries are run by `actors.notifier.Notifier` rounds with a `config.ManualClock`, so group waits and
-windows are checked at once instead of waited for.
+"""Notification policies, reminders, acknowledge links and the demo's mail sink, against PostgreSQL alone (fast
+tier) with real receivers (aiohttp, aiosmtpd): a tree refused naming the field, alerts routed by it and grouped into
+one message, a mute timing that holds a message until its window ends, reminders until acknowledged, a link that
+acknowledges once (over HTTP, in process), and an alert email landing in the sink. Deliveries are run by
+`actors.notifier.Notifier` rounds with a `config.ManualClock`, so waits and windows are checked at once.
 """
 
 import asyncio
