@@ -29,8 +29,8 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -38,11 +38,15 @@ import asyncpg
 
 from config import Clock, Settings
 from config.secrets import SecretBox
+from notify.acklinks import AckLinks
+from notify.routing import PolicyError
+from schema.severity import SEVERITIES
 from store import db
+from store import notification_policies as policies
 from store import notifications as store
 from store.senders import Notice, SendResult, send
 
-__all__ = ["LATENCY_BUCKETS", "Notifier", "RetryPolicy"]
+__all__ = ["LATENCY_BUCKETS", "Notifier", "RetryPolicy", "ack_links_of"]
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
@@ -85,8 +89,10 @@ class Notifier:
     """One tenant's deliveries: plan them from committed events, send the due ones, record each outcome."""
 
     def __init__(self, pool: asyncpg.Pool, tenant_id: str, box: SecretBox, *, policy: RetryPolicy, clock: Clock,
-                 publish: Publish | None = None, rng: random.Random | None = None) -> None:
+                 publish: Publish | None = None, rng: random.Random | None = None,
+                 ack_links: AckLinks | None = None) -> None:
         self.pool = pool
+        self.ack_links = ack_links
         self.tenant_id = tenant_id
         self.box = box
         self.policy = policy
@@ -134,9 +140,24 @@ class Notifier:
                     return attempted
 
     async def _plan_page(self) -> int:
+        """One page of events planned: through the tenant's policy tree into groups (then the due groups become
+        deliveries), or, with no policy, straight to every channel."""
         async with db.tenant_tx(self.pool, self.tenant_id) as conn:
-            events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=self.clock.now(),
-                                                           limit=PLAN_PAGE)
+            now = self.clock.now()
+            try:
+                policy = await policies.load_policy(conn, self.tenant_id)
+            except PolicyError:  # stored before a rule tightened: the channels still hear of every alert
+                log.exception("the notification policy of %s cannot be read; notifying every channel",
+                              self.tenant_id)
+                policy = None
+            if policy is None:
+                events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
+            else:
+                events, _entries = await policies.plan_routed(conn, self.tenant_id, policy, now=now,
+                                                              limit=PLAN_PAGE)
+            # Groups left by a policy since removed still speak, unmuted: nothing they gathered is dropped.
+            await policies.flush_groups(conn, self.tenant_id, now=now, limit=PLAN_PAGE,
+                                        muted_until=policy.muted_until if policy else _never_muted)
         return events
 
     async def _attempt(self, row: asyncpg.Record, limit: asyncio.Semaphore) -> None:
@@ -148,7 +169,7 @@ class Notifier:
                 result = SendResult(False, 0.0, error="the channel's secret cannot be opened (data key changed?)",
                                     permanent=True)
             else:
-                result = await send(kind, row["config"], secrets, notice_of(self.tenant_id, row),
+                result = await send(kind, row["config"], secrets, self._notice(row),
                                     timeout=self.policy.timeout_seconds, session=await self._http())
         await self._record(row, result)
 
@@ -176,6 +197,15 @@ class Notifier:
             log.warning("notification %s to a %s channel of %s failed for good", row["id"], kind, self.tenant_id)
             if self.publish is not None:
                 await self.publish([failed_event])
+
+    def _notice(self, row: asyncpg.Record) -> Notice:
+        """The message of a due delivery, with its own acknowledge link (the delivery id is the link's nonce)."""
+        notice = notice_of(self.tenant_id, row)
+        if self.ack_links is None:
+            return notice
+        token, url = self.ack_links.make(self.tenant_id, row["alert_id"], row["id"].hex,
+                                         now=self.clock.now().timestamp())
+        return replace(notice, ack_token=token, ack_url=url)
 
     def _observe(self, kind: str, result: SendResult) -> None:
         if result.ok:
@@ -206,10 +236,30 @@ class Notifier:
             await self._session.close()
 
 
+def ack_links_of(settings: Settings) -> AckLinks | None:
+    """The links a tenant's notifications carry (None when no ``ack_link_key`` is configured or generated)."""
+    if settings.ack_link_key is None:
+        return None
+    return AckLinks(settings.ack_link_key.get_secret_value().encode(), settings.public_url,
+                    settings.ack_link_hours * 3600)
+
+
+def _never_muted(_timings: Sequence[str], _at: datetime) -> None:
+    return None
+
+
 def notice_of(tenant_id: str, row: asyncpg.Record) -> Notice:
-    """What a due delivery (a row of `store.notifications.due_deliveries`) says."""
+    """What a due delivery (a row of `store.notifications.due_deliveries`) says; a grouped one lists its alerts,
+    under the gravest severity among them."""
+    grouped: list[dict[str, Any]] = row["grouped"] or []
+    severity, message = row["severity"], row["message"]
+    if len(grouped) > 1:
+        severity = max((a["severity"] for a in grouped), key=SEVERITIES.index)
+        message = "\n".join(f"- [{a['severity']}] {a['rule_id']} on {a['equipment_id']}: {a['message']}"
+                            f" (alert {a['alert_id']}, {a['event_kind']})" for a in grouped)
     return Notice(delivery_id=str(row["id"]), tenant_id=tenant_id, alert_id=row["alert_id"],
                   event_seq=row["event_seq"], event_kind=row["event_kind"], equipment_id=row["equipment_id"],
-                  rule_id=row["rule_id"], severity=row["severity"], state=row["state"], message=row["message"],
-                  occurred_at=row["occurred_at"])
+                  rule_id=row["rule_id"], severity=severity, state=row["state"], message=message,
+                  occurred_at=row["occurred_at"], alerts=tuple(grouped) if len(grouped) > 1 else (),
+                  group=row["route"] or "")
 

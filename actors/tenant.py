@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from actors.common import ACTOR_OPTIONS, NAMESPACE, open_connections, setup_logging, while_down_retry
 from actors.equipment import EquipmentActor, SnapshotTuple, publish_alert_events
-from actors.notifier import Notifier, RetryPolicy
+from actors.notifier import Notifier, RetryPolicy, ack_links_of
 from actors.placement import place
 from config import SYSTEM_CLOCK, Clock, Settings
 from config.secrets import SecretBox
@@ -202,7 +202,7 @@ class TenantActor:
 
         notifier = self.notifier = Notifier(self._pool, self.tenant_id, SecretBox.from_settings(self.settings),
                                             policy=RetryPolicy.from_settings(self.settings), clock=self.clock,
-                                            publish=publish)
+                                            publish=publish, ack_links=ack_links_of(self.settings))
 
         async def on_alert(_msg: Any) -> None:
             notifier.wake.set()

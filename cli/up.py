@@ -43,6 +43,7 @@ def _up(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     stack = Stack(settings)
     stop = asyncio.Event()
+    sink = None
     # Until the event loop takes over the signals, a SIGTERM must still unwind through
     # ``finally`` so the servers started so far are stopped.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -56,7 +57,10 @@ def _up(args: argparse.Namespace) -> int:
             stack.add_tenant(DEMO_TENANT, "Demo Oil & Gas",
                              [(e.equipment_id, e.equipment_type.value, e.equipment_id) for e in fleet])
             demo_login = _demo_users(settings)
-        _print_banner(stack, demo_login=demo_login, secrets_shown=not args.no_secrets_in_banner)
+            sink = _demo_mail(settings)
+        mail = None if sink is None else (
+            f"  mail       alert emails land in {sink.folder} (an SMTP sink on 127.0.0.1:{sink.port})")
+        _print_banner(stack, demo_login=demo_login, secrets_shown=not args.no_secrets_in_banner, mail=mail)
         asyncio.run(_serve_until_signal(stack, stop, demo=args.demo, rate=args.rate))
     except KeyboardInterrupt:
         pass
@@ -66,6 +70,8 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         log.info("shutting down")
         stack.stop()
+        if sink is not None:
+            sink.stop()
     return 0
 
 
@@ -85,7 +91,20 @@ def _demo_users(settings: object) -> tuple[str, str]:
     return DEMO_OPERATOR, password
 
 
-def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secrets_shown: bool = True) -> None:
+def _demo_mail(settings: Any) -> Any:
+    """A local SMTP sink writing under the data dir, and the demo tenant's email channel to it."""
+    from store.admin import ensure_email_channel
+    from store.mailsink import MailSink
+
+    sink = MailSink(Path(settings.data_dir) / "demo-mail")
+    sink.start()
+    ensure_email_channel(settings.database_url, DEMO_TENANT, name="demo mail sink", smtp_port=sink.port,
+                         to=DEMO_OPERATOR)
+    return sink
+
+
+def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secrets_shown: bool = True,
+                  mail: str | None = None) -> None:
     settings = stack.settings  # type: ignore[attr-defined]
     migration = stack.migration  # type: ignore[attr-defined]
     lines = [
@@ -116,6 +135,8 @@ def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secret
             f"  operator token (12 h):\n{token}",
             f"  try: curl -H 'Authorization: Bearer $TOKEN' {stack.base_url}/v1/alerts",  # type: ignore[attr-defined]
         ]
+    if mail:
+        lines.append(mail)
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
 

@@ -49,6 +49,7 @@ GENERATED_SECRETS: Mapping[str, str] = {
     "data_key": "WELLPULSE_DATA_KEY",
     "model_signing_key": "WELLPULSE_MODEL_SIGNING_KEY",
     "metrics_token": "WELLPULSE_METRICS_TOKEN",
+    "ack_link_key": "WELLPULSE_ACK_LINK_KEY",
 }
 # Keys that rotate: current field -> (its previous key's field, that one's variable). The previous key is
 # accepted (checked) when configured, and read from the data dir after `rotate_secret`.

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     data_previous_key: SecretStr | None = Field(None, description="the data key before the last rotation")
     model_signing_key: SecretStr | None = Field(None, description="HMAC key that signs stored model checkpoints")
     metrics_token: SecretStr | None = Field(None, description="bearer token that /metrics asks for")
+    ack_link_key: SecretStr | None = Field(None, description="HMAC key that signs the acknowledge links of"
+                                           " notifications (notify/acklinks.py)")
     trusted_proxies: str = Field(
         "", description="comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded is believed")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty: CORS off")
@@ -90,6 +92,8 @@ class Settings(BaseSettings):
     notification_backoff_seconds: float = Field(2.0, gt=0, description="the first retry's delay (then doubling)")
     notification_backoff_max_seconds: float = Field(300.0, gt=0, description="the longest delay between retries")
     notification_timeout_seconds: float = Field(10.0, gt=0, le=120, description="one attempt's time limit")
+    ack_link_hours: float = Field(24.0, gt=0, le=24 * 30, description="how long a notification's acknowledge"
+                                  " link stays valid")
     serve_replicas: int = 1
     # A Ray head that other machines join (`wellpulse node --address HOST:PORT`) listens beyond loopback.
     ray_head_host: str = Field("127.0.0.1", description="address of the Ray head `wellpulse up` starts; another"

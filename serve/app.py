@@ -15,6 +15,7 @@ from serve.bodylimit import BodyLimit
 from serve.deps import ACCESS_COOKIE, CSRF_HEADER, current_principal, current_user
 from serve.edge import SecurityHeaders
 from serve.routers import (
+    ack_links,
     alerts,
     api_keys,
     audit_logs,
@@ -27,6 +28,7 @@ from serve.routers import (
     ml_models,
     notification_channels,
     notification_deliveries,
+    notification_policies,
     predictions,
     production,
     readings,
@@ -69,7 +71,7 @@ def build_app(settings: Settings) -> FastAPI:
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
-                   notification_channels, notification_deliveries, console):
+                   notification_channels, notification_deliveries, notification_policies, ack_links, console):
         app.include_router(module.router)
     install_openapi(app)
     return app

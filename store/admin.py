@@ -99,6 +99,21 @@ def ensure_user(database_url: str, tenant_id: str, email: str, *, role: str, pas
         return user_id
 
 
+def ensure_email_channel(database_url: str, tenant_id: str, *, name: str, smtp_port: int, to: str,
+                         created_by: str = "demo") -> None:
+    """An email channel to a local SMTP sink (the demo's, `store.mailsink`), if the tenant has none of that name."""
+    config = {"smtp_host": "127.0.0.1", "smtp_port": smtp_port, "security": "none",
+              "from_address": "wellpulse@localhost", "to": [to]}
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO notification_channels (tenant_id, name, kind, min_severity, config, created_by)"
+            " SELECT %s, %s, 'email', 'warning', %s, %s WHERE NOT EXISTS (SELECT 1 FROM notification_channels"
+            " WHERE tenant_id = %s AND lower(name) = lower(%s) AND deleted_at IS NULL)",
+            (tenant_id, name, json.dumps(config), created_by, tenant_id, name))
+        conn.execute("UPDATE notification_channels SET config = %s WHERE tenant_id = %s AND lower(name) = lower(%s)"
+                     " AND deleted_at IS NULL", (json.dumps(config), tenant_id, name))
+
+
 def open_session(database_url: str, tenant_id: str, email: str, *, lifetime: timedelta) -> tuple[str, str, str]:
     """A session for an existing active user, for `wellpulse token`: (user id, session id, role)."""
     with psycopg.connect(database_url) as conn, conn.transaction():

@@ -22,9 +22,9 @@ from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 
 __all__ = [
-    "CHANNELS", "DELIVERIES", "NOTIFY_KINDS", "delete_channel", "due_deliveries", "get_channel",
-    "insert_channel", "mark_failed", "mark_retry", "mark_sent", "open_secrets", "plan_deliveries", "seal_secrets",
-    "update_channel",
+    "CHANNELS", "DELIVERIES", "NOTIFY_KINDS", "advance_cursor", "delete_channel", "due_deliveries", "get_channel",
+    "insert_channel", "mark_failed", "mark_retry", "mark_sent", "open_secrets", "plan_deliveries", "read_cursor",
+    "seal_secrets", "update_channel",
 ]
 
 # The alert events that notify: an alert opening, and its escalation.
@@ -133,7 +133,7 @@ async def plan_deliveries(conn: asyncpg.Connection, tenant_id: str, *, now: date
     was created, if enabled and the event's severity is at least its ``min_severity``."""
     # Read, not upserted: an idle round writes nothing. Two planners reading the same cursor (an actor handing
     # over) insert nothing twice: the unique key drops the second insert.
-    cursor = await conn.fetchval("SELECT seq FROM notification_cursors WHERE tenant_id = $1", tenant_id) or 0
+    cursor = await read_cursor(conn, tenant_id)
     row = await conn.fetchrow(
         f"""WITH batch AS (
                 SELECT seq, alert_id, kind, severity, created_at FROM alert_events
@@ -146,16 +146,25 @@ async def plan_deliveries(conn: asyncpg.Connection, tenant_id: str, *, now: date
                   ON c.tenant_id = $1 AND c.enabled AND c.deleted_at IS NULL AND b.created_at >= c.created_at
                  AND {_RANK.format('b.severity')} >= {_RANK.format('c.min_severity')}
                 WHERE b.kind = ANY($5::text[])
-                ON CONFLICT (tenant_id, event_seq, channel_id) DO NOTHING
+                ON CONFLICT (tenant_id, event_seq, channel_id, reminder) DO NOTHING
                 RETURNING 1)
             SELECT (SELECT count(*) FROM batch) AS events, (SELECT max(seq) FROM batch) AS last,
                    (SELECT count(*) FROM planned) AS planned""",
         tenant_id, cursor, limit, now, list(NOTIFY_KINDS))
     if row["last"] is not None:
-        await conn.execute(
-            "INSERT INTO notification_cursors (tenant_id, seq) VALUES ($1, $2) ON CONFLICT (tenant_id)"
-            " DO UPDATE SET seq = greatest(notification_cursors.seq, excluded.seq)", tenant_id, row["last"])
+        await advance_cursor(conn, tenant_id, row["last"])
     return int(row["events"]), int(row["planned"])
+
+
+async def read_cursor(conn: Executor, tenant_id: str) -> int:
+    """The last alert event seq whose deliveries are planned (0: none yet)."""
+    return int(await conn.fetchval("SELECT seq FROM notification_cursors WHERE tenant_id = $1", tenant_id) or 0)
+
+
+async def advance_cursor(conn: Executor, tenant_id: str, seq: int) -> None:
+    await conn.execute(
+        "INSERT INTO notification_cursors (tenant_id, seq) VALUES ($1, $2) ON CONFLICT (tenant_id)"
+        " DO UPDATE SET seq = greatest(notification_cursors.seq, excluded.seq)", tenant_id, seq)
 
 
 async def due_deliveries(conn: Executor, tenant_id: str, *, now: datetime, limit: int) -> list[asyncpg.Record]:
@@ -164,7 +173,13 @@ async def due_deliveries(conn: Executor, tenant_id: str, *, now: datetime, limit
     return await conn.fetch(
         """SELECT d.id, d.alert_id, d.event_seq, d.attempts, d.created_at, d.channel_id,
                   c.kind AS channel_kind, c.name AS channel_name, c.config, c.secret,
-                  e.kind AS event_kind, e.equipment_id, e.rule_id, e.severity, e.state, e.message, e.occurred_at
+                  e.kind AS event_kind, e.equipment_id, e.rule_id, e.severity, e.state, e.message, e.occurred_at,
+                  d.route, CASE WHEN cardinality(d.event_seqs) > 1 THEN (
+                      SELECT jsonb_agg(jsonb_build_object('alert_id', g.alert_id, 'event_seq', g.seq,
+                          'event_kind', g.kind, 'equipment_id', g.equipment_id, 'rule_id', g.rule_id,
+                          'severity', g.severity, 'state', g.state, 'message', g.message,
+                          'occurred_at', g.occurred_at) ORDER BY g.seq)
+                      FROM alert_events g WHERE g.tenant_id = d.tenant_id AND g.seq = ANY(d.event_seqs)) END AS grouped
            FROM notification_deliveries d
            JOIN notification_channels c ON c.tenant_id = d.tenant_id AND c.id = d.channel_id
            JOIN alert_events e ON e.seq = d.event_seq

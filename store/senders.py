@@ -51,20 +51,33 @@ class Notice:
     message: str
     occurred_at: datetime
     test: bool = False
+    # A grouped message (a policy route's group, `notify.routing`): every event it lists, oldest first, each with
+    # the fields above; the fields above are then the newest event's and ``message`` lists them all.
+    alerts: tuple[Mapping[str, Any], ...] = ()
+    group: str = ""
+    # The signed single-use link that acknowledges the alert (`notify.acklinks`); a webhook receiver may POST
+    # to it, or to /v1/ack-links/<ack_token> itself. Empty when none is configured.
+    ack_token: str = ""
+    ack_url: str = ""
 
     @property
     def title(self) -> str:
+        if len(self.alerts) > 1:
+            where = f" ({self.group})" if self.group else ""
+            return f"[{self.severity.upper()}] {len(self.alerts)} alerts{where}"
         what = "test notification" if self.test else f"alert {self.event_kind}"
         return f"[{self.severity.upper()}] {what}: {self.rule_id} on {self.equipment_id}"
 
     def text(self) -> str:
         return (f"{self.message}\n\nEquipment: {self.equipment_id}\nRule: {self.rule_id}\nSeverity: {self.severity}"
                 f"\nState: {self.state}\nAlert: {self.alert_id} (event {self.event_seq})"
-                f"\nAt: {self.occurred_at.isoformat()}\nTenant: {self.tenant_id}")
+                f"\nAt: {self.occurred_at.isoformat()}\nTenant: {self.tenant_id}"
+                + (f"\n\nAcknowledge: {self.ack_url}" if self.ack_url else ""))
 
     def document(self) -> dict[str, Any]:
         data = asdict(self)
         data["occurred_at"] = self.occurred_at.isoformat()
+        data["alerts"] = [dict(a) for a in self.alerts]
         return {"type": "test" if self.test else f"alert.{self.event_kind}", **data}
 
 
@@ -155,7 +168,8 @@ def _slack_message(notice: Notice) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": notice.message[:2900]}, "fields": fields},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"alert {notice.alert_id} · event {notice.event_seq} · {notice.occurred_at.isoformat()}")}]},
+            f"alert {notice.alert_id} · event {notice.event_seq} · {notice.occurred_at.isoformat()}"
+            + (f" · <{notice.ack_url}|acknowledge>" if notice.ack_url else ""))}]},
     ]}
 
 
@@ -171,6 +185,8 @@ def _teams_message(notice: Notice) -> dict[str, Any]:
                  "color": _COLOURS.get(notice.severity, "Default")},
                 {"type": "TextBlock", "wrap": True, "text": notice.message},
                 {"type": "FactSet", "facts": facts}]}
+    if notice.ack_url:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Acknowledge", "url": notice.ack_url}]
     return {"type": "message", "summary": notice.title, "attachments": [
         {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
 

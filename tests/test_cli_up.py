@@ -73,6 +73,7 @@ def test_up_demo_runs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             time.sleep(0.5)
         output = log_path.read_text(errors="replace")
         token = re.search(r"operator token \(12 h\):\n(\S+)", output).group(1)  # type: ignore[union-attr]
+        assert f"alert emails land in {data_dir / 'demo-mail'}" in output and (data_dir / "demo-mail").is_dir()
         base = f"http://127.0.0.1:{port}"
         status, body = _get(f"{base}/health")
         ray = json.loads(body)["checks"]["ray"]

@@ -22,11 +22,12 @@ MAY_NOT_IMPORT = {
     "schema": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
     "config": {"schema", "models", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
     "models": {"config", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
+    "notify": {"config", "models", "store", "actors", "serve", "sim", "cli", "bench", "gateway"},
     "store": {"actors", "serve", "sim", "cli", "bench", "gateway"},
     "actors": {"serve", "sim", "cli", "bench", "gateway"},
     "serve": {"sim", "cli", "bench", "gateway"},
     "sim": {"actors", "serve", "cli", "bench", "gateway"},
-    "gateway": {"models", "actors", "serve", "sim", "cli", "bench"},
+    "gateway": {"models", "notify", "actors", "serve", "sim", "cli", "bench"},
 }
 
 
@@ -79,8 +80,9 @@ def test_no_router_imports_another() -> None:
 
 
 # Routers that only parse, call a service (serve/*.py, which works in a `serve.uow` unit of work) and answer.
-THIN_ROUTERS = ("alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance", "ml_models",
-                "predictions", "production", "readings", "rules", "silences", "sync", "telemetry", "users", "wells")
+THIN_ROUTERS = ("ack_links", "alerts", "api_keys", "audit_logs", "equipment", "field_events", "maintenance",
+                "ml_models", "notification_policies", "predictions", "production", "readings", "rules", "silences",
+                "sync", "telemetry", "users", "wells")
 
 
 @pytest.mark.parametrize("name", THIN_ROUTERS)

@@ -22,9 +22,9 @@ from serve.deps import current_principal, current_user
 from tests.helpers import ROLES, auth, create_tenant, new_tenant_id
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-# Credentials in the body, no principal.
+# Credentials in the body (or, for an acknowledge link, the path), no principal.
 PUBLIC_AUTH = {"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/forgot-password", "/v1/auth/reset-password",
-               "/v1/auth/accept-invitation"}
+               "/v1/auth/accept-invitation", "/v1/ack-links/{token}"}
 # Any signed-in user, no permission (never called here with the shared sessions: logout would end them).
 SELF_SERVICE = {"/v1/auth/me", "/v1/auth/logout", "/v1/auth/password", "/v1/auth/mfa/setup",
                 "/v1/auth/mfa/enable", "/v1/auth/mfa/disable"}
