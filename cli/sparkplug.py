@@ -41,7 +41,8 @@ def bridge_command(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await run_bridge(nats_url, config, settings.database_url or runtime.get("database_url"), stop)
+        await run_bridge(nats_url, config, settings.database_url or runtime.get("database_url"), stop,
+                         metrics_port=args.metrics_port)
 
     print(f"sparkplug bridge on {redact_url(nats_url)}", file=sys.stderr)
     asyncio.run(main())
@@ -55,4 +56,6 @@ def add_sparkplug_commands(subparsers: Any) -> None:
     bridge.add_argument("--config", help="TOML: [groups] group = tenant, [equipment] 'group/node/device' = id, "
                                          "groups_are_tenants = true")
     bridge.add_argument("--data-dir", help="data dir of `wellpulse up` (default .wellpulse)")
+    bridge.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve the per-device counters to Prometheus on this port")
     bridge.set_defaults(func=bridge_command)

@@ -38,12 +38,15 @@ import re
 import time
 import tomllib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
 
 from schema import sparkplug_b_pb2 as pb
 from schema.ids import InvalidIdentifier, check_equipment_id, check_tenant_id
@@ -310,6 +313,36 @@ class SparkplugHost:
         return None, 0
 
 
+class SparkplugCounters:
+    """`SparkplugHost.counters` as Prometheus counters, read at each scrape (``--metrics-port`` serves them):
+    ``wellpulse_sparkplug_events_total{device="group/node/device", kind=...}``, kind ``metrics``, ``seq_gaps``,
+    ``bad_payload``, ``unknown_alias``, ``foreign_group``, ``deaths`` and the others the host counts.
+
+    >>> host = SparkplugHost(SparkplugConfig())
+    >>> host.count(parse_topic("spBv1.0/east/DDATA/rtu-7/PJ-1"), "bad_payload")
+    >>> registry = SparkplugCounters(host).registry()
+    >>> registry.get_sample_value("wellpulse_sparkplug_events_total", {"device": "east/rtu-7/PJ-1",
+    ...                                                                 "kind": "bad_payload"})
+    1.0
+    """
+
+    def __init__(self, host: SparkplugHost) -> None:
+        self.host = host
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("wellpulse_sparkplug_events", "Sparkplug messages and problems, per device",
+                                     labels=["device", "kind"])
+        for device, kinds in list(self.host.counters.items()):
+            for kind, n in list(kinds.items()):
+                family.add_metric([device, kind], float(n))
+        yield family
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
+
+
 def rebirth_payload(now: datetime | None = None) -> bytes:
     """NCMD ``Node Control/Rebirth = true``."""
     payload = pb.Payload(timestamp=int((now or datetime.now(UTC)).timestamp() * 1000))
@@ -397,8 +430,10 @@ async def register_sensors(pool: Any, tenant: str, sensors: dict[str, dict[str, 
 
 
 async def run_bridge(nats_url: str, config: SparkplugConfig, database_url: str | None,
-                     stop: asyncio.Event | None = None, stats_every: float = 60.0) -> None:
-    """``wellpulse sparkplug bridge``: run until `stop` is set (or for ever), logging the counters."""
+                     stop: asyncio.Event | None = None, stats_every: float = 60.0,
+                     metrics_port: int | None = None) -> None:
+    """``wellpulse sparkplug bridge``: run until `stop` is set (or for ever), logging the counters (and serving
+    them to Prometheus on `metrics_port`)."""
     import nats
 
     from store import db
@@ -410,6 +445,10 @@ async def run_bridge(nats_url: str, config: SparkplugConfig, database_url: str |
         await register_sensors(pool, tenant, sensors)
 
     bridge = SparkplugBridge(nc, config, register if pool is not None else None)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=SparkplugCounters(bridge.host).registry())
     await bridge.start()
     stop = stop or asyncio.Event()
     try:

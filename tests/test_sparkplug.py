@@ -12,7 +12,14 @@ import nats
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.sparkplug import SparkplugBridge, SparkplugConfig, SparkplugHost, rebirth_payload, register_sensors
+from gateway.sparkplug import (
+    SparkplugBridge,
+    SparkplugConfig,
+    SparkplugCounters,
+    SparkplugHost,
+    rebirth_payload,
+    register_sensors,
+)
 from models import EquipmentState, Snapshot, StaleDataRule
 from schema import sparkplug_b_pb2 as pb
 from schema.sparkplug import Topic, parse_topic
@@ -64,6 +71,11 @@ def test_gaps_unknown_aliases_bad_payloads_and_foreign_groups_are_counted() -> N
     assert strict.handle(*node("east").nbirth(T0), T0).tenant == "acme"
     counts = host.counters["east/rtu-7/PJ-1"]
     assert (counts["seq_gaps"], counts["bad_payload"], fresh.counters["east/rtu-7/PJ-1"]["unknown_alias"]) == (1, 1, 1)
+    scraped = SparkplugCounters(host).registry()  # what `sparkplug bridge --metrics-port` serves
+    for kind in ("seq_gaps", "bad_payload", "metrics"):
+        labels = {"device": "east/rtu-7/PJ-1", "kind": kind}
+        value = scraped.get_sample_value("wellpulse_sparkplug_events_total", labels)
+        assert value == counts[kind] and value > 0, kind
 
 
 def test_deaths_mark_devices_offline_and_late_wills_are_ignored() -> None:
