@@ -12,7 +12,8 @@ Nothing lost, nothing doubled (docs/architecture.md):
 1. `store.notifications.plan_deliveries` reads ``alert_events`` after the tenant's cursor (by seq, which is commit
    order within a tenant, as for the WebSocket hub) and, in one transaction, inserts one ``pending`` delivery per
    (event, channel) and moves the cursor. The unique (event seq, channel) key is the idempotency key: a restart
-   re-reads from the committed cursor and plans nothing twice, and an event is never skipped.
+   re-reads from the committed cursor and plans nothing twice, and an event is never skipped. The same
+   transaction plans the users' in-app notifications (`store.in_app_notifications`, keyed by user and event).
 2. Due deliveries are sent outside any transaction; each outcome is then committed: ``sent``, or another attempt
    after an exponential backoff with jitter, or (once `notification_retry_seconds` have passed since the event,
    or on an answer a retry cannot change) ``failed`` with a ``notification_failed`` alert event, published on
@@ -42,6 +43,7 @@ from notify.acklinks import AckLinks
 from notify.routing import PolicyError
 from schema.severity import SEVERITIES
 from store import db
+from store import in_app_notifications as in_app
 from store import notification_policies as policies
 from store import notifications as store
 from store.senders import Notice, SendResult, send
@@ -141,7 +143,7 @@ class Notifier:
 
     async def _plan_page(self) -> int:
         """One page of events planned: through the tenant's policy tree into groups (then the due groups become
-        deliveries), or, with no policy, straight to every channel."""
+        deliveries), or, with no policy, straight to every channel; and the users' in-app notifications."""
         async with db.tenant_tx(self.pool, self.tenant_id) as conn:
             now = self.clock.now()
             try:
@@ -150,6 +152,9 @@ class Notifier:
                 log.exception("the notification policy of %s cannot be read; notifying every channel",
                               self.tenant_id)
                 policy = None
+            # The same page of events, before the plan below moves the cursor past it: one in-app notification
+            # per user who may read alerts, committed (or not) with the channel deliveries.
+            await in_app.plan_in_app(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
             if policy is None:
                 events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
             else:

@@ -29,6 +29,7 @@ from serve.routers import (
     notification_channels,
     notification_deliveries,
     notification_policies,
+    notifications,
     predictions,
     production,
     readings,
@@ -71,7 +72,8 @@ def build_app(settings: Settings) -> FastAPI:
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
-                   notification_channels, notification_deliveries, notification_policies, ack_links, console):
+                   notification_channels, notification_deliveries, notification_policies, notifications, ack_links,
+                   console):
         app.include_router(module.router)
     install_openapi(app)
     return app

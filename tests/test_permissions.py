@@ -27,7 +27,10 @@ PUBLIC_AUTH = {"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/forgot-password",
                "/v1/auth/accept-invitation", "/v1/ack-links/{token}"}
 # Any signed-in user, no permission (never called here with the shared sessions: logout would end them).
 SELF_SERVICE = {"/v1/auth/me", "/v1/auth/logout", "/v1/auth/password", "/v1/auth/mfa/setup",
-                "/v1/auth/mfa/enable", "/v1/auth/mfa/disable"}
+                "/v1/auth/mfa/enable", "/v1/auth/mfa/disable",
+                # one's own in-app notifications
+                "/v1/notifications", "/v1/notifications/{notification_id}/read",
+                "/v1/notifications/{notification_id}"}
 # WebSocket routes authenticate inside the handler; each must be listed here with its permission.
 WEBSOCKETS = {"/v1/alerts/ws": "alerts:read"}
 # Bodies that are valid (or harmless) and cannot change anything: ids are random, so allowed calls 404.
