@@ -30,6 +30,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import asyncpg
+import nats
+
 from bench.api import _LOAD_DAY, SENSORS
 from bench.common import emit, new_tenant, start_stack
 from cli.tenant import mint_user_token
@@ -81,8 +85,6 @@ def _request(kind: str, rng: random.Random, ids: list[str], alert_ids: list[str]
 
 
 async def _client(spec: dict[str, Any]) -> dict[str, Any]:
-    import aiohttp
-
     kinds = [k for k, _ in MIX]
     weights = [w for _, w in MIX]
     deadline = time.monotonic() + spec["seconds"]
@@ -216,8 +218,6 @@ async def _prepare(stack: Any) -> tuple[str, list[str], str]:
 async def _history(stack: Any, tenant: str, ids: list[str]) -> None:
     """A day of 1-minute readings of the pump jacks for the charts (as the owner), and a rule that keeps an alert
     open on each of them, opened by the real pipeline, to list and acknowledge."""
-    import asyncpg
-
     pump_jacks = [e for e in ids if e.startswith("PJ-")]
     conn = await asyncpg.connect(stack.settings.database_url)
     try:
@@ -232,8 +232,6 @@ async def _history(stack: Any, tenant: str, ids: list[str]) -> None:
         await conn.execute("VACUUM ANALYZE readings")
     finally:
         await conn.close()
-    import nats
-
     nc = await nats.connect(stack.nats_url)
     await nc.publish(f"ctl.{tenant}", b'{"reload": "rules"}')
     await nc.close()
@@ -241,8 +239,6 @@ async def _history(stack: Any, tenant: str, ids: list[str]) -> None:
 
 async def _alert_ids(stack: Any, tenant: str, expect: int, timeout: float = 120.0) -> list[str]:
     """The open alerts of the rule, once the feed has opened one on each pump jack."""
-    import asyncpg
-
     conn = await asyncpg.connect(stack.settings.database_url)
     try:
         deadline = time.monotonic() + timeout

@@ -1131,8 +1131,10 @@ class EquipmentAnomalyScorer:
                 self._calibration = TailCalibration(self.calibration_fading, warmup=self.calibration_warmup)
             self._statistics_seen += 1
             if self._statistics_seen > self.calibration_delay:
-                incident = not self._calibration.update(t)
-                incident = not self._learn_pooled(self._smoothed) or incident
+                # Both learn, whichever says "beyond": neither calibration may skip a snapshot.
+                beyond_t = not self._calibration.update(t)
+                beyond_pool = not self._learn_pooled(self._smoothed)
+                incident = beyond_t or beyond_pool
         self.last_score = score
         self.last_novelty = 1.0 if new_level else novelty
         if incident:
