@@ -94,7 +94,10 @@ class Settings(BaseSettings):
     notification_timeout_seconds: float = Field(10.0, gt=0, le=120, description="one attempt's time limit")
     ack_link_hours: float = Field(24.0, gt=0, le=24 * 30, description="how long a notification's acknowledge"
                                   " link stays valid")
-    serve_replicas: int = 1
+    serve_replicas: int = Field(1, ge=1, description="API replicas; each serves HTTP on `port` (the kernel spreads"
+                                " connections over a machine's replicas)")
+    http_max_in_flight: int = Field(256, ge=1, description="HTTP requests a replica works on at once; one more is"
+                                    " answered 503 with Retry-After at once")
     # A Ray head that other machines join (`wellpulse node --address HOST:PORT`) listens beyond loopback.
     ray_head_host: str = Field("127.0.0.1", description="address of the Ray head `wellpulse up` starts; another"
                                " machine joins it with `wellpulse node` (not loopback: Ray token auth must be on)")

@@ -226,10 +226,7 @@ class Stack:
         from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; not in ray's type stubs
 
         Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported: make it read it again
-        env = {**os.environ, **auth,
-               # Serve's proxy (uvicorn) would rewrite the client address from X-Forwarded-For of any loopback
-               # peer; the app decides whom to believe (WELLPULSE_TRUSTED_PROXIES, serve/edge.py) and counts spoofs.
-               "FORWARDED_ALLOW_IPS": ""}
+        env = {**os.environ, **auth}
         ray_cli = Path(sys.executable).parent / "ray"
         log_file = open(ray_dir / "head.log", "ab")
         self.ray_head = subprocess.Popen(  # noqa: S603  our own binaries, fixed argv, no shell
@@ -293,14 +290,9 @@ class Stack:
     def start_serve(self) -> None:
         from serve.app import build_deployment
 
-        # A head we started on loopback is on this machine alone: one proxy there. Other nodes of such a cluster
-        # are on this machine too (tests, bench.chaos) and would fight over the port. On a cluster of several
-        # machines (RAY_ADDRESS, or a head others join), every node gets a proxy, as Serve does by default.
-        local = self.ray_head is not None and self.head_is_local
-        serve.start(http_options={"host": self.settings.host, "port": self.settings.port},
-                    proxy_location="HeadOnly" if local else "EveryNode",
-                    logging_config={"enable_access_log": False})
-        serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix="/", blocking=False)
+        # The replicas serve HTTP themselves (serve/ingress.py): no Serve proxy.
+        serve.start(proxy_location="Disabled", logging_config={"enable_access_log": False})
+        serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix=None, blocking=False)
         self.wait_http(timeout=120)
 
     def wait_http(self, timeout: float) -> None:

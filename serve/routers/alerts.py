@@ -231,42 +231,54 @@ async def alerts_ws(
         await hub.unregister(client)
         raise
     receiver = asyncio.create_task(_drain_incoming(websocket))
+    recheck: asyncio.Task[Any] | None = None
     last_seq = since or 0
     try:
         if since is not None:
             last_seq = await _replay(websocket, services, client, since, replay_until)
         while True:
-            getter = asyncio.create_task(client.queue.get())
-            recheck = asyncio.create_task(client.recheck.wait())
-            done, _ = await asyncio.wait({getter, receiver, recheck}, return_when=asyncio.FIRST_COMPLETED,
-                                         timeout=_until_recheck(principal, services.settings.auth_cache_seconds))
-            recheck.cancel()
-            if receiver in done:
-                getter.cancel()
-                return
-            if getter not in done:
-                getter.cancel()
-                client.recheck.clear()
-                refusal = await _still_allowed(services, credential)
-                if refusal is not None:  # logged out, revoked, deactivated, demoted or expired: the socket too
-                    await asyncio.wait_for(websocket.close(code=WS_POLICY_VIOLATION, reason=refusal), SEND_TIMEOUT)
+            # One task per event (the getter): the receiver and the recheck wait across events, and what is
+            # already queued is sent without waiting at all.
+            if client.queue.empty():
+                if recheck is None:
+                    recheck = asyncio.create_task(client.recheck.wait())
+                getter = asyncio.create_task(client.queue.get())
+                done, _ = await asyncio.wait({getter, receiver, recheck}, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=_until_recheck(principal, services.settings.auth_cache_seconds))
+                if receiver in done:
+                    getter.cancel()
                     return
-                continue
-            event = getter.result()
+                if getter not in done:
+                    getter.cancel()
+                    if recheck in done:
+                        recheck = None
+                    client.recheck.clear()
+                    refusal = await _still_allowed(services, credential)
+                    if refusal is not None:  # logged out, revoked, deactivated, demoted or expired: the socket too
+                        async with asyncio.timeout(SEND_TIMEOUT):
+                            await websocket.close(code=WS_POLICY_VIOLATION, reason=refusal)
+                        return
+                    continue
+                event = getter.result()
+            else:
+                event = client.queue.get_nowait()
             if event.seq <= last_seq:
                 continue  # already sent in the replay
-            await asyncio.wait_for(websocket.send_text(event.model_dump_json()), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await websocket.send_text(event.as_json())
             last_seq = event.seq
             if client.overflowed:
                 # Whatever is still queued is replayed when the client comes back with since.
-                await asyncio.wait_for(websocket.close(
-                    code=WS_TRY_AGAIN_LATER, reason=f"client too slow; reconnect with since={last_seq}"),
-                    SEND_TIMEOUT)
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await websocket.close(code=WS_TRY_AGAIN_LATER,
+                                          reason=f"client too slow; reconnect with since={last_seq}")
                 return
     except (WebSocketDisconnect, TimeoutError):
         return
     finally:
         receiver.cancel()
+        if recheck is not None:
+            recheck.cancel()
         await hub.unregister(client)
         if websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
