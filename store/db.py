@@ -18,6 +18,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs when it goes back to the pool: nothing beyond asyncpg's own step, which rolls back
+    a transaction left open and drops listeners. asyncpg's default also runs ``RESET ALL; UNLISTEN *; CLOSE ALL;
+    pg_advisory_unlock_all()``, one more round trip per request; our code keeps no session state to undo: the
+    tenant is named per transaction (``set_config(..., true)``), notifications come over NATS, and the one
+    advisory lock (migrations) is taken on a connection of its own."""
+
+
 TENANT_SETTING = "wellpulse.tenant_id"  # what the row-level security policies compare with
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -32,7 +40,7 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 4
     server_settings = {TENANT_SETTING: tenant_id} if tenant_id else None
     return await asyncpg.create_pool(
         database_url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60,
-        server_settings=server_settings,
+        server_settings=server_settings, reset=_keep_session,
     )
 
 

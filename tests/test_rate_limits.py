@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from config import Settings
 from config.clock import SYSTEM_CLOCK, ManualClock
 from serve import errors
+from serve.ingress import RequestContext
 from serve.ratelimit import enforce_rate_limit, get_limiter, rules_for
 from store import db
 from store.migrate import migrate
@@ -251,6 +252,7 @@ def test_decision_math_matches_limits() -> None:
 def tiny_app(services: Any) -> FastAPI:
     app = FastAPI()
     errors.install(app)
+    app.add_middleware(RequestContext)  # what copies an admitted request's X-RateLimit-* onto the answer
 
     async def caller(request: Request) -> SimpleNamespace:
         principal = SimpleNamespace(tenant_id=request.headers["x-tenant"], subject=request.headers["x-user"])
