@@ -2,9 +2,10 @@
 
 `plan_in_app` runs in the notifier's planning transaction, before the channel plan moves the cursor: it reads the
 same events (after the tenant's notification cursor, by seq) and inserts one notification per event that notifies
-and per active user whose role may read alerts. The unique (user, event seq, reminder) key makes a re-read insert
-nothing, so a restart neither loses nor doubles one. Reading, marking read and deleting are per user: a row of
-another user (or, by row-level security, another tenant) is not found.
+and per active user whose role may read alerts and whose preferences (`notify.preferences`) keep ``in_app`` for
+the event's severity (the inbox wakes nobody, so quiet hours do not hold it back). The unique (user, event seq,
+reminder) key makes a re-read insert nothing, so a restart neither loses nor doubles one. Reading, marking read
+and deleting are per user: a row of another user (or, by row-level security, another tenant) is not found.
 """
 
 import uuid
@@ -12,6 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
+from notify.preferences import DEFAULT_CHANNELS
 from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 from store.notifications import NOTIFY_KINDS, read_cursor
@@ -57,11 +59,14 @@ async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime
                       left(coalesce(b.message, ''), 4000), b.severity, $4
                FROM batch b JOIN users u
                  ON u.tenant_id = $1 AND u.status = 'active' AND u.deleted_at IS NULL AND u.role = ANY($6::text[])
+               LEFT JOIN notification_preferences p ON p.tenant_id = $1 AND p.user_id = u.id
                WHERE b.kind = ANY($5::text[])
+                 AND coalesce(p.channels -> b.severity, $7::jsonb -> b.severity) ? 'in_app'
                ON CONFLICT (tenant_id, user_id, event_seq, reminder) DO NOTHING
                RETURNING 1)
            SELECT count(*) FROM planned""",
-        tenant_id, cursor, limit, now, list(NOTIFY_KINDS), list(ALERT_READER_ROLES)))
+        tenant_id, cursor, limit, now, list(NOTIFY_KINDS), list(ALERT_READER_ROLES),
+        {k: list(v) for k, v in DEFAULT_CHANNELS.items()}))
 
 
 async def unread_count(conn: Executor, tenant_id: str, user_id: uuid.UUID) -> int:

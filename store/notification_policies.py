@@ -193,6 +193,7 @@ async def _plan_group_message(conn: asyncpg.Connection, tenant_id: str, group: a
                  JOIN notification_channels c ON c.tenant_id = $1 AND c.id = ANY($2::uuid[]) AND c.enabled
                   AND c.deleted_at IS NULL
                  WHERE e.seq = $6 AND gravest.r >= {rank.format('c.min_severity')}
-                 ON CONFLICT (tenant_id, event_seq, channel_id, reminder) DO NOTHING RETURNING 1)
+                 ON CONFLICT (tenant_id, event_seq, channel_id, reminder) WHERE escalation_key IS NULL
+                 DO NOTHING RETURNING 1)
             SELECT count(*) FROM planned""",
         tenant_id, group["channels"], seqs, now, group["route"], seqs[-1], reminder))

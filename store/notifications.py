@@ -146,7 +146,7 @@ async def plan_deliveries(conn: asyncpg.Connection, tenant_id: str, *, now: date
                   ON c.tenant_id = $1 AND c.enabled AND c.deleted_at IS NULL AND b.created_at >= c.created_at
                  AND {_RANK.format('b.severity')} >= {_RANK.format('c.min_severity')}
                 WHERE b.kind = ANY($5::text[])
-                ON CONFLICT (tenant_id, event_seq, channel_id, reminder) DO NOTHING
+                ON CONFLICT (tenant_id, event_seq, channel_id, reminder) WHERE escalation_key IS NULL DO NOTHING
                 RETURNING 1)
             SELECT (SELECT count(*) FROM batch) AS events, (SELECT max(seq) FROM batch) AS last,
                    (SELECT count(*) FROM planned) AS planned""",
