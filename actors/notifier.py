@@ -42,7 +42,7 @@ from config.secrets import SecretBox
 from notify.acklinks import AckLinks
 from notify.routing import PolicyError
 from schema.severity import SEVERITIES
-from store import db
+from store import db, escalations
 from store import in_app_notifications as in_app
 from store import notification_policies as policies
 from store import notifications as store
@@ -129,6 +129,7 @@ class Notifier:
         async with self._round_lock:
             while await self._plan_page() == PLAN_PAGE:
                 pass
+            await self._escalate()
             attempted = 0
             while True:
                 async with db.tenant_tx(self.pool, self.tenant_id) as conn:
@@ -165,6 +166,14 @@ class Notifier:
                                         muted_until=policy.muted_until if policy else _never_muted)
         return events
 
+    async def _escalate(self) -> None:
+        """Fire the escalation steps that are due (`store.escalations`): their deliveries are then sent below."""
+        while True:
+            async with db.tenant_tx(self.pool, self.tenant_id) as conn:
+                fired = await escalations.fire_due(conn, self.tenant_id, now=self.clock.now(), limit=PLAN_PAGE)
+            if len(fired) < PLAN_PAGE:
+                return
+
     async def _attempt(self, row: asyncpg.Record, limit: asyncio.Semaphore) -> None:
         kind = row["channel_kind"]
         async with limit:
@@ -175,7 +184,8 @@ class Notifier:
                                     permanent=True)
             else:
                 result = await send(kind, row["config"], secrets, self._notice(row),
-                                    timeout=self.policy.timeout_seconds, session=await self._http())
+                                    timeout=self.policy.timeout_seconds, session=await self._http(),
+                                    recipient=row["recipient"])
         await self._record(row, result)
 
     async def _record(self, row: asyncpg.Record, result: SendResult) -> None:

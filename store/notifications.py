@@ -40,7 +40,7 @@ CHANNELS = ResourceSpec(
     fields=(
         FieldSpec("id", "id", "uuid"),
         FieldSpec("name", "name"),
-        FieldSpec("kind", "kind", "enum", enum=("email", "webhook", "slack", "teams")),
+        FieldSpec("kind", "kind", "enum", enum=("email", "webhook", "slack", "teams", "sms")),
         FieldSpec("enabled", "enabled", "bool"),
         FieldSpec("min_severity", "min_severity", "enum", enum=tuple(SEVERITIES)),
         FieldSpec("config", "config", filterable=False, sortable=False),
@@ -61,7 +61,7 @@ DELIVERIES = ResourceSpec(
         FieldSpec("event_kind", "event_kind"),
         FieldSpec("channel_id", "channel_id", "uuid"),
         FieldSpec("channel_name", "channel_name"),
-        FieldSpec("channel_kind", "channel_kind", "enum", enum=("email", "webhook", "slack", "teams")),
+        FieldSpec("channel_kind", "channel_kind", "enum", enum=("email", "webhook", "slack", "teams", "sms")),
         FieldSpec("status", "status", "enum", enum=("pending", "sent", "failed")),
         FieldSpec("attempts", "attempts", "int"),
         FieldSpec("next_attempt_at", "CASE WHEN status = 'pending' THEN next_attempt_at END", "timestamp"),
@@ -71,6 +71,9 @@ DELIVERIES = ResourceSpec(
         FieldSpec("created_at", "created_at", "timestamp"),
         FieldSpec("sent_at", "sent_at", "timestamp"),
         FieldSpec("failed_at", "failed_at", "timestamp"),
+        FieldSpec("recipient", "recipient"),
+        FieldSpec("recipient_user", "recipient_user", "uuid"),
+        FieldSpec("escalation_step", "escalation_step", "int"),
     ),
 )
 
@@ -174,7 +177,8 @@ async def due_deliveries(conn: Executor, tenant_id: str, *, now: datetime, limit
         """SELECT d.id, d.alert_id, d.event_seq, d.attempts, d.created_at, d.channel_id,
                   c.kind AS channel_kind, c.name AS channel_name, c.config, c.secret,
                   e.kind AS event_kind, e.equipment_id, e.rule_id, e.severity, e.state, e.message, e.occurred_at,
-                  d.route, CASE WHEN cardinality(d.event_seqs) > 1 THEN (
+                  d.route, d.recipient, d.recipient_user, d.escalation_step,
+                  CASE WHEN cardinality(d.event_seqs) > 1 THEN (
                       SELECT jsonb_agg(jsonb_build_object('alert_id', g.alert_id, 'event_seq', g.seq,
                           'event_kind', g.kind, 'equipment_id', g.equipment_id, 'rule_id', g.rule_id,
                           'severity', g.severity, 'state', g.state, 'message', g.message,

@@ -1,4 +1,5 @@
-"""Sending one notice through one channel: SMTP, a signed webhook, Slack's and Teams' incoming webhooks.
+"""Sending one notice through one channel: SMTP, a signed webhook, Slack's and Teams' incoming webhooks, SMS
+through a provider (`SmsProvider`; the default POSTs to the provider's HTTP endpoint).
 
 An adapter like the rest of `store`: it knows the wire formats and nothing of deliveries, retries or tenants.
 `send` never raises for the channel's failure: it answers a `SendResult` whose ``error`` is safe to store and
@@ -19,6 +20,7 @@ import json
 import smtplib
 import ssl
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -27,7 +29,8 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["Notice", "SendResult", "send", "webhook_signature"]
+__all__ = ["SMS_PROVIDERS", "HttpSmsProvider", "Notice", "SendResult", "SmsProvider", "send", "sms_text",
+           "webhook_signature"]
 
 SIGNATURE_HEADER = "X-WellPulse-Signature"
 TIMESTAMP_HEADER = "X-WellPulse-Timestamp"
@@ -100,14 +103,54 @@ def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+class SmsProvider(ABC):
+    """How a text message reaches a provider; one implementation per ``provider`` of an SMS channel's config."""
+
+    @abstractmethod
+    async def send(self, session: aiohttp.ClientSession, config: Mapping[str, Any], secrets: Mapping[str, str],
+                   number: str, text: str, notice: Notice, timeout: float, started: float) -> SendResult:
+        """Send ``text`` to ``number``; never raises for the provider's failure."""
+
+
+class HttpSmsProvider(SmsProvider):
+    """The default: a JSON POST ``{"to", "from", "text", "delivery_id"}`` to the provider's ``url``, with
+    ``Authorization: Bearer <token>`` when the channel has one."""
+
+    async def send(self, session: aiohttp.ClientSession, config: Mapping[str, Any], secrets: Mapping[str, str],
+                   number: str, text: str, notice: Notice, timeout: float, started: float) -> SendResult:
+        headers = {"Content-Type": "application/json", DELIVERY_HEADER: notice.delivery_id,
+                   "User-Agent": "WellPulse-Notifier/1"}
+        if secrets.get("token"):
+            headers["Authorization"] = f"Bearer {secrets['token']}"
+        body = json.dumps({"to": number, "from": config.get("from_number"), "text": text,
+                           "delivery_id": notice.delivery_id}).encode()
+        return await _post(session, str(config["url"]), body, headers, timeout, started, secrets)
+
+
+SMS_PROVIDERS: dict[str, SmsProvider] = {"http": HttpSmsProvider()}
+SMS_MAX_CHARS = 480  # three concatenated segments
+
+
+def sms_text(notice: Notice) -> str:
+    """A notice in a few lines: title, message, the acknowledge link."""
+    text = f"{notice.title}\n{notice.message}"[: SMS_MAX_CHARS - len(notice.ack_url) - 1]
+    return f"{text}\n{notice.ack_url}" if notice.ack_url else text
+
+
 async def send(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str], notice: Notice, *,
-               timeout: float, session: aiohttp.ClientSession | None = None) -> SendResult:
-    """Send ``notice`` through a channel of ``kind`` with its public ``config`` and opened ``secrets``."""
+               timeout: float, session: aiohttp.ClientSession | None = None,
+               recipient: str | None = None) -> SendResult:
+    """Send ``notice`` through a channel of ``kind`` with its public ``config`` and opened ``secrets``;
+    ``recipient``: to that one address (email) or number (sms) instead of the channel's ``to``."""
     started = time.perf_counter()
+    if recipient is not None:
+        config = {**config, "to": [recipient]}
     try:
         if kind == "email":
             code = await asyncio.to_thread(_send_mail, config, secrets.get("password"), notice, timeout)
             return SendResult(True, _ms(started), code)
+        if kind == "sms":
+            return await _send_sms(session, config, secrets, notice, timeout, started)
         url, body, headers = _http_request(kind, config, secrets, notice)
         return await _post(session, url, body, headers, timeout, started, secrets)
     except smtplib.SMTPResponseException as exc:
@@ -117,6 +160,23 @@ async def send(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str],
         return SendResult(False, _ms(started), None, f"the channel lacks the setting {exc}", permanent=True)
     except (OSError, smtplib.SMTPException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return SendResult(False, _ms(started), None, _redact(f"{type(exc).__name__}: {exc}", secrets))
+
+
+async def _send_sms(session: aiohttp.ClientSession | None, config: Mapping[str, Any], secrets: Mapping[str, str],
+                    notice: Notice, timeout: float, started: float) -> SendResult:
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await _send_sms(own, config, secrets, notice, timeout, started)
+    numbers = list(config.get("to") or [])
+    if not numbers:
+        return SendResult(False, _ms(started), None, "the SMS channel has no number to send to", permanent=True)
+    provider = SMS_PROVIDERS[str(config.get("provider", "http"))]
+    result = SendResult(True, 0.0)
+    for number in numbers:  # one message per number; the first failure is the delivery's
+        result = await provider.send(session, config, secrets, number, sms_text(notice), notice, timeout, started)
+        if not result.ok:
+            return result
+    return result
 
 
 def _ms(started: float) -> float:
