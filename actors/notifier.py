@@ -58,6 +58,8 @@ CONCURRENCY = 16
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 
 Publish = Callable[[Sequence[Any]], Awaitable[None]]
+# In-app notifications just committed (rows of `store.in_app_notifications.INBOX_COLUMNS`), for the WebSocket.
+Announce = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,9 @@ class Notifier:
 
     def __init__(self, pool: asyncpg.Pool, tenant_id: str, box: SecretBox, *, policy: RetryPolicy, clock: Clock,
                  publish: Publish | None = None, rng: random.Random | None = None,
-                 ack_links: AckLinks | None = None) -> None:
+                 ack_links: AckLinks | None = None, announce: Announce | None = None) -> None:
         self.pool = pool
+        self.announce = announce
         self.ack_links = ack_links
         self.tenant_id = tenant_id
         self.box = box
@@ -155,7 +158,7 @@ class Notifier:
                 policy = None
             # The same page of events, before the plan below moves the cursor past it: one in-app notification
             # per user who may read alerts, committed (or not) with the channel deliveries.
-            await in_app.plan_in_app(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
+            inbox = await in_app.plan_in_app(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
             if policy is None:
                 events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
             else:
@@ -164,6 +167,7 @@ class Notifier:
             # Groups left by a policy since removed still speak, unmuted: nothing they gathered is dropped.
             await policies.flush_groups(conn, self.tenant_id, now=now, limit=PLAN_PAGE,
                                         muted_until=policy.muted_until if policy else _never_muted)
+        await self._announce(inbox)
         return events
 
     async def _escalate(self) -> None:
@@ -171,8 +175,18 @@ class Notifier:
         while True:
             async with db.tenant_tx(self.pool, self.tenant_id) as conn:
                 fired = await escalations.fire_due(conn, self.tenant_id, now=self.clock.now(), limit=PLAN_PAGE)
+            await self._announce([row for f in fired for row in f.in_app])
             if len(fired) < PLAN_PAGE:
                 return
+
+    async def _announce(self, inbox: Sequence[Any]) -> None:
+        """Committed in-app notifications to the WebSocket; a push lost is no loss (the inbox keeps them)."""
+        if inbox and self.announce is not None:
+            try:
+                await self.announce(inbox)
+            except Exception:
+                log.warning("in-app notifications of %s not pushed to the WebSocket", self.tenant_id,
+                            exc_info=True)
 
     async def _attempt(self, row: asyncpg.Record, limit: asyncio.Semaphore) -> None:
         kind = row["channel_kind"]

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from store import oncall as oncall_store
+from store.in_app_notifications import INBOX_COLUMNS
 
 __all__ = ["ESCALATION_REMINDER_BASE", "Fired", "fire_due", "start_escalations"]
 
@@ -52,7 +53,7 @@ class Fired:
     step: int
     round: int
     deliveries: int
-    in_app: list[tuple[uuid.UUID, uuid.UUID]]  # (user id, in-app notification id)
+    in_app: list[asyncpg.Record]  # the in-app notifications planned (`store.in_app_notifications.INBOX_COLUMNS`)
 
 
 async def start_escalations(conn: asyncpg.Connection, tenant_id: str, starts: list[tuple[int, int, str, str]], *,
@@ -181,7 +182,7 @@ async def _fire(conn: asyncpg.Connection, tenant_id: str, row: asyncpg.Record, s
             tenant_id, row["alert_id"], seq, row["kind"], now, label, step,
             [d[0] for d in deliveries], [d[1] for d in deliveries], [d[2] for d in deliveries],
             [d[3] for d in deliveries], [d[4] for d in deliveries]))
-    in_app: list[tuple[uuid.UUID, uuid.UUID]] = []
+    in_app: list[asyncpg.Record] = []
     if in_app_users:
         rows = await conn.fetch(
             """INSERT INTO in_app_notifications (tenant_id, user_id, alert_id, event_seq, event_kind, reminder, title,
@@ -189,8 +190,8 @@ async def _fire(conn: asyncpg.Connection, tenant_id: str, row: asyncpg.Record, s
                SELECT $1, u, $2, $3, $4, $5, left(format('[%s] %s: %s on %s (alert %s)', $6::text, $7::text,
                       $8::text, $9::text, $2::bigint), 500), left(coalesce($10, ''), 4000), $6, $11
                FROM unnest($12::uuid[]) AS u
-               ON CONFLICT (tenant_id, user_id, event_seq, reminder) DO NOTHING RETURNING user_id, id""",
+               ON CONFLICT (tenant_id, user_id, event_seq, reminder) DO NOTHING RETURNING """ + INBOX_COLUMNS,
             tenant_id, row["alert_id"], seq, row["kind"], ESCALATION_REMINDER_BASE + round_ * 100 + step,
             row["severity"], label, row["rule_id"], row["equipment_id"], row["message"], now, in_app_users)
-        in_app = [(r["user_id"], r["id"]) for r in rows]
+        in_app = list(rows)
     return Fired(row["alert_id"], row["chain_id"], step, round_, planned, in_app)

@@ -18,7 +18,7 @@ from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 from store.notifications import NOTIFY_KINDS, read_cursor
 
-__all__ = ["ALERT_READER_ROLES", "IN_APP", "delete", "mark_read", "plan_in_app", "unread_count"]
+__all__ = ["ALERT_READER_ROLES", "INBOX_COLUMNS", "IN_APP", "delete", "mark_read", "plan_in_app", "unread_count"]
 
 # The roles whose users see alerts: serve.auth.PERMISSIONS["alerts:read"] (which the store cannot import;
 # tests/test_in_app_notifications.py checks that the two agree).
@@ -42,11 +42,17 @@ IN_APP = ResourceSpec(
 )
 
 
-async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime, limit: int) -> int:
+INBOX_COLUMNS = ("user_id, id, alert_id, event_seq, event_kind, title, body, severity, read_at IS NOT NULL AS read,"
+                 " created_at, read_at")
+
+
+async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime, limit: int,
+                      ) -> list[asyncpg.Record]:
     """Notifications for up to ``limit`` events after the tenant's cursor (the page the channel plan reads next
-    in the same transaction); returns how many were inserted."""
+    in the same transaction); returns those inserted (with their ``user_id``), for the WebSocket after the
+    commit."""
     cursor = await read_cursor(conn, tenant_id)
-    return int(await conn.fetchval(
+    return list(await conn.fetch(
         """WITH batch AS (
                SELECT seq, alert_id, kind, severity, rule_id, equipment_id, message FROM alert_events
                WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3),
@@ -63,8 +69,8 @@ async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime
                WHERE b.kind = ANY($5::text[])
                  AND coalesce(p.channels -> b.severity, $7::jsonb -> b.severity) ? 'in_app'
                ON CONFLICT (tenant_id, user_id, event_seq, reminder) DO NOTHING
-               RETURNING 1)
-           SELECT count(*) FROM planned""",
+               RETURNING *)
+           SELECT """ + INBOX_COLUMNS + """ FROM planned""",
         tenant_id, cursor, limit, now, list(NOTIFY_KINDS), list(ALERT_READER_ROLES),
         {k: list(v) for k, v in DEFAULT_CHANNELS.items()}))
 

@@ -23,9 +23,10 @@ from schema.alerts import (
 )
 from schema.api import AlertPublic, Envelope, ErrorEnvelope
 from schema.ids import InvalidIdentifier, check_equipment_id
+from schema.in_app_notifications import InAppPush
 from schema.severity import SEVERITIES, SEVERITY_RANK, Severity
 from serve import alerts as service
-from serve.auth import Principal
+from serve.auth import Principal, PrincipalKind
 from serve.deps import (
     ACCESS_COOKIE,
     Audit,
@@ -202,8 +203,11 @@ async def alerts_ws(
     since: Annotated[int | None, Query(ge=0)] = None,
     equipment: str | None = None,
     min_severity: str = "info",
+    notifications: bool = False,
 ) -> None:
-    """Alert events of the caller's tenant: first those after ``since``, then live ones.
+    """Alert events of the caller's tenant: first those after ``since``, then live ones. With
+    ``notifications=true`` the caller's in-app notifications too, as they are created: ``{"type": "notification",
+    "data": {...}}`` (as `GET /v1/notifications` lists them; alert events carry no ``type``).
 
     Auth: ``Authorization: Bearer``, ``?token=`` (browsers cannot set headers) or the web-session cookie (then
     only from this origin: another site's page cannot open a socket on the operator's session).
@@ -218,7 +222,8 @@ async def alerts_ws(
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
         await enforce_rate_limit(websocket, services, principal)  # a connect is a request
         client, replay_until = await services.hub.register(
-            principal.tenant_id, equipment=equipment_ids, min_severity=severity_rank, principal=principal.subject)
+            principal.tenant_id, equipment=equipment_ids, min_severity=severity_rank, principal=principal.subject,
+            notifications=notifications and principal.kind is PrincipalKind.USER)
     except (ApiError, InvalidIdentifier, ValueError, TooManySockets) as exc:
         reason = getattr(exc, "message", str(exc))[:120]
         log.info("alert WebSocket refused: %s", reason)  # never the token itself
@@ -253,6 +258,9 @@ async def alerts_ws(
                     return
                 continue
             event = getter.result()
+            if isinstance(event, InAppPush):
+                await asyncio.wait_for(websocket.send_text(event.model_dump_json()), SEND_TIMEOUT)
+                continue
             if event.seq <= last_seq:
                 continue  # already sent in the replay
             await asyncio.wait_for(websocket.send_text(event.model_dump_json()), SEND_TIMEOUT)
