@@ -46,7 +46,7 @@ from store import db, escalations
 from store import in_app_notifications as in_app
 from store import notification_policies as policies
 from store import notifications as store
-from store.senders import Notice, SendResult, send
+from store.senders import Notice, SendResult, http_session, send
 
 __all__ = ["LATENCY_BUCKETS", "Notifier", "RetryPolicy", "ack_links_of"]
 
@@ -94,8 +94,10 @@ class Notifier:
 
     def __init__(self, pool: asyncpg.Pool, tenant_id: str, box: SecretBox, *, policy: RetryPolicy, clock: Clock,
                  publish: Publish | None = None, rng: random.Random | None = None,
-                 ack_links: AckLinks | None = None, announce: Announce | None = None) -> None:
+                 ack_links: AckLinks | None = None, announce: Announce | None = None,
+                 allow_private_networks: bool = False) -> None:
         self.pool = pool
+        self.allow_private_networks = allow_private_networks
         self.announce = announce
         self.ack_links = ack_links
         self.tenant_id = tenant_id
@@ -199,7 +201,7 @@ class Notifier:
             else:
                 result = await send(kind, row["config"], secrets, self._notice(row),
                                     timeout=self.policy.timeout_seconds, session=await self._http(),
-                                    recipient=row["recipient"])
+                                    recipient=row["recipient"], allow_private_networks=self.allow_private_networks)
         await self._record(row, result)
 
     async def _record(self, row: asyncpg.Record, result: SendResult) -> None:
@@ -251,7 +253,7 @@ class Notifier:
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = http_session(allow_private_networks=self.allow_private_networks)
         return self._session
 
     def stats(self) -> dict[str, Any]:

@@ -209,7 +209,8 @@ class TenantActor:
         notifier = self.notifier = Notifier(self._pool, self.tenant_id, SecretBox.from_settings(self.settings),
                                             policy=RetryPolicy.from_settings(self.settings), clock=self.clock,
                                             publish=publish, ack_links=ack_links_of(self.settings),
-                                            announce=announce)
+                                            announce=announce,
+                                            allow_private_networks=self.settings.notify_allow_private_networks)
 
         async def on_alert(_msg: Any) -> None:
             notifier.wake.set()

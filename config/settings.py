@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     notification_timeout_seconds: float = Field(10.0, gt=0, le=120, description="one attempt's time limit")
     ack_link_hours: float = Field(24.0, gt=0, le=24 * 30, description="how long a notification's acknowledge"
                                   " link stays valid")
+    notify_allow_private_networks: bool = Field(
+        False, description="let webhook, Slack, Teams and SMS channels reach loopback, private, link-local and"
+        " cloud-metadata addresses (off: a tenant's channel cannot probe the servers' own network)")
+    notify_failing_after: int = Field(3, ge=1, le=100, description="/health counts a channel as failing when its"
+                                      " last this many finished deliveries all failed")
     serve_replicas: int = 1
     # A Ray head that other machines join (`wellpulse node --address HOST:PORT`) listens beyond loopback.
     ray_head_host: str = Field("127.0.0.1", description="address of the Ray head `wellpulse up` starts; another"

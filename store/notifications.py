@@ -22,7 +22,8 @@ from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 
 __all__ = [
-    "CHANNELS", "DELIVERIES", "NOTIFY_KINDS", "advance_cursor", "delete_channel", "due_deliveries", "get_channel",
+    "CHANNELS", "DELIVERIES", "NOTIFY_KINDS", "advance_cursor", "delete_channel", "due_deliveries",
+    "failing_channel_counts", "get_channel",
     "insert_channel", "mark_failed", "mark_retry", "mark_sent", "open_secrets", "plan_deliveries", "read_cursor",
     "seal_secrets", "update_channel",
 ]
@@ -228,6 +229,13 @@ async def mark_failed(conn: asyncpg.Connection, tenant_id: str, delivery_id: uui
         tenant_id, row["alert_id"], f"notification to {row['channel_kind']} channel failed: {error[:200]}",
         details, now)
 
+
+
+async def failing_channel_counts(pool: Executor, after: int) -> dict[str, int]:
+    """{channel kind: how many enabled channels failed each of their last ``after`` finished deliveries}, across
+    tenants (a definer function: counts only, for /health)."""
+    rows = await pool.fetch("SELECT kind, failing FROM wellpulse_failing_channel_counts($1)", after)
+    return {r["kind"]: int(r["failing"]) for r in rows}
 
 
 # ---------------------------------------------------------------- write-only settings at rest

@@ -14,10 +14,13 @@ A webhook body is signed so its receiver can verify it and refuse replays::
 """
 
 import asyncio
+import errno
 import hashlib
 import hmac
+import ipaddress
 import json
 import smtplib
+import socket
 import ssl
 import time
 from abc import ABC, abstractmethod
@@ -26,16 +29,85 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-__all__ = ["SMS_PROVIDERS", "HttpSmsProvider", "Notice", "SendResult", "SmsProvider", "send", "sms_text",
-           "webhook_signature"]
+__all__ = ["SMS_PROVIDERS", "GuardedResolver", "HttpSmsProvider", "Notice", "SendResult", "SmsProvider",
+           "blocked_address", "destination_refusal", "http_session", "send", "sms_text", "webhook_signature"]
 
 SIGNATURE_HEADER = "X-WellPulse-Signature"
 TIMESTAMP_HEADER = "X-WellPulse-Timestamp"
 DELIVERY_HEADER = "X-WellPulse-Delivery"
 _COLOURS = {"info": "Accent", "warning": "Warning", "critical": "Attention"}
+
+
+PRIVATE_HINT = "set WELLPULSE_NOTIFY_ALLOW_PRIVATE_NETWORKS=true to allow it"
+
+
+def blocked_address(address: str) -> bool:
+    """Whether an IP address is one a tenant's channel must not reach: anything not globally routable (loopback,
+    private, link-local, where the cloud metadata service is, carrier-grade NAT, reserved) or multicast.
+
+    >>> [blocked_address(a) for a in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "::ffff:192.168.1.1", "::1",
+    ...                               "fd00:ec2::254", "100.64.0.1", "93.184.215.14", "2606:4700::1111")]
+    [True, True, True, True, True, True, True, False, False]
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def destination_refusal(url: str) -> str | None:
+    """Why ``url`` may not be a channel's destination when private networks are not allowed (None: it may be, as
+    far as its text says; a name is checked again when it is resolved, `GuardedResolver`).
+
+    >>> destination_refusal("https://hooks.example.com/x") is None
+    True
+    >>> destination_refusal("http://[::1]:8080/hook")
+    'the address ::1 is loopback, private, link-local or otherwise not public'
+    >>> destination_refusal("http://metadata.localhost/")
+    'the host metadata.localhost is this machine'
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"the host {host} is this machine"
+    try:
+        blocked = blocked_address(host)
+    except ValueError:
+        return None  # a name
+    return f"the address {host} is loopback, private, link-local or otherwise not public" if blocked else None
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves as aiohttp does, then keeps only public addresses: a name that resolves to a private one (or is
+    re-pointed there after the channel was checked) is refused at connect time, and the connection goes to an
+    address that was checked."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
+                      ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if not blocked_address(r["host"])]
+        if not public:
+            # errno and strerror: aiohttp shows the strerror of what the resolver raised, and nothing else.
+            raise OSError(errno.EACCES, f"{host} resolves only to loopback, private or link-local addresses"
+                          f" ({PRIVATE_HINT})")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def http_session(*, allow_private_networks: bool) -> aiohttp.ClientSession:
+    """The session channels post through: with the `GuardedResolver` unless private networks are allowed."""
+    if allow_private_networks:
+        return aiohttp.ClientSession()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GuardedResolver()))
 
 
 @dataclass(frozen=True)
@@ -138,13 +210,25 @@ def sms_text(notice: Notice) -> str:
 
 
 async def send(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str], notice: Notice, *,
-               timeout: float, session: aiohttp.ClientSession | None = None,
+               timeout: float, allow_private_networks: bool, session: aiohttp.ClientSession | None = None,
                recipient: str | None = None) -> SendResult:
     """Send ``notice`` through a channel of ``kind`` with its public ``config`` and opened ``secrets``;
-    ``recipient``: to that one address (email) or number (sms) instead of the channel's ``to``."""
+    ``recipient``: to that one address (email) or number (sms) instead of the channel's ``to``. Unless
+    ``allow_private_networks``, an HTTP destination must be public: its URL here, its resolved addresses in the
+    session (`http_session`; one made here when ``session`` is None)."""
     started = time.perf_counter()
     if recipient is not None:
         config = {**config, "to": [recipient]}
+    if kind != "email" and not allow_private_networks:
+        url = str(config.get("url") if kind in ("webhook", "sms") else secrets.get("url", ""))
+        refusal = destination_refusal(url)
+        if refusal is not None:
+            return SendResult(False, _ms(started), None, _redact(f"refused: {refusal} ({PRIVATE_HINT})", secrets),
+                              permanent=True)
+    if session is None and kind != "email":
+        async with http_session(allow_private_networks=allow_private_networks) as own:
+            return await send(kind, config, secrets, notice, timeout=timeout, session=own,
+                              allow_private_networks=allow_private_networks)
     try:
         if kind == "email":
             code = await asyncio.to_thread(_send_mail, config, secrets.get("password"), notice, timeout)

@@ -87,3 +87,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS notification_deliveries_escalation_key
 
 SELECT wellpulse_enable_rls(t)
 FROM unnest(ARRAY['notification_preferences', 'oncall_schedules', 'escalation_chains', 'escalations']) AS t;
+
+-- /health: how many enabled channels of each kind failed each of their last `n` finished deliveries, across
+-- tenants (counts only: /health is public).
+CREATE INDEX IF NOT EXISTS notification_deliveries_channel
+    ON notification_deliveries (tenant_id, channel_id, created_at DESC);
+CREATE OR REPLACE FUNCTION wellpulse_failing_channel_counts(n integer)
+    RETURNS TABLE (kind text, failing bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT f.kind, count(*) FROM (
+        SELECT c.kind FROM public.notification_channels c
+        CROSS JOIN LATERAL (SELECT d.status FROM public.notification_deliveries d
+                            WHERE d.tenant_id = c.tenant_id AND d.channel_id = c.id AND d.status <> 'pending'
+                            ORDER BY d.created_at DESC LIMIT n) last
+        WHERE c.deleted_at IS NULL AND c.enabled
+        GROUP BY c.tenant_id, c.id, c.kind
+        HAVING count(*) = n AND bool_and(last.status = 'failed')) f
+    GROUP BY f.kind
+$$;

@@ -257,14 +257,7 @@ async def alerts_ws(
                     await asyncio.wait_for(websocket.close(code=WS_POLICY_VIOLATION, reason=refusal), SEND_TIMEOUT)
                     return
                 continue
-            event = getter.result()
-            if isinstance(event, InAppPush):
-                await asyncio.wait_for(websocket.send_text(event.model_dump_json()), SEND_TIMEOUT)
-                continue
-            if event.seq <= last_seq:
-                continue  # already sent in the replay
-            await asyncio.wait_for(websocket.send_text(event.model_dump_json()), SEND_TIMEOUT)
-            last_seq = event.seq
+            last_seq = await _send_queued(websocket, getter.result(), last_seq)
             if client.overflowed:
                 # Whatever is still queued is replayed when the client comes back with since.
                 await asyncio.wait_for(websocket.close(
@@ -279,6 +272,15 @@ async def alerts_ws(
         if websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+async def _send_queued(websocket: WebSocket, item: AlertEvent | InAppPush, last_seq: int) -> int:
+    """Send one queued item; returns the seq of the last alert event sent (an event the replay sent already is
+    skipped; an in-app notification has no seq)."""
+    if isinstance(item, AlertEvent) and item.seq <= last_seq:
+        return last_seq
+    await asyncio.wait_for(websocket.send_text(item.model_dump_json()), SEND_TIMEOUT)
+    return item.seq if isinstance(item, AlertEvent) else last_seq
 
 
 async def _socket_principal(services: Any, credential: str | None) -> Principal:
