@@ -13,12 +13,14 @@ from email import message_from_bytes
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from config import ManualClock
 from schema.errors import Conflict, InvalidInput
 from schema.notification_policies import PolicyDocument
 from schema.oncall import ChainCreate, PreferencesBody, ScheduleCreate
 from serve import notification_policies as policy_service
+from serve import notifications as notification_service
 from serve import oncall as service
 from store import alerts as alert_store
 from store import db, escalations
@@ -154,3 +156,21 @@ async def test_the_chain_escalates_until_acknowledged_and_nothing_is_doubled(
     async with db.tenant_tx(services.pool, tenant) as conn:
         stopped = await conn.fetchrow("SELECT next_at, stopped FROM escalations WHERE tenant_id = $1", tenant)
     assert (stopped["next_at"], stopped["stopped"]) == (None, "acknowledged")
+
+
+async def test_an_sms_channel_keeps_its_token_write_only_and_texts_each_number(
+        services: Any, tenant: str, users: dict[str, uuid.UUID], provider: HttpReceiver) -> None:
+    manager, audit = as_user(tenant, users, "manager")
+    before = len(provider.at("/texts"))
+    channel = await create(services, manager, audit, CREATE.validate_python({"kind": "sms", "name": "crew texts",
+        "config": {"url": provider.url("/texts"), "token": "sms-token-456", "to": ["+15550100001", "+15550100002"]}}))
+    assert channel["secret_set"] and "token" not in channel["config"] and channel["kind"] == "sms"
+    result = await notification_service.test_channel(services, manager, channel["id"])
+    assert result.ok, result
+    texts = provider.at("/texts")[before:]
+    assert [t.json()["to"] for t in texts] == ["+15550100001", "+15550100002"]
+    assert all(t.headers["Authorization"] == "Bearer sms-token-456" for t in texts)
+    assert "test notification" in texts[0].json()["text"]
+    with pytest.raises(ValidationError) as refused:
+        CREATE.validate_python({"kind": "sms", "name": "x", "config": {"url": provider.url(), "to": ["555-0100"]}})
+    assert refused.value.errors()[0]["loc"] == ("sms", "config", "to", 0)
