@@ -21,6 +21,11 @@ Nothing lost, nothing doubled (docs/architecture.md):
    once on the wire); the message carries the delivery id (``X-WellPulse-Delivery``, the mail's Message-ID) so a
    receiver can drop the repeat.
 
+3. Escalations (`store.escalations`): an alert opened on a policy route that names an escalation chain starts it
+   in the planning transaction; each round fires the steps that are due, planning their deliveries (keyed by
+   event, round, step, recipient and medium) and moving the escalation on in one transaction.
+
+In-app notifications committed by 1 and 3 are announced on ``inapp.<tenant>`` (core NATS) for the WebSocket hub.
 The ALERTS stream wakes it; it also polls every `POLL_SECONDS` (a lost wake-up, a retry coming due).
 `Notifier.run_round` is one round, which a test runs against PostgreSQL alone with a `config.ManualClock`.
 """
