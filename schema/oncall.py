@@ -78,7 +78,7 @@ class RotationSpec(_Strict):
     members: Annotated[list[UUID], Field(min_length=1, max_length=100)]
     handoff: Literal["daily", "weekly"] = "weekly"
     handoff_time: LocalTime = "09:00"
-    start: date
+    start: Annotated[date, Field(ge=date(2000, 1, 1), le=date(2200, 12, 31))]
 
 
 class OverrideSpec(_Strict):
@@ -87,6 +87,13 @@ class OverrideSpec(_Strict):
     user: UUID
     start: AwareDatetime
     end: AwareDatetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        if not 2000 <= value.year <= 2200:
+            raise ValueError("must be between the years 2000 and 2200")
+        return value
 
 
 class ScheduleCreate(_Strict):

@@ -150,8 +150,8 @@ async def delete_schedule(services: Services, principal: Principal, audit: Audit
 async def on_call(services: Services, tenant_id: str, schedule_id: uuid.UUID, at: datetime | None,
                   ) -> dict[str, Any]:
     """Who is on call at ``at`` (now when None); an instant without an offset is refused naming ``at``."""
-    if at is not None and at.tzinfo is None:
-        raise InvalidInput.on("at", "an instant with its UTC offset (2026-01-05T08:00:00Z)")
+    if at is not None and (at.tzinfo is None or not 2000 <= at.year <= 2200):
+        raise InvalidInput.on("at", "an instant with its UTC offset (2026-01-05T08:00:00Z), years 2000 to 2200")
     at = at or datetime.now(UTC)
     row = await get_schedule(services, tenant_id, schedule_id)
     answer = store.schedule_of(row["rotations"], row["overrides"], row["timezone"]).on_call(at)

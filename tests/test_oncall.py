@@ -179,9 +179,13 @@ async def test_schedules_crud_refuse_naming_the_field_and_answer_who_is_on_call(
         with pytest.raises(InvalidInput) as refused:
             await service.update_schedule(services, manager, audit, sid, ScheduleUpdate.model_validate(body))
         assert refused.value.details[0]["field"] == field, (body, refused.value.details)
-    with pytest.raises(InvalidInput) as refused:
-        await service.on_call(services, tenant, sid, datetime(2026, 3, 9))
-    assert refused.value.details[0]["field"] == "at"
+    for at in (datetime(2026, 3, 9), datetime(9999, 12, 31, tzinfo=UTC)):
+        with pytest.raises(InvalidInput) as refused:
+            await service.on_call(services, tenant, sid, at)
+        assert refused.value.details[0]["field"] == "at"
+    with pytest.raises(ValidationError) as invalid:
+        ScheduleUpdate.model_validate({"rotations": [{"members": [ann], "start": "9999-12-31"}]})
+    assert invalid.value.errors()[0]["loc"] == ("rotations", 0, "start")
 
     covered = await service.update_schedule(services, manager, audit, sid, ScheduleUpdate.model_validate(
         {"overrides": overlap[:1]}))

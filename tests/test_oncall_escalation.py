@@ -174,3 +174,35 @@ async def test_an_sms_channel_keeps_its_token_write_only_and_texts_each_number(
     with pytest.raises(ValidationError) as refused:
         CREATE.validate_python({"kind": "sms", "name": "x", "config": {"url": provider.url(), "to": ["555-0100"]}})
     assert refused.value.errors()[0]["loc"] == ("sms", "config", "to", 0)
+
+
+async def test_quiet_hours_keep_all_but_critical_to_the_inbox(services: Any, smtp: SmtpReceiver) -> None:
+    tenant = await seeded_tenant(services.settings.database_url, "quiet", [("PJ-1", "pump_jack")])
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        users = {r["role"]: r["id"] for r in await conn.fetch("SELECT id, role FROM users WHERE tenant_id = $1",
+                                                               tenant)}
+    manager, audit = as_user(tenant, users, "manager")
+    await create(services, manager, audit, CREATE.validate_python({"kind": "email", "name": "mail", "config": {
+        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "security": "none", "username": SMTP_USER,
+        "password": SMTP_PASSWORD, "from_address": "wellpulse@example.com", "to": ["ops@example.com"]}}))
+    operator, operator_audit = as_user(tenant, users, "operator")
+    await service.put_preferences(services, operator, operator_audit, PreferencesBody.model_validate(
+        {"channels": {"warning": ["email", "in_app"]}, "quiet_hours": {"start": "22:00", "end": "06:00"}}))
+    chain = await service.create_chain(services, manager, audit, ChainCreate.model_validate(
+        {"name": "night", "steps": [{"targets": {"users": [str(users["operator"])]}}]}))
+    await policy_service.put_policy(services, manager, audit, PolicyDocument.model_validate(
+        {"routes": [{"name": "root", "escalation_chain": str(chain["id"])}]}))
+    mine = f"operator@{tenant}.example"
+    sent_before = sum(1 for m in smtp.messages if mine in m.rcpt_tos)
+    clock = ManualClock(datetime(2026, 1, 5, 23, 30, tzinfo=UTC))  # the tenant's zone is UTC: quiet hours
+    warning = await open_alert(services, tenant, "warning", rule="flow_high")
+    await notifier(services, tenant, clock).run_round()
+    assert sum(1 for m in smtp.messages if mine in m.rcpt_tos) == sent_before
+    critical = await open_alert(services, tenant, "critical", rule="motor_trip")
+    await notifier(services, tenant, clock).run_round()
+    assert sum(1 for m in smtp.messages if mine in m.rcpt_tos) == sent_before + 1  # critical comes through
+    async with db.tenant_tx(services.pool, tenant) as conn:
+        inbox = {r["alert_id"] for r in await conn.fetch(
+            "SELECT alert_id FROM in_app_notifications WHERE tenant_id = $1 AND user_id = $2 AND reminder >= $3",
+            tenant, users["operator"], escalations.ESCALATION_REMINDER_BASE)}
+    assert inbox == {warning["alert_id"], critical["alert_id"]}
