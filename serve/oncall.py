@@ -141,7 +141,11 @@ async def update_schedule(services: Services, principal: Principal, audit: Audit
 
 async def delete_schedule(services: Services, principal: Principal, audit: AuditContext,
                           schedule_id: uuid.UUID) -> None:
+    """Soft delete; 409 while an escalation chain's step targets it."""
     async with tenant_work(services, principal.tenant_id, audit) as uow:
+        naming = await store.chains_naming_schedule(uow.conn, principal.tenant_id, schedule_id)
+        if naming:
+            raise Conflict(f"escalation chains page this schedule: {', '.join(sorted(naming))}")
         if not await store.delete_schedule(uow.conn, principal.tenant_id, schedule_id):
             raise NotFound(f"on-call schedule {schedule_id} not found")
         await uow.record(action="delete", entity_type="oncall_schedule", entity_id=str(schedule_id))

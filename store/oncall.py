@@ -17,10 +17,10 @@ from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 
 __all__ = [
-    "CHAINS", "SCHEDULES", "delete_chain", "delete_schedule", "get_chain", "get_preferences", "get_schedule",
-    "insert_chain", "insert_schedule", "live_chain_ids", "live_schedule_ids", "live_users", "load_preferences",
-    "preferences_of", "put_preferences", "schedule_of", "schedules_by_id", "tenant_zone", "update_chain",
-    "update_schedule",
+    "CHAINS", "SCHEDULES", "chains_naming_schedule", "delete_chain", "delete_schedule", "get_chain",
+    "get_preferences", "get_schedule", "insert_chain", "insert_schedule", "live_chain_ids", "live_schedule_ids",
+    "live_users", "load_preferences", "preferences_of", "put_preferences", "schedule_of", "schedules_by_id",
+    "tenant_zone", "update_chain", "update_schedule",
 ]
 
 SCHEDULE_COLUMNS = "id, name, rotations, overrides, created_by, created_at, updated_at"
@@ -100,6 +100,14 @@ async def update_schedule(conn: Executor, tenant_id: str, schedule_id: uuid.UUID
         "UPDATE oncall_schedules SET name = $3, rotations = $4, overrides = $5, updated_at = now()"
         f" WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {SCHEDULE_COLUMNS}",
         tenant_id, schedule_id, name, rotations, overrides)
+
+
+async def chains_naming_schedule(conn: Executor, tenant_id: str, schedule_id: uuid.UUID) -> list[str]:
+    """The names of the live escalation chains with a step that targets the schedule."""
+    return list(await conn.fetchval(
+        "SELECT coalesce(array_agg(DISTINCT c.name), '{}') FROM escalation_chains c,"
+        " jsonb_array_elements(c.steps) AS step WHERE c.tenant_id = $1 AND c.deleted_at IS NULL"
+        " AND step -> 'targets' -> 'schedules' ? $2", tenant_id, str(schedule_id)))
 
 
 async def delete_schedule(conn: Executor, tenant_id: str, schedule_id: uuid.UUID) -> bool:

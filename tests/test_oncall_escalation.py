@@ -104,6 +104,9 @@ async def test_the_chain_escalates_until_acknowledged_and_nothing_is_doubled(
         {"routes": [{"name": "root", "escalation_chain": str(chain["id"])}]}))
     with pytest.raises(Conflict):
         await service.delete_chain(services, manager, audit, chain["id"])
+    with pytest.raises(Conflict) as in_use:
+        await service.delete_schedule(services, manager, audit, schedule["id"])
+    assert "pump trips" in str(in_use.value)
 
     clock = ManualClock(datetime.now(UTC))
     event = await open_alert(services, tenant, "critical", rule="motor_trip")
@@ -195,14 +198,25 @@ async def test_quiet_hours_keep_all_but_critical_to_the_inbox(services: Any, smt
     mine = f"operator@{tenant}.example"
     sent_before = sum(1 for m in smtp.messages if mine in m.rcpt_tos)
     clock = ManualClock(datetime(2026, 1, 5, 23, 30, tzinfo=UTC))  # the tenant's zone is UTC: quiet hours
+    announced: list[Any] = []
+
+    async def announce(rows: Any) -> None:
+        announced.extend(rows)
+
+    sender = notifier(services, tenant, clock)
+    sender.announce = announce
     warning = await open_alert(services, tenant, "warning", rule="flow_high")
-    await notifier(services, tenant, clock).run_round()
+    await sender.run_round()
     assert sum(1 for m in smtp.messages if mine in m.rcpt_tos) == sent_before
     critical = await open_alert(services, tenant, "critical", rule="motor_trip")
-    await notifier(services, tenant, clock).run_round()
+    await sender.run_round()
+    await sender.close()
     assert sum(1 for m in smtp.messages if mine in m.rcpt_tos) == sent_before + 1  # critical comes through
     async with db.tenant_tx(services.pool, tenant) as conn:
         inbox = {r["alert_id"] for r in await conn.fetch(
             "SELECT alert_id FROM in_app_notifications WHERE tenant_id = $1 AND user_id = $2 AND reminder >= $3",
             tenant, users["operator"], escalations.ESCALATION_REMINDER_BASE)}
     assert inbox == {warning["alert_id"], critical["alert_id"]}
+    # Every in-app row committed (each user's of each event, and the escalation's) was announced for the WebSocket.
+    pushed = [(r["user_id"], r["alert_id"]) for r in announced]
+    assert len(pushed) == len(set(pushed)) + 2 and pushed.count((users["operator"], warning["alert_id"])) == 2

@@ -54,6 +54,7 @@ async def update_schedule(schedule_id: UUID, body: ScheduleUpdate, services: Ser
 
 @router.delete("/{schedule_id}", status_code=204, responses=ERRORS)
 async def delete_schedule(schedule_id: UUID, services: ServicesDep, principal: Manager, audit: Audit) -> Response:
+    """409 while an escalation chain's step targets it."""
     await service.delete_schedule(services, principal, audit, schedule_id)
     return Response(status_code=204)
 
