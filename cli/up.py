@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,10 @@ def _up(args: argparse.Namespace) -> int:
     if args.ray_address:
         os.environ["RAY_ADDRESS"] = args.ray_address  # what Ray itself reads, here from the flag
     settings = load_settings(**overrides)
-    stack = Stack(settings)
+    began = time.monotonic()
+    print("Starting WellPulse:", flush=True)
+    # Our own lines, each part as it comes up; Ray's and the actors' logs stay in Ray's files (the banner says where).
+    stack = Stack(settings, log_to_driver=False, progress=lambda line: print(f"  {line}", flush=True))
     stop = asyncio.Event()
     sink = None
     # Until the event loop takes over the signals, a SIGTERM must still unwind through
@@ -60,7 +64,8 @@ def _up(args: argparse.Namespace) -> int:
             sink = _demo_mail(settings)
         mail = None if sink is None else (
             f"  mail       alert emails land in {sink.folder} (an SMTP sink on 127.0.0.1:{sink.port})")
-        _print_banner(stack, demo_login=demo_login, secrets_shown=not args.no_secrets_in_banner, mail=mail)
+        _print_banner(stack, demo_login=demo_login, secrets_shown=not args.no_secrets_in_banner, mail=mail,
+                      seconds=time.monotonic() - began)
         asyncio.run(_serve_until_signal(stack, stop, demo=args.demo, rate=args.rate))
     except KeyboardInterrupt:
         pass
@@ -104,11 +109,11 @@ def _demo_mail(settings: Any) -> Any:
 
 
 def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secrets_shown: bool = True,
-                  mail: str | None = None) -> None:
+                  mail: str | None = None, seconds: float | None = None) -> None:
     settings = stack.settings  # type: ignore[attr-defined]
     migration = stack.migration  # type: ignore[attr-defined]
     lines = [
-        "WellPulse is up.",
+        f"WellPulse is up (in {seconds:.1f} s)." if seconds is not None else "WellPulse is up.",
         f"  console    {stack.base_url}/  (operator console: sign in with a tenant, email and password)",  # type: ignore[attr-defined]
         f"  API        {stack.base_url}/v1  (docs {stack.base_url}/docs)",  # type: ignore[attr-defined]
         f"  health     {stack.base_url}/health   metrics {stack.base_url}/metrics",  # type: ignore[attr-defined]
@@ -137,6 +142,9 @@ def _print_banner(stack: "object", *, demo_login: tuple[str, str] | None, secret
         ]
     if mail:
         lines.append(mail)
+    ray_logs = getattr(stack, "ray_logs", None)
+    if ray_logs is not None:
+        lines.append(f"  logs       Ray's and the actors' under {ray_logs}")
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
 

@@ -99,7 +99,10 @@ class Settings(BaseSettings):
         " cloud-metadata addresses (off: a tenant's channel cannot probe the servers' own network)")
     notify_failing_after: int = Field(3, ge=1, le=100, description="/health counts a channel as failing when its"
                                       " last this many finished deliveries all failed")
-    serve_replicas: int = 1
+    serve_replicas: int = Field(1, ge=1, description="API replicas; each serves HTTP on `port` (the kernel spreads"
+                                " connections over a machine's replicas)")
+    http_max_in_flight: int = Field(256, ge=1, description="HTTP requests a replica works on at once; one more is"
+                                    " answered 503 with Retry-After at once")
     # A Ray head that other machines join (`wellpulse node --address HOST:PORT`) listens beyond loopback.
     ray_head_host: str = Field("127.0.0.1", description="address of the Ray head `wellpulse up` starts; another"
                                " machine joins it with `wellpulse node` (not loopback: Ray token auth must be on)")

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
 
 from schema.ids import EquipmentId
 from schema.severity import SEVERITY_RANK as SEVERITY_RANK  # the order, defined in schema.severity
@@ -60,6 +60,13 @@ class AlertEvent(BaseModel):
     actor: str
     occurred_at: datetime
     created_at: datetime
+    _json: str | None = PrivateAttr(default=None)
+
+    def as_json(self) -> str:
+        """The event as JSON, made once: a tenant's hundred sockets send the same text."""
+        if self._json is None:
+            self._json = self.model_dump_json()
+        return self._json
 
 
 class Alert(BaseModel):

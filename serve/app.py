@@ -14,6 +14,7 @@ from serve import console, errors
 from serve.bodylimit import BodyLimit
 from serve.deps import ACCESS_COOKIE, CSRF_HEADER, current_principal, current_user
 from serve.edge import SecurityHeaders
+from serve.ingress import InFlightLimit, ReplicaHttpServer, RequestContext
 from serve.routers import (
     ack_links,
     alerts,
@@ -71,6 +72,8 @@ def build_app(settings: Settings) -> FastAPI:
         ("/v1/sync/attachments", settings.attachment_max_bytes),
     ])
     errors.install(app)
+    app.add_middleware(InFlightLimit, limit=settings.http_max_in_flight)
+    app.add_middleware(RequestContext)  # outermost: every answer, a 503 of the limit too, has its request id
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
                    production, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
@@ -174,19 +177,31 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def build_deployment(settings: Settings) -> serve.Application:
-    app = build_app(settings)
+    """The API as a Serve deployment whose replicas serve HTTP themselves (serve/ingress.py): Serve places,
+    health-checks, restarts and scales them; no Serve proxy sits in front. Each replica builds its own app (a
+    FastAPI app holds locks and does not pickle)."""
 
     @serve.deployment(
         name="api",
         num_replicas=settings.serve_replicas,
-        max_ongoing_requests=100,  # the default 5 collapses under load (DESIGN.md 9)
-        graceful_shutdown_timeout_s=5,
+        graceful_shutdown_timeout_s=10,
         ray_actor_options={"num_cpus": 0},
         logging_config={"enable_access_log": False},  # access logs would carry ?token=
     )
-    @serve.ingress(app)
     class Api:
-        pass
+        async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
+            self.app = build_app(settings)
+            self.http = ReplicaHttpServer(self.app, settings.host, settings.port)
+            await self.http.start()
+
+        async def check_health(self) -> None:
+            self.http.check()
+
+        async def __del__(self) -> None:
+            await self.http.stop()
+            services = getattr(self.app.state, "services", None)
+            if services is not None:
+                await services.close()
 
     deployment: Any = Api  # serve.deployment made the class a Deployment; ray's types keep the class
     application: serve.Application = deployment.bind()

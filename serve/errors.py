@@ -5,11 +5,10 @@ Below the entry points nothing knows HTTP: the domain and the store raise `schem
 """
 
 import logging
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,7 +26,6 @@ from serve.bodylimit import BodyTooLarge
 from store.outage import backing_service_down
 
 log = logging.getLogger(__name__)
-REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 RETRY_AFTER_UNAVAILABLE_S = 5
 
@@ -75,15 +73,6 @@ class ApiError(Exception):
         return cls(500, "internal error", code="INTERNAL")
 
 
-def current_request_id() -> str | None:
-    try:
-        from ray.serve.context import _get_serve_request_context
-
-        return _get_serve_request_context().request_id or None
-    except Exception:
-        return None
-
-
 def envelope(code: str, message: str, details: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or []}}
 
@@ -111,22 +100,6 @@ def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, st
 
 
 def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # Ray Serve's proxy takes X-Request-ID from the request (or generates one) and echoes
-        # it on the response itself; we only pick it up so our logs carry it.
-        request.state.request_id = current_request_id() or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        query = request.scope.get("query_string", b"")
-        if b"%00" in query or b"\x00" in query:
-            # PostgreSQL refuses NUL in text: refused here once, for every parameter of every endpoint.
-            return JSONResponse(envelope("VALIDATION_ERROR", "query parameters may not contain NUL characters",
-                                         [{"field": "query", "message": "contains %00"}]), status_code=422)
-        response = await call_next(request)
-        # X-RateLimit-* of an admitted request (serve/ratelimit.py); a 429 carries its own.
-        for name, value in (getattr(request.state, "rate_limit_headers", None) or {}).items():
-            response.headers.setdefault(name, value)
-        return response
-
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         # A streamed body passed its limit while the handler read it (serve/bodylimit.py counts the bytes).

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,12 @@ def load_runtime_urls(data_dir: Path | str) -> dict[str, Any]:
 
 
 class Stack:
-    def __init__(self, settings: Settings, *, serve_http: bool = True, log_to_driver: bool = True) -> None:
+    def __init__(self, settings: Settings, *, serve_http: bool = True, log_to_driver: bool = True,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.serve_http = serve_http
         self.log_to_driver = log_to_driver
+        self.progress = progress  # told each part once it is up, with the seconds it took (`wellpulse up`)
         self.data_dir = Path(settings.data_dir).resolve()
         self.pg: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
@@ -109,6 +112,13 @@ class Stack:
             raise RuntimeError("no NATS URL: start_servers() has not run")
         return self.settings.nats_url
 
+    @contextlib.contextmanager
+    def _step(self, what: str) -> Iterator[None]:
+        began = time.monotonic()
+        yield
+        if self.progress is not None:
+            self.progress(f"{what:<44} {time.monotonic() - began:5.1f} s")
+
     def start_servers(self) -> None:
         self._claim_data_dir()
         # Before anything uses a secret: configured ones are checked, missing ones made once in the data dir.
@@ -116,16 +126,19 @@ class Stack:
         if self.serve_http:
             self._check_port_free()
         if not self.settings.database_url:
-            self.pg = EmbeddedPostgres(self.data_dir / "postgres").start()
+            with self._step("PostgreSQL (embedded)"):
+                self.pg = EmbeddedPostgres(self.data_dir / "postgres").start()
             self.settings = self.settings.model_copy(update={"database_url": self.pg.url})
         if not self.settings.nats_url:
             feed_secret = self.settings.nats_feed_secret
-            self.nats = EmbeddedNats(self.data_dir / "nats", mqtt_port=self.settings.mqtt_port,
-                                     feed_secret=feed_secret.get_secret_value() if feed_secret else None).start()
+            with self._step("NATS with JetStream and MQTT (embedded)"):
+                self.nats = EmbeddedNats(self.data_dir / "nats", mqtt_port=self.settings.mqtt_port,
+                                         feed_secret=feed_secret.get_secret_value() if feed_secret else None).start()
             self.settings = self.settings.model_copy(update={"nats_url": self.nats.url})
-        self.migration = migrate(self.database_url, retention_days=self.settings.retention_days,
-                                 app_user=self.settings.app_db_user,
-                                 app_password=self.settings.secret("app_db_password"))
+        with self._step("database migrations"):
+            self.migration = migrate(self.database_url, retention_days=self.settings.retention_days,
+                                     app_user=self.settings.app_db_user,
+                                     app_password=self.settings.secret("app_db_password"))
         resealed = reseal_secrets(self.database_url, SecretBox.from_settings(self.settings))
         if resealed:
             log.info("sealed %d stored secrets (TOTP seeds, channel settings) with the current data key", resealed)
@@ -195,7 +208,11 @@ class Stack:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or self._start_ray_head()
             self.ray_address = address
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=self.log_to_driver)
+            # Not streamed to the driver, the actors' and Serve's logs stay in Ray's files (`ray_logs`).
+            if not self.log_to_driver:
+                logging.getLogger("ray.serve").setLevel(logging.WARNING)
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=self.log_to_driver,
+                     logging_level=logging.INFO if self.log_to_driver else logging.WARNING)
             self.ray_started_here = True
         supervisor: Any = Supervisor  # @ray.remote made the class an actor class; ray's types keep the class
         self.supervisor = supervisor.options(
@@ -226,10 +243,7 @@ class Stack:
         from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; not in ray's type stubs
 
         Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported: make it read it again
-        env = {**os.environ, **auth,
-               # Serve's proxy (uvicorn) would rewrite the client address from X-Forwarded-For of any loopback
-               # peer; the app decides whom to believe (WELLPULSE_TRUSTED_PROXIES, serve/edge.py) and counts spoofs.
-               "FORWARDED_ALLOW_IPS": ""}
+        env = {**os.environ, **auth}
         ray_cli = Path(sys.executable).parent / "ray"
         log_file = open(ray_dir / "head.log", "ab")
         self.ray_head = subprocess.Popen(  # noqa: S603  our own binaries, fixed argv, no shell
@@ -243,6 +257,13 @@ class Stack:
         log_file.close()
         wait_for_port(host, port, 60, self.ray_head)
         return f"{host}:{port}"
+
+    @property
+    def ray_logs(self) -> Path | None:
+        """Where the Ray head we started keeps its and the actors' logs (None: a cluster of one's own)."""
+        if self.ray_head is None:
+            return None
+        return (self._ray_tmp or self.data_dir / "ray") / "session_latest" / "logs"
 
     @property
     def join_address(self) -> str | None:
@@ -293,14 +314,9 @@ class Stack:
     def start_serve(self) -> None:
         from serve.app import build_deployment
 
-        # A head we started on loopback is on this machine alone: one proxy there. Other nodes of such a cluster
-        # are on this machine too (tests, bench.chaos) and would fight over the port. On a cluster of several
-        # machines (RAY_ADDRESS, or a head others join), every node gets a proxy, as Serve does by default.
-        local = self.ray_head is not None and self.head_is_local
-        serve.start(http_options={"host": self.settings.host, "port": self.settings.port},
-                    proxy_location="HeadOnly" if local else "EveryNode",
-                    logging_config={"enable_access_log": False})
-        serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix="/", blocking=False)
+        # The replicas serve HTTP themselves (serve/ingress.py): no Serve proxy.
+        serve.start(proxy_location="Disabled", logging_config={"enable_access_log": False})
+        serve.run(build_deployment(self.settings), name=APP_NAME, route_prefix=None, blocking=False)
         self.wait_http(timeout=120)
 
     def wait_http(self, timeout: float) -> None:
@@ -317,9 +333,11 @@ class Stack:
 
     def start(self) -> "Stack":
         self.start_servers()
-        self.start_ray()
+        with self._step("Ray and the tenants' actors"):
+            self.start_ray()
         if self.serve_http:
-            self.start_serve()
+            with self._step(f"API on {self.base_url} ({self.settings.serve_replicas} replica(s))"):
+                self.start_serve()
         return self
 
     async def register_tenant(self, tenant_id: str, name: str, equipment: list[tuple[str, str, str]]) -> None:

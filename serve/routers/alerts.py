@@ -205,9 +205,8 @@ async def alerts_ws(
     min_severity: str = "info",
     notifications: bool = False,
 ) -> None:
-    """Alert events of the caller's tenant: first those after ``since``, then live ones. With
-    ``notifications=true`` the caller's in-app notifications too, as they are created: ``{"type": "notification",
-    "data": {...}}`` (as `GET /v1/notifications` lists them; alert events carry no ``type``).
+    """Alert events of the caller's tenant: first those after ``since``, then live ones; ``notifications=true``:
+    the caller's in-app notifications too, as made, ``{"type": "notification", "data": {...}}`` (events: no type).
 
     Auth: ``Authorization: Bearer``, ``?token=`` (browsers cannot set headers) or the web-session cookie (then
     only from this origin: another site's page cannot open a socket on the operator's session).
@@ -236,42 +235,65 @@ async def alerts_ws(
         await hub.unregister(client)
         raise
     receiver = asyncio.create_task(_drain_incoming(websocket))
+    recheck: asyncio.Task[Any] | None = None
     last_seq = since or 0
     try:
         if since is not None:
             last_seq = await _replay(websocket, services, client, since, replay_until)
         while True:
-            getter = asyncio.create_task(client.queue.get())
-            recheck = asyncio.create_task(client.recheck.wait())
-            done, _ = await asyncio.wait({getter, receiver, recheck}, return_when=asyncio.FIRST_COMPLETED,
-                                         timeout=_until_recheck(principal, services.settings.auth_cache_seconds))
-            recheck.cancel()
-            if receiver in done:
-                getter.cancel()
-                return
-            if getter not in done:
-                getter.cancel()
-                client.recheck.clear()
-                refusal = await _still_allowed(services, credential)
-                if refusal is not None:  # logged out, revoked, deactivated, demoted or expired: the socket too
-                    await asyncio.wait_for(websocket.close(code=WS_POLICY_VIOLATION, reason=refusal), SEND_TIMEOUT)
+            # One task per event (the getter): the receiver and the recheck wait across events, and what is
+            # already queued is sent without waiting at all.
+            if client.queue.empty():
+                if recheck is None:
+                    recheck = asyncio.create_task(client.recheck.wait())
+                getter = asyncio.create_task(client.queue.get())
+                done, _ = await asyncio.wait({getter, receiver, recheck}, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=_until_recheck(principal, services.settings.auth_cache_seconds))
+                if receiver in done:
+                    getter.cancel()
                     return
-                continue
-            last_seq = await _send_queued(websocket, getter.result(), last_seq)
+                if getter not in done:
+                    getter.cancel()
+                    if recheck in done:
+                        recheck = None
+                    client.recheck.clear()
+                    if await _refused(websocket, services, credential):
+                        return
+                    continue
+                event = getter.result()
+            else:
+                event = client.queue.get_nowait()
+            last_seq = await _send_queued(websocket, event, last_seq)
             if client.overflowed:
-                # Whatever is still queued is replayed when the client comes back with since.
-                await asyncio.wait_for(websocket.close(
-                    code=WS_TRY_AGAIN_LATER, reason=f"client too slow; reconnect with since={last_seq}"),
-                    SEND_TIMEOUT)
+                await _close_too_slow(websocket, last_seq)
                 return
     except (WebSocketDisconnect, TimeoutError):
         return
     finally:
         receiver.cancel()
+        if recheck is not None:
+            recheck.cancel()
         await hub.unregister(client)
         if websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+async def _refused(websocket: WebSocket, services: Any, credential: str | None) -> bool:
+    """Check the socket's credential again; when it no longer reads alerts (logged out, revoked, deactivated,
+    demoted or expired) close the socket too and answer True."""
+    refusal = await _still_allowed(services, credential)
+    if refusal is None:
+        return False
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await websocket.close(code=WS_POLICY_VIOLATION, reason=refusal)
+    return True
+
+
+async def _close_too_slow(websocket: WebSocket, last_seq: int) -> None:
+    """Whatever is still queued is replayed when the client comes back with since."""
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason=f"client too slow; reconnect with since={last_seq}")
 
 
 async def _send_queued(websocket: WebSocket, item: AlertEvent | InAppPush, last_seq: int) -> int:
@@ -279,7 +301,8 @@ async def _send_queued(websocket: WebSocket, item: AlertEvent | InAppPush, last_
     skipped; an in-app notification has no seq)."""
     if isinstance(item, AlertEvent) and item.seq <= last_seq:
         return last_seq
-    await asyncio.wait_for(websocket.send_text(item.model_dump_json()), SEND_TIMEOUT)
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await websocket.send_text(item.as_json() if isinstance(item, AlertEvent) else item.model_dump_json())
     return item.seq if isinstance(item, AlertEvent) else last_seq
 
 
