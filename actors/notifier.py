@@ -21,6 +21,11 @@ Nothing lost, nothing doubled (docs/architecture.md):
    once on the wire); the message carries the delivery id (``X-WellPulse-Delivery``, the mail's Message-ID) so a
    receiver can drop the repeat.
 
+3. Escalations (`store.escalations`): an alert opened on a policy route that names an escalation chain starts it
+   in the planning transaction; each round fires the steps that are due, planning their deliveries (keyed by
+   event, round, step, recipient and medium) and moving the escalation on in one transaction.
+
+In-app notifications committed by 1 and 3 are announced on ``inapp.<tenant>`` (core NATS) for the WebSocket hub.
 The ALERTS stream wakes it; it also polls every `POLL_SECONDS` (a lost wake-up, a retry coming due).
 `Notifier.run_round` is one round, which a test runs against PostgreSQL alone with a `config.ManualClock`.
 """
@@ -42,11 +47,11 @@ from config.secrets import SecretBox
 from notify.acklinks import AckLinks
 from notify.routing import PolicyError
 from schema.severity import SEVERITIES
-from store import db
+from store import db, escalations
 from store import in_app_notifications as in_app
 from store import notification_policies as policies
 from store import notifications as store
-from store.senders import Notice, SendResult, send
+from store.senders import Notice, SendResult, http_session, send
 
 __all__ = ["LATENCY_BUCKETS", "Notifier", "RetryPolicy", "ack_links_of"]
 
@@ -58,6 +63,8 @@ CONCURRENCY = 16
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 
 Publish = Callable[[Sequence[Any]], Awaitable[None]]
+# In-app notifications just committed (rows of `store.in_app_notifications.INBOX_COLUMNS`), for the WebSocket.
+Announce = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,11 @@ class Notifier:
 
     def __init__(self, pool: asyncpg.Pool, tenant_id: str, box: SecretBox, *, policy: RetryPolicy, clock: Clock,
                  publish: Publish | None = None, rng: random.Random | None = None,
-                 ack_links: AckLinks | None = None) -> None:
+                 ack_links: AckLinks | None = None, announce: Announce | None = None,
+                 allow_private_networks: bool = False) -> None:
         self.pool = pool
+        self.allow_private_networks = allow_private_networks
+        self.announce = announce
         self.ack_links = ack_links
         self.tenant_id = tenant_id
         self.box = box
@@ -129,6 +139,7 @@ class Notifier:
         async with self._round_lock:
             while await self._plan_page() == PLAN_PAGE:
                 pass
+            await self._escalate()
             attempted = 0
             while True:
                 async with db.tenant_tx(self.pool, self.tenant_id) as conn:
@@ -154,7 +165,7 @@ class Notifier:
                 policy = None
             # The same page of events, before the plan below moves the cursor past it: one in-app notification
             # per user who may read alerts, committed (or not) with the channel deliveries.
-            await in_app.plan_in_app(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
+            inbox = await in_app.plan_in_app(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
             if policy is None:
                 events, _planned = await store.plan_deliveries(conn, self.tenant_id, now=now, limit=PLAN_PAGE)
             else:
@@ -163,7 +174,26 @@ class Notifier:
             # Groups left by a policy since removed still speak, unmuted: nothing they gathered is dropped.
             await policies.flush_groups(conn, self.tenant_id, now=now, limit=PLAN_PAGE,
                                         muted_until=policy.muted_until if policy else _never_muted)
+        await self._announce(inbox)
         return events
+
+    async def _escalate(self) -> None:
+        """Fire the escalation steps that are due (`store.escalations`): their deliveries are then sent below."""
+        while True:
+            async with db.tenant_tx(self.pool, self.tenant_id) as conn:
+                fired = await escalations.fire_due(conn, self.tenant_id, now=self.clock.now(), limit=PLAN_PAGE)
+            await self._announce([row for f in fired for row in f.in_app])
+            if len(fired) < PLAN_PAGE:
+                return
+
+    async def _announce(self, inbox: Sequence[Any]) -> None:
+        """Committed in-app notifications to the WebSocket; a push lost is no loss (the inbox keeps them)."""
+        if inbox and self.announce is not None:
+            try:
+                await self.announce(inbox)
+            except Exception:
+                log.warning("in-app notifications of %s not pushed to the WebSocket", self.tenant_id,
+                            exc_info=True)
 
     async def _attempt(self, row: asyncpg.Record, limit: asyncio.Semaphore) -> None:
         kind = row["channel_kind"]
@@ -175,7 +205,8 @@ class Notifier:
                                     permanent=True)
             else:
                 result = await send(kind, row["config"], secrets, self._notice(row),
-                                    timeout=self.policy.timeout_seconds, session=await self._http())
+                                    timeout=self.policy.timeout_seconds, session=await self._http(),
+                                    recipient=row["recipient"], allow_private_networks=self.allow_private_networks)
         await self._record(row, result)
 
     async def _record(self, row: asyncpg.Record, result: SendResult) -> None:
@@ -227,7 +258,7 @@ class Notifier:
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = http_session(allow_private_networks=self.allow_private_networks)
         return self._session
 
     def stats(self) -> dict[str, Any]:

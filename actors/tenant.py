@@ -29,7 +29,8 @@ from actors.placement import place
 from config import SYSTEM_CLOCK, Clock, Settings
 from config.secrets import SecretBox
 from schema.ids import InvalidIdentifier, check_equipment_id
-from schema.subjects import alerts_tenant_filter, ctl_subject, split_tele_subject
+from schema.in_app_notifications import inbox_message
+from schema.subjects import alerts_tenant_filter, ctl_subject, inapp_subject, split_tele_subject
 from schema.telemetry import DEFAULT_MAX_AGE, Reading, parse_telemetry, validation_reason
 from store import alerts as alert_store
 from store import assets as asset_store
@@ -200,9 +201,16 @@ class TenantActor:
         async def publish(events: Any) -> None:
             await publish_alert_events(js, self.tenant_id, events)
 
+        nc = self._nc
+
+        async def announce(inbox: Any) -> None:
+            await nc.publish(inapp_subject(self.tenant_id), inbox_message(inbox))
+
         notifier = self.notifier = Notifier(self._pool, self.tenant_id, SecretBox.from_settings(self.settings),
                                             policy=RetryPolicy.from_settings(self.settings), clock=self.clock,
-                                            publish=publish, ack_links=ack_links_of(self.settings))
+                                            publish=publish, ack_links=ack_links_of(self.settings),
+                                            announce=announce,
+                                            allow_private_networks=self.settings.notify_allow_private_networks)
 
         async def on_alert(_msg: Any) -> None:
             notifier.wake.set()

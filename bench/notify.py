@@ -172,7 +172,9 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     # Each tenant's notifier on a pool of its own, as each TenantActor holds one (db_pool_size, 4).
     pools = {t: await db.create_pool(url, max_size=4, tenant_id=t) for t in tenants}
     policy = RetryPolicy(retry_seconds=3600.0, backoff_seconds=0.5, backoff_max_seconds=2.0, timeout_seconds=5.0)
-    notifiers = {t: Notifier(pools[t], t, box, policy=policy, clock=SYSTEM_CLOCK) for t in tenants}
+    # The receiver is on loopback: this operator allows it (WELLPULSE_NOTIFY_ALLOW_PRIVATE_NETWORKS).
+    notifiers = {t: Notifier(pools[t], t, box, policy=policy, clock=SYSTEM_CLOCK, allow_private_networks=True)
+                 for t in tenants}
     loops = [asyncio.create_task(n.run_forever()) for n in notifiers.values()]
     try:
         committed: dict[tuple[str, int], float] = {}

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     notification_timeout_seconds: float = Field(10.0, gt=0, le=120, description="one attempt's time limit")
     ack_link_hours: float = Field(24.0, gt=0, le=24 * 30, description="how long a notification's acknowledge"
                                   " link stays valid")
+    notify_allow_private_networks: bool = Field(
+        False, description="let webhook, Slack, Teams and SMS channels reach loopback, private, link-local and"
+        " cloud-metadata addresses (off: a tenant's channel cannot probe the servers' own network)")
+    notify_failing_after: int = Field(3, ge=1, le=100, description="/health counts a channel as failing when its"
+                                      " last this many finished deliveries all failed")
     serve_replicas: int = Field(1, ge=1, description="API replicas; each serves HTTP on `port` (the kernel spreads"
                                 " connections over a machine's replicas)")
     http_max_in_flight: int = Field(256, ge=1, description="HTTP requests a replica works on at once; one more is"

@@ -2,9 +2,11 @@
 
 Like Alertmanager's routing tree. A tenant's policy is one document: a flat list of routes, each naming its
 ``parent`` (the one route without a parent is the root, which matches every alert), and the mute timings the
-routes refer to by name. An alert walks the tree from the root: at each route it tries the children in order;
-the first that matches takes it, and so does each later matching sibling while the ones before it say
-``continue``. The deepest routes that match are where it ends (the route itself when no child matches).
+routes refer to by name. A route may name an escalation chain (``escalation_chain``, inherited like
+``channels``): each alert it takes opens an escalation that `store.escalations` runs. An alert walks the tree
+from the root: at each route it tries the children in order; the first that matches takes it, and so does each
+later matching sibling while the ones before it say ``continue``. The deepest routes that match are where it
+ends (the route itself when no child matches).
 
 A route's ``channels``, ``group_by`` and intervals, when left out, are its parent's. Alerts of one route whose
 ``group_by`` fields agree form a group: its first message waits ``group_wait`` (so alerts that come together go out
@@ -119,6 +121,7 @@ class Route:
     repeat_interval: float
     continue_: bool
     mute_timings: tuple[str, ...]
+    escalation_chain: str | None = None
 
     def matches(self, facts: AlertFacts) -> bool:
         return all(set(facts.values(name)) & set(wanted) for name, wanted in self.matchers.items())
@@ -137,7 +140,7 @@ class Match:
 
 
 _DEFAULTS: dict[str, Any] = {"channels": (), "group_by": (), "group_wait": 30.0, "group_interval": 300.0,
-                             "repeat_interval": 14400.0, "mute_timings": ()}
+                             "repeat_interval": 14400.0, "mute_timings": (), "escalation_chain": None}
 
 
 class PolicyTree:
@@ -181,6 +184,10 @@ class PolicyTree:
 
     def channel_ids(self) -> set[str]:
         return {c for r in self.routes for c in r.channels}
+
+    def chain_ids(self) -> set[str]:
+        """The escalation chains the routes name (`store.escalations` runs one per alert a route takes)."""
+        return {r.escalation_chain for r in self.routes if r.escalation_chain}
 
     def muted_until(self, timings: Iterable[str], at: datetime, zone: str) -> datetime | None:
         """When the active ones of the named mute timings end, read in ``zone`` (None: none is active; a name the
@@ -261,6 +268,8 @@ def _check_route(spec: object, where: str, timings: Mapping[str, MuteTiming]) ->
             raise PolicyError(f"{where}.mute_timings[{i}]", f"no mute timing named {timing!r}")
     if not isinstance(spec.get("continue", False), bool):
         raise PolicyError(f"{where}.continue", "true or false")
+    if spec.get("escalation_chain") is not None and not isinstance(spec["escalation_chain"], str):
+        raise PolicyError(f"{where}.escalation_chain", "an escalation chain id")
     return name
 
 
@@ -291,6 +300,8 @@ def _top_down(specs: Mapping[str, tuple[int, Mapping[str, Any]]]) -> list[str]:
 def _route(name: str, spec: Mapping[str, Any], parent: Route | None) -> Route:
     def inherit(key: str, attr: str | None = None) -> Any:
         value = spec.get(key)
+        if isinstance(value, str):
+            return value
         if value is not None and value != []:
             return tuple(value) if isinstance(value, list) else float(value)
         return getattr(parent, attr or key) if parent is not None else _DEFAULTS[key]
@@ -298,7 +309,8 @@ def _route(name: str, spec: Mapping[str, Any], parent: Route | None) -> Route:
                  matchers={k: tuple(v) for k, v in (spec.get("matchers") or {}).items()},
                  channels=inherit("channels"), group_by=inherit("group_by"), group_wait=inherit("group_wait"),
                  group_interval=inherit("group_interval"), repeat_interval=inherit("repeat_interval"),
-                 continue_=bool(spec.get("continue", False)), mute_timings=inherit("mute_timings"))
+                 continue_=bool(spec.get("continue", False)), mute_timings=inherit("mute_timings"),
+                 escalation_chain=inherit("escalation_chain"))
 
 
 def _parse_timings(raw: object) -> dict[str, MuteTiming]:

@@ -38,6 +38,8 @@ class RouteSpec(BaseModel):
                                             " alerts still unacknowledged (14400; 0: none)")
     continue_: bool = Field(False, alias="continue", description="after matching, try the next siblings too")
     mute_timings: list[Name] = Field(default_factory=list, max_length=20)
+    escalation_chain: UUID | None = Field(None, description="An escalation chain (/v1/escalation-chains) run for"
+                                          " each alert this route takes, until it is acknowledged (inherited).")
 
 
 class MuteTimingSpec(BaseModel):

@@ -17,12 +17,12 @@ from schema.severity import Severity
 
 __all__ = [
     "CHANNEL_KINDS", "SECRET_FIELDS", "ChannelCreate", "ChannelKind", "ChannelPublic", "ChannelTestResult",
-    "ChannelUpdate", "DeliveryPublic", "EmailConfig", "SlackConfig", "TeamsConfig", "WebhookConfig",
+    "ChannelUpdate", "DeliveryPublic", "EmailConfig", "SlackConfig", "SmsConfig", "TeamsConfig", "WebhookConfig",
     "check_http_url",
 ]
 
-CHANNEL_KINDS = ("email", "webhook", "slack", "teams")
-ChannelKind = Literal["email", "webhook", "slack", "teams"]
+CHANNEL_KINDS = ("email", "webhook", "slack", "teams", "sms")
+ChannelKind = Literal["email", "webhook", "slack", "teams", "sms"]
 DELIVERY_STATUSES = ("pending", "sent", "failed")
 MAX_URL_LENGTH = 2048
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
@@ -110,14 +110,29 @@ class TeamsConfig(_IncomingWebhookConfig):
     """A Microsoft Teams incoming webhook (a Workflows or connector URL): an Adaptive Card message."""
 
 
+class SmsConfig(_Config):
+    """Text messages through an SMS provider (``provider``; the default, ``http``, POSTs ``{"to", "from",
+    "text"}`` as JSON to the provider's ``url`` with ``Authorization: Bearer <token>``, one request per number).
+    ``to``: the numbers a route's messages go to (E.164); a person's own number comes from their preferences."""
+
+    provider: Literal["http"] = "http"
+    url: str
+    from_number: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_NUL)] | None = None
+    to: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]],
+                  Field(max_length=50)] = Field(default_factory=list)
+    token: SecretStr | None = Field(None, description="Write-only provider credential (sent as a Bearer token).")
+
+    _url = field_validator("url")(check_http_url)
+
+
 CONFIG_MODELS: dict[str, type[_Config]] = {
-    "email": EmailConfig, "webhook": WebhookConfig, "slack": SlackConfig, "teams": TeamsConfig}
+    "email": EmailConfig, "webhook": WebhookConfig, "slack": SlackConfig, "teams": TeamsConfig, "sms": SmsConfig}
 # The write-only fields of each kind: sealed at rest, never answered.
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "email": ("password",), "webhook": ("secret",), "slack": ("url",), "teams": ("url",)}
+    "email": ("password",), "webhook": ("secret",), "slack": ("url",), "teams": ("url",), "sms": ("token",)}
 # Those without which a channel of the kind cannot send.
 REQUIRED_SECRETS: dict[str, tuple[str, ...]] = {"email": (), "webhook": ("secret",), "slack": ("url",),
-                                                "teams": ("url",)}
+                                                "teams": ("url",), "sms": ()}
 
 
 class _ChannelBase(BaseModel):
@@ -148,7 +163,13 @@ class TeamsChannelCreate(_ChannelBase):
     config: TeamsConfig
 
 
-ChannelCreate = Annotated[EmailChannelCreate | WebhookChannelCreate | SlackChannelCreate | TeamsChannelCreate,
+class SmsChannelCreate(_ChannelBase):
+    kind: Literal["sms"]
+    config: SmsConfig
+
+
+ChannelCreate = Annotated[EmailChannelCreate | WebhookChannelCreate | SlackChannelCreate | TeamsChannelCreate
+                          | SmsChannelCreate,
                           Field(discriminator="kind")]
 
 
@@ -203,3 +224,7 @@ class DeliveryPublic(BaseModel):
     created_at: datetime
     sent_at: datetime | None
     failed_at: datetime | None
+    recipient: str | None = Field(None, description="The person's address or number, for a delivery an escalation"
+                                  " step addressed to one user (None: the channel's own recipients).")
+    recipient_user: UUID | None = None
+    escalation_step: int | None = Field(None, description="The escalation chain's step (0-based) that sent it.")

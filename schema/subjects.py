@@ -57,6 +57,12 @@ def authz_subject(tenant_id: str) -> str:
 AUTHZ_SUBJECTS = "authz.>"
 
 
+def inapp_subject(tenant_id: str) -> str:
+    """Core NATS (not a stream): in-app notifications just committed, for the WebSocket hub to push to their users
+    (the inbox, `GET /v1/notifications`, is what keeps them; a push missed is read there)."""
+    return f"inapp.{check_tenant_id(tenant_id)}"
+
+
 def simctl_subject(tenant_id: str) -> str:
     """Core NATS: a running simulator accepts faults for ``tenant_id`` on demand here.
 

@@ -22,6 +22,7 @@ from serve.routers import (
     audit_logs,
     auth,
     equipment,
+    escalation_chains,
     field_events,
     health,
     maintenance,
@@ -30,7 +31,9 @@ from serve.routers import (
     notification_channels,
     notification_deliveries,
     notification_policies,
+    notification_preferences,
     notifications,
+    oncall_schedules,
     predictions,
     production,
     readings,
@@ -76,6 +79,7 @@ def build_app(settings: Settings) -> FastAPI:
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
                    notification_channels, notification_deliveries, notification_policies, notifications, ack_links,
+                   notification_preferences, oncall_schedules, escalation_chains,
                    console):
         app.include_router(module.router)
     install_openapi(app)

@@ -1,9 +1,13 @@
-"""WebSocket fan-out of alert events.
+"""WebSocket fan-out of alert events, and of each user's in-app notifications to that user's sockets.
 
 The ALERTS stream wakes the hub; the events themselves are read from ``alert_events``
 by seq. Within a tenant, seq order equals commit order (see ``store.db``), so reading
 "seq > cursor" after each wake-up delivers every event once, in order, even when NATS
 messages from different actors arrive out of order.
+
+In-app notifications come on the tenant's ``inapp.<tenant>`` core-NATS subject, which the notifier publishes to
+after it commits them; a socket opened with ``notifications`` gets those of its own user. A push lost with a
+replica is no loss: the inbox (`GET /v1/notifications`) holds every one.
 """
 
 import asyncio
@@ -16,8 +20,9 @@ import asyncpg
 from nats.aio.client import Client as NATS
 
 from schema.alerts import AlertEvent
+from schema.in_app_notifications import InAppPush, parse_inbox_message
 from schema.severity import SEVERITY_RANK
-from schema.subjects import alerts_tenant_filter
+from schema.subjects import alerts_tenant_filter, inapp_subject
 from store import alerts as alert_store
 from store import db
 
@@ -34,8 +39,9 @@ class Client:
     tenant_id: str
     equipment: frozenset[str] | None
     min_severity: int
-    queue: asyncio.Queue[AlertEvent]
+    queue: asyncio.Queue[AlertEvent | InAppPush]
     principal: str = ""  # who holds the socket (user or API key id): the per-principal cap counts these
+    notifications: bool = False  # the holder's in-app notifications too
     overflowed: bool = False
     sent: int = field(default=0)
     # Set when the tenant's users, sessions or keys change: the socket checks its credential again.
@@ -45,8 +51,8 @@ class Client:
         return (SEVERITY_RANK[event.severity] >= self.min_severity
                 and (self.equipment is None or event.equipment_id in self.equipment))
 
-    def offer(self, event: AlertEvent) -> None:
-        if self.overflowed or not self.wants(event):
+    def offer(self, event: AlertEvent | InAppPush) -> None:
+        if self.overflowed or (isinstance(event, AlertEvent) and not self.wants(event)):
             return
         try:
             self.queue.put_nowait(event)
@@ -64,6 +70,7 @@ class TenantFeed:
         self.clients: set[Client] = set()
         self.wake = asyncio.Event()
         self.sub: Any = None
+        self.inbox_sub: Any = None
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -89,6 +96,18 @@ class TenantFeed:
             if len(rows) < PAGE:
                 return
 
+    def push_inbox(self, payload: bytes) -> None:
+        """Each notification of an ``inapp`` message to the sockets of its user that asked for them."""
+        try:
+            pushes = parse_inbox_message(payload)
+        except ValueError:
+            log.warning("an unreadable in-app message for %s was dropped", self.tenant_id)
+            return
+        for user_id, push in pushes:
+            for client in list(self.clients):
+                if client.notifications and client.principal == user_id:
+                    client.offer(push)
+
 
 class AlertHub:
     def __init__(self, pool: asyncpg.Pool, nc: NATS, *, queue_size: int, max_per_principal: int = 5,
@@ -102,7 +121,7 @@ class AlertHub:
         self._lock = asyncio.Lock()
 
     async def register(self, tenant_id: str, *, equipment: frozenset[str] | None, min_severity: int,
-                       principal: str = "") -> tuple[Client, int]:
+                       principal: str = "", notifications: bool = False) -> tuple[Client, int]:
         """A new client and the seq up to which it must replay from the DB itself.
 
         Raises `TooManySockets` when the principal or the tenant holds its cap of sockets on this replica:
@@ -124,12 +143,17 @@ class AlertHub:
                 async def on_alert(msg: Any, feed: TenantFeed = feed) -> None:
                     feed.wake.set()
 
+                async def on_inbox(msg: Any, feed: TenantFeed = feed) -> None:
+                    feed.push_inbox(msg.data)
+
                 feed.sub = await self.nc.subscribe(alerts_tenant_filter(tenant_id), cb=on_alert)
+                feed.inbox_sub = await self.nc.subscribe(inapp_subject(tenant_id), cb=on_inbox)
                 feed.task = asyncio.get_running_loop().create_task(feed.run())
                 self.feeds[tenant_id] = feed
                 # Events committed between reading the cursor and subscribing would wait for the next wake-up.
                 feed.wake.set()
-            client = Client(tenant_id, equipment, min_severity, asyncio.Queue(self.queue_size), principal)
+            client = Client(tenant_id, equipment, min_severity, asyncio.Queue(self.queue_size), principal,
+                            notifications)
             feed.clients.add(client)
             return client, feed.cursor
 
@@ -146,9 +170,10 @@ class AlertHub:
     async def _close_feed(self, feed: TenantFeed) -> None:
         if feed.task:
             feed.task.cancel()
-        if feed.sub is not None:
-            with contextlib.suppress(Exception):
-                await feed.sub.unsubscribe()
+        for sub in (feed.sub, feed.inbox_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     def authz_changed(self, tenant_id: str) -> None:
         """A user, session or key of the tenant changed: every socket of the tenant checks its credential."""

@@ -15,6 +15,7 @@ from serve.auth import Principal
 from serve.services import Services
 from serve.uow import tenant_work
 from store import notification_policies as store
+from store import oncall as oncall_store
 from store.audit import AuditContext
 
 __all__ = ["delete_policy", "get_policy", "put_policy"]
@@ -39,6 +40,12 @@ async def put_policy(services: Services, principal: Principal, audit: AuditConte
     async with tenant_work(services, principal.tenant_id, audit) as uow:
         if tree.channel_ids():
             _check_channels(document, await store.live_channel_ids(uow.conn, principal.tenant_id))
+        if tree.chain_ids():
+            live = await oncall_store.live_chain_ids(uow.conn, principal.tenant_id)
+            for i, route in enumerate(document["routes"]):
+                if route.get("escalation_chain") and route["escalation_chain"] not in live:
+                    raise InvalidInput.on(f"routes[{i}].escalation_chain",
+                                          f"no escalation chain {route['escalation_chain']}")
         old = await store.get_policy(uow.conn, principal.tenant_id)
         row = await store.put_policy(uow.conn, principal.tenant_id, document, updated_by=principal.subject)
         await uow.record(action="update" if old else "create", entity_type="notification_policy",

@@ -33,7 +33,7 @@ from store import alerts as alert_store
 from store import notifications as store
 from store.audit import AuditContext
 from store.listing import ListQuery
-from store.senders import Notice, send
+from store.senders import PRIVATE_HINT, Notice, destination_refusal, send
 
 __all__ = ["create_channel", "delete_channel", "get_channel", "list_alert_deliveries", "list_channels",
            "notification_metrics", "test_channel", "update_channel"]
@@ -56,6 +56,7 @@ async def create_channel(services: Services, principal: Principal, audit: AuditC
     """A channel; `InvalidInput` naming the field when a setting it needs is missing, `Conflict` on a taken name."""
     public, secrets = _split(body.kind, body.config)
     _check_secrets(body.kind, public, secrets)
+    _check_destination(services, body.kind, public, secrets)
     sealed = store.seal_secrets(SecretBox.from_settings(services.settings), secrets)
     async with tenant_work(services, principal.tenant_id, audit) as uow:
         try:
@@ -81,6 +82,7 @@ async def update_channel(services: Services, principal: Principal, audit: AuditC
             public, secrets = _split(kind, _parse_config(kind, body.config))
             secrets = {**store.open_secrets(box, sealed), **secrets}
             _check_secrets(kind, public, secrets)
+            _check_destination(services, kind, public, secrets)
             sealed = store.seal_secrets(box, secrets)
         name = body.name if body.name is not None else old["name"]
         try:
@@ -121,7 +123,8 @@ async def test_channel(services: Services, principal: Principal, channel_id: uui
                     message=f"A test of the channel {row['name']!r}, sent by {principal.actor}.",
                     occurred_at=datetime.now(UTC), test=True)
     result = await send(row["kind"], row["config"], secrets, notice,
-                        timeout=services.settings.notification_timeout_seconds)
+                        timeout=services.settings.notification_timeout_seconds,
+                        allow_private_networks=services.settings.notify_allow_private_networks)
     return ChannelTestResult(ok=result.ok, error=result.error, response_code=result.response_code,
                              latency_ms=result.latency_ms)
 
@@ -159,6 +162,17 @@ def _check_secrets(kind: str, public: dict[str, Any], secrets: dict[str, str]) -
     if missing:
         raise InvalidInput(f"a {kind} channel needs " + ", ".join(missing),
                            [{"field": f"config.{name}", "message": "required (write-only)"} for name in missing])
+
+
+def _check_destination(services: Services, kind: str, public: dict[str, Any], secrets: dict[str, str]) -> None:
+    """Refuse, naming ``config.url``, a destination on a loopback, private or link-local address unless the
+    operator allows private networks; a name is checked again at each send, once resolved (`store.senders`)."""
+    if kind == "email" or services.settings.notify_allow_private_networks:
+        return
+    url = public.get("url") if kind in ("webhook", "sms") else secrets.get("url")
+    refusal = destination_refusal(str(url or ""))
+    if refusal is not None:
+        raise InvalidInput.on("config.url", f"{refusal}; {PRIVATE_HINT}")
 
 
 def _not_found(channel_id: uuid.UUID) -> NotFound:

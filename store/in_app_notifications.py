@@ -2,9 +2,10 @@
 
 `plan_in_app` runs in the notifier's planning transaction, before the channel plan moves the cursor: it reads the
 same events (after the tenant's notification cursor, by seq) and inserts one notification per event that notifies
-and per active user whose role may read alerts. The unique (user, event seq, reminder) key makes a re-read insert
-nothing, so a restart neither loses nor doubles one. Reading, marking read and deleting are per user: a row of
-another user (or, by row-level security, another tenant) is not found.
+and per active user whose role may read alerts and whose preferences (`notify.preferences`) keep ``in_app`` for
+the event's severity (the inbox wakes nobody, so quiet hours do not hold it back). The unique (user, event seq,
+reminder) key makes a re-read insert nothing, so a restart neither loses nor doubles one. Reading, marking read
+and deleting are per user: a row of another user (or, by row-level security, another tenant) is not found.
 """
 
 import uuid
@@ -12,11 +13,12 @@ from datetime import datetime
 
 import asyncpg
 
+from notify.preferences import DEFAULT_CHANNELS
 from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 from store.notifications import NOTIFY_KINDS, read_cursor
 
-__all__ = ["ALERT_READER_ROLES", "IN_APP", "delete", "mark_read", "plan_in_app", "unread_count"]
+__all__ = ["ALERT_READER_ROLES", "INBOX_COLUMNS", "IN_APP", "delete", "mark_read", "plan_in_app", "unread_count"]
 
 # The roles whose users see alerts: serve.auth.PERMISSIONS["alerts:read"] (which the store cannot import;
 # tests/test_in_app_notifications.py checks that the two agree).
@@ -40,11 +42,17 @@ IN_APP = ResourceSpec(
 )
 
 
-async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime, limit: int) -> int:
+INBOX_COLUMNS = ("user_id, id, alert_id, event_seq, event_kind, title, body, severity, read_at IS NOT NULL AS read,"
+                 " created_at, read_at")
+
+
+async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime, limit: int,
+                      ) -> list[asyncpg.Record]:
     """Notifications for up to ``limit`` events after the tenant's cursor (the page the channel plan reads next
-    in the same transaction); returns how many were inserted."""
+    in the same transaction); returns those inserted (with their ``user_id``), for the WebSocket after the
+    commit."""
     cursor = await read_cursor(conn, tenant_id)
-    return int(await conn.fetchval(
+    return list(await conn.fetch(
         """WITH batch AS (
                SELECT seq, alert_id, kind, severity, rule_id, equipment_id, message FROM alert_events
                WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3),
@@ -57,11 +65,14 @@ async def plan_in_app(conn: asyncpg.Connection, tenant_id: str, *, now: datetime
                       left(coalesce(b.message, ''), 4000), b.severity, $4
                FROM batch b JOIN users u
                  ON u.tenant_id = $1 AND u.status = 'active' AND u.deleted_at IS NULL AND u.role = ANY($6::text[])
+               LEFT JOIN notification_preferences p ON p.tenant_id = $1 AND p.user_id = u.id
                WHERE b.kind = ANY($5::text[])
+                 AND coalesce(p.channels -> b.severity, $7::jsonb -> b.severity) ? 'in_app'
                ON CONFLICT (tenant_id, user_id, event_seq, reminder) DO NOTHING
-               RETURNING 1)
-           SELECT count(*) FROM planned""",
-        tenant_id, cursor, limit, now, list(NOTIFY_KINDS), list(ALERT_READER_ROLES)))
+               RETURNING *)
+           SELECT """ + INBOX_COLUMNS + """ FROM planned""",
+        tenant_id, cursor, limit, now, list(NOTIFY_KINDS), list(ALERT_READER_ROLES),
+        {k: list(v) for k, v in DEFAULT_CHANNELS.items()}))
 
 
 async def unread_count(conn: Executor, tenant_id: str, user_id: uuid.UUID) -> int:

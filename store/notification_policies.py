@@ -6,7 +6,8 @@ caller's transaction. `flush_groups` turns each group that is due into one deliv
 group's new events (``event_seqs``), marks them flushed and sets when the group may speak next, in one
 transaction: an event is in exactly one message per group, whatever crashes when. A group quiet for its
 ``repeat_interval`` reminds of its alerts still open (a reminder is numbered, the number is part of the
-delivery's key); acknowledging an alert stops its reminders.
+delivery's key); acknowledging an alert stops its reminders. An alert opened on a route that names an escalation
+chain starts an escalation in the same transaction (`store.escalations`).
 """
 
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ import asyncpg
 from notify.routing import AlertFacts, PolicyTree
 from schema.severity import SEVERITIES
 from store.db import Executor
+from store.escalations import start_escalations
 from store.notifications import NOTIFY_KINDS, advance_cursor, read_cursor
 
 __all__ = ["Policy", "delete_policy", "flush_groups", "get_policy", "live_channel_ids", "load_policy", "plan_routed",
@@ -85,7 +87,7 @@ async def plan_routed(conn: asyncpg.Connection, tenant_id: str, policy: Policy, 
     group entries added). Run it in a transaction."""
     cursor = await read_cursor(conn, tenant_id)
     events = await conn.fetch(
-        """SELECT e.seq, e.kind, e.severity, e.equipment_id, e.rule_id,
+        """SELECT e.seq, e.alert_id, e.kind, e.severity, e.equipment_id, e.rule_id,
                   coalesce(q.type, 'other') AS equipment_type, q.metadata, coalesce(r.kind, e.rule_id) AS rule_kind,
                   ARRAY(SELECT w.well_id FROM equipment_wells w WHERE w.tenant_id = $1
                         AND w.equipment_id = e.equipment_id ORDER BY w.well_id) AS well_ids
@@ -94,10 +96,13 @@ async def plan_routed(conn: asyncpg.Connection, tenant_id: str, policy: Policy, 
            LEFT JOIN alert_rules r ON r.tenant_id = $1 AND r.id = e.rule_id AND r.deleted_at IS NULL
            WHERE e.tenant_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3""", tenant_id, cursor, limit)
     entries = []
+    starts: list[tuple[int, int, str, str]] = []
     for event in events:
         if event["kind"] not in NOTIFY_KINDS:
             continue
         for match in policy.tree.route(_facts(event)):
+            if match.route.escalation_chain and event["kind"] == "opened":
+                starts.append((event["alert_id"], event["seq"], match.route.name, match.route.escalation_chain))
             if match.channels:
                 route = match.route
                 entries.append((tenant_id, route.name, match.group_key, list(match.channels), route.group_interval,
@@ -118,6 +123,7 @@ async def plan_routed(conn: asyncpg.Connection, tenant_id: str, policy: Policy, 
                    RETURNING id)
                INSERT INTO notification_group_items (tenant_id, group_id, event_seq)
                SELECT $1, id, $8 FROM g ON CONFLICT DO NOTHING""", entries)
+    await start_escalations(conn, tenant_id, starts, now=now)
     if events:
         await advance_cursor(conn, tenant_id, events[-1]["seq"])
     return len(events), len(entries)
@@ -193,6 +199,7 @@ async def _plan_group_message(conn: asyncpg.Connection, tenant_id: str, group: a
                  JOIN notification_channels c ON c.tenant_id = $1 AND c.id = ANY($2::uuid[]) AND c.enabled
                   AND c.deleted_at IS NULL
                  WHERE e.seq = $6 AND gravest.r >= {rank.format('c.min_severity')}
-                 ON CONFLICT (tenant_id, event_seq, channel_id, reminder) DO NOTHING RETURNING 1)
+                 ON CONFLICT (tenant_id, event_seq, channel_id, reminder) WHERE escalation_key IS NULL
+                 DO NOTHING RETURNING 1)
             SELECT count(*) FROM planned""",
         tenant_id, group["channels"], seqs, now, group["route"], seqs[-1], reminder))

@@ -22,7 +22,8 @@ from store.db import Executor
 from store.listing import FieldSpec, ResourceSpec
 
 __all__ = [
-    "CHANNELS", "DELIVERIES", "NOTIFY_KINDS", "advance_cursor", "delete_channel", "due_deliveries", "get_channel",
+    "CHANNELS", "DELIVERIES", "NOTIFY_KINDS", "advance_cursor", "delete_channel", "due_deliveries",
+    "failing_channel_counts", "get_channel",
     "insert_channel", "mark_failed", "mark_retry", "mark_sent", "open_secrets", "plan_deliveries", "read_cursor",
     "seal_secrets", "update_channel",
 ]
@@ -40,7 +41,7 @@ CHANNELS = ResourceSpec(
     fields=(
         FieldSpec("id", "id", "uuid"),
         FieldSpec("name", "name"),
-        FieldSpec("kind", "kind", "enum", enum=("email", "webhook", "slack", "teams")),
+        FieldSpec("kind", "kind", "enum", enum=("email", "webhook", "slack", "teams", "sms")),
         FieldSpec("enabled", "enabled", "bool"),
         FieldSpec("min_severity", "min_severity", "enum", enum=tuple(SEVERITIES)),
         FieldSpec("config", "config", filterable=False, sortable=False),
@@ -61,7 +62,7 @@ DELIVERIES = ResourceSpec(
         FieldSpec("event_kind", "event_kind"),
         FieldSpec("channel_id", "channel_id", "uuid"),
         FieldSpec("channel_name", "channel_name"),
-        FieldSpec("channel_kind", "channel_kind", "enum", enum=("email", "webhook", "slack", "teams")),
+        FieldSpec("channel_kind", "channel_kind", "enum", enum=("email", "webhook", "slack", "teams", "sms")),
         FieldSpec("status", "status", "enum", enum=("pending", "sent", "failed")),
         FieldSpec("attempts", "attempts", "int"),
         FieldSpec("next_attempt_at", "CASE WHEN status = 'pending' THEN next_attempt_at END", "timestamp"),
@@ -71,6 +72,9 @@ DELIVERIES = ResourceSpec(
         FieldSpec("created_at", "created_at", "timestamp"),
         FieldSpec("sent_at", "sent_at", "timestamp"),
         FieldSpec("failed_at", "failed_at", "timestamp"),
+        FieldSpec("recipient", "recipient"),
+        FieldSpec("recipient_user", "recipient_user", "uuid"),
+        FieldSpec("escalation_step", "escalation_step", "int"),
     ),
 )
 
@@ -146,7 +150,7 @@ async def plan_deliveries(conn: asyncpg.Connection, tenant_id: str, *, now: date
                   ON c.tenant_id = $1 AND c.enabled AND c.deleted_at IS NULL AND b.created_at >= c.created_at
                  AND {_RANK.format('b.severity')} >= {_RANK.format('c.min_severity')}
                 WHERE b.kind = ANY($5::text[])
-                ON CONFLICT (tenant_id, event_seq, channel_id, reminder) DO NOTHING
+                ON CONFLICT (tenant_id, event_seq, channel_id, reminder) WHERE escalation_key IS NULL DO NOTHING
                 RETURNING 1)
             SELECT (SELECT count(*) FROM batch) AS events, (SELECT max(seq) FROM batch) AS last,
                    (SELECT count(*) FROM planned) AS planned""",
@@ -174,7 +178,8 @@ async def due_deliveries(conn: Executor, tenant_id: str, *, now: datetime, limit
         """SELECT d.id, d.alert_id, d.event_seq, d.attempts, d.created_at, d.channel_id,
                   c.kind AS channel_kind, c.name AS channel_name, c.config, c.secret,
                   e.kind AS event_kind, e.equipment_id, e.rule_id, e.severity, e.state, e.message, e.occurred_at,
-                  d.route, CASE WHEN cardinality(d.event_seqs) > 1 THEN (
+                  d.route, d.recipient, d.recipient_user, d.escalation_step,
+                  CASE WHEN cardinality(d.event_seqs) > 1 THEN (
                       SELECT jsonb_agg(jsonb_build_object('alert_id', g.alert_id, 'event_seq', g.seq,
                           'event_kind', g.kind, 'equipment_id', g.equipment_id, 'rule_id', g.rule_id,
                           'severity', g.severity, 'state', g.state, 'message', g.message,
@@ -224,6 +229,13 @@ async def mark_failed(conn: asyncpg.Connection, tenant_id: str, delivery_id: uui
         tenant_id, row["alert_id"], f"notification to {row['channel_kind']} channel failed: {error[:200]}",
         details, now)
 
+
+
+async def failing_channel_counts(pool: Executor, after: int) -> dict[str, int]:
+    """{channel kind: how many enabled channels failed each of their last ``after`` finished deliveries}, across
+    tenants (a definer function: counts only, for /health)."""
+    rows = await pool.fetch("SELECT kind, failing FROM wellpulse_failing_channel_counts($1)", after)
+    return {r["kind"]: int(r["failing"]) for r in rows}
 
 
 # ---------------------------------------------------------------- write-only settings at rest

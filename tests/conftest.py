@@ -164,6 +164,8 @@ def settings(database_url: str, nats_url: str, tmp_path_factory: pytest.TempPath
         # (tests/test_rate_limits.py checks the limits themselves); messages to an outbox file.
         argon2_time_cost=1, argon2_memory_kib=8 * 1024, rate_limit_user_per_minute=100_000,
         rate_limit_tenant_per_hour=1_000_000, message_sender=f"file:{outbox}",
+        # Notification receivers (tests/receivers.py) listen on loopback.
+        notify_allow_private_networks=True,
     )
 
 

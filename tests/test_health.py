@@ -13,7 +13,7 @@ async def test_health_reports_parts_and_stream_usage(http: httpx.AsyncClient) ->
     r = await http.get("/health")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ok" and set(body["checks"]) == {"db", "nats", "ray"}
+    assert body["status"] == "ok" and set(body["checks"]) == {"db", "nats", "ray", "notifications"}
     usage = {u["stream"]: u for u in body["checks"]["nats"]["stream_usage"]}
     assert TELEMETRY_STREAM in usage and 0 <= usage[TELEMETRY_STREAM]["percent"] < 80
     assert body["warnings"] == []

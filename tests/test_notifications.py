@@ -81,7 +81,8 @@ def notifier(services: Any, tenant: str, clock: ManualClock, published: list[Any
         (published if published is not None else []).extend(events)
 
     return Notifier(services.pool, tenant, SecretBox.from_settings(services.settings),
-                    policy=RetryPolicy(**{"timeout_seconds": 5.0, **policy}), clock=clock, publish=publish)
+                    policy=RetryPolicy(**{"timeout_seconds": 5.0, **policy}), clock=clock, publish=publish,
+                    allow_private_networks=services.settings.notify_allow_private_networks)
 
 
 async def deliveries(services: Any, tenant: str, alert_id: int) -> list[dict[str, Any]]:

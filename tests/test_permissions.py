@@ -30,7 +30,9 @@ SELF_SERVICE = {"/v1/auth/me", "/v1/auth/logout", "/v1/auth/password", "/v1/auth
                 "/v1/auth/mfa/enable", "/v1/auth/mfa/disable",
                 # one's own in-app notifications
                 "/v1/notifications", "/v1/notifications/{notification_id}/read",
-                "/v1/notifications/{notification_id}"}
+                "/v1/notifications/{notification_id}",
+                # one's own notification preferences
+                "/v1/notification-preferences"}
 # WebSocket routes authenticate inside the handler; each must be listed here with its permission.
 WEBSOCKETS = {"/v1/alerts/ws": "alerts:read"}
 # Bodies that are valid (or harmless) and cannot change anything: ids are random, so allowed calls 404.

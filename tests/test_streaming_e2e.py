@@ -132,6 +132,6 @@ async def test_health_reports_every_part(stack: Any, http: Any) -> None:
     body = resp.json()
     assert resp.status_code == 200, body
     assert body["storage"] in ("postgresql", "timescaledb")
-    assert set(body["checks"]) == {"db", "nats", "ray"}
+    assert set(body["checks"]) == {"db", "nats", "ray", "notifications"}
     assert resp.headers["x-request-id"]
     assert (await http.get("/health", headers={"X-Request-ID": "abc-123"})).headers["x-request-id"] == "abc-123"

@@ -23,9 +23,10 @@ from schema.alerts import (
 )
 from schema.api import AlertPublic, Envelope, ErrorEnvelope
 from schema.ids import InvalidIdentifier, check_equipment_id
+from schema.in_app_notifications import InAppPush
 from schema.severity import SEVERITIES, SEVERITY_RANK, Severity
 from serve import alerts as service
-from serve.auth import Principal
+from serve.auth import Principal, PrincipalKind
 from serve.deps import (
     ACCESS_COOKIE,
     Audit,
@@ -202,8 +203,10 @@ async def alerts_ws(
     since: Annotated[int | None, Query(ge=0)] = None,
     equipment: str | None = None,
     min_severity: str = "info",
+    notifications: bool = False,
 ) -> None:
-    """Alert events of the caller's tenant: first those after ``since``, then live ones.
+    """Alert events of the caller's tenant: first those after ``since``, then live ones; ``notifications=true``:
+    the caller's in-app notifications too, as made, ``{"type": "notification", "data": {...}}`` (events: no type).
 
     Auth: ``Authorization: Bearer``, ``?token=`` (browsers cannot set headers) or the web-session cookie (then
     only from this origin: another site's page cannot open a socket on the operator's session).
@@ -218,7 +221,8 @@ async def alerts_ws(
         equipment_ids, severity_rank = _ws_filters(equipment, min_severity)
         await enforce_rate_limit(websocket, services, principal)  # a connect is a request
         client, replay_until = await services.hub.register(
-            principal.tenant_id, equipment=equipment_ids, min_severity=severity_rank, principal=principal.subject)
+            principal.tenant_id, equipment=equipment_ids, min_severity=severity_rank, principal=principal.subject,
+            notifications=notifications and principal.kind is PrincipalKind.USER)
     except (ApiError, InvalidIdentifier, ValueError, TooManySockets) as exc:
         reason = getattr(exc, "message", str(exc))[:120]
         log.info("alert WebSocket refused: %s", reason)  # never the token itself
@@ -253,25 +257,15 @@ async def alerts_ws(
                     if recheck in done:
                         recheck = None
                     client.recheck.clear()
-                    refusal = await _still_allowed(services, credential)
-                    if refusal is not None:  # logged out, revoked, deactivated, demoted or expired: the socket too
-                        async with asyncio.timeout(SEND_TIMEOUT):
-                            await websocket.close(code=WS_POLICY_VIOLATION, reason=refusal)
+                    if await _refused(websocket, services, credential):
                         return
                     continue
                 event = getter.result()
             else:
                 event = client.queue.get_nowait()
-            if event.seq <= last_seq:
-                continue  # already sent in the replay
-            async with asyncio.timeout(SEND_TIMEOUT):
-                await websocket.send_text(event.as_json())
-            last_seq = event.seq
+            last_seq = await _send_queued(websocket, event, last_seq)
             if client.overflowed:
-                # Whatever is still queued is replayed when the client comes back with since.
-                async with asyncio.timeout(SEND_TIMEOUT):
-                    await websocket.close(code=WS_TRY_AGAIN_LATER,
-                                          reason=f"client too slow; reconnect with since={last_seq}")
+                await _close_too_slow(websocket, last_seq)
                 return
     except (WebSocketDisconnect, TimeoutError):
         return
@@ -283,6 +277,33 @@ async def alerts_ws(
         if websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+async def _refused(websocket: WebSocket, services: Any, credential: str | None) -> bool:
+    """Check the socket's credential again; when it no longer reads alerts (logged out, revoked, deactivated,
+    demoted or expired) close the socket too and answer True."""
+    refusal = await _still_allowed(services, credential)
+    if refusal is None:
+        return False
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await websocket.close(code=WS_POLICY_VIOLATION, reason=refusal)
+    return True
+
+
+async def _close_too_slow(websocket: WebSocket, last_seq: int) -> None:
+    """Whatever is still queued is replayed when the client comes back with since."""
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason=f"client too slow; reconnect with since={last_seq}")
+
+
+async def _send_queued(websocket: WebSocket, item: AlertEvent | InAppPush, last_seq: int) -> int:
+    """Send one queued item; returns the seq of the last alert event sent (an event the replay sent already is
+    skipped; an in-app notification has no seq)."""
+    if isinstance(item, AlertEvent) and item.seq <= last_seq:
+        return last_seq
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await websocket.send_text(item.as_json() if isinstance(item, AlertEvent) else item.model_dump_json())
+    return item.seq if isinstance(item, AlertEvent) else last_seq
 
 
 async def _socket_principal(services: Any, credential: str | None) -> Principal:

@@ -1,4 +1,5 @@
-"""Health of the parts: database, NATS, Ray actors, and which storage flavour is in use."""
+"""Health of the parts: database, NATS, Ray actors, notification channels failing, and which storage flavour is
+in use."""
 
 import asyncio
 from typing import Any
@@ -9,6 +10,7 @@ from schema.api import HealthReport
 from serve.deps import ServicesDep
 from serve.services import Services
 from store import bus
+from store import notifications as notification_store
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 3.0
@@ -51,7 +53,17 @@ async def check_ray(services: Services) -> dict[str, Any]:
             "tenants": total, "last_error": "supervisor error" if status["last_error"] else None}
 
 
-CHECKS = {"db": check_db, "nats": check_nats, "ray": check_ray}
+async def check_notifications(services: Services) -> dict[str, Any]:
+    """Channels whose last `notify_failing_after` finished deliveries all failed, counted per kind (counts only,
+    as for tenants). A tenant's broken webhook is a warning, not an unhealthy node: ``ok`` stays true."""
+    after = services.settings.notify_failing_after
+    failing = await asyncio.wait_for(notification_store.failing_channel_counts(services.pool, after), CHECK_TIMEOUT)
+    warnings = [f"{n} {kind} notification channel(s) failed each of their last {after} deliveries"
+                for kind, n in sorted(failing.items())]
+    return {"ok": True, "failing_channels": failing, "failing_after": after, "warnings": warnings}
+
+
+CHECKS = {"db": check_db, "nats": check_nats, "ray": check_ray, "notifications": check_notifications}
 
 
 async def run_check(name: str, services: Services) -> dict[str, Any]:
