@@ -78,12 +78,15 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
     return equipment_id, snapshots
 
 
-def stored_rows(tenant_id: str, equipment_id: str, reading: Reading) -> list[reading_store.QualifiedRow]:
-    """The rows of one snapshot, each value with its quality (None: good)."""
-    quality = reading.quality
+def stored_rows(tenant_id: str, equipment_id: str, reading: Reading) -> list[reading_store.IngestRow]:
+    """The rows of one snapshot, each value with its quality (None: good) and the snapshot's historical flag
+    (None: live)."""
+    quality, ts = reading.quality, reading.ts
+    historical = True if reading.historical else None
     if not quality:
-        return [(tenant_id, equipment_id, sensor, reading.ts, value, None) for sensor, value in reading.values.items()]
-    return [(tenant_id, equipment_id, sensor, reading.ts, value, _stored_quality(quality.get(sensor)))
+        return [(tenant_id, equipment_id, sensor, ts, value, None, historical)
+                for sensor, value in reading.values.items()]
+    return [(tenant_id, equipment_id, sensor, ts, value, _stored_quality(quality.get(sensor)), historical)
             for sensor, value in reading.values.items()]
 
 
@@ -283,7 +286,7 @@ class TenantActor:
     async def _store_batch(self, msgs: list[Any]) -> tuple[list[Any], dict[str, list], int, int]:
         """Decode, park the bad, commit the good; returns what ``_learn_and_ack`` needs."""
         t0 = time.perf_counter()
-        rows: list[reading_store.QualifiedRow] = []
+        rows: list[reading_store.IngestRow] = []
         by_equipment: dict[str, list[SnapshotTuple]] = defaultdict(list)
         good, bad = [], []
         skew = self.settings.max_future_skew
@@ -311,7 +314,7 @@ class TenantActor:
         return good, by_equipment, len(rows), inserted
 
     async def _write_in_order(self, good: list[Any], equipment: list[str],
-                              rows: list[reading_store.QualifiedRow]) -> int:
+                              rows: list[reading_store.IngestRow]) -> int:
         """Write the batch's readings; while the database is down, hold the batch and try again.
 
         Handing the batch back (a nak) would let newer messages overtake it, and an incident inside the
@@ -327,7 +330,7 @@ class TenantActor:
         return await while_down_retry(lambda: self._write(equipment, rows), on_wait=keep_in_progress,
                                       what=f"readings of tenant {self.tenant_id}", stopping=lambda: self._stopping)
 
-    async def _write(self, equipment: list[str], rows: list[reading_store.QualifiedRow]) -> int:
+    async def _write(self, equipment: list[str], rows: list[reading_store.IngestRow]) -> int:
         unknown = [e for e in equipment if e not in self.equipment and e not in self.retired]
         if unknown:
             # A feed may report equipment before anyone registered it: keep its data, register it.
