@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -220,8 +221,9 @@ def make_certificate(certificate: Path, private_key: Path, application_uri: str,
         key, application_uri, {"organizationName": "WellPulse"},
         [x509.UniformResourceIdentifier(application_uri), *(x509.DNSName(n) for n in names)], extended=use,
         days=days)
-    private_key.write_bytes(dump_private_key_as_pem(key))
-    private_key.chmod(0o600)
+    fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+    with os.fdopen(fd, "wb") as out:
+        out.write(dump_private_key_as_pem(key))
     certificate.write_bytes(cert.public_bytes(Encoding.DER))
 
 

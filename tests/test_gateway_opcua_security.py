@@ -36,7 +36,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
              "client_cert": root / "trusted" / "client.der", "client_key": root / "client.pem",
              "stranger_cert": root / "stranger.der", "stranger_key": root / "stranger.pem", "trusted": root / "trusted"}
     make_certificate(paths["server_cert"], paths["server_key"], "urn:wellpulse:sim", "127.0.0.1", server=True)
-    make_certificate(paths["client_cert"], paths["client_key"], CLIENT_URI, "127.0.0.1")
+    from cli import main  # the client's as a user makes it: `wellpulse gateway opcua-cert`
+
+    assert main(["gateway", "opcua-cert", "--certificate", str(paths["client_cert"]), "--private-key",
+                 str(paths["client_key"]), "--uri", CLIENT_URI]) == 0
+    assert paths["client_key"].stat().st_mode & 0o077 == 0  # the key is the owner's alone
+    assert main(["gateway", "opcua-cert", "--certificate", str(paths["client_cert"]), "--private-key",
+                 str(root / "other.pem")]) == 2  # never overwrites
     make_certificate(paths["stranger_cert"], paths["stranger_key"], CLIENT_URI, "127.0.0.1")
     return paths
 
