@@ -43,6 +43,7 @@ HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silenc
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
 # ctl.<tenant> commands for one equipment's models (comms_loss: a source's death notice, gateway/sparkplug.py)
 MODEL_COMMANDS = frozenset({"model_reset", "failure", "comms_loss"})
+MAX_DLQ_DEVICES = 1000  # distinct equipment labels of the per-device DLQ counter, per tenant
 
 
 class Rejected(Exception):
@@ -66,8 +67,7 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
     try:
         batch = parse_telemetry(data, max_future_skew=max_future_skew, max_age=max_age)
     except ValidationError as exc:
-        code = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid"
-        raise Rejected(validation_reason(exc), code) from exc
+        raise Rejected(validation_reason(exc), rejection_code(exc)) from exc
     snapshots = []
     for reading in batch.readings:
         if reading.equipment_id != equipment_id:
@@ -76,6 +76,30 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
                 "equipment_mismatch")
         snapshots.append(reading)
     return equipment_id, snapshots
+
+
+def rejection_code(exc: ValidationError) -> str:
+    """``not_json``, ``clock_skew`` (every error a timestamp outside the accepted window: a device's clock, not
+    its data) or ``invalid``."""
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return "not_json"
+    if errors and all(e["loc"][-1:] == ("ts",) and e["type"] == "value_error"
+                      and ("in the future" in e["msg"] or "older than the retention" in e["msg"]) for e in errors):
+        return "clock_skew"
+    return "invalid"
+
+
+def dlq_device(subject: str) -> str:
+    """The equipment a dead-lettered message was published for (``?`` when its subject names none validly): the
+    per-device label of ``wellpulse_dlq_device_messages_total``."""
+    parts = subject.split(".")
+    if len(parts) != 3:
+        return "?"
+    try:
+        return check_equipment_id(parts[2])
+    except InvalidIdentifier:
+        return "?"
 
 
 def stored_rows(tenant_id: str, equipment_id: str, reading: Reading) -> list[reading_store.IngestRow]:
@@ -142,6 +166,8 @@ class TenantActor:
         self.counters: dict[str, Any] = {
             "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
             "dlq": defaultdict(int), "errors": 0, "write_retries": 0,
+            # (equipment, reason) -> messages; at most MAX_DLQ_DEVICES equipment, then "other" (bounded labels)
+            "dlq_device": defaultdict(int),
         }
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.write_hist = [0] * len(WRITE_BUCKETS)
@@ -308,10 +334,17 @@ class TenantActor:
             await bus.publish_dlq(self._js, self.tenant_id, subject=msg.subject, payload=msg.data,
                                   reason=exc.reason, headers=msg.headers)
             self.counters["dlq"][exc.code] += 1
+            self._count_device_dlq(dlq_device(msg.subject), exc.code)
             await msg.ack()
         self.stage_seconds["decode"] += time.perf_counter() - t0
         inserted = await self._write_in_order(good, list(by_equipment), rows)
         return good, by_equipment, len(rows), inserted
+
+    def _count_device_dlq(self, device: str, code: str) -> None:
+        by_device = self.counters["dlq_device"]
+        if (device, code) not in by_device and len({d for d, _ in by_device}) >= MAX_DLQ_DEVICES:
+            device = "other"
+        by_device[(device, code)] += 1
 
     async def _write_in_order(self, good: list[Any], equipment: list[str],
                               rows: list[reading_store.IngestRow]) -> int:
