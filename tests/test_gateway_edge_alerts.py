@@ -81,6 +81,9 @@ async def test_the_backlog_after_a_cut_is_historical_and_the_stale_alert_fires_o
     assert await count("AND value > 1000 AND historical IS NOT TRUE") == 0  # every outage value came late
     assert len(await alerts("stale_data")) == 1  # opened once across the cut and the catch-up
     assert await alerts("t_high") == []  # learned from history, never alerted on
+    others = await db_conn.fetch("SELECT rule_id, details FROM alerts WHERE tenant_id = $1 AND rule_id <> 'stale_data'",
+                                 tenant)
+    assert others == []  # nor did the anomaly rules open anything, on history or after it
     first_live = await db_conn.fetchval("SELECT min(ts) FROM readings WHERE tenant_id = $1 AND value > 1000",
                                         tenant)
     r = await http.get("/v1/equipment/PJ-1/readings", headers=auth(tenant), params={
