@@ -89,6 +89,11 @@ async def publish_alert_events(js: Any, tenant_id: str, events: Sequence[Any]) -
         )
 
 
+def stored_snapshots(rows: Sequence[Any]) -> list[Snapshot]:
+    """`store.readings.readings_after` rows as the models learn them: historical ones stay historical."""
+    return [Snapshot(r["ts"], r["vals"], bool(r["historical"])) for r in rows]
+
+
 def _unit(x: float) -> float:
     return min(1.0, max(0.0, x))
 
@@ -205,8 +210,7 @@ class EquipmentActor:
         sensitivity = self._sensitivity.get(equipment_id, "medium")
         return etype, build_rules(equipment_id, etype, self._rule_rows or [], sensitivity)
 
-    async def _entity(self, equipment_id: str, *, catch_up: bool = True,
-                      before: datetime | None = None) -> EquipmentState:
+    async def _entity(self, equipment_id: str, *, catch_up: bool = True) -> EquipmentState:
         entity = self.entities.get(equipment_id)
         if entity is not None:
             return entity
@@ -241,21 +245,19 @@ class EquipmentActor:
         # Readings committed after the checkpoint were learned by a process that is gone;
         # learn them again so the model is what it would have been without the crash. Without a checkpoint
         # too: an equipment new since the last checkpoint had batches committed that died with the process.
-        # With `before` (a batch's first historical snapshot), what follows is left to the batch: it carries the
-        # `historical` flag, which the store does not keep.
-        rows = await self._stored_after(equipment_id, entity, before)
+        # The store keeps each snapshot's `historical` flag (migration 024): re-learned, it opens no alert either.
+        rows = await self._stored_after(equipment_id, entity)
         if rows:
-            changes = entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows])
+            changes = entity.learn_many(stored_snapshots(rows))
             self.counters["caught_up_snapshots"] += len(rows)
             self._unsaved[equipment_id] += len(rows)  # learned here, not by the batch: the checkpoint must know
             await self._emit(changes)
         return entity
 
-    async def _stored_after(self, equipment_id: str, entity: EquipmentState,
-                            before: datetime | None = None) -> list[Any]:
+    async def _stored_after(self, equipment_id: str, entity: EquipmentState) -> list[Any]:
         """Committed readings the model has not learned (a restore's catch-up and `resync` both ask this)."""
         return await reading_store.readings_after(self._pool, self.tenant_id, equipment_id, entity.last_learned_ts,
-                                                  CATCH_UP_LIMIT, before)
+                                                  CATCH_UP_LIMIT)
 
     async def _emit(self, changes: Sequence[AlertChange]) -> None:
         if not changes:
@@ -280,8 +282,7 @@ class EquipmentActor:
             changes: list[AlertChange] = []
             learned = 0
             for equipment_id, snapshots in batch.items():
-                # A historical snapshot must be learned from the batch, which carries its flag (the store does not).
-                entity = await self._entity(equipment_id, before=min((s[0] for s in snapshots if s[2]), default=None))
+                entity = await self._entity(equipment_id)
                 before = entity.values_seen
                 t1 = time.perf_counter()
                 changes.extend(entity.learn_many([Snapshot(ts, values, historical)
@@ -316,7 +317,7 @@ class EquipmentActor:
             for equipment_id, entity in self.entities.items():
                 rows = await self._stored_after(equipment_id, entity)
                 if rows:
-                    await self._emit(entity.learn_many([Snapshot(r["ts"], r["vals"]) for r in rows]))
+                    await self._emit(entity.learn_many(stored_snapshots(rows)))
                     self._unsaved[equipment_id] += len(rows)
                     caught_up += len(rows)
             self.counters["caught_up_snapshots"] += caught_up

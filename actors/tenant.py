@@ -44,6 +44,7 @@ HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silenc
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
 # ctl.<tenant> commands for one equipment's models (comms_loss: a source's death notice, gateway/sparkplug.py)
 MODEL_COMMANDS = frozenset({"model_reset", "failure", "comms_loss"})
+MAX_DLQ_DEVICES = 1000  # distinct equipment labels of the per-device DLQ counter, per tenant
 
 
 class Rejected(Exception):
@@ -67,8 +68,7 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
     try:
         batch = parse_telemetry(data, max_future_skew=max_future_skew, max_age=max_age)
     except ValidationError as exc:
-        code = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid"
-        raise Rejected(validation_reason(exc), code) from exc
+        raise Rejected(validation_reason(exc), rejection_code(exc)) from exc
     snapshots = []
     for reading in batch.readings:
         if reading.equipment_id != equipment_id:
@@ -79,12 +79,39 @@ def decode_message(subject: str, data: bytes, tenant_id: str, max_future_skew: t
     return equipment_id, snapshots
 
 
-def stored_rows(tenant_id: str, equipment_id: str, reading: Reading) -> list[reading_store.QualifiedRow]:
-    """The rows of one snapshot, each value with its quality (None: good)."""
-    quality = reading.quality
+def rejection_code(exc: ValidationError) -> str:
+    """``not_json``, ``clock_skew`` (every error a timestamp outside the accepted window: a device's clock, not
+    its data) or ``invalid``."""
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return "not_json"
+    if errors and all(e["loc"][-1:] == ("ts",) and e["type"] == "value_error"
+                      and ("in the future" in e["msg"] or "older than the retention" in e["msg"]) for e in errors):
+        return "clock_skew"
+    return "invalid"
+
+
+def dlq_device(subject: str) -> str:
+    """The equipment a dead-lettered message was published for (``?`` when its subject names none validly): the
+    per-device label of ``wellpulse_dlq_device_messages_total``."""
+    parts = subject.split(".")
+    if len(parts) != 3:
+        return "?"
+    try:
+        return check_equipment_id(parts[2])
+    except InvalidIdentifier:
+        return "?"
+
+
+def stored_rows(tenant_id: str, equipment_id: str, reading: Reading) -> list[reading_store.IngestRow]:
+    """The rows of one snapshot, each value with its quality (None: good) and the snapshot's historical flag
+    (None: live)."""
+    quality, ts = reading.quality, reading.ts
+    historical = True if reading.historical else None
     if not quality:
-        return [(tenant_id, equipment_id, sensor, reading.ts, value, None) for sensor, value in reading.values.items()]
-    return [(tenant_id, equipment_id, sensor, reading.ts, value, _stored_quality(quality.get(sensor)))
+        return [(tenant_id, equipment_id, sensor, ts, value, None, historical)
+                for sensor, value in reading.values.items()]
+    return [(tenant_id, equipment_id, sensor, ts, value, _stored_quality(quality.get(sensor)), historical)
             for sensor, value in reading.values.items()]
 
 
@@ -140,6 +167,8 @@ class TenantActor:
         self.counters: dict[str, Any] = {
             "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
             "dlq": defaultdict(int), "errors": 0, "write_retries": 0,
+            # (equipment, reason) -> messages; at most MAX_DLQ_DEVICES equipment, then "other" (bounded labels)
+            "dlq_device": defaultdict(int),
         }
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.write_hist = [0] * len(WRITE_BUCKETS)
@@ -291,7 +320,7 @@ class TenantActor:
     async def _store_batch(self, msgs: list[Any]) -> tuple[list[Any], dict[str, list], int, int]:
         """Decode, park the bad, commit the good; returns what ``_learn_and_ack`` needs."""
         t0 = time.perf_counter()
-        rows: list[reading_store.QualifiedRow] = []
+        rows: list[reading_store.IngestRow] = []
         by_equipment: dict[str, list[SnapshotTuple]] = defaultdict(list)
         good, bad = [], []
         skew = self.settings.max_future_skew
@@ -313,13 +342,20 @@ class TenantActor:
             await bus.publish_dlq(self._js, self.tenant_id, subject=msg.subject, payload=msg.data,
                                   reason=exc.reason, headers=msg.headers)
             self.counters["dlq"][exc.code] += 1
+            self._count_device_dlq(dlq_device(msg.subject), exc.code)
             await msg.ack()
         self.stage_seconds["decode"] += time.perf_counter() - t0
         inserted = await self._write_in_order(good, list(by_equipment), rows)
         return good, by_equipment, len(rows), inserted
 
+    def _count_device_dlq(self, device: str, code: str) -> None:
+        by_device = self.counters["dlq_device"]
+        if (device, code) not in by_device and len({d for d, _ in by_device}) >= MAX_DLQ_DEVICES:
+            device = "other"
+        by_device[(device, code)] += 1
+
     async def _write_in_order(self, good: list[Any], equipment: list[str],
-                              rows: list[reading_store.QualifiedRow]) -> int:
+                              rows: list[reading_store.IngestRow]) -> int:
         """Write the batch's readings; while the database is down, hold the batch and try again.
 
         Handing the batch back (a nak) would let newer messages overtake it, and an incident inside the
@@ -335,7 +371,7 @@ class TenantActor:
         return await while_down_retry(lambda: self._write(equipment, rows), on_wait=keep_in_progress,
                                       what=f"readings of tenant {self.tenant_id}", stopping=lambda: self._stopping)
 
-    async def _write(self, equipment: list[str], rows: list[reading_store.QualifiedRow]) -> int:
+    async def _write(self, equipment: list[str], rows: list[reading_store.IngestRow]) -> int:
         unknown = [e for e in equipment if e not in self.equipment and e not in self.retired]
         if unknown:
             # A feed may report equipment before anyone registered it: keep its data, register it.

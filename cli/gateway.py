@@ -35,6 +35,30 @@ def add_gateway_commands(sub: Any) -> None:
         p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                        help="serve Prometheus metrics on this port")
         p.set_defaults(func=gateway_command)
+    cert = kinds.add_parser("opcua-cert", help="write a self-signed OPC UA client certificate and key for "
+                                               "[security] (the server's administrator then trusts it)")
+    cert.add_argument("--certificate", required=True, metavar="FILE", help="where to write it (DER)")
+    cert.add_argument("--private-key", required=True, metavar="FILE", help="where to write its key (PEM, mode 600)")
+    cert.add_argument("--uri", default="urn:wellpulse:gateway", help="its ApplicationUri (default: %(default)s)")
+    cert.add_argument("--host", default=None, help="its host name (default: this machine's)")
+    cert.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
+    cert.set_defaults(func=opcua_cert_command)
+
+
+def opcua_cert_command(args: argparse.Namespace) -> int:
+    import socket
+    from pathlib import Path
+
+    from gateway.opcua import make_certificate
+
+    certificate, key = Path(args.certificate), Path(args.private_key)
+    for path in (certificate, key):
+        if path.exists():
+            print(f"error: {path} exists; not overwritten", file=sys.stderr)
+            return 2
+    make_certificate(certificate, key, args.uri, args.host or socket.gethostname(), days=args.days)
+    print(json.dumps({"certificate": str(certificate), "private_key": str(key), "application_uri": args.uri}))
+    return 0
 
 
 def _runner(kind: str, path: str) -> tuple[Any, Callable[..., Awaitable[Any]]]:
@@ -76,6 +100,9 @@ def gateway_command(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except ConfigError as exc:  # found once running (a certificate file that cannot be read)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ConnectionError, TimeoutError, nats.errors.Error) as exc:
         print(f"error: NATS at {redact_url(nats_url)}: {exc!r}", file=sys.stderr)
         return 1

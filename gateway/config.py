@@ -69,12 +69,14 @@ class _Strict(BaseModel):
 
 class EdgeConfig(_Strict):
     """Store-and-forward (`gateway.edge`): a local NATS JetStream under ``data_dir`` buffers every reading until
-    the hub acknowledged it. ``max_bytes`` bounds the outage it covers (the oldest are dropped past it)."""
+    the hub acknowledged it. ``max_bytes`` bounds the outage it covers (the oldest are dropped past it). A reading
+    forwarded more than ``late_after_s`` after the buffer stored it is marked ``historical`` (`gateway.edge`)."""
 
     data_dir: Path
     port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port
     max_bytes: Annotated[int, Field(ge=1 << 20)] = 1 << 30
     drain_timeout_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 5.0
+    late_after_s: Annotated[float, Field(ge=0, le=24 * 3600, allow_inf_nan=False)] = 10.0
 
 
 class NatsConfig(_Strict):
@@ -143,14 +145,19 @@ class ModbusConfig(_Strict):
 
 
 class SecurityConfig(_Strict):
-    """OPC UA message security. ``None`` for a test server; otherwise a policy with the client's certificate and
-    private key (PEM or DER) and, optionally, the server's certificate to trust."""
+    """OPC UA message security. ``None`` for a test server; otherwise a policy and mode with the client's
+    certificate and private key (PEM or DER; ``private_key_password`` when the key is encrypted) and, better, the
+    server's certificate: pinned, a server presenting another one is refused (without it the gateway takes the
+    certificate the server's endpoint list offers). ``application_uri`` defaults to the URI in the client
+    certificate's subjectAltName, which is what servers check it against."""
 
     policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None"
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: Path | None = None
     private_key: Path | None = None
+    private_key_password: SecretStr | None = None
     server_certificate: Path | None = None
+    application_uri: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -13,7 +13,11 @@ number, or whose timestamp is outside what WellPulse accepts (clock skew), is co
 
 When the session is lost the gateway reconnects with exponential backoff and subscribes again (counted as
 ``comms_loss_total`` with ``comms_lost`` 1 while it is away). Security: ``[security] policy``/``mode`` ``None``, or
-e.g. ``Basic256Sha256`` + ``SignAndEncrypt`` with the client's certificate and key (`gateway.config.SecurityConfig`).
+e.g. ``Basic256Sha256`` + ``Sign`` or ``SignAndEncrypt`` with the client's certificate and key, and the server's
+certificate pinned (`gateway.config.SecurityConfig`). A server that refuses the gateway (its certificate not
+trusted, a policy or mode it does not offer) is retried with the same backoff, counted as
+``errors_total{device="opcua", kind="security"}`` and logged with the status code's name; a certificate file that
+cannot be read is a `ConfigError` at start.
 
 >>> quality_of_status(0), quality_of_status(0x40000000), quality_of_status(0x80000000)
 ('good', 'uncertain', 'bad')
@@ -25,16 +29,20 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, OpcUaConfig, OpcUaItem
 from gateway.publish import GatewayMetrics, ReadingPublisher, open_publisher
 from schema.telemetry import MAX_ABS_VALUE, Quality, Reading
 
-__all__ = ["Change", "group_changes", "quality_of_status", "run_opcua_gateway"]
+__all__ = ["Change", "group_changes", "make_certificate", "quality_of_status", "run_opcua_gateway",
+           "security_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +144,105 @@ def _monitored_item_requests(config: OpcUaConfig) -> tuple[list[Any], dict[int, 
     return requests, by_handle
 
 
+# Status codes of a server that refused the gateway's security (certificate, policy, mode, identity): a
+# configuration to fix, counted apart (``errors_total{kind="security"}``) and logged by name.
+SECURITY_REFUSALS = ("BadSecurity", "BadCertificate", "BadIdentityToken", "BadUserAccessDenied",
+                     "BadNoValidCertificates")
+
+
+def security_refusal(exc: BaseException) -> str | None:
+    """The status code's name when ``exc`` (or what caused it) is a server's security refusal, else None.
+
+    >>> from asyncua import ua
+    >>> security_refusal(ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUntrusted))
+    'BadCertificateUntrusted'
+    >>> security_refusal(ConnectionRefusedError()) is None
+    True
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "code", None)
+        if isinstance(code, int):
+            from asyncua import ua
+
+            name = ua.StatusCode(ua.UInt32(code)).name
+            if name.startswith(SECURITY_REFUSALS):
+                return str(name)
+        if str(seen).startswith("no matching endpoint"):  # `_check_endpoint_offered`'s, which says what is offered
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def check_security_files(config: OpcUaConfig) -> None:
+    """`ConfigError` naming the setting when a certificate or key file cannot be read: a mistake to fix, not a
+    connection to retry."""
+    sec = config.security
+    for name in ("certificate", "private_key", "server_certificate"):
+        path = getattr(sec, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"security.{name}: {path} is not a readable file")
+
+
+def certificate_uri(path: Path) -> str | None:
+    """The URI in a certificate's subjectAltName (PEM or DER), which OPC UA servers compare with the client's
+    ApplicationUri; None if it has none."""
+    from cryptography import x509
+
+    data = path.read_bytes()
+    cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
+def make_certificate(certificate: Path, private_key: Path, application_uri: str, host: str, *,
+                     server: bool = False, days: int = 365) -> None:
+    """Write a self-signed OPC UA application certificate (DER, with ``application_uri`` and ``host`` in its
+    subjectAltName, the key usages Part 6 asks for) and its RSA 2048 private key (PEM, unencrypted: protect the
+    file). ``server``: a server's certificate (serverAuth) instead of a client's (clientAuth). The server's
+    administrator then trusts the client's certificate, and the gateway pins the server's."""
+    from asyncua.crypto.cert_gen import (
+        dump_private_key_as_pem,
+        generate_private_key,
+        generate_self_signed_app_certificate,
+    )
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = generate_private_key()
+    use = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+    names = dict.fromkeys([host, socket.gethostname()])  # asyncua warns when its own host name is missing
+    cert = generate_self_signed_app_certificate(
+        key, application_uri, {"organizationName": "WellPulse"},
+        [x509.UniformResourceIdentifier(application_uri), *(x509.DNSName(n) for n in names)], extended=use,
+        days=days)
+    fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+    with os.fdopen(fd, "wb") as out:
+        out.write(dump_private_key_as_pem(key))
+    certificate.write_bytes(cert.public_bytes(Encoding.DER))
+
+
+async def _check_endpoint_offered(client: Any, policy: str, mode: str) -> None:
+    """Raise a clear ``no matching endpoint`` error (a security refusal) when the server offers no endpoint with
+    this policy and mode: asyncua's server only drops such a channel, which would read as a network fault."""
+    from asyncua.ua.uaerrors import UaError
+
+    endpoints = await client.connect_and_get_server_endpoints()
+    offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name.rstrip('_')}"
+                      for e in endpoints})
+    if f"{policy}/{mode}" not in offered:
+        raise UaError(f"no matching endpoint for {policy}/{mode}; the server offers {', '.join(offered)}")
+
+
 async def _client(config: OpcUaConfig) -> Any:
+    from asyncua import ua
     from asyncua.client.client import Client
+    from asyncua.crypto import security_policies
 
     client = Client(config.endpoint, timeout=config.timeout_s, watchdog_intervall=min(config.timeout_s, 1.0))
     if config.username:
@@ -145,11 +250,17 @@ async def _client(config: OpcUaConfig) -> Any:
     if config.password:
         client.set_password(config.password.get_secret_value())
     sec = config.security
-    if sec.policy != "None":
-        parts = [sec.policy, sec.mode, str(sec.certificate), str(sec.private_key)]
-        if sec.server_certificate is not None:
-            parts.append(str(sec.server_certificate))
-        await client.set_security_string(",".join(parts))
+    await _check_endpoint_offered(client, sec.policy, sec.mode)
+    if sec.policy != "None" and sec.certificate is not None and sec.private_key is not None:
+        uri = sec.application_uri or certificate_uri(sec.certificate)
+        if uri:
+            client.application_uri = uri
+        password = sec.private_key_password.get_secret_value() if sec.private_key_password else None
+        # Without a pinned server certificate this first reads the server's endpoints over an unsecured channel.
+        await client.set_security(
+            getattr(security_policies, f"SecurityPolicy{sec.policy}"), str(sec.certificate), str(sec.private_key),
+            password, str(sec.server_certificate) if sec.server_certificate else None,
+            getattr(ua.MessageSecurityMode, sec.mode))
     return client
 
 
@@ -162,10 +273,12 @@ class OpcUaGateway:
         self.publisher = publisher
         self.metrics = metrics
         self.stop = stop
+        check_security_files(config)
         self.requests, self.items = _monitored_item_requests(config)
         self.queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=100_000)
         self.failures = 0
         self.sessions = 0  # sessions that subscribed (the first, then one per reconnect)
+        self.last_refusal: str | None = None  # the status of the server's last security refusal
 
     async def _session(self) -> None:
         """One connection: subscribe every item, then wait for the loss of the session or for stop."""
@@ -207,10 +320,18 @@ class OpcUaGateway:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.metrics.errors.labels(ENDPOINT_LABEL, "connect").inc()
+        refusal = security_refusal(exc)
+        self.metrics.errors.labels(ENDPOINT_LABEL, "security" if refusal else "connect").inc()
         if self.failures == 1:
             self.metrics.comms_lost.labels(ENDPOINT_LABEL).set(1)
             self.metrics.comms_loss.labels(ENDPOINT_LABEL).inc()
+        if refusal:
+            self.last_refusal = refusal
+            sec = self.config.security
+            log.warning("OPC UA %s refused the gateway's security (%s, policy %s, mode %s): check the certificate "
+                        "is trusted by the server and the policy and mode are ones it offers; %d attempts in a row",
+                        self.config.endpoint, refusal, sec.policy, sec.mode, self.failures)
+            return
         log.info("OPC UA %s: %d failed attempts in a row: %r", self.config.endpoint, self.failures, exc)
 
     async def connect_loop(self) -> None:

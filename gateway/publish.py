@@ -68,6 +68,9 @@ class GatewayMetrics:
                                       registry=self.registry)
         self.forwarded = Counter(p + "edge_forwarded", "Messages the edge buffer forwarded to the hub",
                                  registry=self.registry)
+        self.forwarded_historical = Counter(p + "edge_forwarded_historical",
+                                            "Forwarded messages marked historical (they waited past late_after_s)",
+                                            registry=self.registry)
         self.not_good = Counter(p + "values_not_good", "Values published with quality uncertain or bad",
                                 ["device", "quality"], registry=self.registry)
 
@@ -181,7 +184,8 @@ async def open_publisher(nats_config: NatsConfig, nats_url: str, metrics: Gatewa
 
         cfg = nats_config.edge
         edge = await EdgeBuffer(cfg.data_dir, nats_config.tenant, nats_url, metrics, port=cfg.port or None,
-                                max_bytes=cfg.max_bytes, ack_timeout=nats_config.ack_timeout_s).start()
+                                max_bytes=cfg.max_bytes, ack_timeout=nats_config.ack_timeout_s,
+                                late_after_s=cfg.late_after_s).start()
         forwarder = asyncio.create_task(edge.forward(forwarder_stop))
         url = edge.local_url
     publisher = ReadingPublisher(url, nats_config.tenant, metrics, ack_timeout=nats_config.ack_timeout_s, name=name)

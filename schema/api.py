@@ -56,9 +56,11 @@ class RawReading(BaseModel):
 
 
 class RawReadingWithQuality(RawReading):
-    """A raw reading with its value's quality (``?include_quality=true``)."""
+    """A raw reading with its value's quality and whether it was forwarded late (``?include_quality=true``)."""
 
     quality: Quality
+    historical: bool = Field(description="forwarded late (an edge buffer's backlog, a Sparkplug is_historical "
+                                         "metric): learned, but no alert opened on it")
 
 
 class BucketedReading(BaseModel):

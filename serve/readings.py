@@ -33,7 +33,8 @@ def align_up(ts: datetime, size: timedelta) -> datetime:
 async def series(services: Services, tenant_id: str, equipment_id: str, *, sensors: list[str] | None,
                  start: datetime, end: datetime, bucket: timedelta | None, after: tuple[datetime, str] | None,
                  limit: int, quality: bool = False) -> list[asyncpg.Record]:
-    """Raw readings after the cursor ``after`` (with ``quality``, each with its value's quality), or with
+    """Raw readings after the cursor ``after`` (with ``quality``, each with its value's quality and historical
+    flag), or with
     ``bucket`` the buckets of the range widened to whole buckets (``after`` is then ignored)."""
     async with services.tenant_tx(tenant_id) as conn:
         await _require_equipment(conn, tenant_id, equipment_id)

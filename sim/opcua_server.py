@@ -2,8 +2,10 @@
 
 Each equipment is an object under Objects, each sensor a Double variable with the string node id
 ``ns=<ns>;s=<equipment>.<sensor>`` (`node_id`). `SimOpcUaServer.set_value` writes a value with a status code
-(Good, Uncertain, Bad), as a controller reports a sensor it doubts or has lost. Security: None only (a demo and
-test server; the gateway's Basic256Sha256 settings are for real servers).
+(Good, Uncertain, Bad), as a controller reports a sensor it doubts or has lost. Security: None by default; with a
+``certificate`` and ``private_key`` it offers Basic256Sha256 SignAndEncrypt only, and with ``trusted`` (a folder of
+client certificates) it accepts only those clients (`BadCertificateUntrusted` for the others), as a locked-down
+controller does.
 
 >>> node_id(2, "PJ-0001", "tubing_psi")
 'ns=2;s=PJ-0001.tubing_psi'
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sim.fleet import EquipmentSpec
@@ -32,10 +35,15 @@ def node_id(namespace: int, equipment_id: str, sensor: str) -> str:
 class SimOpcUaServer:
     """``equipment``: ``{equipment id: [sensor, ...]}``, served at ``opc.tcp://host:port/wellpulse/``."""
 
-    def __init__(self, equipment: dict[str, list[str]], *, host: str = "127.0.0.1", port: int = 4840) -> None:
+    def __init__(self, equipment: dict[str, list[str]], *, host: str = "127.0.0.1", port: int = 4840,
+                 certificate: Path | None = None, private_key: Path | None = None,
+                 trusted: Path | None = None) -> None:
         self.equipment = equipment
         self.host = host
         self.port = port
+        self.certificate = certificate
+        self.private_key = private_key
+        self.trusted = trusted
         self.namespace = 0
         self._server: Any = None
 
@@ -50,7 +58,20 @@ class SimOpcUaServer:
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("WellPulse simulated field")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.certificate is None or self.private_key is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            await server.load_certificate(str(self.certificate))
+            await server.load_private_key(str(self.private_key))
+            if self.trusted is not None:
+                from asyncua.crypto.truststore import TrustStore
+                from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+                store = TrustStore([self.trusted], [])
+                await store.load()
+                server.set_certificate_validator(CertificateValidator(
+                    CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store))
         self.namespace = await server.register_namespace(NAMESPACE_URI)
         for equipment_id, sensors in self.equipment.items():
             obj = await server.nodes.objects.add_object(ua.NodeId(equipment_id, self.namespace), equipment_id)

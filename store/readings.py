@@ -47,11 +47,15 @@ MAX_LATEST_EQUIPMENT = 100
 _TS = itemgetter(3)  # a reading row's timestamp
 READING_COLUMNS = ("tenant_id", "equipment_id", "sensor", "ts", "value")
 QUALIFIED_COLUMNS = (*READING_COLUMNS, "quality")
+INGEST_COLUMNS = (*QUALIFIED_COLUMNS, "historical")
 _STAGED_ONLY: set[int] = set()  # pools whose readings table refuses COPY (row-level security)
 _HOURLY_ROLLUP: dict[int, bool] = {}  # pool -> whether readings_hourly exists (plain PostgreSQL)
 ReadingRow = tuple[str, str, str, datetime, float]  # tenant_id, equipment_id, sensor, ts, value
 # ... and the value's quality: None (good), "uncertain" or "bad" (migration 019)
 QualifiedRow = tuple[str, str, str, datetime, float, str | None]
+# ... and whether it was forwarded late: True (historical) or None (live) (migration 024). The ingest path's rows.
+IngestRow = tuple[str, str, str, datetime, float, str | None, bool | None]
+AnyRows = Sequence[ReadingRow] | Sequence[QualifiedRow] | Sequence[IngestRow]
 
 _LATEST = """
 WITH RECURSIVE wanted AS (
@@ -115,11 +119,11 @@ def hour_floor(ts: datetime) -> datetime:
 # ---------------------------------------------------------------- writing and reading raw readings
 
 
-async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow] | Sequence[QualifiedRow]) -> int:
+async def copy_readings(pool: asyncpg.Pool, rows: AnyRows) -> int:
     """Store readings exactly once; returns how many rows were new.
 
-    Rows are `ReadingRow` (quality good) or `QualifiedRow` (the ingest path's, with the quality of each value);
-    one batch is all of one kind.
+    Rows are `ReadingRow` (quality good, live), `QualifiedRow` (with the quality of each value) or `IngestRow`
+    (the ingest path's: quality and the historical flag); one batch is all of one kind.
 
     PostgreSQL refuses COPY into a table under row-level security, so readings go in as
     column arrays with ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` (the
@@ -131,7 +135,7 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow] | Sequenc
     if not rows:
         return 0
     late = late_hours(rows)  # on time, one min() over the batch; else noted for the hourly rollup
-    columns = QUALIFIED_COLUMNS if len(rows[0]) == len(QUALIFIED_COLUMNS) else READING_COLUMNS
+    columns = {len(c): c for c in (READING_COLUMNS, QUALIFIED_COLUMNS, INGEST_COLUMNS)}[len(rows[0])]
     async with pool.acquire() as conn:
         if late and not await _has_hourly_rollup(pool, conn):
             late = []
@@ -149,12 +153,12 @@ async def copy_readings(pool: asyncpg.Pool, rows: Sequence[ReadingRow] | Sequenc
             # Column arrays, not a temp table: the app role has no TEMP privilege (a temp object could
             # shadow a name in a function that trusts its search_path).
             arrays = [list(column) for column in zip(*rows, strict=True)]
-            if len(arrays) < len(QUALIFIED_COLUMNS):
+            while len(arrays) < len(INGEST_COLUMNS):
                 arrays.append([None] * len(rows))
             status = await conn.execute(
-                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value, quality)"
+                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value, quality, historical)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[],"
-                " $6::text[]) ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
+                " $6::text[], $7::bool[]) ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
                 *arrays)
             await mark_late_readings(conn, late)
         return int(status.rsplit(" ", 1)[-1])
@@ -180,8 +184,9 @@ async def fetch_readings(
     quality: bool = False,
 ) -> list[asyncpg.Record]:
     """Raw readings in (ts, sensor) order, keyset-paginated after ``after``; with ``quality`` each row also has
-    its value's quality (``good``, ``uncertain`` or ``bad``)."""
-    columns = "sensor, ts, value, coalesce(quality, 'good') AS quality" if quality else "sensor, ts, value"
+    its value's quality (``good``, ``uncertain`` or ``bad``) and whether it was forwarded late (``historical``)."""
+    columns = ("sensor, ts, value, coalesce(quality, 'good') AS quality, coalesce(historical, false) AS historical"
+               if quality else "sensor, ts, value")
     return await pool.fetch(
         f"SELECT {columns} FROM readings"
         " WHERE tenant_id = $1 AND equipment_id = $2 AND ts >= $3 AND ts < $4"
@@ -255,25 +260,27 @@ async def count_readings(pool: Executor, tenant_id: str) -> int:
 
 GOOD_VALUES_JSON = ("coalesce(jsonb_object_agg(sensor, value) FILTER (WHERE quality IS DISTINCT FROM 'bad'),"
                 " '{}'::jsonb)")
+HISTORICAL = "coalesce(bool_or(historical), false)"  # a snapshot is written with one flag for all its values
 
 
 async def readings_after(
     pool: Executor, tenant_id: str, equipment_id: str, after: datetime | None, limit: int,
     before: datetime | None = None,
 ) -> list[asyncpg.Record]:
-    """Readings stored after a checkpoint, for a restored model to catch up on, oldest first; with `after`
-    None (a model that has learned nothing), the latest `limit` of them. Bad values are left out (not learned),
-    their snapshot kept (the equipment reported). With `before`, only readings older than it (a batch about to be
-    learned with its own flags starts there)."""
+    """Readings stored after a checkpoint, for a restored model to catch up on, oldest first, one row per
+    snapshot (``ts``, ``vals``, ``historical``); with `after` None (a model that has learned nothing), the latest
+    `limit` of them. Bad values are left out (not learned), their snapshot kept (the equipment reported). With
+    `before`, only readings older than it."""
     if after is None:
         return await pool.fetch(
-            f"SELECT ts, vals FROM (SELECT ts, {GOOD_VALUES_JSON} AS vals FROM readings"
+            f"SELECT ts, vals, historical FROM (SELECT ts, {GOOD_VALUES_JSON} AS vals, {HISTORICAL} AS historical"
+            " FROM readings"
             " WHERE tenant_id = $1 AND equipment_id = $2 AND ($4::timestamptz IS NULL OR ts < $4)"
             " GROUP BY ts ORDER BY ts DESC LIMIT $3) AS latest ORDER BY ts",
             tenant_id, equipment_id, limit, before,
         )
     return await pool.fetch(
-        f"SELECT ts, {GOOD_VALUES_JSON} AS vals FROM readings"
+        f"SELECT ts, {GOOD_VALUES_JSON} AS vals, {HISTORICAL} AS historical FROM readings"
         " WHERE tenant_id = $1 AND equipment_id = $2 AND ts > $3 AND ($5::timestamptz IS NULL OR ts < $5)"
         " GROUP BY ts ORDER BY ts LIMIT $4",
         tenant_id, equipment_id, after, limit, before,
@@ -400,7 +407,7 @@ async def fetch_hourly_bucketed(conn: asyncpg.Connection, tenant_id: str, equipm
         tenant_id, equipment_id, start, end, hi, bucket, list(sensors) if sensors else None, limit)
 
 
-def late_hours(rows: Sequence[ReadingRow] | Sequence[QualifiedRow], now: datetime | None = None,
+def late_hours(rows: AnyRows, now: datetime | None = None,
                ) -> list[tuple[str, str, datetime]]:
     """(tenant, equipment, hour) of readings whose hour ended more than :data:`LATE_AFTER` ago.
 

@@ -65,7 +65,11 @@ async def test_poison_messages_go_to_dlq_and_good_ones_flow(stack: Any, http: An
         lines = [ln for ln in text.splitlines() if ln.startswith("wellpulse_dlq_messages_total") and tenant in ln]
         return text if sum(float(ln.rsplit(" ", 1)[1]) for ln in lines) == len(bad) else None
 
-    await wait_for(dlq_counted, timeout=15)
+    text = await wait_for(dlq_counted, timeout=15)
+    by_device = {ln.split("reason=\"")[1].split("\"")[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                 if ln.startswith("wellpulse_dlq_device_messages_total") and tenant in ln and 'device="M-1"' in ln}
+    assert sum(by_device.values()) == len(bad)  # every one counted against the device it was published for
+    assert by_device["clock_skew"] == 2 and by_device["not_json"] == 1  # far future, year 1
 
 
 async def test_http_ingest_publishes_to_the_same_path(stack: Any, http: Any, db_conn: Any) -> None:

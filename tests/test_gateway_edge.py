@@ -55,7 +55,8 @@ async def _hub_messages(hub_js: Any) -> int:
 async def test_a_cut_link_loses_nothing_doubles_nothing_and_keeps_order(
         hub: EmbeddedNats, hub_js: Any, link: TcpProxy, tmp_path: Path) -> None:
     hub_url = hub.feed_url(TENANT).replace(f":{hub.port}", f":{link.port}")
-    config = NatsConfig(tenant=TENANT, edge=EdgeConfig(data_dir=tmp_path / "edge", drain_timeout_s=10))
+    config = NatsConfig(tenant=TENANT, edge=EdgeConfig(data_dir=tmp_path / "edge", drain_timeout_s=10,
+                                                       late_after_s=1.0))
     metrics = GatewayMetrics()
     loop = asyncio.get_running_loop()
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -85,9 +86,15 @@ async def test_a_cut_link_loses_nothing_doubles_nothing_and_keeps_order(
     seen = []
     for seq in range(1, n + 1):
         msg = await hub_js.get_msg(TELEMETRY_STREAM, seq)
-        seen.append((orjson.loads(msg.data)["values"]["v"], msg.headers["Nats-Msg-Id"]))
-    assert [v for v, _ in seen] == list(range(n))  # every reading once, in the order published
-    assert len({i for _, i in seen}) == n
+        body = orjson.loads(msg.data)
+        seen.append((body["values"]["v"], msg.headers["Nats-Msg-Id"], body.get("historical", False)))
+    assert [v for v, _, _ in seen] == list(range(n))  # every reading once, in the order published
+    assert len({i for _, i, _ in seen}) == n
+    # Stored locally at least 1 s (late_after_s) before the link came back: marked historical; the first ones,
+    # forwarded at once, and the last ones, after the catch-up, are not.
+    assert all(h for v, _, h in seen if cut_at <= v < restore_at - 100)
+    assert not any(h for v, _, h in seen if v < cut_at // 2 or v >= n - 20)
+    assert metrics.value("wellpulse_gateway_edge_forwarded_historical_total") == sum(h for _, _, h in seen)
     assert metrics.value("wellpulse_gateway_edge_forwarded_total") >= n
     assert metrics.value("wellpulse_gateway_errors_total", device="edge", kind="forward") >= 1
     rate = caught_up["backlog"] / max(1e-3, caught_up["t_done"] - caught_up["t_restore"])

@@ -25,8 +25,10 @@ def reading(**kw: Any) -> Reading:
 
 def test_bad_values_are_stored_with_their_flag_but_not_learned() -> None:
     r = reading(values={"a": 1.0, "b": 2.0, "c": 3.0}, quality={"b": "bad", "c": "uncertain"})
-    assert [row[2:3] + row[5:] for row in stored_rows("t", "PJ-1", r)] == [("a", None), ("b", "bad"),
-                                                                          ("c", "uncertain")]
+    assert [row[2:3] + row[5:] for row in stored_rows("t", "PJ-1", r)] == [("a", None, None), ("b", "bad", None),
+                                                                          ("c", "uncertain", None)]
+    assert {row[6] for row in stored_rows("t", "PJ-1", reading(values={"a": 1.0, "b": 2.0}, historical=True))} == {
+        True}
     _ts, values, historical = learned_snapshot(r)
     assert values == {"a": 1.0, "c": 3.0} and not historical
     assert learned_snapshot(reading(values={"a": 1.0}, historical=True))[2] is True
@@ -63,9 +65,13 @@ async def test_copy_path_stores_quality(database_url: str) -> None:
         assert await readings.copy_readings(pool, rows) == 2
         got = await readings.fetch_readings(pool, tenant, "PJ-1", sensors=None, start=t - timedelta(seconds=1),
                                             end=t + timedelta(seconds=1), after=None, limit=10, quality=True)
-        assert [(r["sensor"], r["quality"]) for r in got] == [("a", "good"), ("b", "bad")]
+        assert [(r["sensor"], r["quality"], r["historical"]) for r in got] == [("a", "good", False),
+                                                                                ("b", "bad", False)]
+        late: list[readings.IngestRow] = [(tenant, "PJ-1", "a", t - timedelta(seconds=5), 0.5, None, True)]
+        assert await readings.copy_readings(pool, late) == 1
         snaps = await readings.readings_after(pool, tenant, "PJ-1", None, 10)
-        assert [json.loads(s["vals"]) if isinstance(s["vals"], str) else s["vals"] for s in snaps] == [{"a": 1.0}]
+        assert [(json.loads(s["vals"]) if isinstance(s["vals"], str) else s["vals"], s["historical"])
+                for s in snaps] == [({"a": 0.5}, True), ({"a": 1.0}, False)]
     finally:
         await pool.close()
 

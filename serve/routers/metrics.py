@@ -35,6 +35,10 @@ class SnapshotCollector:
                                        labels=["tenant"])
         dlq = CounterMetricFamily("wellpulse_dlq_messages", "Messages sent to the dead-letter subject",
                                   labels=["tenant", "reason"])
+        dlq_device = CounterMetricFamily("wellpulse_dlq_device_messages",
+                                         "Dead-lettered messages by the equipment their subject names (at most "
+                                         "1,000 per tenant, then device=\"other\")",
+                                         labels=["tenant", "device", "reason"])
         errors = CounterMetricFamily("wellpulse_batch_errors", "Batches handed back for redelivery",
                                      labels=["tenant"])
         lag = GaugeMetricFamily("wellpulse_consumer_lag_messages", "Messages not yet delivered to the consumer",
@@ -55,6 +59,8 @@ class SnapshotCollector:
             errors.add_metric([tenant], c["errors"])
             for reason, n in c["dlq"].items():
                 dlq.add_metric([tenant, reason], n)
+            for (device, reason), n in c.get("dlq_device", {}).items():
+                dlq_device.add_metric([tenant, device, reason], n)
             lag.add_metric([tenant], st["lag_pending"])
             pending.add_metric([tenant], st["lag_ack_pending"])
             cumulative, buckets = 0, []
@@ -68,7 +74,7 @@ class SnapshotCollector:
             open_alerts.add_metric([row["tenant_id"], row["severity"]], row["n"])
         ws = GaugeMetricFamily("wellpulse_websocket_clients", "Connected alert WebSocket clients (this replica)")
         ws.add_metric([], self.ws_clients)
-        yield from (ingested, duplicates, messages, dlq, errors, lag, pending, up, write, open_alerts, ws)
+        yield from (ingested, duplicates, messages, dlq, dlq_device, errors, lag, pending, up, write, open_alerts, ws)
         yield from notification_metrics(self.tenants)
 
 

@@ -76,7 +76,8 @@ async def readings(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: str | None = None,
     include_quality: Annotated[bool, Query(description="raw readings only: each with its value's quality "
-                                                       "(good, uncertain or bad)")] = False,
+                                                       "(good, uncertain or bad) and whether it is historical "
+                                                       "(forwarded late)")] = False,
 ) -> Response:
     if include_quality and bucket:
         raise ApiError(422, "include_quality is for raw readings", details=[
