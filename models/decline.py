@@ -13,7 +13,7 @@ follows ``q(t) = qi / (1 + b Di t) ** (1 / b)``, with the two limits
 
 How a fit is made and chosen
 ----------------------------
-Only producing days count: a day with a zero (or negative) rate, or with a runtime of 0 hours, is a down day
+Only producing days count: a day with a zero rate (below `MIN_RATE`), or with a runtime of 0 hours, is a down day
 and is left out (not read as a rate of 0, which the log could not take and which says nothing about the
 reservoir). Each model is fitted by least squares on the natural log of the rates (noise on rates is
 multiplicative; a log fit does not let the first high days dominate), and the model with the lowest AIC
@@ -62,6 +62,7 @@ __all__ = [
     "B_BOUNDS",
     "MIN_DAYS_BELOW",
     "MIN_POINTS",
+    "MIN_RATE",
     "MIN_SPAN_DAYS",
     "WINDOW_DAYS",
     "Z_95",
@@ -82,6 +83,9 @@ Floats = NDArray[np.float64]
 B_BOUNDS = (0.01, 0.99)
 DI_BOUNDS = (1e-6, 1.0)  # nominal decline per day: from almost flat to losing most of the rate in days
 MIN_POINTS = 30
+# Below a thousandth of a unit a day is a meter's noise, not a rate: a down day. (It also bounds the log rates, so
+# the band's exp(z sigma) stays finite whatever the input.)
+MIN_RATE = 1e-3
 MIN_SPAN_DAYS = 30
 WINDOW_DAYS = 30
 MIN_DAYS_BELOW = 14
@@ -124,7 +128,7 @@ class DeclineFit:
     """A fitted curve: the model, its parameters, and what the fit left over.
 
     ``sigma`` is the residual standard deviation of the log rates; ``aic`` the criterion it won with;
-    ``candidates`` each model's AIC (a model whose fit failed is missing).
+    ``candidates`` each model's AIC; ``origin`` the day number of ``t = 0`` (the first producing day).
     """
 
     model: Model
@@ -136,6 +140,7 @@ class DeclineFit:
     points: int
     span_days: float
     candidates: dict[str, float]
+    origin: float = 0.0
     reason: None = None
 
     def rate(self, t: ArrayLike) -> Floats:
@@ -156,7 +161,8 @@ class DeclineFit:
 
 def producing(days: ArrayLike, rates: ArrayLike, runtime_hours: Sequence[float | None] | None = None,
               ) -> tuple[Floats, Floats]:
-    """The producing days and their rates: a rate above 0 and a runtime that is not 0 (unknown counts).
+    """The producing days and their rates: a rate of at least `MIN_RATE` and a runtime that is not 0 (unknown
+    counts).
 
     >>> d, q = producing([0, 1, 2, 3], [5.0, 0.0, 4.0, 3.0], [24, 24, 0, None])
     >>> d.tolist(), q.tolist()
@@ -166,7 +172,7 @@ def producing(days: ArrayLike, rates: ArrayLike, runtime_hours: Sequence[float |
     q = np.asarray(rates, dtype=np.float64)
     if d.shape != q.shape:
         raise ValueError(f"{d.size} days but {q.size} rates")
-    keep = np.isfinite(q) & (q > 0)
+    keep = np.isfinite(q) & (q >= MIN_RATE)
     if runtime_hours is not None:
         if len(runtime_hours) != d.size:
             raise ValueError(f"{d.size} days but {len(runtime_hours)} runtimes")
@@ -203,7 +209,7 @@ def fit_decline(days: ArrayLike, rates: ArrayLike, runtime_hours: Sequence[float
     k = _PARAMETERS[best]
     sigma = math.sqrt(sse / max(n - k, 1))
     return DeclineFit(model=best, qi=math.exp(ln_qi), di=di, b=b, sigma=sigma, aic=aic[best], points=int(n),
-                      span_days=span, candidates={m: round(a, 3) for m, a in aic.items()})
+                      span_days=span, candidates={m: round(a, 3) for m, a in aic.items()}, origin=float(d.min()))
 
 
 def _fit(t: Floats, y: Floats, ln_qi0: float, di0: float, b0: float,
@@ -325,8 +331,7 @@ def assess(days: ArrayLike, rates: ArrayLike, runtime_hours: Sequence[float | No
     if isinstance(fit, InsufficientData):
         return Performance(None, window_start, int(wd.size), 0, actual, None, False,
                            f"before the last {window_days} days: {fit.reason}")
-    origin = float(producing(d[before], q[before], runtime_before)[0].min())
-    t = wd - origin
+    t = wd - fit.origin
     low, _ = fit.band(t, z)
     below = int(np.sum(wq < low))
     return Performance(fit, window_start, int(wd.size), below, actual, float(fit.rate(t).sum()),

@@ -17,6 +17,7 @@ from serve.edge import SecurityHeaders
 from serve.routers import (
     ack_links,
     alerts,
+    analytics,
     api_keys,
     audit_logs,
     auth,
@@ -69,7 +70,7 @@ def build_app(settings: Settings) -> FastAPI:
     ])
     errors.install(app)
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
-                   production, rules, silences,
+                   production, analytics, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
                    notification_channels, notification_deliveries, notification_policies, notifications, ack_links,
