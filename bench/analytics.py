@@ -134,6 +134,7 @@ def kinds(wells: int, today: date) -> dict[str, Make]:
     def summary(period: str, group_by: str, span: tuple[date, date], limit: int) -> Make:
         def make(i: int) -> tuple[str, dict[str, Any], Callable[[Any], Awaitable[Any]]]:
             async def direct(conn: Any) -> Any:
+                await conn.execute(sql.SUMMARY_WORK_MEM)
                 return await conn.fetch(sql.summary_sql(group_by), conn_tenant[0], period, span[0], span[1], limit, 0)
             return ("/v1/analytics/production-summary",
                     {"period": period, "group_by": group_by, "from": span[0].isoformat(), "to": span[1].isoformat(),

@@ -11,14 +11,20 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["EQUIPMENT_HEALTH_SQL", "GROUP_COLUMNS", "HISTORY_SQL", "WELL_TOTALS_SQL", "equipment_health",
-           "production_summary", "summary_sql", "well_history", "well_totals"]
+__all__ = ["EQUIPMENT_HEALTH_SQL", "GROUP_COLUMNS", "HISTORY_SQL", "SUMMARY_WORK_MEM", "WELL_TOTALS_SQL",
+           "equipment_health", "production_summary", "summary_sql", "well_history", "well_totals"]
 
 # group_by -> the SQL of the group's key (a fixed table: never built from the request's text).
 GROUP_COLUMNS = {"tenant": "NULL::text", "well": "p.well_id", "field": "w.field"}
 DOWN_DAY = "(p.runtime_hours = 0 OR (p.runtime_hours IS NULL AND p.oil_bbl = 0 AND p.gas_mcf = 0))"
 PRODUCING_DAY = "(p.oil_bbl + p.gas_mcf > 0 AND p.runtime_hours IS DISTINCT FROM 0)"
 BOE = "(p.oil_bbl + p.gas_mcf / 6.0)"
+
+
+# A year of 1,000 wells is ~365,000 records grouped into ~13,000 (period, well) pairs; the planner cannot estimate
+# that number for date_trunc of a parameter and, with the default 4 MB, sorts them all on disk instead of hashing.
+# For this transaction only (SET LOCAL): each summary may use this much for its hash tables.
+SUMMARY_WORK_MEM = "SET LOCAL work_mem = '64MB'"
 
 
 def summary_sql(group_by: str) -> str:
@@ -28,24 +34,35 @@ def summary_sql(group_by: str) -> str:
 
 
 def _summary_body(group_by: str) -> str:
+    # Two levels of hash aggregation, per (period, group, well) then per (period, group): the number of wells is
+    # then a count(*), where count(DISTINCT well_id) would sort every record of the range.
     group = GROUP_COLUMNS[group_by]
     join = " JOIN wells w ON w.tenant_id = p.tenant_id AND w.id = p.well_id" if group_by == "field" else ""
     return (
-        f"SELECT date_trunc($2, p.day::timestamp)::date AS period_start, {group} AS \"group\","
-        " sum(p.oil_bbl) AS oil_bbl, sum(p.gas_mcf) AS gas_mcf, sum(p.water_bbl) AS water_bbl,"
-        f" sum({BOE}) AS boe, count(*) AS records, count(DISTINCT p.well_id) AS wells,"
-        f" count(*) FILTER (WHERE {PRODUCING_DAY}) AS producing_days,"
-        f" count(*) FILTER (WHERE {DOWN_DAY}) AS down_days,"
-        " coalesce(sum(p.runtime_hours), 0) AS runtime_hours, avg(p.runtime_hours) AS avg_runtime_hours,"
-        f" avg(p.oil_bbl) AS avg_oil_bbl_per_day, avg({BOE}) AS avg_boe_per_day, count(*) OVER () AS total"
-        f" FROM production_records p{join}"
-        " WHERE p.tenant_id = $1 AND p.deleted_at IS NULL AND p.day >= $3 AND p.day <= $4"
-        " GROUP BY 1, 2")
+        "WITH per_well AS ("
+        f"  SELECT date_trunc($2, p.day::timestamp)::date AS period_start, {group} AS grp, p.well_id,"
+        f"  sum(p.oil_bbl) AS oil_bbl, sum(p.gas_mcf) AS gas_mcf, sum(p.water_bbl) AS water_bbl, sum({BOE}) AS boe,"
+        f"  count(*) AS records, count(*) FILTER (WHERE {PRODUCING_DAY}) AS producing_days,"
+        f"  count(*) FILTER (WHERE {DOWN_DAY}) AS down_days, sum(p.runtime_hours) AS runtime_hours,"
+        "  count(p.runtime_hours) AS runtime_records"
+        f"  FROM production_records p{join}"
+        "  WHERE p.tenant_id = $1 AND p.deleted_at IS NULL AND p.day >= $3 AND p.day <= $4"
+        "  GROUP BY 1, 2, 3)"
+        " SELECT period_start, grp AS \"group\", sum(oil_bbl) AS oil_bbl, sum(gas_mcf) AS gas_mcf,"
+        " sum(water_bbl) AS water_bbl, sum(boe) AS boe, sum(records)::bigint AS records, count(*) AS wells,"
+        " sum(producing_days)::bigint AS producing_days, sum(down_days)::bigint AS down_days,"
+        " coalesce(sum(runtime_hours), 0) AS runtime_hours,"
+        " sum(runtime_hours) / nullif(sum(runtime_records), 0)::float8 AS avg_runtime_hours,"
+        " sum(oil_bbl) / sum(records)::float8 AS avg_oil_bbl_per_day,"
+        " sum(boe) / sum(records)::float8 AS avg_boe_per_day,"
+        " count(*) OVER () AS total"
+        " FROM per_well GROUP BY 1, 2")
 
 
 async def production_summary(conn: asyncpg.Connection, tenant_id: str, *, period: str, group_by: str, start: date,
                              end: date, limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
-    """A page of (period, group) sums and the number of rows of all pages."""
+    """A page of (period, group) sums and the number of rows of all pages (in the caller's transaction)."""
+    await conn.execute(SUMMARY_WORK_MEM)
     rows = await conn.fetch(summary_sql(group_by), tenant_id, period, start, end, limit, offset)
     if rows:
         return rows, rows[0]["total"]
