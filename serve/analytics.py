@@ -46,16 +46,20 @@ def resolve_range(start: date | None, end: date | None, *, today: date, default_
 
     >>> resolve_range(None, date(2026, 3, 31), today=date(2026, 4, 1), default_days=30)
     (datetime.date(2026, 3, 2), datetime.date(2026, 3, 31))
+    >>> resolve_range(None, date(1900, 1, 5), today=date(2026, 4, 1), default_days=30)
+    (datetime.date(1900, 1, 1), datetime.date(1900, 1, 5))
     >>> resolve_range(date(2026, 4, 2), date(2026, 4, 1), today=date(2026, 4, 1), default_days=30)
     Traceback (most recent call last):
     ...
     schema.errors.InvalidInput: from is after to
     """
     end = end or today
-    start = start or max(end - timedelta(days=default_days - 1), EARLIEST_DAY)
     if end > today + timedelta(days=MAX_FUTURE_DAYS):
         raise InvalidInput("to is too late", [{"field": "to", "message": f"at most {MAX_FUTURE_DAYS} days after"
                                                f" today ({today})"}])
+    if end < EARLIEST_DAY:
+        raise InvalidInput("to is too early", [{"field": "to", "message": f"from {EARLIEST_DAY} on"}])
+    start = start or max(end - timedelta(days=default_days - 1), EARLIEST_DAY)
     if start > end:
         raise InvalidInput("from is after to", [{"field": "from", "message": "must not be after to"}])
     if start < EARLIEST_DAY:

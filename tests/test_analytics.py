@@ -237,6 +237,7 @@ async def test_bad_input_and_other_tenants_wells(http: Any, tenants: dict[str, s
     refused(await http.get(summary, params={"from": "2026-02-01", "to": "2026-01-01"}, headers=headers), 422, "from")
     refused(await http.get(summary, params={"from": "2020-01-01", "to": "2026-01-01"}, headers=headers), 422, "from")
     refused(await http.get(summary, params={"from": "2026-13-01"}, headers=headers), 422, "from")
+    refused(await http.get(summary, params={"to": "0001-01-01"}, headers=headers), 422, "to")
     refused(await http.get("/v1/analytics/equipment-health", params={"to": "9999-12-31"}, headers=headers), 422, "to")
     refused(await http.get(summary, params={"period": "year"}, headers=headers), 422, "period")
     refused(await http.get(summary, params={"group_by": "lease"}, headers=headers), 422, "group_by")
