@@ -18,6 +18,7 @@ from serve.ingress import InFlightLimit, ReplicaHttpServer, RequestContext
 from serve.routers import (
     ack_links,
     alerts,
+    analytics,
     api_keys,
     audit_logs,
     auth,
@@ -75,7 +76,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(InFlightLimit, limit=settings.http_max_in_flight)
     app.add_middleware(RequestContext)  # outermost: every answer, a 503 of the limit too, has its request id
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
-                   production, rules, silences,
+                   production, analytics, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
                    notification_channels, notification_deliveries, notification_policies, notifications, ack_links,
