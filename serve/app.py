@@ -20,6 +20,7 @@ from serve.routers import (
     api_keys,
     audit_logs,
     auth,
+    emissions,
     equipment,
     field_events,
     health,
@@ -69,7 +70,7 @@ def build_app(settings: Settings) -> FastAPI:
     ])
     errors.install(app)
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
-                   production, rules, silences,
+                   production, emissions, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
                    notification_channels, notification_deliveries, notification_policies, notifications, ack_links,
