@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schema.api import AlertPublic
 from schema.production import WELL_ID_PATTERN, Volume
@@ -227,12 +227,8 @@ class ThresholdUpdate(BaseModel):
     period: ThresholdPeriod | None = None
     limit_tonnes: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None = None
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> "ThresholdUpdate":
-        for name in ("name", "gas", "period", "limit_tonnes"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} may not be null")
-        return self
+    # name, gas, period and limit_tonnes may be left out but not set to null (checked by the service, naming
+    # the field); well_id null makes the threshold the tenant's.
 
 
 class ThresholdPublic(BaseModel):

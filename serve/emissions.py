@@ -246,6 +246,9 @@ async def create_threshold(services: Services, audit: AuditContext, values: dict
 
 async def update_threshold(services: Services, audit: AuditContext, threshold_id: uuid.UUID,
                            changes: dict[str, Any]) -> asyncpg.Record:
+    for name in ("name", "gas", "period", "limit_tonnes"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput.on(name, f"{name} may not be null")
     async with tenant_work(services, audit.tenant_id, audit) as uow:
         found = await store.update_threshold(uow.conn, audit.tenant_id, threshold_id, changes)
         if found is None:
@@ -253,6 +256,8 @@ async def update_threshold(services: Services, audit: AuditContext, threshold_id
         old, row = found
         await uow.record(action="update", entity_type="emission_threshold", entity_id=str(threshold_id),
                          old={k: old[k] for k in changes}, new={k: row[k] for k in changes})
+        if store.threshold_alert_key(old) != store.threshold_alert_key(row):  # moved to another well or the tenant
+            uow.publish_alert_events(await _resolve_threshold_alerts(uow.conn, audit.tenant_id, old, "moved"))
         uow.publish_alert_events(await store.evaluate_thresholds(
             uow.conn, audit.tenant_id, as_of=await _yesterday(uow.conn, audit.tenant_id), now=datetime.now(UTC)))
     return row
@@ -265,12 +270,19 @@ async def delete_threshold(services: Services, audit: AuditContext, threshold_id
         if row is None:
             raise NotFound(f"threshold {threshold_id} not found")
         await uow.record(action="delete", entity_type="emission_threshold", entity_id=str(threshold_id), old=row)
-        equipment_id, rule_prefix = store.threshold_alert_key(row)
-        now = datetime.now(UTC)
-        uow.publish_alert_events(await alert_store.persist_changes(uow.conn, audit.tenant_id, [
-            alert_store.AlarmChange("resolved", equipment_id, f"{rule_prefix}:{level}", "info", now,
-                                    f"{row['name']}: threshold deleted", {"threshold_id": str(threshold_id)})
-            for level in (80, 100)]))
+        uow.publish_alert_events(await _resolve_threshold_alerts(uow.conn, audit.tenant_id, row, "deleted"))
+
+
+async def _resolve_threshold_alerts(conn: asyncpg.Connection, tenant_id: str, threshold: asyncpg.Record,
+                                    why: str) -> list[Any]:
+    """Clear the threshold's alerts under its (old) key: resolved, or awaiting acknowledgement if unacknowledged
+    (they are latched)."""
+    equipment_id, rule_prefix = store.threshold_alert_key(threshold)
+    now = datetime.now(UTC)
+    return await alert_store.persist_changes(conn, tenant_id, [
+        alert_store.AlarmChange("resolved", equipment_id, f"{rule_prefix}:{level}", "info", now,
+                                f"{threshold['name']}: threshold {why}", {"threshold_id": str(threshold["id"])})
+        for level in (80, 100)])
 
 
 async def list_threshold_alerts(services: Services, tenant_id: str, q: ListQuery) -> tuple[list[dict[str, Any]], int]:

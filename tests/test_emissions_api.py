@@ -141,6 +141,20 @@ async def test_calculate_gaps_supersede_and_idempotence(http: Any, db_conn: Any,
     assert old["superseded_by"] == new["id"]
     assert len(await records(day=d2.isoformat(), source="tank_flashing", gas="CH4")) == 1  # live only by default
 
+    # d3 reported late: only its records are new.
+    await add_production(db_conn, a, "W-1", d3, oil=1.0)
+    late = (await http.post("/v1/emissions/calculate", headers=op, json=body)).json()["data"]
+    assert (late["inserted"], late["superseded"], late["unchanged"], late["gaps"]) == (2, 0, 7, [])
+    # d3's record deleted: its records are withdrawn (superseded by nothing), kept, and d3 is a gap again.
+    d3_id = await db_conn.fetchval("SELECT id FROM production_records WHERE tenant_id = $1 AND well_id = 'W-1'"
+                                   " AND day = $2", a, d3)
+    assert (await http.delete(f"/v1/production/{d3_id}", headers=op)).status_code == 204
+    gone = (await http.post("/v1/emissions/calculate", headers=op, json=body)).json()["data"]
+    assert (gone["inserted"], gone["superseded"], [g["day"] for g in gone["gaps"]]) == (0, 2, [d3.isoformat()])
+    withdrawn = await records(include_superseded="true", day=d3.isoformat())
+    assert len(withdrawn) == 2 and all(x["superseded_at"] and x["superseded_by"] is None for x in withdrawn)
+    assert await records(day=d3.isoformat()) == []
+
     # Bad input, named by field.
     err = error(await http.post("/v1/emissions/calculate", headers=op, json={
         "start": d1.isoformat(), "end": (today + timedelta(days=1)).isoformat()}), 422)
@@ -156,7 +170,7 @@ async def test_calculate_gaps_supersede_and_idempotence(http: Any, db_conn: Any,
     assert fields(err) == ["records.0.vented_mcf"]
     error(await http.post("/v1/emissions/calculate", headers=auth(a, "viewer"), json=body), 403)
     assert await db_conn.fetchval("SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND entity_type = 'emissions'"
-                                  " AND action = 'calculate'", a) == 3
+                                  " AND action = 'calculate'", a) == 5
 
     # Summary: kg CO2e per BOE for the well's days (BOE = 10 + 60/6 = 20 on d1, 20 + 10 = 30 on d2).
     r = await http.get("/v1/emissions/summary", headers=auth(a, "viewer"), params={
@@ -250,6 +264,14 @@ async def test_threshold_80_percent_alert_goes_through_the_lifecycle(
     again = (await http.post("/v1/emissions/calculate", headers=op, json={
         "start": first.isoformat(), "end": last.isoformat(), "well_ids": ["W-2"]})).json()["data"]
     assert again["alert_events"] == 0
+
+    for patch, field in (({"limit_tonnes": 0}, "limit_tonnes"), ({"name": None}, "name"),
+                         ({"period": "fortnight"}, "period")):
+        err = error(await http.patch(f"/v1/emissions/thresholds/{threshold_id}", headers=op, json=patch), 422)
+        assert fields(err) == [field]
+    status = next(x for x in (await http.get("/v1/emissions/thresholds", headers=auth(a, "viewer"))).json()["data"]
+                  if x["id"] == threshold_id)["status"]
+    assert status["limit_tonnes"] == 0.0356 and status["period_end"] >= status["as_of"]
 
     # Deleting the threshold resolves its alert.
     assert (await http.delete(f"/v1/emissions/thresholds/{threshold_id}", headers=op)).status_code == 204
