@@ -8,6 +8,7 @@ statement filters on the tenant; the caller runs them inside ``tenant_tx`` so ro
 """
 
 import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -317,13 +318,21 @@ async def _store_changes(conn: asyncpg.Connection, tenant_id: str, result: Calcu
             "UPDATE emissions e SET superseded_by = u.new_id, superseded_at = $2 FROM unnest($3::uuid[], $4::uuid[])"
             " AS u(old_id, new_id) WHERE e.tenant_id = $1 AND e.id = u.old_id",
             tenant_id, now, [s[0] for s in superseded], [s[1] for s in superseded])
-    if new:
-        await conn.executemany(
+    if new:  # one statement over arrays: a tenant's first calculation can insert hundreds of thousands of rows
+        await conn.execute(
             "INSERT INTO emissions (tenant_id, id, well_id, day, source, gas, kg, co2e_kg, factors, inputs,"
-            " calculated_at, calculated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            [(tenant_id, i, e.well_id, e.day, e.source, e.gas, e.kg, e.co2e_kg, [f.as_dict() for f in e.factors],
-              dict(e.inputs), now, actor) for i, e in new])
+            " calculated_at, calculated_by) SELECT $1, u.id, u.well_id, u.day, u.source, u.gas, u.kg, u.co2e_kg,"
+            " u.factors::jsonb, u.inputs::jsonb, $11, $12 FROM unnest($2::uuid[], $3::text[], $4::date[], $5::text[],"
+            " $6::text[], $7::float8[], $8::float8[], $9::text[], $10::text[]) AS u(id, well_id, day, source, gas, kg,"
+            " co2e_kg, factors, inputs)", tenant_id, *_columns(new), now, actor)
     result.inserted, result.superseded = len(new), len(superseded)
+
+
+def _columns(new: list[tuple[uuid.UUID, Emission]]) -> list[list[Any]]:
+    return [[i for i, _ in new], [e.well_id for _, e in new], [e.day for _, e in new], [e.source for _, e in new],
+            [e.gas for _, e in new], [e.kg for _, e in new], [e.co2e_kg for _, e in new],
+            [json.dumps([f.as_dict() for f in e.factors]) for _, e in new],
+            [json.dumps(dict(e.inputs)) for _, e in new]]
 
 
 async def daily_run(pool: asyncpg.Pool, tenant_id: str, *, now: datetime) -> Calculation | None:
