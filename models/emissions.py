@@ -7,9 +7,10 @@ the days that could not be computed (`Gap`: no production record; never taken as
 
 Sources and their methods (each factor's number and citation is in `DEFAULT_FACTORS`):
 
-- flaring: flared gas (Mcf) burned at the flare's destruction efficiency: CO2 of combustion (40 CFR 98
-  Subpart C Table C-1 factor × heat content) plus the CO2 already in the gas, CH4 and VOC of the gas that slips
-  through unburned, N2O of combustion (Table C-2), as 40 CFR 98.233(n) does;
+- flaring: flared gas (Mcf; reported, else from a flare meter's readings, `flare_from_telemetry`) burned at
+  the flare's destruction efficiency: CO2 of combustion (40 CFR 98 Subpart C Table C-1 factor × heat
+  content) plus the CO2 already in the gas, CH4 and VOC of the gas that slips through unburned, N2O of
+  combustion (Table C-2), as 40 CFR 98.233(n) does;
 - venting: vented gas (Mcf) × its composition (CH4 and CO2 mole fractions × density; VOC as a mass ratio to
   CH4);
 - combustion: fuel gas of gas-fired engines and compressors (Mcf; or the engine's fuel rate × the day's
@@ -44,7 +45,7 @@ __all__ = [
     "CH4_KG_PER_MCF", "CO2_KG_PER_MCF", "COMPONENT_TYPES", "DEFAULT_FACTORS", "FACTOR_GASES", "FACTOR_UNITS",
     "GASES", "GWP_AR4", "GWP_AR5", "GWP_NAME", "PNEUMATIC_TYPES", "SOURCES", "DayActivity", "Emission",
     "EmissionFactor", "FactorSet", "FactorUse", "Gap", "WellEquipment", "boe", "calculate_day", "co2e",
-    "missing_activity",
+    "flare_from_telemetry", "missing_activity",
 ]
 
 GASES = ("CO2", "CH4", "N2O", "VOC")
@@ -221,6 +222,7 @@ class DayActivity:
     flared_mcf: float | None = None
     vented_mcf: float | None = None
     fuel_gas_mcf: float | None = None
+    flare_telemetry_hours: float | None = None  # set when flared_mcf came from a flare meter's readings
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +320,7 @@ def calculate_day(activity: DayActivity, equipment: WellEquipment, factors: Fact
     d = _Day(factors, activity)
     a = activity
     if a.flared_mcf:
-        _flaring(d, a.flared_mcf)
+        _flaring(d, a.flared_mcf, a.flare_telemetry_hours)
     if a.vented_mcf:
         d.whole_gas("venting", a.vented_mcf, (), {"vented_mcf": a.vented_mcf})
     fuel, fuel_inputs = _fuel(a, equipment)
@@ -338,6 +340,16 @@ def calculate_day(activity: DayActivity, equipment: WellEquipment, factors: Fact
     return d.out
 
 
+def flare_from_telemetry(mean_mcf_per_day: float, hours_with_readings: int) -> float:
+    """Mcf flared on a day from a flare meter's readings: the mean rate over the hours it reported, for those
+    hours only (an hour without readings is not assumed to have flared).
+
+    >>> flare_from_telemetry(48.0, 12)
+    24.0
+    """
+    return mean_mcf_per_day * min(hours_with_readings, 24) / HOURS_PER_DAY
+
+
 def missing_activity(activity: DayActivity) -> list[str]:
     """The day's emission volumes that were not reported (their sources are not computed).
 
@@ -347,8 +359,9 @@ def missing_activity(activity: DayActivity) -> list[str]:
     return [name for name in ("flared_mcf", "vented_mcf", "fuel_gas_mcf") if getattr(activity, name) is None]
 
 
-def _flaring(d: _Day, flared: float) -> None:
-    inputs = {"flared_mcf": flared}
+def _flaring(d: _Day, flared: float, telemetry_hours: float | None) -> None:
+    inputs = {"flared_mcf": flared} if telemetry_hours is None else {
+        "flared_mcf": flared, "flare_telemetry_hours": telemetry_hours}
     base: list[FactorUse] = []
     de = d.use("flaring.destruction_efficiency", base)
     burned_mmbtu_used = [*base]

@@ -26,6 +26,7 @@ from models.emissions import (
     Gap,
     WellEquipment,
     calculate_day,
+    flare_from_telemetry,
     missing_activity,
 )
 from schema.errors import InvalidInput, NotFound
@@ -274,6 +275,7 @@ async def _compute(conn: asyncpg.Connection, tenant_id: str, result: Calculation
                                              r["engine_fuel_mcf_per_hour"]) for r in await conn.fetch(
         "SELECT well_id, pneumatic_devices, components, engine_fuel_mcf_per_hour FROM emission_equipment"
         " WHERE tenant_id = $1 AND well_id = ANY($2::text[])", tenant_id, wells)}
+    flare_meters = await _flare_telemetry(conn, tenant_id, wells, start, end)
     computed: dict[Key, Emission] = {}
     for well in wells:
         for offset in range((end - start).days + 1):
@@ -283,14 +285,38 @@ async def _compute(conn: asyncpg.Connection, tenant_id: str, result: Calculation
                 result.gaps.append(Gap(well, day, "no production record"))
                 continue
             act = activity.get((well, day))
-            a = DayActivity(well, day, p["oil_bbl"], p["gas_mcf"], p["runtime_hours"],
-                            act["flared_mcf"] if act else None, act["vented_mcf"] if act else None,
-                            act["fuel_gas_mcf"] if act else None)
+            flared, flare_hours = act["flared_mcf"] if act else None, None
+            if flared is None and (well, day) in flare_meters:
+                mean, flare_hours = flare_meters[(well, day)]
+                flared = flare_from_telemetry(mean, flare_hours)
+            a = DayActivity(well, day, p["oil_bbl"], p["gas_mcf"], p["runtime_hours"], flared,
+                            act["vented_mcf"] if act else None, act["fuel_gas_mcf"] if act else None,
+                            flare_hours)
             result.missing.extend(Gap(well, day, f"{name} not reported", name.removesuffix("_mcf"))
                                   for name in missing_activity(a))
             for e in calculate_day(a, equipment.get(well, WellEquipment()), factors):
                 computed[(e.well_id, e.day, e.source, e.gas)] = e
     return computed
+
+
+async def _flare_telemetry(conn: asyncpg.Connection, tenant_id: str, wells: Sequence[str], start: date,
+                           end: date) -> dict[tuple[str, date], tuple[float, int]]:
+    """(mean ``flow_mcfd``, hours with readings) per well and tenant-local day, of the flare meters: equipment
+    whose metadata says ``"emission_source": "flare"`` and that serves exactly one well (a meter shared by
+    several wells cannot say which well flared). Used for a day whose flared volume was not reported."""
+    rows = await conn.fetch(
+        "WITH zone AS (SELECT coalesce(settings->>'timezone', 'UTC') AS tz FROM tenants WHERE id = $1),"
+        " meters AS (SELECT ew.equipment_id, min(ew.well_id) AS well_id FROM equipment_wells ew"
+        "  JOIN equipment e ON e.tenant_id = ew.tenant_id AND e.id = ew.equipment_id"
+        "  WHERE ew.tenant_id = $1 AND e.metadata->>'emission_source' = 'flare'"
+        "  GROUP BY ew.equipment_id HAVING count(*) = 1)"
+        " SELECT m.well_id, (r.ts AT TIME ZONE zone.tz)::date AS day, avg(r.value) AS mean_mcfd,"
+        " count(DISTINCT date_trunc('hour', r.ts))::int AS hours"
+        " FROM meters m CROSS JOIN zone JOIN readings r ON r.tenant_id = $1 AND r.equipment_id = m.equipment_id"
+        " AND r.sensor = 'flow_mcfd' AND r.ts >= ($3::date::timestamp AT TIME ZONE zone.tz)"
+        " AND r.ts < (($4::date + 1)::timestamp AT TIME ZONE zone.tz)"
+        " WHERE m.well_id = ANY($2::text[]) GROUP BY 1, 2", tenant_id, list(wells), start, end)
+    return {(r["well_id"], r["day"]): (max(r["mean_mcfd"], 0.0), r["hours"]) for r in rows}
 
 
 async def _store_changes(conn: asyncpg.Connection, tenant_id: str, result: Calculation,
