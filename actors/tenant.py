@@ -35,6 +35,7 @@ from schema.telemetry import DEFAULT_MAX_AGE, Reading, parse_telemetry, validati
 from store import alerts as alert_store
 from store import assets as asset_store
 from store import bus
+from store import emissions as emission_store
 from store import readings as reading_store
 
 log = logging.getLogger(__name__)
@@ -456,6 +457,7 @@ class TenantActor:
             events = await housekeeping_round(self._pool, self.tenant_id, now=self.clock.now(),
                                               default_escalate_after=self.settings.escalate_after_seconds)
             await publish_alert_events(self._js, self.tenant_id, events)
+            events = [*events, *await self._daily_emissions()]
             if self.clock.monotonic() - self._last_reload >= RELOAD_SECONDS:
                 self._last_reload = self.clock.monotonic()
                 await self._reload()  # a lost ctl message only delays a change
@@ -464,6 +466,21 @@ class TenantActor:
                 by_slot[slot].append(equipment_id)
             await asyncio.gather(*(self.actors[s].host.remote(ids) for s, ids in by_slot.items()))
             return len(events)
+
+    async def _daily_emissions(self) -> list[Any]:
+        """Once a day (the first round after midnight in the tenant's zone), the emissions of the week up to
+        yesterday (`store.emissions.daily_run`: idempotent, a ledger row per day); its threshold alert events
+        are published once committed. A failure is logged and tried again next round, without holding up the
+        rest of the housekeeping."""
+        try:
+            calculation = await emission_store.daily_run(self._pool, self.tenant_id, now=self.clock.now())
+        except Exception:
+            log.exception("daily emissions calculation failed for %s", self.tenant_id)
+            return []
+        if calculation is None:
+            return []
+        await publish_alert_events(self._js, self.tenant_id, calculation.events)
+        return calculation.events
 
     async def settled(self) -> bool:
         """Whether everything published to the tenant so far is stored, learned and acked (nothing waiting, nothing

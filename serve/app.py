@@ -22,6 +22,7 @@ from serve.routers import (
     api_keys,
     audit_logs,
     auth,
+    emissions,
     equipment,
     escalation_chains,
     field_events,
@@ -76,7 +77,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(InFlightLimit, limit=settings.http_max_in_flight)
     app.add_middleware(RequestContext)  # outermost: every answer, a 503 of the limit too, has its request id
     for module in (health, metrics, auth, users, api_keys, audit_logs, tenant, telemetry, readings, alerts,
-                   production, analytics, rules, silences,
+                   production, analytics, emissions, rules, silences,
                    # maintenance before equipment: /v1/equipment/due-maintenance is not an equipment id
                    wells, maintenance, equipment, sync, field_events, predictions, ml_models,
                    notification_channels, notification_deliveries, notification_policies, notifications, ack_links,
