@@ -101,7 +101,7 @@ class Settings(BaseSettings):
                                       " last this many finished deliveries all failed")
     serve_replicas: int = Field(1, ge=1, description="API replicas; each serves HTTP on `port` (the kernel spreads"
                                 " connections over a machine's replicas)")
-    http_max_in_flight: int = Field(256, ge=1, description="HTTP requests a replica works on at once; one more is"
+    http_max_in_flight: int = Field(100, ge=1, description="HTTP requests a replica works on at once; one more is"
                                     " answered 503 with Retry-After at once")
     # A Ray head that other machines join (`wellpulse node --address HOST:PORT`) listens beyond loopback.
     ray_head_host: str = Field("127.0.0.1", description="address of the Ray head `wellpulse up` starts; another"
