@@ -17,7 +17,7 @@ Gas = Literal["CO2", "CH4", "N2O", "VOC"]
 ThresholdGas = Literal["CO2", "CH4", "N2O", "VOC", "CO2e"]
 ThresholdPeriod = Literal["rolling_12_months", "calendar_month", "calendar_year"]
 SummaryPeriod = Literal["day", "week", "month", "year"]
-GroupBy = Literal["well", "source", "gas"]
+GroupBy = Literal["well", "field", "source", "gas"]
 Count = Annotated[int, Field(ge=0, le=100_000)]
 PositiveValue = Annotated[float, Field(allow_inf_nan=False)]
 MAX_CALC_WELLS = 1000
@@ -206,13 +206,15 @@ class EmissionSummary(BaseModel):
 
 
 class ThresholdCreate(BaseModel):
-    """A permit limit in tonnes (> 0) of one gas or CO2e over a period, for a well or (no ``well_id``) the tenant."""
+    """A permit limit in tonnes (> 0) of one gas or CO2e over a period, for a well, the wells of a field (a
+    facility), or (neither) the tenant."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "name": "Title V CH4 cap", "gas": "CH4", "period": "rolling_12_months", "limit_tonnes": 100.0}]})
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     well_id: WellId | None = None
+    field: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     gas: ThresholdGas
     period: ThresholdPeriod
     limit_tonnes: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
@@ -223,18 +225,20 @@ class ThresholdUpdate(BaseModel):
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     well_id: WellId | None = None
+    field: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     gas: ThresholdGas | None = None
     period: ThresholdPeriod | None = None
     limit_tonnes: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None = None
 
     # name, gas, period and limit_tonnes may be left out but not set to null (checked by the service, naming
-    # the field); well_id null makes the threshold the tenant's.
+    # the field); well_id or field null leaves the threshold the tenant's, naming one replaces the other.
 
 
 class ThresholdPublic(BaseModel):
     id: UUID
     name: str
     well_id: str | None
+    field: str | None = None
     gas: str
     period: str
     limit_tonnes: float

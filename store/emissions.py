@@ -64,7 +64,8 @@ EMISSIONS = ResourceSpec(
     ),
 )
 FACTOR_COLUMNS = "id, key, version, source, gas, value, unit, citation, valid_from, valid_to, created_by, created_at"
-THRESHOLD_COLUMNS = ("id, name, well_id, gas, period, limit_tonnes, version, created_by, created_at, updated_at")
+THRESHOLD_COLUMNS = ("id, name, well_id, field, gas, period, limit_tonnes, version, created_by, created_at,"
+                     " updated_at")
 REPORT_META_COLUMNS = ("id, title, period_start, period_end, well_ids, factor_versions, totals, sha256, size_bytes,"
                        " supersedes, superseded_by, superseded_at, created_by, created_at")
 REPORTS = ResourceSpec(
@@ -378,7 +379,10 @@ async def daily_run(pool: asyncpg.Pool, tenant_id: str, *, now: datetime) -> Cal
 
 
 _PERIOD_TRUNC = {"day": "day", "week": "week", "month": "month", "year": "year"}
-_GROUP_COLUMN = {"well": "well_id", "source": "source", "gas": "gas"}
+_GROUP_COLUMN = {"well": "well_id", "source": "source", "gas": "gas",
+                 # a well without a field is its own facility
+                 "field": "coalesce((SELECT w.field FROM wells w WHERE w.tenant_id = emissions.tenant_id"
+                          " AND w.id = emissions.well_id), emissions.well_id)"}
 
 
 async def summary(conn: asyncpg.Connection, tenant_id: str, *, period: str, group_by: str, start: date, end: date,
@@ -399,13 +403,19 @@ async def summary(conn: asyncpg.Connection, tenant_id: str, *, period: str, grou
         f"SELECT date_trunc('{trunc}', day)::date AS period_start, well_id, sum(oil_bbl + gas_mcf / 6.0) AS boe"
         " FROM production_records WHERE tenant_id = $1 AND deleted_at IS NULL AND day BETWEEN $2 AND $3"
         " AND ($4::text IS NULL OR well_id = $4) GROUP BY 1, 2", tenant_id, start, end, well_id)
-    boe_by_well = {(r["period_start"], r["well_id"]): r["boe"] for r in production}
+    facility: dict[str, str] = {}
+    if group_by == "field":  # each well's facility: its field, or itself without one
+        facility = {r["id"]: r["field"] or r["id"] for r in await conn.fetch(
+            "SELECT id, field FROM wells WHERE tenant_id = $1", tenant_id)}
+    boe_by_key: dict[tuple[date, str], float] = {}
     boe_total: dict[date, float] = {}
-    for (period_start, _), value in boe_by_well.items():
-        boe_total[period_start] = boe_total.get(period_start, 0.0) + value
+    for r in production:
+        key = facility.get(r["well_id"], r["well_id"]) if group_by == "field" else r["well_id"]
+        boe_by_key[(r["period_start"], key)] = boe_by_key.get((r["period_start"], key), 0.0) + r["boe"]
+        boe_total[r["period_start"]] = boe_total.get(r["period_start"], 0.0) + r["boe"]
     out = []
     for r in rows:
-        boe = boe_by_well.get((r["period_start"], r["key"]), 0.0) if group_by == "well" \
+        boe = boe_by_key.get((r["period_start"], r["key"]), 0.0) if group_by in ("well", "field") \
             else boe_total.get(r["period_start"], 0.0)
         out.append({**dict(r), "boe": boe, "kg_co2e_per_boe": r["co2e_kg"] / boe if boe > 0 else None})
     return out
@@ -436,13 +446,24 @@ async def get_threshold(conn: asyncpg.Connection, tenant_id: str, threshold_id: 
 
 async def insert_threshold(conn: asyncpg.Connection, tenant_id: str, values: dict[str, Any],
                            created_by: str) -> asyncpg.Record:
-    if values.get("well_id") is not None and not await live_well_ids(conn, tenant_id, [values["well_id"]]):
-        raise InvalidInput.on("well_id", f"no well {values['well_id']!r} in this tenant")
+    await _check_scope(conn, tenant_id, values.get("well_id"), values.get("field"))
     return await conn.fetchrow(
-        f"INSERT INTO emission_thresholds (tenant_id, name, well_id, gas, period, limit_tonnes, created_by)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {THRESHOLD_COLUMNS}",
-        tenant_id, values["name"], values.get("well_id"), values["gas"], values["period"], values["limit_tonnes"],
-        created_by)
+        f"INSERT INTO emission_thresholds (tenant_id, name, well_id, field, gas, period, limit_tonnes, created_by)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {THRESHOLD_COLUMNS}",
+        tenant_id, values["name"], values.get("well_id"), values.get("field"), values["gas"], values["period"],
+        values["limit_tonnes"], created_by)
+
+
+async def _check_scope(conn: asyncpg.Connection, tenant_id: str, well_id: str | None, field: str | None) -> None:
+    """A threshold covers one well, the wells of one field (a facility), or (neither) the tenant."""
+    if well_id is not None and field is not None:
+        raise InvalidInput.on("field", "a threshold covers a well or a field, not both")
+    if well_id is not None and not await live_well_ids(conn, tenant_id, [well_id]):
+        raise InvalidInput.on("well_id", f"no well {well_id!r} in this tenant")
+    if field is not None and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM wells WHERE tenant_id = $1 AND field = $2 AND deleted_at IS NULL)",
+            tenant_id, field):
+        raise InvalidInput.on("field", f"no well of this tenant is in field {field!r}")
 
 
 async def update_threshold(conn: asyncpg.Connection, tenant_id: str, threshold_id: uuid.UUID,
@@ -451,12 +472,20 @@ async def update_threshold(conn: asyncpg.Connection, tenant_id: str, threshold_i
     if current is None:
         return None
     merged = {**dict(current), **changes}
-    if changes.get("well_id") is not None and not await live_well_ids(conn, tenant_id, [changes["well_id"]]):
-        raise InvalidInput.on("well_id", f"no well {changes['well_id']!r} in this tenant")
+    # Naming a new scope replaces the old one: a well given clears the field, and the other way round.
+    if changes.get("well_id") is not None and "field" not in changes:
+        merged["field"] = None
+    if changes.get("field") is not None and "well_id" not in changes:
+        merged["well_id"] = None
+    await _check_scope(conn, tenant_id, merged["well_id"] if "well_id" in changes else None,
+                       merged["field"] if "field" in changes else None)
+    if merged["well_id"] is not None and merged["field"] is not None:
+        raise InvalidInput.on("field", "a threshold covers a well or a field, not both")
     row = await conn.fetchrow(
-        f"UPDATE emission_thresholds SET name = $3, well_id = $4, gas = $5, period = $6, limit_tonnes = $7,"
-        f" version = version + 1, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {THRESHOLD_COLUMNS}",
-        tenant_id, threshold_id, merged["name"], merged["well_id"], merged["gas"], merged["period"],
+        f"UPDATE emission_thresholds SET name = $3, well_id = $4, field = $5, gas = $6, period = $7,"
+        f" limit_tonnes = $8, version = version + 1, updated_at = now() WHERE tenant_id = $1 AND id = $2"
+        f" RETURNING {THRESHOLD_COLUMNS}",
+        tenant_id, threshold_id, merged["name"], merged["well_id"], merged["field"], merged["gas"], merged["period"],
         merged["limit_tonnes"])
     return current, row
 
@@ -525,10 +554,19 @@ def threshold_alert_key(threshold: Any) -> tuple[str, str]:
     rule id is what keeps them apart from a real equipment's alerts (no equipment rule has that id), so even an
     equipment that happened to be called ``esg-W-1`` would share no alert with them.
 
+    A field's (a facility's) threshold stands on ``esg-field-`` and a hash of the field's name (names are free
+    text, equipment ids are not).
+
     >>> threshold_alert_key({"well_id": "W-1", "id": "t1"})
     ('esg-W-1', 'emissions_threshold:t1')
+    >>> threshold_alert_key({"well_id": None, "field": "North Pad", "id": "t2"})[0]
+    'esg-field-178c5bc8b719ba84d3aa8ed7'
     """
-    scope = threshold["well_id"] or "tenant"
+    field = threshold.get("field") if hasattr(threshold, "get") else None
+    if field is not None:
+        scope = "field-" + hashlib.sha256(field.encode()).hexdigest()[:24]
+    else:
+        scope = threshold["well_id"] or "tenant"
     if len(THRESHOLD_EQUIPMENT_PREFIX) + len(scope) > 128:
         scope = hashlib.sha256(scope.encode()).hexdigest()[:32]
     return f"{THRESHOLD_EQUIPMENT_PREFIX}{scope}", f"{THRESHOLD_RULE_PREFIX}{threshold['id']}"
@@ -545,8 +583,9 @@ async def threshold_statuses(conn: asyncpg.Connection, tenant_id: str, *, as_of:
             f"SELECT coalesce(sum({amount}), 0) / 1000.0 AS actual,"
             f" coalesce(sum({amount}) FILTER (WHERE day > $4::date - $6::int), 0) / 1000.0 AS recent"
             " FROM emissions WHERE tenant_id = $1 AND superseded_at IS NULL AND day BETWEEN $3 AND $4"
-            " AND ($2::text IS NULL OR well_id = $2) AND ($5::text = 'CO2e' OR gas = $5)",
-            tenant_id, t["well_id"], first, as_of, t["gas"], PROJECTION_DAYS)
+            " AND ($2::text IS NULL OR well_id = $2) AND ($5::text = 'CO2e' OR gas = $5)"
+            " AND ($7::text IS NULL OR well_id IN (SELECT id FROM wells WHERE tenant_id = $1 AND field = $7))",
+            tenant_id, t["well_id"], first, as_of, t["gas"], PROJECTION_DAYS, t["field"])
         status = threshold_status(period=t["period"], limit_tonnes=t["limit_tonnes"], as_of=as_of,
                                   actual_tonnes=sums["actual"], recent_tonnes=sums["recent"])
         out.append({"threshold": dict(t), **status})
@@ -569,7 +608,7 @@ async def evaluate_thresholds(conn: asyncpg.Connection, tenant_id: str, *, as_of
     for s in await threshold_statuses(conn, tenant_id, as_of=as_of):
         t = s["threshold"]
         equipment_id, rule_prefix = threshold_alert_key(t)
-        scope = f"well {t['well_id']}" if t["well_id"] else "the tenant"
+        scope = f"well {t['well_id']}" if t["well_id"] else f"field {t['field']}" if t["field"] else "the tenant"
         for level in (80, 100):
             basis = "actual" if s["actual_pct"] >= level else "projected" if s["projected_pct"] >= level else None
             details = {"threshold_id": str(t["id"]), "level_pct": level, "basis": basis, "gas": t["gas"],

@@ -6,7 +6,7 @@ usage falls back); flared gas from a flare meter's readings when the day's volum
 """
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -94,5 +94,54 @@ async def test_flared_gas_from_a_flare_meter_when_not_reported(services: Any, pg
         # = 1280.4184512 + 25.248 = 1305.6664512 kg
         assert (well, kg) == ("W-1", pytest.approx(1305.6664512))
         assert json.loads(inputs) == {"flared_mcf": 24.0, "flare_telemetry_hours": 12}
+    finally:
+        await conn.close()
+
+
+async def test_a_facility_threshold_counts_the_wells_of_its_field_only(services: Any, pg_settings: Any) -> None:
+    """A permit for the facility "North Pad" (wells W-1 and W-2) against W-3 of another field.
+
+    Vented a month ago: W-1 2 Mcf (849.3616 kg CO2e), W-2 1 Mcf (424.6808), W-3 4 Mcf (1,698.7232).
+    North Pad: 849.3616 + 424.6808 = 1,274.0424 kg = 1.2740424 t against 2 t: 63.7 %, no crossing reached;
+    the tenant as a whole (2.9727656 t) would be past 100 %.
+    """
+    tenant = await seeded_tenant(pg_settings.database_url, "esg-fac", [], users=False)
+    conn = await asyncpg.connect(pg_settings.database_url)
+    try:
+        await add_wells(conn, tenant, "W-1", "W-2", "W-3")
+        await conn.execute("UPDATE wells SET field = CASE WHEN id = 'W-3' THEN 'South' ELSE 'North Pad' END"
+                           " WHERE tenant_id = $1", tenant)
+        day = date.today() - timedelta(days=30)  # inside the rolling year the status is taken at (yesterday)
+        for well, vented in (("W-1", 2.0), ("W-2", 1.0), ("W-3", 4.0)):
+            # 60 Mcf of gas is 10 BOE, and no source here counts it (oil would flash in the tanks).
+            await conn.execute("INSERT INTO production_records (tenant_id, well_id, day, gas_mcf, created_by)"
+                               " VALUES ($1, $2, $3, 60, 't')", tenant, well, day)
+            await conn.execute("INSERT INTO emission_activity (tenant_id, well_id, day, vented_mcf, updated_by)"
+                               " VALUES ($1, $2, $3, $4, 't')", tenant, well, day, vented)
+        audit = AuditContext(tenant_id=tenant, actor_type="user", actor_id="u", ip=None, request_id=None)
+        await service.calculate(services, audit, CalculateRequest(start=day, end=day))
+        row = await service.create_threshold(services, audit, {
+            "name": "North Pad permit", "field": "North Pad", "gas": "CO2e", "period": "rolling_12_months",
+            "limit_tonnes": 2.0})
+        assert row["field"] == "North Pad" and row["well_id"] is None
+        [status] = [t["status"] for t in await service.list_thresholds(services, tenant)]
+        assert status["actual_tonnes"] == pytest.approx(1.2740424)
+
+        # Summed per facility, each with its own BOE (2 x 10 and 10).
+        summary = await service.summary(services, tenant, period="year", group_by="field", start=day, end=day,
+                                        well_id=None)
+        by_field = {r["key"]: r for r in summary}
+        assert by_field["North Pad"]["co2e_kg"] == pytest.approx(1274.0424)
+        assert by_field["North Pad"]["kg_co2e_per_boe"] == pytest.approx(1274.0424 / 20)
+        assert by_field["South"]["co2e_kg"] == pytest.approx(1698.7232)
+
+        with pytest.raises(Exception, match="a well or a field") as refused:
+            await service.create_threshold(services, audit, {"name": "both", "well_id": "W-1", "field": "South",
+                                                             "gas": "CO2e", "period": "calendar_year",
+                                                             "limit_tonnes": 1.0})
+        assert refused.value.details[0]["field"] == "field"  # type: ignore[attr-defined]
+        with pytest.raises(Exception, match="no well of this tenant is in field"):
+            await service.create_threshold(services, audit, {"name": "nowhere", "field": "Nowhere", "gas": "CO2e",
+                                                             "period": "calendar_year", "limit_tonnes": 1.0})
     finally:
         await conn.close()
