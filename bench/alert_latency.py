@@ -26,7 +26,7 @@ from serve.runtime import Stack
 from sim import demo_fleet, run_simulation
 from store.admin import ensure_user
 
-PROBE = "PROBE-1"
+PROBE = "PROBE"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -60,15 +60,18 @@ async def core_nats_latency(url: str, samples: int) -> list[float]:
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     tenant = new_tenant("latency")
     fleet = demo_fleet(args.background_equipment)
+    # One probe equipment per alert: flipping one rule open and closed every quarter second is chattering, which
+    # the alarm management holds open (ISA-18.2) instead of resolving, so each probe opens one fresh alert.
+    probes = [f"{PROBE}-{i + 1}" for i in range(args.probes)]
     await stack.register_tenant(tenant, tenant, [(e.equipment_id, e.equipment_type.value, e.equipment_id)
-                                                 for e in fleet] + [(PROBE, "meter", PROBE)])
+                                                 for e in fleet] + [(p, "meter", p) for p in probes])
     import asyncpg
 
     conn = await asyncpg.connect(stack.settings.database_url)
-    await conn.execute(
-        "INSERT INTO alert_rules (tenant_id, id, equipment_id, kind, params) VALUES ($1, 'probe', $2, 'threshold',"
+    await conn.executemany(
+        "INSERT INTO alert_rules (tenant_id, id, equipment_id, kind, params) VALUES ($1, $2, $3, 'threshold',"
         " '{\"sensor\": \"flow_mcfd\", \"high\": 1000, \"for_seconds\": 0, \"severity\": \"critical\"}')",
-        tenant, PROBE)
+        [(tenant, f"probe-{i + 1}", p) for i, p in enumerate(probes)])
     await conn.close()
     nc = await nats.connect(stack.settings.nats_url)
     await nc.publish(f"ctl.{tenant}", b'{"reload": "rules"}')
@@ -79,20 +82,18 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         fault_every=None, stop=stop, ensure_stream=False))
     ensure_user(stack.settings.database_url, tenant, "bench@example.com", role="operator", password_hash=None)
     token = mint_user_token(stack.settings, stack.settings.database_url, tenant, "bench@example.com", 30)
-    url = f"ws://{stack.settings.host}:{stack.settings.port}/v1/alerts/ws?equipment={PROBE}"
+    url = f"ws://{stack.settings.host}:{stack.settings.port}/v1/alerts/ws?equipment={','.join(probes)}"
     latencies: list[float] = []
     sent_at: dict[str, float] = {}
     try:
         with MemorySampler(stack) as memory:
             async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
                 await asyncio.sleep(args.warmup)  # background flowing, models past warm-up
-                ts = datetime.now(UTC) - timedelta(seconds=1)
-                for i in range(args.probes * 2):
-                    ts += timedelta(milliseconds=1)
-                    value = 5000.0 if i % 2 == 0 else 100.0  # open, then resolve
-                    body = json.dumps({"equipment_id": PROBE, "ts": ts.isoformat(), "values": {"flow_mcfd": value}})
+                for probe in probes:
+                    ts = datetime.now(UTC) - timedelta(seconds=1)
+                    body = json.dumps({"equipment_id": probe, "ts": ts.isoformat(), "values": {"flow_mcfd": 5000.0}})
                     sent_at[ts.isoformat()] = time.perf_counter()
-                    await js.publish(tele_subject(tenant, PROBE), body.encode())
+                    await js.publish(tele_subject(tenant, probe), body.encode())
                     async with asyncio.timeout(10):
                         while True:
                             event = json.loads(await ws.recv())
@@ -127,7 +128,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--background-rate", type=float, default=5000.0, help="sensor values per second")
     parser.add_argument("--background-equipment", type=int, default=50)
-    parser.add_argument("--probes", type=int, default=60, help="alerts opened (each is also resolved)")
+    parser.add_argument("--probes", type=int, default=60, help="alerts opened, each on a probe equipment of its own")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between probe readings")
     parser.add_argument("--warmup", type=float, default=5.0)
     asyncio.run(main(parser.parse_args()))
