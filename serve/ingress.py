@@ -27,6 +27,7 @@ import uvicorn
 from prometheus_client import Counter
 
 from serve.edge import EDGE_REGISTRY
+from serve.errors import envelope
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ OVERLOAD_REFUSED = Counter(
 
 
 def _envelope(code: str, message: str, details: list[dict[str, str]]) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    return json.dumps(envelope(code, message, details)).encode()
 
 
 async def _answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -479,8 +479,6 @@ async def update_threshold(conn: asyncpg.Connection, tenant_id: str, threshold_i
         merged["well_id"] = None
     await _check_scope(conn, tenant_id, merged["well_id"] if "well_id" in changes else None,
                        merged["field"] if "field" in changes else None)
-    if merged["well_id"] is not None and merged["field"] is not None:
-        raise InvalidInput.on("field", "a threshold covers a well or a field, not both")
     row = await conn.fetchrow(
         f"UPDATE emission_thresholds SET name = $3, well_id = $4, field = $5, gas = $6, period = $7,"
         f" limit_tonnes = $8, version = version + 1, updated_at = now() WHERE tenant_id = $1 AND id = $2"
@@ -562,7 +560,7 @@ def threshold_alert_key(threshold: Any) -> tuple[str, str]:
     >>> threshold_alert_key({"well_id": None, "field": "North Pad", "id": "t2"})[0]
     'esg-field-178c5bc8b719ba84d3aa8ed7'
     """
-    field = threshold.get("field") if hasattr(threshold, "get") else None
+    field = threshold.get("field")
     if field is not None:
         scope = "field-" + hashlib.sha256(field.encode()).hexdigest()[:24]
     else:
