@@ -66,16 +66,31 @@ class MemorySampler:
         self.peak = max(self.peak, total)
         return total
 
+    def proportional(self) -> int:
+        """Summed PSS: each shared page (Python, Ray's libraries) split among the processes that map it, so this
+        is the memory the tree really takes; summed RSS counts a shared page once per process."""
+        total = 0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_full_info().pss
+        return total
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far, by process name (``ray::TenantActor``, ``postgres``, ...)."""
         out: dict[str, float] = {}
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
-                name = proc.name() if not proc.cmdline() or not proc.cmdline()[0].startswith("ray::") \
-                    else proc.cmdline()[0].split(".")[0]
                 times = proc.cpu_times()
-                out[name] = out.get(name, 0.0) + times.user + times.system
+                out[_name(proc)] = out.get(_name(proc), 0.0) + times.user + times.system
         return out
+
+    def rss_by_name(self) -> dict[str, float]:
+        """Resident memory now in MiB, by process name, largest first."""
+        out: dict[str, float] = {}
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                out[_name(proc)] = out.get(_name(proc), 0.0) + proc.memory_info().rss / 2**20
+        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     async def _run(self) -> None:
         while True:
@@ -89,6 +104,12 @@ class MemorySampler:
     def __exit__(self, *exc: object) -> None:
         if self._task:
             self._task.cancel()
+
+
+def _name(proc: psutil.Process) -> str:
+    """``ray::TenantActor`` for an actor's worker (whatever method it runs now), else the executable's name."""
+    cmdline = proc.cmdline()
+    return cmdline[0].split(".")[0] if cmdline and cmdline[0].startswith("ray::") else proc.name()
 
 
 def emit(result: dict[str, Any]) -> None:
