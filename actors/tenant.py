@@ -41,7 +41,6 @@ from store import readings as reading_store
 log = logging.getLogger(__name__)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 FETCH_TIMEOUT = 0.25
-JOIN_FETCH_TIMEOUT = 0.002  # what is there already, not a wait for more (nats-py asks with no_wait first)
 HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silences and shelves release
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
 # ctl.<tenant> commands for one equipment's models (comms_loss: a source's death notice, gateway/sparkplug.py)
@@ -168,7 +167,6 @@ class TenantActor:
         self.actors: dict[str, Any] = {}
         self.counters: dict[str, Any] = {
             "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
-            "joined_batches": 0,  # batches that took in what arrived while the previous one learned
             "dlq": defaultdict(int), "errors": 0, "write_retries": 0,
             # (equipment, reason) -> messages; at most MAX_DLQ_DEVICES equipment, then "other" (bounded labels)
             "dlq_device": defaultdict(int),
@@ -210,8 +208,6 @@ class TenantActor:
                     self.stage_seconds["fetch"] += time.perf_counter() - t_fetch
                 if not msgs:
                     continue
-                if in_flight is not None and not in_flight.done() and len(msgs) < self.settings.fetch_batch:
-                    msgs += await self._join_while_learning(sub, in_flight, len(msgs))
                 # Two batches in flight: while the models learn batch N (and then ack it),
                 # batch N+1 is decoded and committed. Learning stays in order per tenant.
                 try:
@@ -226,22 +222,6 @@ class TenantActor:
                 await in_flight
         finally:
             housekeeping.cancel()
-
-    async def _join_while_learning(self, sub: Any, learning: asyncio.Task, have: int) -> list[Any]:
-        """What arrives while the models learn the previous batch joins this one.
-
-        This batch cannot start learning before the models are done with the previous one anyway, and every
-        batch costs a transaction and a Ray call per slot whatever its size: at a steady feed's pace that
-        per-batch cost was most of the ingest CPU (batches of ~10 messages at 1,500 messages/s). Waiting here
-        instead of committing at once adds the commit's few milliseconds to this batch's latency and takes
-        in everything that arrived meanwhile. A full batch (the pipeline behind) never waits.
-        """
-        t_wait = time.perf_counter()
-        await asyncio.wait({learning})
-        more = await bus.fetch_batch(sub, self.settings.fetch_batch - have, JOIN_FETCH_TIMEOUT)
-        self.stage_seconds["fetch"] += time.perf_counter() - t_wait
-        self.counters["joined_batches"] += bool(more)
-        return more
 
     async def _start_notifier(self) -> None:
         """The tenant's notifier runs beside ingest, woken by the tenant's ALERTS messages (see actors/notifier.py

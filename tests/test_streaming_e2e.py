@@ -5,10 +5,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import nats
 import websockets
 
-from schema.subjects import tele_subject
 from tests.helpers import (
     auth,
     create_tenant,
@@ -137,36 +135,3 @@ async def test_health_reports_every_part(stack: Any, http: Any) -> None:
     assert set(body["checks"]) == {"db", "nats", "ray", "notifications"}
     assert resp.headers["x-request-id"]
     assert (await http.get("/health", headers={"X-Request-ID": "abc-123"})).headers["x-request-id"] == "abc-123"
-
-
-async def test_a_steady_feed_goes_in_fewer_batches_each_message_once(stack: Any, db_conn: Any) -> None:
-    """Messages that arrive while the models learn the previous batch join the next one (fewer, larger batches:
-    each costs a transaction and a Ray call per slot), and every message is still stored and learned once."""
-    tenant = new_tenant_id("steady")
-    equipment = [f"PJ-{n}" for n in range(4)]
-    await create_tenant(stack, tenant, [(e, "pump_jack") for e in equipment])
-    start = now_utc() - timedelta(minutes=30)
-    await publish(stack.settings.nats_url, tenant, [(e, snapshot(e, start, pump_jack_values(0))) for e in equipment])
-    await settled(stack, tenant)  # the equipment actors are up: what follows measures a running pipeline
-    start += timedelta(seconds=1)
-    chunks, per_chunk = 60, 20
-    nc = await nats.connect(stack.settings.nats_url)
-    try:
-        js = nc.jetstream()
-        acks = []
-        for c in range(chunks):  # a steady trickle: small chunks, each while the previous ones are being learned
-            for i in range(per_chunk // len(equipment)):
-                for e in equipment:
-                    ts = start + timedelta(seconds=c * per_chunk + i)
-                    acks.append(await js.publish_async(tele_subject(tenant, e), snapshot(e, ts, pump_jack_values(i))))
-            await asyncio.sleep(0.01)
-        await asyncio.gather(*acks)
-    finally:
-        await nc.close()
-    await settled(stack, tenant)
-    counters = (await stack.supervisor.status.remote())["tenants"][tenant]["counters"]
-    warm_up = len(equipment)
-    assert counters["messages"] == counters["snapshots"] == chunks * per_chunk + warm_up
-    assert await db_conn.fetchval("SELECT count(*) FROM readings WHERE tenant_id = $1", tenant) == \
-        (chunks * per_chunk + warm_up) * 5
-    assert counters["joined_batches"] >= 1, counters
