@@ -6,8 +6,13 @@ the tenants far more than with the equipment; ``--tenants 10`` shows it); the de
 value per equipment per second in all (each equipment sends a snapshot of its sensors every few seconds), with
 a fault now and then so alerts open and resolve, while an operator per tenant polls the API (open alerts, latest values)
 every ``--poll-every`` seconds and holds the alert WebSocket open. Every ``--sample-every`` seconds the
-resident memory of every process is summed: this one (the feed and the operators), Ray's (head, raylet,
-Serve replicas, the tenant and equipment actors) and the embedded servers'.
+resident memory of every process is summed: this one (it holds the stack, as `wellpulse up` does, and runs the
+feed and the operators), Ray's (head, raylet, Serve replicas, the tenant and equipment actors) and the
+embedded servers'. Both sums are printed; the bar (3 GiB, flat) is judged on PSS, which splits each shared page
+among the processes that map it: summed RSS counts PostgreSQL's shared buffers once per backend that touched
+them, and Python's and Ray's libraries once per process, so it grows as backends touch more of the same
+buffers while no memory is added. The rate limits are raised for this run through configuration (printed):
+a 5 s poll alone is past the default 1,000 requests per tenant-hour.
 
 Baseline in the same run: the same stack idle, started and with its tenants registered but no feed; the
 ratio says what the load adds. Flat means the memory after the warm-up (``--warmup-minutes``) grows by
@@ -40,8 +45,11 @@ from store.admin import ensure_user
 
 GIB = 1024**3
 MIB = 1024**2
-RSS_BAR_BYTES = 3 * GIB
+MEMORY_BAR_BYTES = 3 * GIB
 FLAT_GROWTH = 0.05
+# An operator polling every 5 s makes 1,440 requests an hour: past the default 1,000 per tenant.
+RATE_LIMIT_USER_PER_MINUTE = 10_000
+RATE_LIMIT_TENANT_PER_HOUR = 1_000_000
 
 
 async def _tenant(stack: Any, tenant: str, count: int) -> tuple[list[str], str]:
@@ -119,7 +127,11 @@ async def main(args: argparse.Namespace) -> None:
     result: dict[str, Any] = {"benchmark": "soak", "minutes": args.minutes, "equipment": args.equipment,
                               "tenants": args.tenants, "values_per_s": args.equipment,
                               "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
-    stack = await asyncio.to_thread(start_stack, serve_http=True)
+    result["rate_limits_raised_for_this_run"] = {"rate_limit_user_per_minute": RATE_LIMIT_USER_PER_MINUTE,
+                                                 "rate_limit_tenant_per_hour": RATE_LIMIT_TENANT_PER_HOUR}
+    stack = await asyncio.to_thread(start_stack, serve_http=True,
+                                    rate_limit_user_per_minute=RATE_LIMIT_USER_PER_MINUTE,
+                                    rate_limit_tenant_per_hour=RATE_LIMIT_TENANT_PER_HOUR)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     try:
@@ -173,14 +185,16 @@ async def main(args: argparse.Namespace) -> None:
             "flat": flat,
             "flat_pss": flatness(pss, args.warmup_minutes * 60),
             "rss_by_process_mib_at_end": by_process,
-            "timeline_mib": [[round(t), round(b / MIB)] for t, b in samples[::max(1, len(samples) // 30)]],
+            "timeline_rss_pss_mib": [[round(t), round(b / MIB), round(p / MIB)] for (t, b), (_, p)
+                                     in list(zip(samples, pss, strict=True))[::max(1, len(samples) // 30)]],
             "values_published": sum(published.values()), "values_committed": committed,
             "tenants_lagging": lagging, "operators": counts,
             "failures": failures,
-            "bars": {"rss_gib": 3, "growth": FLAT_GROWTH},
+            "bars": {"pss_gib": 3, "pss_growth": FLAT_GROWTH},
             "load_average_1m_at_end": round(os.getloadavg()[0], 2)})
-        result["meets_bars"] = (peak <= RSS_BAR_BYTES and flat["growth"] is not None
-                                and flat["growth"] < FLAT_GROWTH and not lagging and not failures)
+        flat_pss = result["flat_pss"]
+        result["meets_bars"] = (max(b for _, b in pss) <= MEMORY_BAR_BYTES and flat_pss["growth"] is not None
+                                and flat_pss["growth"] < FLAT_GROWTH and not lagging and not failures)
         emit(result)
     finally:
         stop.set()
