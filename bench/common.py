@@ -66,22 +66,26 @@ class MemorySampler:
         self.peak = max(self.peak, total)
         return total
 
-    def proportional(self) -> int:
-        """Summed PSS: each shared page (Python, Ray's libraries) split among the processes that map it, so this
+    def sample_rss_pss(self) -> tuple[int, int]:
+        """Summed RSS and summed PSS in one walk of the tree (one read of each process's smaps). PSS splits each
+        shared page (Python, Ray's libraries, PostgreSQL's shared buffers) among the processes that map it, so it
         is the memory the tree really takes; summed RSS counts a shared page once per process."""
-        total = 0
+        rss = pss = 0
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_full_info().pss
-        return total
+                info = proc.memory_full_info()
+                rss += info.rss
+                pss += info.pss
+        self.peak = max(self.peak, rss)
+        return rss, pss
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far, by process name (``ray::TenantActor``, ``postgres``, ...)."""
         out: dict[str, float] = {}
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                out[_name(proc)] = out.get(_name(proc), 0.0) + times.user + times.system
+                name, times = _name(proc), proc.cpu_times()
+                out[name] = out.get(name, 0.0) + times.user + times.system
         return out
 
     def rss_by_name(self) -> dict[str, float]:
@@ -89,7 +93,8 @@ class MemorySampler:
         out: dict[str, float] = {}
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
-                out[_name(proc)] = out.get(_name(proc), 0.0) + proc.memory_info().rss / 2**20
+                name = _name(proc)
+                out[name] = out.get(name, 0.0) + proc.memory_info().rss / 2**20
         return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     async def _run(self) -> None:
