@@ -167,7 +167,7 @@ class TenantActor:
         self.actors: dict[str, Any] = {}
         self.counters: dict[str, Any] = {
             "messages": 0, "snapshots": 0, "readings_ingested": 0, "readings_duplicate": 0, "batches": 0,
-            "dlq": defaultdict(int), "errors": 0, "write_retries": 0,
+            "empty_fetches": 0, "dlq": defaultdict(int), "errors": 0, "write_retries": 0,
             # (equipment, reason) -> messages; at most MAX_DLQ_DEVICES equipment, then "other" (bounded labels)
             "dlq_device": defaultdict(int),
         }
@@ -204,10 +204,11 @@ class TenantActor:
             while not self._stopping:
                 t_fetch = time.perf_counter()
                 msgs = await bus.fetch_batch(sub, self.settings.fetch_batch, FETCH_TIMEOUT)
-                if msgs:
-                    self.stage_seconds["fetch"] += time.perf_counter() - t_fetch
                 if not msgs:
+                    self.stage_seconds["fetch_empty"] += time.perf_counter() - t_fetch
+                    self.counters["empty_fetches"] += 1
                     continue
+                self.stage_seconds["fetch"] += time.perf_counter() - t_fetch
                 # Two batches in flight: while the models learn batch N (and then ack it),
                 # batch N+1 is decoded and committed. Learning stays in order per tenant.
                 try:
