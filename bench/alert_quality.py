@@ -375,7 +375,7 @@ async def run_full_stack(args: argparse.Namespace) -> dict[str, Any]:
     import orjson
 
     from bench.common import new_tenant, start_stack
-    from schema.subjects import tele_subject
+    from schema.subjects import tele_msg_id, tele_subject
 
     per_type, hours, poll_s = 1, args.full_stack_hours, args.poll_seconds
     fleet = fleet_of(per_type)
@@ -413,7 +413,7 @@ async def run_full_stack(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         for message in messages:
             await js.publish(tele_subject(tenant, message.equipment_id), orjson.dumps(message.body),
-                             headers={"Nats-Msg-Id": message.msg_id})
+                             headers={"Nats-Msg-Id": tele_msg_id(tenant, message.msg_id)})
         await nc.close()
         conn = await asyncpg.connect(stack.settings.database_url)
         got: set[tuple[str, str, str]] = set()

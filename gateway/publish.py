@@ -1,17 +1,17 @@
 """What every gateway shares: its metrics, and publishing `schema.telemetry.Reading` s to NATS like any feed.
 
 A reading goes to JetStream ``tele.<tenant>.<equipment>`` (`schema.subjects.tele_subject`) as WellPulse JSON, with
-``Nats-Msg-Id: <equipment>@<ts>``: a gateway that sends one snapshot twice (a retry after a lost ack) is deduplicated
-by the stream, and again by the readings' primary key. The connection uses a tenant's feed credentials
-(``wellpulse nats feed-credentials T``), which may publish only to that tenant's subjects and receive PubAcks only
-under `store.nats_auth.feed_inbox_prefix`.
+``Nats-Msg-Id: <tenant>/<equipment>@<ts>`` (`schema.subjects.tele_msg_id`): a gateway that sends one snapshot twice
+(a retry after a lost ack) is deduplicated by the stream, and again by the readings' primary key. The connection
+uses a tenant's feed credentials (``wellpulse nats feed-credentials T``), which may publish only to that tenant's
+subjects and receive PubAcks only under `store.nats_auth.feed_inbox_prefix`.
 
 >>> from datetime import UTC, datetime
 >>> r = Reading(equipment_id="PJ-1", ts=datetime(2026, 12, 4, 6, 0, tzinfo=UTC), values={"a": 1.5})
 >>> encode_reading(r)
 b'{"equipment_id":"PJ-1","ts":"2026-12-04T06:00:00.000Z","values":{"a":1.5}}'
->>> message_id(r)
-'PJ-1@2026-12-04T06:00:00.000Z/e8b7be43'
+>>> message_id("acme", r)
+'acme/PJ-1@2026-12-04T06:00:00.000Z/e8b7be43'
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schema.ids import check_tenant_id
-from schema.subjects import tele_subject
+from schema.subjects import tele_msg_id, tele_subject
 from schema.telemetry import Reading
 from store.nats_auth import feed_inbox_prefix, redact_url, url_user
 
@@ -84,11 +84,11 @@ def _ts(reading: Reading) -> str:
     return reading.ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # UTC (the model's), to the millisecond
 
 
-def message_id(reading: Reading) -> str:
-    """Stable per snapshot: the same equipment, instant and sensors give the same id, whoever sends it again;
-    two readings of one instant with different sensors (OPC UA nodes notified apart) keep apart."""
+def message_id(tenant_id: str, reading: Reading) -> str:
+    """Stable per snapshot: the same tenant, equipment, instant and sensors give the same id, whoever sends it
+    again; two readings of one instant with different sensors (OPC UA nodes notified apart) keep apart."""
     sensors = zlib.crc32(",".join(sorted(reading.values)).encode())
-    return f"{reading.equipment_id}@{_ts(reading)}/{sensors:08x}"
+    return tele_msg_id(tenant_id, f"{reading.equipment_id}@{_ts(reading)}/{sensors:08x}")
 
 
 def encode_reading(reading: Reading) -> bytes:
@@ -147,7 +147,7 @@ class ReadingPublisher:
         device = reading.equipment_id
         try:
             await self._js.publish(tele_subject(self.tenant, device), encode_reading(reading),
-                                   timeout=self.ack_timeout, headers={"Nats-Msg-Id": message_id(reading)})
+                                   timeout=self.ack_timeout, headers={"Nats-Msg-Id": message_id(self.tenant, reading)})
         except Exception as exc:  # timeouts, no responders, disconnected: counted, the gateway goes on
             self.metrics.publish_errors.labels(device).inc()
             if self._logged_errors < 20:

@@ -25,6 +25,20 @@ def tele_subject(tenant_id: str, equipment_id: str) -> str:
     return f"tele.{check_tenant_id(tenant_id)}.{check_equipment_id(equipment_id)}"
 
 
+def tele_msg_id(tenant_id: str, local_id: str) -> str:
+    """The ``Nats-Msg-Id`` of a telemetry message: ``local_id`` (the sender's id for it, e.g. equipment and
+    timestamp) under its tenant.
+
+    JetStream deduplicates by this header across the whole stream, and every tenant publishes to the one TELEMETRY
+    stream: without the tenant, two tenants' readings of the same equipment name at the same instant share an id,
+    and the second is dropped as a duplicate of the first.
+
+    >>> tele_msg_id("acme", "PJ-1@2026-12-04T06:00:00.000Z")
+    'acme/PJ-1@2026-12-04T06:00:00.000Z'
+    """
+    return f"{check_tenant_id(tenant_id)}/{local_id}"
+
+
 def tele_tenant_filter(tenant_id: str) -> str:
     return f"tele.{check_tenant_id(tenant_id)}.>"
 

@@ -16,7 +16,7 @@ from nats.js.errors import KeyNotFoundError
 
 from schema.api import IngestAccepted
 from schema.errors import IdempotencyKeyReused
-from schema.subjects import tele_subject
+from schema.subjects import tele_msg_id, tele_subject
 from schema.telemetry import TelemetryBatch
 from serve.services import Services
 
@@ -41,7 +41,7 @@ async def ingest(services: Services, tenant_id: str, batch: TelemetryBatch, *, b
         by_equipment[reading.equipment_id].append(reading.model_dump(mode="json"))
     for equipment_id, readings in by_equipment.items():
         # Same key (or same body) -> same Nats-Msg-Id: JetStream drops a concurrent retry.
-        msg_id = f"http:{kv_key or body_hash}:{equipment_id}"
+        msg_id = tele_msg_id(tenant_id, f"http:{kv_key or body_hash}:{equipment_id}")
         await services.js.publish(tele_subject(tenant_id, equipment_id),
                                   json.dumps({"readings": readings}).encode(), headers={"Nats-Msg-Id": msg_id})
     result = IngestAccepted(messages=len(by_equipment), readings=sum(len(r["values"]) for r in

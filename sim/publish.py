@@ -23,7 +23,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from schema.ids import EquipmentId, SensorName, check_tenant_id
-from schema.subjects import TELEMETRY_STREAM, TELEMETRY_SUBJECTS, simctl_subject, simctl_truth_subject, tele_subject
+from schema.subjects import (
+    TELEMETRY_STREAM,
+    TELEMETRY_SUBJECTS,
+    simctl_subject,
+    simctl_truth_subject,
+    tele_msg_id,
+    tele_subject,
+)
 from sim.faults import Fault, FaultKind, FaultSchedule
 from sim.feed import FeedSimulator, MessageBatcher, SimMessage
 from sim.fleet import demo_fleet, snapshot_interval, truncate_ms
@@ -156,9 +163,8 @@ class _Publisher:
         payload = orjson.dumps(message.body)
         while True:
             try:
-                future = await self.js.publish_async(
-                    subject, payload, wait_stall=self.ack_timeout, headers={"Nats-Msg-Id": message.msg_id}
-                )
+                future = await self.js.publish_async(subject, payload, wait_stall=self.ack_timeout,
+                                                     headers={"Nats-Msg-Id": tele_msg_id(self.tenant, message.msg_id)})
                 break
             except TooManyStalledMsgsError:
                 log.warning("no JetStream acks for %.0fs; dropping stale pending publishes", self.ack_timeout)

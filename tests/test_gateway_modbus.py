@@ -146,7 +146,7 @@ async def test_registers_are_decoded_scaled_and_published(gateway: GatewayMetric
     assert reading.values == {"tubing_psi": 812.5, "temp_c": pytest.approx(-12.3), "runtime_s": 70000.0,
                               "flow": 3.25, "level_m": 10.0}
     assert reading.quality == {} and not reading.historical
-    assert message["id"].startswith(f"PJ-1@{message['body']['ts']}/")
+    assert message["id"].startswith(f"{TENANT}/PJ-1@{message['body']['ts']}/")
     assert gateway.value("wellpulse_gateway_published_total", device="PJ-1") >= 1
 
 

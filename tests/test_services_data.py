@@ -211,6 +211,16 @@ async def test_ingest_publishes_once_per_key(services: Any, tenant: str, heard: 
     assert await _stored(services, tenant) == 4
 
 
+async def test_two_tenants_sending_the_same_body_without_a_key_both_keep_their_messages(services: Any,
+                                                                                          tenant: str) -> None:
+    # JetStream's dedup spans the stream all tenants share: a body-named id must name its tenant too.
+    neighbour = f"{tenant}-n"
+    body = _telemetry({"tubing_psi": 3.0})
+    for who in (tenant, neighbour):
+        await telemetry.ingest(services, who, parse_telemetry(body), body=body, idempotency_key=None)
+    assert (await _stored(services, tenant), await _stored(services, neighbour)) == (2, 2)
+
+
 # ---------------------------------------------------------------------- serve.production
 
 

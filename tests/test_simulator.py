@@ -412,7 +412,32 @@ async def test_run_simulation_publishes_paced_telemetry_to_jetstream(nats_url: s
         batch = parse_telemetry(msg.data, now=now)
         reading = batch.readings[0]
         assert msg.subject == f"tele.acme.{reading.equipment_id}"
-        assert msg.headers["Nats-Msg-Id"] == f"{reading.equipment_id}:{format_ts(reading.ts)}"
+        assert msg.headers["Nats-Msg-Id"] == f"acme/{reading.equipment_id}:{format_ts(reading.ts)}"
+
+
+async def test_two_tenants_feeding_the_same_equipment_at_the_same_instant_both_keep_their_message(
+        nats_url: str) -> None:
+    # JetStream deduplicates by Nats-Msg-Id across the one TELEMETRY stream that all tenants share: ids without the
+    # tenant dropped most of the second tenant's feed as duplicates of the first's (bench.soak --tenants 10).
+    import nats
+
+    from sim.publish import SimulationStats, _Publisher
+
+    body = {"equipment_id": "PJ-0001", "ts": format_ts(T0), "values": {"tubing_psi": 1.0}}
+    message = sim_feed.SimMessage("PJ-0001", body, f"PJ-0001:{format_ts(T0)}", 1)
+    nc = await nats.connect(nats_url)
+    try:
+        await ensure_telemetry_stream(nc.jetstream())
+        for tenant in ("dedup-a", "dedup-b"):
+            stats = SimulationStats()
+            publisher = _Publisher(nc, nc.jetstream(), tenant, stats, asyncio.Event())
+            await publisher.publish(message)
+            await publisher.drain()
+            assert (stats.acked, stats.duplicates) == (1, 0), tenant
+            messages, _ = await _stream_messages(nats_url, tenant)
+            assert [m.headers["Nats-Msg-Id"] for m in messages] == [f"{tenant}/PJ-0001:{format_ts(T0)}"]
+    finally:
+        await nc.close()
 
 
 async def test_simctl_injects_faults_while_running_and_ignores_bad_ones(nats_url: str) -> None:
