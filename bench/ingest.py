@@ -183,7 +183,7 @@ async def main(args: argparse.Namespace) -> None:
             "baseline_raw_jetstream": js,
             "ratio_e2e_to_raw_copy": round(e2e["readings_per_s"] / copy["rows_per_s"], 3),
             "ratio_e2e_messages_to_raw_fetch_ack": round(e2e["messages_per_s"] / js["fetch_ack_per_s"], 3),
-            "bar_readings_per_s": 20_000,
+            "bar_readings_per_s": 50_000,
         })
     finally:
         await asyncio.to_thread(stack.stop)
