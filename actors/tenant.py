@@ -40,7 +40,10 @@ from store import readings as reading_store
 
 log = logging.getLogger(__name__)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
-FETCH_TIMEOUT = 0.25
+# An idle consumer's long poll. A message ends it at once (bench.alert_latency at 20 values/s: p50 22 ms with
+# 0.25 s, 25 ms with 1 s), so it only sets how often an idle tenant asks: ten idle tenants took 0.73 of the 2
+# cores at 0.25 s and 0.57 at 1 s. `stop` waits for the poll in progress, at most this long.
+FETCH_TIMEOUT = 1.0
 HOUSEKEEPING_SECONDS = 5.0  # how often overdue alerts escalate and ended silences and shelves release
 RELOAD_SECONDS = 60.0  # the safety reload of registry and rules, besides ctl.<tenant>
 # ctl.<tenant> commands for one equipment's models (comms_loss: a source's death notice, gateway/sparkplug.py)

@@ -119,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
         baseline = summary(await core_nats_latency(stack.settings.nats_url, 200))
         emit({"benchmark": "alert_latency", **result, "baseline_core_nats": baseline,
               "ratio_p50_to_core_nats_p50": round(result["latency"]["p50_ms"] / max(baseline["p50_ms"], 1e-3), 1),
-              "bar_p99_ms": 250})
+              "bar_p99_ms": 50})
     finally:
         await asyncio.to_thread(stack.stop)
 
