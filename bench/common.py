@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,21 +82,21 @@ class MemorySampler:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far, by process name (``ray::TenantActor``, ``postgres``, ...)."""
-        out: dict[str, float] = {}
-        for proc in self.processes():
-            with contextlib.suppress(psutil.Error):
-                name, times = _name(proc), proc.cpu_times()
-                out[name] = out.get(name, 0.0) + times.user + times.system
-        return out
+        return self._by_name(_cpu_seconds)
 
     def rss_by_name(self) -> dict[str, float]:
         """Resident memory now in MiB, by process name, largest first."""
+        out = self._by_name(lambda proc: proc.memory_info().rss / 2**20)
+        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+    def _by_name(self, measure: Callable[[psutil.Process], float]) -> dict[str, float]:
+        """`measure` of every process, summed by process name (a process gone meanwhile counts nothing)."""
         out: dict[str, float] = {}
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
                 name = _name(proc)
-                out[name] = out.get(name, 0.0) + proc.memory_info().rss / 2**20
-        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+                out[name] = out.get(name, 0.0) + measure(proc)
+        return out
 
     async def _run(self) -> None:
         while True:
@@ -109,6 +110,11 @@ class MemorySampler:
     def __exit__(self, *exc: object) -> None:
         if self._task:
             self._task.cancel()
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def _name(proc: psutil.Process) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import math
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -427,15 +428,16 @@ async def test_two_tenants_feeding_the_same_equipment_at_the_same_instant_both_k
     message = sim_feed.SimMessage("PJ-0001", body, f"PJ-0001:{format_ts(T0)}", 1)
     nc = await nats.connect(nats_url)
     try:
-        await ensure_telemetry_stream(nc.jetstream())
-        for tenant in ("dedup-a", "dedup-b"):
+        js = nc.jetstream()
+        await ensure_telemetry_stream(js)
+        for tenant in (f"dedup-a-{uuid.uuid4().hex[:6]}", f"dedup-b-{uuid.uuid4().hex[:6]}"):
             stats = SimulationStats()
-            publisher = _Publisher(nc, nc.jetstream(), tenant, stats, asyncio.Event())
+            publisher = _Publisher(nc, js, tenant, stats, asyncio.Event())
             await publisher.publish(message)
             await publisher.drain()
             assert (stats.acked, stats.duplicates) == (1, 0), tenant
-            messages, _ = await _stream_messages(nats_url, tenant)
-            assert [m.headers["Nats-Msg-Id"] for m in messages] == [f"{tenant}/PJ-0001:{format_ts(T0)}"]
+            stored = await js.get_last_msg("TELEMETRY", f"tele.{tenant}.PJ-0001")
+            assert stored.headers["Nats-Msg-Id"] == f"{tenant}/PJ-0001:{format_ts(T0)}"
     finally:
         await nc.close()
 
