@@ -107,6 +107,7 @@ async def load(stack: Stack, tenant: str, ids: list[str], shape: dict[str, Any])
             await conn.execute(_LOAD_DAY, tenant, [s.name for s in SENSORS], [s.low for s in SENSORS],
                                [s.high for s in SENSORS], dense, start + timedelta(days=day),
                                start + timedelta(days=day + 1), sparse, start, step, end)
+        await reading_store.rebuild_latest(conn, tenant)  # the history went in past the writer
         insert_seconds = time.perf_counter() - started
         await conn.execute(
             "INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, opened_at, resolved_at)"
@@ -169,7 +170,7 @@ class Queries:
             ids = self.latest_sets[i % len(self.latest_sets)]
 
             async def direct(conn: Any) -> Any:
-                return await reading_store.latest_values(conn, self.tenant, ids, flavour=self.flavour)
+                return await reading_store.latest_values(conn, self.tenant, ids)
 
             return "/v1/telemetry/latest", {"equipment": ",".join(ids)}, direct
 

@@ -40,6 +40,7 @@ from cli.tenant import mint_user_token
 from sim import demo_fleet, run_simulation
 from store.admin import ensure_user
 from store.embedded import free_port, wait_for_port
+from store.readings import rebuild_latest
 
 EQUIPMENT = 20
 SCREEN = 20  # equipment on an operator's overview screen
@@ -225,6 +226,7 @@ async def _history(stack: Any, tenant: str, ids: list[str]) -> None:
         await conn.execute(_LOAD_DAY, tenant, [s.name for s in SENSORS], [s.low for s in SENSORS],
                            [s.high for s in SENSORS], pump_jacks, end - timedelta(days=1), end, [], end,
                            timedelta(minutes=1), end)
+        await rebuild_latest(conn, tenant)  # the day went in past the writer
         await conn.execute(
             "INSERT INTO alert_rules (tenant_id, id, equipment_type, kind, params) VALUES ($1, 'load_tubing', "
             " 'pump_jack', 'threshold', '{\"sensor\": \"tubing_psi\", \"high\": 1, \"for_seconds\": 0,"

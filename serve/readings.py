@@ -50,7 +50,7 @@ async def latest_values(services: Services, tenant_id: str, equipment_ids: list[
                         sensors: list[str] | None) -> dict[str, list[dict[str, Any]]]:
     """The newest value of each sensor, by live equipment id (unknown ids are absent)."""
     async with services.tenant_tx(tenant_id) as conn:
-        return await store.latest_values(conn, tenant_id, equipment_ids, sensors=sensors, flavour=services.flavour)
+        return await store.latest_values(conn, tenant_id, equipment_ids, sensors=sensors)
 
 
 async def export_csv(services: Services, tenant_id: str, equipment_id: str, *, sensors: list[str] | None,

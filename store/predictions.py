@@ -175,8 +175,10 @@ async def equipment_type(conn: Executor, tenant_id: str, equipment_id: str) -> s
 
 
 async def latest_reading_ts(conn: Executor, tenant_id: str, equipment_id: str) -> datetime | None:
+    """When the equipment's newest stored reading was taken (from ``latest_readings``: one row per sensor, where
+    ``max(ts)`` over readings reads every row of the equipment)."""
     return await conn.fetchval(
-        "SELECT max(ts) FROM readings WHERE tenant_id = $1 AND equipment_id = $2", tenant_id, equipment_id)
+        "SELECT max(ts) FROM latest_readings WHERE tenant_id = $1 AND equipment_id = $2", tenant_id, equipment_id)
 
 
 async def snapshots_between(conn: Executor, tenant_id: str, equipment_id: str, start: datetime, end: datetime,

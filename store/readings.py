@@ -5,14 +5,13 @@ Every function takes the tenant id and every statement filters on it; the API ru
 inside ``tenant_tx`` (row-level security backs the filter), the actors on their tenant-bound pool.
 
 Latest values
-    No table is kept up to date by ingest: the readings key ``(tenant_id, equipment_id,
-    sensor, ts)`` already answers "the last row of each sensor" with one backward index probe
-    per sensor. The sensors themselves are found by walking that index downwards (a
-    recursive "loose index scan"): each probe returns the next lower sensor *and* its newest
-    row, so an equipment with five sensors costs six probes, whatever its history. Measured
-    on 10 M rows (plain PostgreSQL 18): 100 equipment in ~9 ms, the same as probing a known
-    sensor list (~8 ms), where ``DISTINCT ON`` over the last day took 35-110 ms and would miss
-    sensors silent for longer.
+    ``latest_readings`` (migration 026) holds the newest stored reading of each sensor. The
+    writer keeps it in the transaction that stores the readings (:func:`keep_latest`): one
+    upsert of the batch's newest row per sensor, which moves a row only forward in time. A
+    dashboard of 100 equipment then reads 500 rows by key, where walking the readings index
+    downwards ("loose index scan", six probes per five-sensor equipment) took ~10 ms on 10 M
+    rows and, on TimescaleDB, touched every chunk. Its price on the write path is one
+    statement per batch of at most one row per sensor in it.
 
 Hourly rollup (plain PostgreSQL; TimescaleDB has continuous aggregates)
     A 30-day hourly query of one equipment computed on read aggregates 216k rows (~1 s on
@@ -32,7 +31,6 @@ from typing import Any
 
 import asyncpg
 
-from schema.equipment import SENSORS_BY_TYPE
 from store.db import Executor
 from store.listing import csv_chunks
 
@@ -58,58 +56,18 @@ IngestRow = tuple[str, str, str, datetime, float, str | None, bool | None]
 AnyRows = Sequence[ReadingRow] | Sequence[QualifiedRow] | Sequence[IngestRow]
 
 _LATEST = """
-WITH RECURSIVE wanted AS (
-    SELECT id AS equipment_id FROM equipment
-    WHERE tenant_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL
-), walk AS (
-    SELECT w.equipment_id, top.sensor, top.ts, top.value FROM wanted w CROSS JOIN LATERAL (
-        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
-        ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) top
-    UNION ALL
-    SELECT w.equipment_id, next.sensor, next.ts, next.value FROM walk w CROSS JOIN LATERAL (
-        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
-        AND r.sensor < w.sensor ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) next
-)
-SELECT wanted.equipment_id, walk.sensor, walk.ts, walk.value
-FROM wanted LEFT JOIN walk ON walk.equipment_id = wanted.equipment_id
-    AND ($3::text[] IS NULL OR walk.sensor = ANY($3::text[]))
-ORDER BY wanted.equipment_id, walk.sensor
+SELECT e.id AS equipment_id, l.sensor, l.ts, l.value
+FROM equipment e LEFT JOIN latest_readings l ON l.tenant_id = e.tenant_id AND l.equipment_id = e.id
+    AND ($3::text[] IS NULL OR l.sensor = ANY($3::text[]))
+WHERE e.tenant_id = $1 AND e.id = ANY($2::text[]) AND e.deleted_at IS NULL
+ORDER BY e.id, l.sensor
 """
-
-
-# TimescaleDB: walking the sensors downwards is not in time order, so every chunk of the hypertable
-# takes part in every probe (~450 ms for 100 equipment over 31 daily chunks, measured). There the walk
-# looks at the last day only (~13 ms), and the sensors the registry or the equipment type names are
-# probed newest-first, which reads the newest chunk that has them: a sensor that is neither registered
-# nor usual for its type and has been silent for a day is not listed there.
-_LATEST_TIMESCALE = """
-WITH RECURSIVE wanted AS (
-    SELECT id AS equipment_id, type FROM equipment
-    WHERE tenant_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL
-), walk AS (
-    SELECT w.equipment_id, top.sensor, top.ts, top.value FROM wanted w CROSS JOIN LATERAL (
-        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
-        AND r.ts > now() - interval '1 day' ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) top
-    UNION ALL
-    SELECT w.equipment_id, next.sensor, next.ts, next.value FROM walk w CROSS JOIN LATERAL (
-        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
-        AND r.ts > now() - interval '1 day' AND r.sensor < w.sensor ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) next
-), known AS (
-    SELECT w.equipment_id, t.sensor FROM wanted w JOIN unnest($4::text[], $5::text[]) AS t(type, sensor) USING (type)
-    UNION
-    SELECT s.equipment_id, s.name FROM equipment_sensors s JOIN wanted w USING (equipment_id) WHERE s.tenant_id = $1
-), older AS (
-    SELECT k.equipment_id, last.sensor, last.ts, last.value FROM known k CROSS JOIN LATERAL (
-        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = k.equipment_id
-        AND r.sensor = k.sensor ORDER BY r.ts DESC LIMIT 1) last
-    WHERE NOT EXISTS (SELECT 1 FROM walk WHERE walk.equipment_id = k.equipment_id AND walk.sensor = k.sensor)
-), found AS (SELECT * FROM walk UNION ALL SELECT * FROM older)
-SELECT wanted.equipment_id, found.sensor, found.ts, found.value
-FROM wanted LEFT JOIN found ON found.equipment_id = wanted.equipment_id
-    AND ($3::text[] IS NULL OR found.sensor = ANY($3::text[]))
-ORDER BY wanted.equipment_id, found.sensor
+_KEEP_LATEST = """
+INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])
+ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
+    WHERE latest.ts < EXCLUDED.ts
 """
-_TYPE_SENSORS = [(str(t), spec.name) for t, specs in SENSORS_BY_TYPE.items() for spec in specs]
 
 
 def hour_floor(ts: datetime) -> datetime:
@@ -143,6 +101,7 @@ async def copy_readings(pool: asyncpg.Pool, rows: AnyRows) -> int:
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table("readings", records=rows, columns=columns)
+                    await keep_latest(conn, rows)
                     await mark_late_readings(conn, late)
                 return len(rows)
             except asyncpg.UniqueViolationError:
@@ -160,6 +119,7 @@ async def copy_readings(pool: asyncpg.Pool, rows: AnyRows) -> int:
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[],"
                 " $6::text[], $7::bool[]) ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
                 *arrays)
+            await keep_latest(conn, rows)
             await mark_late_readings(conn, late)
         return int(status.rsplit(" ", 1)[-1])
 
@@ -291,20 +251,59 @@ async def readings_after(
 
 
 async def latest_values(conn: asyncpg.Connection, tenant_id: str, equipment_ids: Sequence[str], *,
-                        sensors: Sequence[str] | None = None, flavour: str = "postgresql",
-                        ) -> dict[str, list[dict[str, Any]]]:
+                        sensors: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """The newest reading of each sensor, per equipment of ``equipment_ids`` that exists in the
     tenant (others are left out; one without readings maps to ``[]``). Sorted by sensor."""
-    args: list[Any] = [tenant_id, list(dict.fromkeys(equipment_ids)), list(sensors) if sensors else None]
-    if flavour == "timescaledb":
-        args += [[t for t, _ in _TYPE_SENSORS], [s for _, s in _TYPE_SENSORS]]
-    rows = await conn.fetch(_LATEST_TIMESCALE if flavour == "timescaledb" else _LATEST, *args)
+    rows = await conn.fetch(_LATEST, tenant_id, list(dict.fromkeys(equipment_ids)), list(sensors) if sensors else None)
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         values = out.setdefault(row["equipment_id"], [])
         if row["sensor"] is not None:
             values.append({"sensor": row["sensor"], "ts": row["ts"], "value": row["value"]})
     return out
+
+
+_REBUILD_LATEST = """
+INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)
+WITH RECURSIVE walk AS (
+    SELECT e.id AS equipment_id, top.sensor, top.ts, top.value FROM equipment e CROSS JOIN LATERAL (
+        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = e.id
+        ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) top
+    WHERE e.tenant_id = $1
+    UNION ALL
+    SELECT w.equipment_id, next.sensor, next.ts, next.value FROM walk w CROSS JOIN LATERAL (
+        SELECT r.sensor, r.ts, r.value FROM readings r WHERE r.tenant_id = $1 AND r.equipment_id = w.equipment_id
+        AND r.sensor < w.sensor ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) next
+)
+SELECT $1, equipment_id, sensor, ts, value FROM walk ORDER BY equipment_id, sensor
+ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
+    WHERE latest.ts < EXCLUDED.ts
+"""
+
+
+async def rebuild_latest(conn: Executor, tenant_id: str) -> None:
+    """Bring ``latest_readings`` up to the tenant's stored readings, for readings bulk-loaded past the writer (a
+    bench's history made with ``generate_series``): one walk down the readings key per equipment."""
+    await conn.execute(_REBUILD_LATEST, tenant_id)
+
+
+def newest_per_sensor(rows: AnyRows) -> list[ReadingRow]:
+    """The newest row of each (tenant, equipment, sensor) of a batch, in key order: the order in which
+    :func:`keep_latest` locks them, the same in every writer, so that two batches never deadlock."""
+    newest: dict[tuple[str, str, str], ReadingRow] = {}
+    for row in rows:
+        key = (row[0], row[1], row[2])
+        seen = newest.get(key)
+        if seen is None or row[3] > seen[3]:
+            newest[key] = (row[0], row[1], row[2], row[3], row[4])
+    return [newest[key] for key in sorted(newest)]
+
+
+async def keep_latest(conn: asyncpg.Connection, rows: AnyRows) -> None:
+    """Move ``latest_readings`` forward to the newest of `rows` (in the caller's transaction)."""
+    newest = newest_per_sensor(rows)
+    if newest:
+        await conn.execute(_KEEP_LATEST, *(list(column) for column in zip(*newest, strict=True)))
 
 
 # ---------------------------------------------------------------- CSV export

@@ -41,7 +41,9 @@ def series(tenant: str, equipment: str, start: datetime, end: datetime, value: A
 
 
 async def copy_as_owner(conn: asyncpg.Connection, rows: list[readings.ReadingRow]) -> None:
-    await conn.copy_records_to_table("readings", records=rows, columns=readings.READING_COLUMNS)
+    async with conn.transaction():  # as the ingest writer stores them: the latest values kept with them
+        await conn.copy_records_to_table("readings", records=rows, columns=readings.READING_COLUMNS)
+        await readings.keep_latest(conn, rows)
 
 
 def error(resp: Any, status: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from schema.telemetry import parse_telemetry
 from serve import field_events, production, readings, rules, telemetry
 from serve.auth import Principal, Role
 from store import production as production_store
+from store import readings as store_readings
 from store.audit import AuditContext
 from store.bus import TELEMETRY_STREAM
 from store.listing import ListQuery, parse_list_query
@@ -107,8 +108,9 @@ async def series_start(services: Any, tenant: str) -> datetime:
             for i in range(90) for sensor, base in (("tubing_psi", 0.0), ("casing_psi", 100.0))]
     conn = await _owner(services)
     try:
-        await conn.copy_records_to_table("readings", records=rows,
-                                         columns=["tenant_id", "equipment_id", "sensor", "ts", "value"])
+        async with conn.transaction():  # as the ingest writer stores them: the latest values kept with them
+            await conn.copy_records_to_table("readings", records=rows, columns=store_readings.READING_COLUMNS)
+            await store_readings.keep_latest(conn, rows)
     finally:
         await conn.close()
     return t0
