@@ -187,6 +187,7 @@ class EquipmentState:
     _setpoint_pending: tuple[float, float, int] | None = None  # a step seen: (level before, step, readings held)
     _settling = 0  # snapshots left before the drift detectors re-baseline after a set-point change
     returns_to_normal = 0  # drifts back to the normal an earlier drift left: re-baselined without an alert
+    comms_lost_at: datetime | None = None  # the latest death notice (`comms_lost`)
 
     def __init__(
         self,
@@ -335,7 +336,9 @@ class EquipmentState:
             live = not snap.historical
             if not live:
                 self.historical_snapshots += 1
-            elif self.alerts.is_open(COMMS_LOSS):
+            elif self.alerts.is_open(COMMS_LOSS) and (self.comms_lost_at is None or ts > self.comms_lost_at):
+                # Only data taken after the death notice says the source is back: a reading sent before it may
+                # arrive after it (the readings' JetStream path is slower than the notice's).
                 changes.extend(self._comms(False, ts, "communication restored", {"reason": "live data"}))
             if self._stopped(values):
                 self.stopped_snapshots += 1
@@ -705,7 +708,9 @@ class EquipmentState:
     def comms_lost(self, ts: datetime, reason: str) -> list[AlertChange]:
         """The source said it lost the equipment (a Sparkplug DEATH): open ``comms_loss`` now, without waiting for
         the stale-data rule's silence; the next live snapshot resolves it."""
-        return self._comms(True, _utc(ts), f"communication lost: {reason}", {"reason": reason})
+        ts = _utc(ts)
+        self.comms_lost_at = ts if self.comms_lost_at is None else max(self.comms_lost_at, ts)
+        return self._comms(True, ts, f"communication lost: {reason}", {"reason": reason})
 
     def _comms(self, active: bool, ts: datetime, message: str, details: dict[str, Any]) -> list[AlertChange]:
         change = self.alerts.evaluate(COMMS_LOSS, active=active, severity="warning", ts=ts, message=message,

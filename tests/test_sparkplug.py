@@ -101,6 +101,20 @@ def test_comms_loss_opens_at_once_and_only_live_data_resolves_it() -> None:
     assert [(c.kind, c.rule_id) for c in back] == [("resolved", "comms_loss")]
 
 
+def test_a_reading_taken_before_the_death_notice_but_learned_after_it_does_not_resolve_the_comms_loss() -> None:
+    """The notice comes over core NATS, the readings through JetStream and the store: a node's last reading can be
+    learned after its NDEATH. It says nothing about whether the node is back."""
+    eq = EquipmentState("PJ-1", "pump_jack", [])
+    eq.learn_many([Snapshot(T0, {"tubing_psi": 800.0})])
+    assert [c.kind for c in eq.comms_lost(T0 + timedelta(seconds=30), "NDEATH")] == ["opened"]
+    assert eq.learn_many([Snapshot(T0 + timedelta(seconds=5), {"tubing_psi": 805.0})]) == []
+    assert eq.alerts.is_open("comms_loss")
+    restored = EquipmentState.from_bytes(eq.to_bytes())  # the notice's time is part of the checkpoint
+    assert restored.learn_many([Snapshot(T0 + timedelta(seconds=30), {"tubing_psi": 806.0})]) == []
+    back = restored.learn_many([Snapshot(T0 + timedelta(seconds=31), {"tubing_psi": 807.0})])
+    assert [(c.kind, c.rule_id) for c in back] == [("resolved", "comms_loss")]
+
+
 # ---------------------------------------------------------------- end to end
 
 
