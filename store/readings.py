@@ -62,6 +62,21 @@ FROM equipment e LEFT JOIN latest_readings l ON l.tenant_id = e.tenant_id AND l.
 WHERE e.tenant_id = $1 AND e.id = ANY($2::text[]) AND e.deleted_at IS NULL
 ORDER BY e.id, l.sensor
 """
+# The readings and their sensors' newest values in one statement (data-modifying CTEs run together, atomically).
+_STORE_KEEPING_LATEST = """
+WITH stored AS (
+    INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value, quality, historical)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[], $6::text[], $7::bool[])
+    ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING
+    RETURNING 1
+), latest AS (
+    INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)
+    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::float8[])
+    ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
+        WHERE latest.ts < EXCLUDED.ts
+)
+SELECT count(*) FROM stored
+"""
 _KEEP_LATEST = """
 INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])
@@ -108,20 +123,18 @@ async def copy_readings(pool: asyncpg.Pool, rows: AnyRows) -> int:
                 pass
             except asyncpg.FeatureNotSupportedError:  # row-level security is on
                 _STAGED_ONLY.add(id(pool))
+        # Column arrays, not a temp table: the app role has no TEMP privilege (a temp object could
+        # shadow a name in a function that trusts its search_path).
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        while len(arrays) < len(INGEST_COLUMNS):
+            arrays.append([None] * len(rows))
+        newest = [list(column) for column in zip(*newest_per_sensor(rows), strict=True)]
+        if not late:  # one statement is a transaction of its own: one round trip, no BEGIN and COMMIT
+            return int(await conn.fetchval(_STORE_KEEPING_LATEST, *arrays, *newest))
         async with conn.transaction():
-            # Column arrays, not a temp table: the app role has no TEMP privilege (a temp object could
-            # shadow a name in a function that trusts its search_path).
-            arrays = [list(column) for column in zip(*rows, strict=True)]
-            while len(arrays) < len(INGEST_COLUMNS):
-                arrays.append([None] * len(rows))
-            status = await conn.execute(
-                "INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value, quality, historical)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[],"
-                " $6::text[], $7::bool[]) ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING",
-                *arrays)
-            await keep_latest(conn, rows)
+            stored = await conn.fetchval(_STORE_KEEPING_LATEST, *arrays, *newest)
             await mark_late_readings(conn, late)
-        return int(status.rsplit(" ", 1)[-1])
+        return int(stored)
 
 
 async def _has_hourly_rollup(pool: asyncpg.Pool, conn: asyncpg.Connection) -> bool:
