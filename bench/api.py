@@ -107,8 +107,8 @@ async def load(stack: Stack, tenant: str, ids: list[str], shape: dict[str, Any])
             await conn.execute(_LOAD_DAY, tenant, [s.name for s in SENSORS], [s.low for s in SENSORS],
                                [s.high for s in SENSORS], dense, start + timedelta(days=day),
                                start + timedelta(days=day + 1), sparse, start, step, end)
-        await reading_store.rebuild_latest(conn, tenant)  # the history went in past the writer
         insert_seconds = time.perf_counter() - started
+        await reading_store.rebuild_latest(conn, tenant)  # the history went in past the writer
         await conn.execute(
             "INSERT INTO alerts (tenant_id, equipment_id, rule_id, state, severity, message, opened_at, resolved_at)"
             " SELECT $1, e, 'high_tubing_psi', 'resolved', 'warning', 'tubing_psi above 1000', t, t + interval '1h'"

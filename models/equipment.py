@@ -707,7 +707,7 @@ class EquipmentState:
 
     def comms_lost(self, ts: datetime, reason: str) -> list[AlertChange]:
         """The source said it lost the equipment (a Sparkplug DEATH): open ``comms_loss`` now, without waiting for
-        the stale-data rule's silence; the next live snapshot resolves it."""
+        the stale-data rule's silence; the next live snapshot taken after `ts` resolves it."""
         ts = _utc(ts)
         self.comms_lost_at = ts if self.comms_lost_at is None else max(self.comms_lost_at, ts)
         return self._comms(True, ts, f"communication lost: {reason}", {"reason": reason})

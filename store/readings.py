@@ -62,26 +62,29 @@ FROM equipment e LEFT JOIN latest_readings l ON l.tenant_id = e.tenant_id AND l.
 WHERE e.tenant_id = $1 AND e.id = ANY($2::text[]) AND e.deleted_at IS NULL
 ORDER BY e.id, l.sensor
 """
+# A sensor's latest row moves forward in time, never back: a late or resent reading never hides a newer one.
+_MOVE_FORWARD = ("ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value"
+                 " WHERE latest.ts < EXCLUDED.ts")
+
+
+def _upsert_latest(first: int) -> str:
+    """The upsert of ``latest_readings`` from five column arrays, parameters ``$first`` to ``$first + 4``."""
+    t, e, s, ts, v = (f"${first + k}" for k in range(5))
+    return ("INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)"
+            f" SELECT * FROM unnest({t}::text[], {e}::text[], {s}::text[], {ts}::timestamptz[], {v}::float8[])"
+            f" {_MOVE_FORWARD}")
+
+
+_KEEP_LATEST = _upsert_latest(1)
 # The readings and their sensors' newest values in one statement (data-modifying CTEs run together, atomically).
-_STORE_KEEPING_LATEST = """
+_STORE_KEEPING_LATEST = f"""
 WITH stored AS (
     INSERT INTO readings (tenant_id, equipment_id, sensor, ts, value, quality, historical)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[], $6::text[], $7::bool[])
     ON CONFLICT (tenant_id, equipment_id, sensor, ts) DO NOTHING
     RETURNING 1
-), latest AS (
-    INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)
-    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::float8[])
-    ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
-        WHERE latest.ts < EXCLUDED.ts
-)
+), latest AS ({_upsert_latest(8)})
 SELECT count(*) FROM stored
-"""
-_KEEP_LATEST = """
-INSERT INTO latest_readings AS latest (tenant_id, equipment_id, sensor, ts, value)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[])
-ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
-    WHERE latest.ts < EXCLUDED.ts
 """
 
 
@@ -128,7 +131,7 @@ async def copy_readings(pool: asyncpg.Pool, rows: AnyRows) -> int:
         arrays = [list(column) for column in zip(*rows, strict=True)]
         while len(arrays) < len(INGEST_COLUMNS):
             arrays.append([None] * len(rows))
-        newest = [list(column) for column in zip(*newest_per_sensor(rows), strict=True)]
+        newest = newest_columns(rows)
         if not late:  # one statement is a transaction of its own: one round trip, no BEGIN and COMMIT
             return int(await conn.fetchval(_STORE_KEEPING_LATEST, *arrays, *newest))
         async with conn.transaction():
@@ -289,9 +292,7 @@ WITH RECURSIVE walk AS (
         AND r.sensor < w.sensor ORDER BY r.sensor DESC, r.ts DESC LIMIT 1) next
 )
 SELECT $1, equipment_id, sensor, ts, value FROM walk ORDER BY equipment_id, sensor
-ON CONFLICT (tenant_id, equipment_id, sensor) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
-    WHERE latest.ts < EXCLUDED.ts
-"""
+""" + _MOVE_FORWARD
 
 
 async def rebuild_latest(conn: Executor, tenant_id: str) -> None:
@@ -300,23 +301,22 @@ async def rebuild_latest(conn: Executor, tenant_id: str) -> None:
     await conn.execute(_REBUILD_LATEST, tenant_id)
 
 
-def newest_per_sensor(rows: AnyRows) -> list[ReadingRow]:
-    """The newest row of each (tenant, equipment, sensor) of a batch, in key order: the order in which
-    :func:`keep_latest` locks them, the same in every writer, so that two batches never deadlock."""
+def newest_columns(rows: AnyRows) -> list[list[Any]]:
+    """The newest row of each (tenant, equipment, sensor) of a non-empty batch as five column arrays, in key order:
+    the order in which the upsert locks them, the same in every writer, so that two batches never deadlock."""
     newest: dict[tuple[str, str, str], ReadingRow] = {}
     for row in rows:
         key = (row[0], row[1], row[2])
         seen = newest.get(key)
         if seen is None or row[3] > seen[3]:
             newest[key] = (row[0], row[1], row[2], row[3], row[4])
-    return [newest[key] for key in sorted(newest)]
+    return [list(column) for column in zip(*(newest[key] for key in sorted(newest)), strict=True)]
 
 
 async def keep_latest(conn: asyncpg.Connection, rows: AnyRows) -> None:
     """Move ``latest_readings`` forward to the newest of `rows` (in the caller's transaction)."""
-    newest = newest_per_sensor(rows)
-    if newest:
-        await conn.execute(_KEEP_LATEST, *(list(column) for column in zip(*newest, strict=True)))
+    if rows:
+        await conn.execute(_KEEP_LATEST, *newest_columns(rows))
 
 
 # ---------------------------------------------------------------- CSV export
